@@ -1,0 +1,206 @@
+"""Host setup: install the composer into HOST_DIR, set and restore the kernel's sysctls.
+
+Used by ``cdh install`` / ``cdh uninstall`` and by the agent at start and stop.
+Stdlib only. Writes go to /proc/sys directly (no ``sysctl`` binary on the node).
+
+Rules (DESIGN.md, host contract):
+- ``kernel.core_pattern`` is at most 127 bytes; we read it back and refuse a
+  truncated value with an error naming HOST_DIR.
+- The original value of each sysctl is backed up once. When the current value
+  is already ours (the agent restarted), the backup is kept, never replaced by
+  our own value.
+- Uninstall restores and removes the backups and succeeds when files are gone.
+- The composer is replaced atomically, never copied over a running binary.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+
+from cdh import fsutil
+from cdh.config import Settings, render_env
+
+PROC_SYS = "/proc/sys"
+CORE_PATTERN_MAX = 127  # the kernel silently truncates longer values (CORENAME_MAX_SIZE - 1)
+# Kernel specifiers the composer reads: see core(5). -d is omitted: CORE_DIR comes
+# from composer.env, which keeps the pattern short for long HOST_DIRs.
+PATTERN_ARGS = "-c=%c -e=%e -p=%p -P=%P -s=%s -t=%t -h=%h -E=%E"
+DEFAULT_CORE_PATTERN = "core"  # what we leave behind when no backup survives
+
+
+class HostError(RuntimeError):
+    """Host setup failed; the message says what and how to fix it."""
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Paths inside HOST_DIR."""
+
+    host_dir: str
+
+    @property
+    def composer(self) -> str:
+        return os.path.join(self.host_dir, "cdc")
+
+    @property
+    def composer_env(self) -> str:
+        return os.path.join(self.host_dir, "composer.env")
+
+    @property
+    def crictl_yaml(self) -> str:
+        return os.path.join(self.host_dir, "crictl.yaml")
+
+    def backup(self, sysctl: str) -> str:
+        return os.path.join(self.host_dir, sysctl.rsplit(".", 1)[-1] + ".bak")
+
+
+def core_pattern(settings: Settings) -> str:
+    return f"|{Layout(settings.host_dir).composer} {PATTERN_ARGS}"
+
+
+def is_ours(pattern: str, host_dir: str) -> bool:
+    return pattern.startswith(f"|{Layout(host_dir).composer} ")
+
+
+def desired_sysctls(settings: Settings) -> dict[str, str]:
+    return {
+        "kernel.core_pattern": core_pattern(settings),
+        "kernel.core_pipe_limit": str(settings.core_pipe_limit),
+        "fs.suid_dumpable": str(settings.suid_dumpable),
+    }
+
+
+class Sysctl:
+    """Reads and writes /proc/sys (a different root can be given for unit tests)."""
+
+    def __init__(self, root: str = PROC_SYS) -> None:
+        self.root = root
+
+    def path(self, name: str) -> str:
+        return os.path.join(self.root, *name.split("."))
+
+    def read(self, name: str) -> str:
+        with open(self.path(name), encoding="utf-8") as f:
+            return f.read().rstrip("\n")
+
+    def write(self, name: str, value: str) -> None:
+        # One write() call: /proc/sys handlers take the value from a single write.
+        fd = os.open(self.path(name), os.O_WRONLY | os.O_TRUNC)
+        try:
+            os.write(fd, value.encode())
+        finally:
+            os.close(fd)
+
+
+# ---------------------------------------------------------------- install
+
+
+def install(settings: Settings, sysctl: Sysctl | None = None, composer: bytes | None = None) -> list[str]:
+    """Install the composer and set the sysctls. Returns what was done, one line each."""
+    sysctl = sysctl or Sysctl()
+    layout = Layout(settings.host_dir)
+    pattern = core_pattern(settings)
+    if len(pattern.encode()) > CORE_PATTERN_MAX:
+        raise HostError(
+            f"kernel.core_pattern would be {len(pattern.encode())} bytes, over the kernel's "
+            f"{CORE_PATTERN_MAX}: use a shorter CDH_HOST_DIR (now {settings.host_dir!r})")
+    done: list[str] = []
+    for d in (settings.host_dir, settings.core_dir, settings.event_dir):
+        fsutil.makedirs_private(d)
+    fsutil.atomic_write(layout.composer, composer or launcher_script(), mode=0o700)
+    done.append(f"composer installed at {layout.composer}")
+    fsutil.atomic_write(layout.composer_env, render_env(settings).encode(), mode=0o600)
+    done.append(f"composer settings written to {layout.composer_env}")
+    if settings.deploy_crictl_config:
+        fsutil.atomic_write(layout.crictl_yaml, crictl_yaml(settings).encode(), mode=0o600)
+        done.append(f"crictl config written to {layout.crictl_yaml}")
+    for name, value in desired_sysctls(settings).items():
+        done.append(_apply(sysctl, layout, name, value))
+    got = sysctl.read("kernel.core_pattern")
+    if got != pattern:
+        raise HostError(
+            f"kernel.core_pattern reads back as {got!r}, not {pattern!r}: the kernel truncated or "
+            f"refused it; check CDH_HOST_DIR ({settings.host_dir!r})")
+    return done
+
+
+def _apply(sysctl: Sysctl, layout: Layout, name: str, value: str) -> str:
+    current = sysctl.read(name)
+    backup = layout.backup(name)
+    ours = is_ours(current, layout.host_dir) if name == "kernel.core_pattern" else False
+    if not ours and current != value and not os.path.exists(backup):
+        fsutil.atomic_write(backup, current.encode(), mode=0o600)  # saved once, never replaced
+    if current != value:
+        sysctl.write(name, value)
+        return f"{name} = {value!r} (was {current!r})"
+    return f"{name} = {value!r} (unchanged)"
+
+
+def launcher_script() -> bytes:
+    """A composer that runs this interpreter and this cdh package (development installs).
+
+    The zipapp build replaces this with the self-contained runtime (packaging/).
+    """
+    pkg_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return (
+        f"#!{sys.executable} -I -S\n"
+        "# cdh composer launcher written by `cdh install` (development install).\n"
+        "import sys\n"
+        f"sys.path[:0] = {[pkg_parent, *_site_dirs()]!r}\n"
+        "from cdh.cli import main\n"
+        "sys.exit(main())\n"
+    ).encode()
+
+
+def _site_dirs() -> list[str]:
+    # -S skips site for a faster start, so name the dirs that hold orjson / isal.
+    import site
+
+    return [p for p in site.getsitepackages() if os.path.isdir(p)]
+
+
+def crictl_yaml(settings: Settings) -> str:
+    endpoint = settings.cri_endpoint or "unix:///run/containerd/containerd.sock"
+    return f"runtime-endpoint: {endpoint}\nimage-endpoint: {endpoint}\ntimeout: 10\n"
+
+
+# ---------------------------------------------------------------- uninstall
+
+
+def uninstall(settings: Settings, sysctl: Sysctl | None = None) -> list[str]:
+    """Restore the sysctls and remove what install wrote. Cores and events are kept."""
+    sysctl = sysctl or Sysctl()
+    layout = Layout(settings.host_dir)
+    done: list[str] = []
+    for name in desired_sysctls(settings):
+        done.append(_restore(sysctl, layout, name))
+    for path in (layout.composer, layout.composer_env, layout.crictl_yaml):
+        if fsutil.remove_quietly(path):
+            done.append(f"removed {path}")
+    return done
+
+
+def _restore(sysctl: Sysctl, layout: Layout, name: str) -> str:
+    backup = layout.backup(name)
+    current = sysctl.read(name)
+    original = _read(backup)
+    if name == "kernel.core_pattern" and not is_ours(current, layout.host_dir):
+        fsutil.remove_quietly(backup)
+        return f"{name} left as {current!r}: it is not ours"
+    if original is None:
+        if name != "kernel.core_pattern":
+            return f"{name} left as {current!r}: no backup"
+        original = DEFAULT_CORE_PATTERN  # never leave a pattern pointing at a removed composer
+    sysctl.write(name, original)
+    fsutil.remove_quietly(backup)
+    return f"{name} restored to {original!r}"
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except FileNotFoundError:
+        return None

@@ -1,0 +1,122 @@
+"""The one entry point: ``cdh <command>``; invoked under the name ``cdc`` it is the composer.
+
+The composer path is taken before anything else is imported: it runs for
+every crash while the kernel holds the dying process, so it must not pay for
+argparse or the agent's stack.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# Named exit codes (also documented in the README).
+OK = 0
+FAILURE = 1          # a command failed (sweep: at least one file not uploaded)
+USAGE = 2            # bad command line (argparse's own code)
+CONFIG_ERROR = 3     # a setting is invalid: one line on stderr names it
+
+COMPOSER_NAMES = ("cdc", "cdc.pyz")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv if argv is None else argv)
+    if os.path.basename(argv[0]) in COMPOSER_NAMES:
+        return _compose(argv[1:])
+    if len(argv) > 1 and argv[1] == "compose":
+        return _compose(argv[2:])
+    return _dispatch(argv[1:])
+
+
+def _compose(args: list[str]) -> int:
+    from cdh.composer.main import main as compose
+
+    return compose(args)
+
+
+def _dispatch(args: list[str]) -> int:
+    import argparse
+
+    from cdh import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="cdh", description="Kubernetes core dump handler: capture crashes, upload them to S3.")
+    parser.add_argument("--version", action="version", version=f"cdh {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser("compose", help="the composer (what the kernel runs; see `cdh compose -h`)")
+    sub.add_parser("agent", help="run the node agent: host setup, intake, upload (the DaemonSet)")
+    sub.add_parser("install", help="install the composer into HOST_DIR and set the sysctls, once")
+    sub.add_parser("uninstall", help="restore the sysctls and remove the composer")
+    sweep = sub.add_parser("sweep", help="upload zips now (all in CORE_DIR, or the files given)")
+    sweep.add_argument("files", nargs="*", metavar="FILE")
+    cfg = sub.add_parser("config", help="validate the settings and print them (secrets hidden)")
+    cfg.add_argument("--list", action="store_true", help="list every setting with its default")
+    ns = parser.parse_args(args)
+    handler = {
+        "agent": _agent, "install": _install, "uninstall": _uninstall,
+        "sweep": _sweep, "config": _config,
+    }[ns.command]
+    from cdh.config import ConfigError
+
+    try:
+        return handler(ns)
+    except ConfigError as err:
+        print(f"cdh: {err}", file=sys.stderr)
+        return CONFIG_ERROR
+
+
+def _settings():
+    from cdh import config
+
+    return config.from_environment("agent")
+
+
+def _install(ns) -> int:
+    from cdh.agent import host
+
+    try:
+        for line in host.install(_settings()):
+            print(line)
+    except host.HostError as err:
+        print(f"cdh install: {err}", file=sys.stderr)
+        return FAILURE
+    return OK
+
+
+def _uninstall(ns) -> int:
+    from cdh.agent import host
+
+    for line in host.uninstall(_settings()):
+        print(line)
+    return OK
+
+
+def _agent(ns) -> int:
+    from cdh.agent.main import run
+
+    return run(_settings())
+
+
+def _sweep(ns) -> int:
+    from cdh.agent.sweep import run
+
+    return run(_settings(), ns.files)
+
+
+def _config(ns) -> int:
+    from cdh import config
+
+    if ns.list:
+        for name, aliases, default, doc in config.describe():
+            alias = f" (IBM: {aliases})" if aliases else ""
+            print(f"{name}{alias}\n    default: {default}\n    {doc}")
+        return OK
+    settings = _settings()
+    for spec in config.SPECS:
+        value = settings.raw.get(spec.attr, "")
+        shown = "<set>" if spec.secret and value else value
+        print(f"{spec.name}={shown}" + (f"  # from {settings.sources[spec.attr]}"
+                                        if settings.sources[spec.attr] != spec.name else ""))
+    for note in settings.notes:
+        print(f"# note: {note}")
+    return OK

@@ -1,0 +1,171 @@
+"""Typed settings from environment variables, env-files and secret files.
+
+Every setting has one canonical ``CDH_*`` name, optional IBM Core Dump Handler
+aliases (with a value converter where IBM used other units), a default, and a
+parser that turns the string into a typed value or says what is allowed.
+A bad value fails with one line naming the variable, the value and the rule:
+
+    CDH_COMPRESSION='gzip' is not valid: one of deflate, none, zstd
+
+Stdlib-only: the composer imports this on every crash. Parsers that need an
+agent dependency (cron) import it only when the value is set.
+"""
+
+from __future__ import annotations
+
+import os
+
+from cdh.config.envfile import parse_env_text, quote, read_env_file
+from cdh.config.table import BY_ALIAS, BY_NAME, IGNORED, SECRET_FILE_SUFFIX, SPECS
+from cdh.config.values import ConfigError
+
+TYPE_CHECKING = False  # typing costs the composer ~6 ms to import
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Mapping
+    from typing import Any
+
+
+# CDH_* names that belong to the test and build tooling, not to cdh's settings.
+NOT_SETTINGS = ("CDH_REQUIRE_KERNEL", "CDH_TEST_", "CDH_BENCH_")
+
+
+class Settings:
+    """Validated settings. Build with :func:`load`; attributes follow :data:`SPECS`."""
+
+    def __init__(self, values: Mapping[str, Any], raw: Mapping[str, str],
+                 sources: Mapping[str, str], notes: tuple[str, ...] = ()) -> None:
+        self.values = dict(values)    # attr → typed value
+        self.raw = dict(raw)          # attr → the string it was parsed from
+        self.sources = dict(sources)  # attr → the env name it came from
+        self.notes = notes            # things to say once at start
+
+    def __getattr__(self, attr: str) -> Any:
+        try:
+            return self.values[attr]
+        except KeyError:
+            raise AttributeError(attr) from None
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Secret values set, for log redaction."""
+        return tuple(self.values[s.attr] for s in SPECS if s.secret and self.values.get(s.attr))
+
+    def env_name(self, attr: str) -> str:
+        return self.sources.get(attr) or next(s.name for s in SPECS if s.attr == attr)
+
+
+def load(layers: Iterable[Mapping[str, str]], scope: str = "agent") -> Settings:
+    """Merge ``layers`` (later wins) and validate.
+
+    Only names cdh knows are read: ``CDH_*`` (a typo is an error), IBM aliases,
+    and ``CDH_*_FILE`` for secrets. ``scope="composer"`` parses only what the
+    composer uses (host + composer settings), so it never imports agent code.
+    """
+    raw: dict[str, tuple[str, str]] = {}  # attr → (value, env name)
+    notes: list[str] = []
+    for layer in layers:
+        # Aliases first, so a canonical name in the same layer wins over its alias.
+        for name in sorted(layer, key=lambda n: n.startswith("CDH_")):
+            value = layer[name]
+            if name in BY_ALIAS:
+                spec, conv = BY_ALIAS[name]
+                raw[spec.attr] = (_convert(name, value, conv), name)
+            elif name in BY_NAME:
+                raw[BY_NAME[name].attr] = (value, name)
+            elif name.endswith(SECRET_FILE_SUFFIX) and name[: -len(SECRET_FILE_SUFFIX)] in BY_NAME:
+                spec = BY_NAME[name[: -len(SECRET_FILE_SUFFIX)]]
+                if not spec.secret:
+                    raise ConfigError(f"{name} is not valid: only secret settings can be read from files")
+                raw[spec.attr] = (_read_secret_file(name, value), name)
+            elif name in IGNORED:
+                notes.append(f"{name} is ignored: {IGNORED[name]}")
+            elif name.startswith("CDH_") and not name.startswith(NOT_SETTINGS):
+                raise ConfigError(_unknown(name))
+    values: dict[str, Any] = {}
+    strings: dict[str, str] = {}
+    sources: dict[str, str] = {}
+    for spec in SPECS:
+        if scope == "composer" and spec.scope == "agent":
+            continue
+        value, source = raw.get(spec.attr, (None, spec.name))
+        if value is None:
+            value = spec.default(values) if callable(spec.default) else spec.default
+        try:
+            values[spec.attr] = spec.parse(value)
+        except ValueError as err:
+            shown = "<hidden>" if spec.secret else repr(value)
+            raise ConfigError(f"{source}={shown} is not valid: {err}") from None
+        strings[spec.attr] = value
+        sources[spec.attr] = source
+    _check_together(values, sources)
+    return Settings(values=values, raw=strings, sources=sources, notes=tuple(dict.fromkeys(notes)))
+
+
+def _convert(name: str, value: str, conv: Callable[[str], str] | None) -> str:
+    if conv is None:
+        return value
+    try:
+        return conv(value)
+    except ValueError as err:
+        raise ConfigError(f"{name}={value!r} is not valid: {err}") from None
+
+
+def _read_secret_file(name: str, path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except OSError as err:
+        raise ConfigError(f"{name}={path!r} is not valid: cannot read the file ({err.strerror})") from None
+
+
+def _unknown(name: str) -> str:
+    import difflib  # only on the error path
+
+    close = difflib.get_close_matches(name, list(BY_NAME), n=1)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    return f"{name} is not a cdh setting{hint}"
+
+
+def _check_together(values: Mapping[str, Any], sources: Mapping[str, str]) -> None:
+    if "s3_access_key" in values and bool(values["s3_access_key"]) != bool(values["s3_secret_key"]):
+        missing = "s3_secret_key" if values["s3_access_key"] else "s3_access_key"
+        raise ConfigError(f"{sources[missing]} is not set: static keys need both access key and secret")
+    if values.get("s3_sse") != "aws:kms" and values.get("s3_sse_kms_key_id"):
+        raise ConfigError(f"{sources['s3_sse_kms_key_id']} is set but CDH_S3_SSE is not aws:kms")
+    if "retry_min_s" in values and values["retry_min_s"] > values["retry_max_s"]:
+        raise ConfigError(f"{sources['retry_min_s']} is not valid: must not exceed CDH_RETRY_MAX")
+
+
+# ---------------------------------------------------------------- env-files
+
+
+def render_env(settings: Settings, scope: str = "composer") -> str:
+    """The env-file the agent writes for the composer: canonical names, double-quoted."""
+    lines = ["# Written by the cdh agent; edits are overwritten. Settings of the composer."]
+    for spec in SPECS:
+        if spec.scope in ("host", scope) and spec.attr in settings.raw:
+            lines.append(f'{spec.name}="{quote(settings.raw[spec.attr])}"')
+    return "\n".join(lines) + "\n"
+
+
+def describe() -> list[tuple[str, str, str, str]]:
+    """(name, IBM aliases, default, meaning) rows for docs and ``cdh config --list``."""
+    rows = []
+    for s in SPECS:
+        default = "(derived)" if callable(s.default) else s.default
+        rows.append((s.name, ", ".join(a for a, _ in s.aliases), default, s.doc))
+    return rows
+
+
+def from_environment(scope: str = "agent", environ: Mapping[str, str] | None = None) -> Settings:
+    """Environment, overlaid by ``CDH_CONFIG_FILE`` when set (the mounted file wins, so reload works)."""
+    env = dict(os.environ if environ is None else environ)
+    layers: list[Mapping[str, str]] = [env]
+    cfg = env.get("CDH_CONFIG_FILE", "").strip()
+    if cfg and scope != "composer":
+        layers.append(read_env_file(cfg))
+    return load(layers, scope=scope)
+
+
+__all__ = ["SPECS", "ConfigError", "Settings", "from_environment", "load", "parse_env_text",
+           "read_env_file", "render_env"]

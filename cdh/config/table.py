@@ -1,0 +1,194 @@
+"""The settings table: one row per setting, with IBM aliases and defaults."""
+
+from __future__ import annotations
+
+import os
+
+from cdh.config.values import (
+    KiB,
+    MiB,
+    abs_path,
+    choice,
+    cron,
+    duration,
+    endpoint_url,
+    ibm_bool_compression,
+    ibm_millis,
+    int_range,
+    label_selector,
+    optional,
+    parse_bool,
+    path_list,
+    secret,
+    size,
+    template,
+    text,
+)
+
+TYPE_CHECKING = False  # typing costs the composer ~6 ms to import
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from typing import Any
+
+DEFAULT_HOST_DIR = "/var/mnt/core-dump-handler"
+DEFAULT_FILENAME_TEMPLATE = "{uuid}-dump-{timestamp}-{hostname}-{exe_name}-{pid}-{signal}"
+# The variables a filename template may use (IBM's set plus the pod's identity).
+FILENAME_VARIABLES = frozenset(
+    {"uuid", "timestamp", "hostname", "exe_name", "pid", "signal", "limit_size",
+     "pathname", "directory", "namespace", "podname", "container"}
+)
+# The variables an S3 key prefix template may use.
+KEY_PREFIX_VARIABLES = frozenset(
+    {"node", "namespace", "pod", "container", "exe_name", "signal", "uuid",
+     "date", "year", "month", "day", "hour"}
+)
+
+
+class Spec:
+    """One setting. A plain class: dataclasses and typing cost the composer ~15 ms per crash."""
+
+    __slots__ = ("aliases", "attr", "default", "doc", "name", "parse", "scope", "secret")
+
+    def __init__(self, name: str, attr: str, parse: Callable[[str], Any],
+                 default: str | Callable[[Mapping[str, Any]], str], doc: str,
+                 aliases: tuple[tuple[str, Callable[[str], str] | None], ...] = (),
+                 scope: str = "agent", secret: bool = False) -> None:
+        self.name = name          # canonical env name
+        self.attr = attr          # attribute on Settings
+        self.parse = parse
+        self.default = default
+        self.doc = doc
+        self.aliases = aliases    # IBM names, each with a value converter or None
+        self.scope = scope        # "host": both; "composer": also in composer.env; "agent": agent only
+        self.secret = secret
+
+
+def _under_host(sub: str) -> Callable[[Mapping[str, Any]], str]:
+    return lambda v: os.path.join(v["host_dir"], sub)
+
+
+SPECS: tuple[Spec, ...] = (
+    # host layout, shared by agent and composer
+    Spec("CDH_HOST_DIR", "host_dir", abs_path, DEFAULT_HOST_DIR,
+         "Where the composer, its runtime, settings, log and sysctl backups live on the node.",
+         (("HOST_DIR", None),), scope="host"),
+    Spec("CDH_CORE_DIR", "core_dir", abs_path, _under_host("cores"),
+         "Where finished zips are written and watched.", (("CORE_DIR", None),), scope="host"),
+    Spec("CDH_EVENT_DIR", "event_dir", abs_path, _under_host("events"),
+         "Where event files go when CDH_CORE_EVENTS is on.", (("COMP_CORE_EVENT_DIR", None),),
+         scope="host"),
+    # composer
+    Spec("CDH_COMPRESSION", "compression", choice("deflate", "none", "zstd", aliases={"stored": "none"}),
+         "deflate", "Compression of the core inside the zip.",
+         (("COMP_COMPRESSION", ibm_bool_compression),), scope="composer"),
+    Spec("CDH_FILENAME_TEMPLATE", "filename_template", template(FILENAME_VARIABLES),
+         DEFAULT_FILENAME_TEMPLATE, "Zip name template; values are sanitised to [A-Za-z0-9._-].",
+         (("COMP_FILENAME_TEMPLATE", None),), scope="composer"),
+    Spec("CDH_LOG_LINES", "log_lines", int_range(0, 100_000), "500",
+         "Container log lines to include per container.", (("COMP_LOG_LENGTH", None),), scope="composer"),
+    Spec("CDH_LOG_MAX_BYTES", "log_max_bytes", size(0), "1MiB",
+         "Cap on the container log bytes included per container.", scope="composer"),
+    Spec("CDH_POD_SELECTOR", "pod_selector", label_selector, "",
+         "Only capture pods with this label: key or key=value.",
+         (("COMP_POD_SELECTOR_LABEL", None),), scope="composer"),
+    Spec("CDH_COMPOSER_TIMEOUT", "composer_timeout_s", duration(0), "600s",
+         "Deadline of one composer run; then the zip is finished with what it has and marked.",
+         (("COMP_TIMEOUT", None),), scope="composer"),
+    Spec("CDH_CRI_TIMEOUT", "cri_timeout_s", duration(0), "5s",
+         "Timeout of each container runtime call.", scope="composer"),
+    Spec("CDH_IGNORE_CRI", "ignore_cri", parse_bool, "false",
+         "Skip all container runtime metadata.", (("COMP_IGNORE_CRIO", None),), scope="composer"),
+    Spec("CDH_CRI_IMAGE_CMD", "cri_image_cmd", choice("img", "images"), "img",
+         "crictl image listing command (IBM setting; cdh asks for the one image with inspecti first).",
+         (("COMP_CRIO_IMAGE_CMD", None),), scope="composer"),
+    Spec("CDH_CRI_ENDPOINT", "cri_endpoint", text, "",
+         "Container runtime endpoint, e.g. unix:///run/containerd/containerd.sock (empty: crictl's own).",
+         (("CRIO_ENDPOINT", None),), scope="composer"),
+    Spec("CDH_CRICTL_PATH", "crictl_path", path_list,
+         lambda v: ":".join((v["host_dir"], "/usr/local/bin", "/usr/bin", "/home/kubernetes/bin",
+                             "/opt/bin", "/var/lib/rancher/k3s/data/current/bin")),
+         "Where the composer looks for crictl: directories (or files), first match wins.", scope="composer"),
+    Spec("CDH_INCLUDE_PROC_ENVIRON", "include_proc_environ", parse_bool, "false",
+         "Also capture /proc/PID/environ (may hold secrets: opt-in).",
+         (("COMP_INCLUDE_PROC_INFO", None),), scope="composer"),
+    Spec("CDH_CORE_EVENTS", "core_events", parse_bool, "false",
+         "Write one event JSON per finished zip into CDH_EVENT_DIR.", (("COMP_CORE_EVENTS", None),),
+         scope="composer"),
+    Spec("CDH_COMPOSER_LOG_LEVEL", "composer_log_level",
+         choice("debug", "info", "warning", "error", aliases={"warn": "warning"}), "info",
+         "Composer log level.", (("COMP_LOG_LEVEL", None),), scope="composer"),
+    Spec("CDH_COMPOSER_LOG_MAX_BYTES", "composer_log_max_bytes", size(4 * KiB), "4MiB",
+         "The composer log is rotated at this size (two files kept).", scope="composer"),
+    # host setup
+    Spec("CDH_SUID_DUMPABLE", "suid_dumpable", int_range(0, 2), "2", "fs.suid_dumpable.",
+         (("SUID_DUMPABLE", None),)),
+    Spec("CDH_CORE_PIPE_LIMIT", "core_pipe_limit", int_range(1, 1 << 20), "128",
+         "kernel.core_pipe_limit: crashes handled at once (must be > 0 so /proc stays readable)."),
+    Spec("CDH_DEPLOY_CRICTL_CONFIG", "deploy_crictl_config", parse_bool, "false",
+         "Write HOST_DIR/crictl.yaml pointing at CDH_CRI_ENDPOINT.", (("DEPLOY_CRIO_CONFIG", None),)),
+    Spec("CDH_UNINSTALL_ON_STOP", "uninstall_on_stop", parse_bool, "false",
+         "Restore the host (sysctls, composer) when the agent stops."),
+    # agent
+    Spec("CDH_CONFIG_FILE", "config_file", optional(abs_path), "",
+         "An env-file (mounted ConfigMap) overlaid on the environment; reloaded on SIGHUP and change."),
+    Spec("CDH_LOG_LEVEL", "log_level", choice("debug", "info", "warning", "error",
+                                               aliases={"warn": "warning"}), "info", "Agent log level."),
+    Spec("CDH_NODE_NAME", "node_name", text, lambda v: os.uname().nodename,
+         "This node's name (set from the downward API's spec.nodeName)."),
+    Spec("CDH_USE_INOTIFY", "use_inotify", parse_bool, "true", "Upload zips as soon as they appear.",
+         (("USE_INOTIFY", None),)),
+    Spec("CDH_INTERVAL", "interval_s", optional(duration(0)), "",
+         "Also sweep CDH_CORE_DIR at this interval (30s, 5m, 1h ...).", (("INTERVAL", ibm_millis),)),
+    Spec("CDH_SCHEDULE", "schedule", cron, "", "Also sweep on this cron schedule.",
+         (("SCHEDULE", None),)),
+    Spec("CDH_S3_BUCKET", "s3_bucket", text, "", "Destination bucket (required to upload).",
+         (("S3_BUCKET_NAME", None),)),
+    Spec("CDH_S3_REGION", "s3_region", text, "", "Bucket region (empty: botocore's default chain).",
+         (("S3_REGION", None),)),
+    Spec("CDH_S3_ENDPOINT", "s3_endpoint", endpoint_url, "",
+         "Custom S3 endpoint URL (GCS, IBM COS, MinIO, Ceph ...).", (("S3_ENDPOINT", None),)),
+    Spec("CDH_S3_ACCESS_KEY", "s3_access_key", secret, "",
+         "Static access key id (empty: botocore's credential chain: IRSA, Pod Identity, instance role ...).",
+         (("S3_ACCESS_KEY", None),), secret=True),
+    Spec("CDH_S3_SECRET_KEY", "s3_secret_key", secret, "", "Static secret access key.",
+         (("S3_SECRET", None),), secret=True),
+    Spec("CDH_S3_SESSION_TOKEN", "s3_session_token", secret, "", "Session token for temporary keys.",
+         secret=True),
+    Spec("CDH_S3_ADDRESSING", "s3_addressing", choice("auto", "path", "virtual"), "auto",
+         "Bucket addressing style."),
+    Spec("CDH_S3_KEY_PREFIX", "s3_key_prefix", template(KEY_PREFIX_VARIABLES), "",
+         "Object key prefix template, e.g. {node}/{namespace}/{date}/."),
+    Spec("CDH_S3_SSE", "s3_sse", choice("none", "AES256", "aws:kms", aliases={"sse-s3": "AES256",
+                                                                             "sse-kms": "aws:kms"}),
+         "none", "Server-side encryption."),
+    Spec("CDH_S3_SSE_KMS_KEY_ID", "s3_sse_kms_key_id", text, "", "KMS key id for CDH_S3_SSE=aws:kms."),
+    Spec("CDH_S3_STORAGE_CLASS", "s3_storage_class", text, "", "Storage class of uploaded objects."),
+    Spec("CDH_S3_CA_BUNDLE", "s3_ca_bundle", optional(abs_path), "", "CA bundle for the S3 endpoint."),
+    Spec("CDH_S3_VERIFY_TLS", "s3_verify_tls", parse_bool, "true", "Verify the S3 endpoint's certificate."),
+    Spec("CDH_MULTIPART_THRESHOLD", "multipart_threshold_bytes", size(5 * MiB), "64MiB",
+         "Files at least this big are uploaded in parts."),
+    Spec("CDH_PART_SIZE", "part_size_bytes", size(5 * MiB), "16MiB",
+         "Smallest part size; grows so any file fits in 10,000 parts."),
+    Spec("CDH_UPLOAD_CONCURRENCY", "upload_concurrency", int_range(1, 64), "2", "Files uploaded at once."),
+    Spec("CDH_PART_CONCURRENCY", "part_concurrency", int_range(1, 64), "4",
+         "Parts in flight across all files; memory is about this times the part size."),
+    Spec("CDH_RETRY_MIN", "retry_min_s", duration(0), "2s", "First retry delay after a failed upload."),
+    Spec("CDH_RETRY_MAX", "retry_max_s", duration(0), "5m", "Longest retry delay (backoff cap)."),
+    Spec("CDH_GRACE_PERIOD", "grace_period_s", duration(0), "60s",
+         "On SIGTERM, how long in-flight uploads may finish."),
+    Spec("CDH_METRICS_PORT", "metrics_port", int_range(0, 65535), "9102",
+         "Port of /metrics, /healthz and /readyz (0: off)."),
+)
+
+# IBM settings that cdh accepts but does not need, with the reason shown once at start.
+IGNORED: dict[str, str] = {
+    "VENDOR": "one bundled runtime fits every node; VENDOR is not needed",
+    "LOCAL_BIN": "cdh writes /proc/sys directly and needs no sysctl binary",
+    "DEPLOY_CRIO_EXE": "cdh does not copy a crictl; install one on the node or use CDH_CRICTL_PATH",
+}
+
+BY_NAME: dict[str, Spec] = {s.name: s for s in SPECS}
+BY_ALIAS: dict[str, tuple[Spec, Callable[[str], str] | None]] = {
+    a: (s, conv) for s in SPECS for a, conv in s.aliases
+}
+SECRET_FILE_SUFFIX = "_FILE"

@@ -1,0 +1,227 @@
+"""Parsers for setting values.
+
+Each parser takes the raw string and returns a typed value, or raises
+ValueError whose text says what is allowed; the loader adds the variable's
+name and value. Stdlib only: the composer imports this on every crash.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+TYPE_CHECKING = False  # typing costs the composer ~6 ms to import
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from typing import Any
+
+
+KiB, MiB, GiB, TiB = 1 << 10, 1 << 20, 1 << 30, 1 << 40
+
+
+class ConfigError(ValueError):
+    """A setting is wrong. ``str(err)`` is the one line to show the user."""
+
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def parse_bool(raw: str) -> bool:
+    v = raw.strip().lower()
+    if v in _TRUE:
+        return True
+    if v in _FALSE:
+        return False
+    raise ValueError("true or false")
+
+
+def int_range(lo: int | None = None, hi: int | None = None) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        try:
+            v = int(raw.strip(), 10)
+        except ValueError:
+            raise ValueError(_range_text("an integer", lo, hi)) from None
+        if (lo is not None and v < lo) or (hi is not None and v > hi):
+            raise ValueError(_range_text("an integer", lo, hi))
+        return v
+    return parse
+
+
+def _range_text(what: str, lo: float | None, hi: float | None) -> str:
+    if lo is not None and hi is not None:
+        return f"{what} from {lo} to {hi}"
+    if lo is not None:
+        return f"{what} >= {lo}"
+    if hi is not None:
+        return f"{what} <= {hi}"
+    return what
+
+
+_SIZE_UNITS = {"": 1, "b": 1, "k": KiB, "kb": 1000, "kib": KiB, "m": MiB, "mb": 1000**2, "mib": MiB,
+               "g": GiB, "gb": 1000**3, "gib": GiB, "t": TiB, "tb": 1000**4, "tib": TiB}
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
+
+
+def size(lo: int = 0) -> Callable[[str], int]:
+    """Bytes: ``1048576``, ``64MiB``, ``1.5GiB``, ``10MB`` (decimal)."""
+    def parse(raw: str) -> int:
+        m = _SIZE_RE.match(raw)
+        unit = m.group(2).lower() if m else None
+        if not m or unit not in _SIZE_UNITS:
+            raise ValueError(f"a size in bytes such as 64MiB or 1GiB (>= {human_size(lo)})")
+        v = int(float(m.group(1)) * _SIZE_UNITS[unit])
+        if v < lo:
+            raise ValueError(f"a size in bytes such as 64MiB or 1GiB (>= {human_size(lo)})")
+        return v
+    return parse
+
+
+def human_size(n: int) -> str:
+    for unit, mult in (("TiB", TiB), ("GiB", GiB), ("MiB", MiB), ("KiB", KiB)):
+        if n >= mult and n % mult == 0:
+            return f"{n // mult}{unit}"
+    return str(n)
+
+
+_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+
+
+def duration(lo: float = 0, unit_s: float = 1.0) -> Callable[[str], float]:
+    """Seconds as float: ``30s``, ``5m``, ``1h30m``, ``250ms``; a bare number is in ``unit_s``."""
+    def parse(raw: str) -> float:
+        s = raw.strip().lower()
+        try:
+            v = float(s) * unit_s
+        except ValueError:
+            pos, v = 0, 0.0
+            for m in _DURATION_PART.finditer(s):
+                if m.start() != pos:
+                    break
+                v += float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+                pos = m.end()
+            if not s or pos != len(s):
+                raise ValueError(f"a duration such as 30s, 5m or 1h (> {lo}s)") from None
+        if v <= lo or v != v:
+            raise ValueError(f"a duration such as 30s, 5m or 1h (> {lo}s)")
+        return v
+    return parse
+
+
+def optional(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """Empty means unset (None); anything else must parse."""
+    return lambda raw: None if raw.strip() == "" else parse(raw)
+
+
+def choice(*options: str, aliases: Mapping[str, str] | None = None) -> Callable[[str], str]:
+    table = {o.lower(): o for o in options} | {k.lower(): v for k, v in (aliases or {}).items()}
+
+    def parse(raw: str) -> str:
+        v = table.get(raw.strip().lower())
+        if v is None:
+            raise ValueError("one of " + ", ".join(options))
+        return v
+    return parse
+
+
+def abs_path(raw: str) -> str:
+    v = raw.strip()
+    if not v.startswith("/") or "\0" in v or "\n" in v:
+        raise ValueError("an absolute path")
+    return os.path.normpath(v)
+
+
+def text(raw: str) -> str:
+    return raw.strip()
+
+
+def secret(raw: str) -> str:
+    # Secrets keep inner characters exactly; only surrounding newlines from files go.
+    return raw.strip("\r\n")
+
+
+def path_list(raw: str) -> tuple[str, ...]:
+    parts = tuple(p for p in raw.split(":") if p)
+    if any(not p.startswith("/") for p in parts):
+        raise ValueError("a colon-separated list of absolute paths")
+    return parts
+
+
+def template(allowed: frozenset[str]) -> Callable[[str], str]:
+    """A ``{name}`` template using only ``allowed`` names, single braces (IBM's tinytemplate)."""
+    def parse(raw: str) -> str:
+        names = template_fields(raw)
+        if names is None or any(n not in allowed for n in names):
+            raise ValueError("a template using only {" + "}, {".join(sorted(allowed)) + "}")
+        return raw.strip()
+    return parse
+
+
+_FIELD_RE = re.compile(r"\{([^{}]*)\}")
+
+
+def template_fields(tpl: str) -> list[str] | None:
+    """The ``{names}`` in ``tpl``, or None when braces are unbalanced."""
+    if _FIELD_RE.sub("", tpl).count("{") or _FIELD_RE.sub("", tpl).count("}"):
+        return None
+    return _FIELD_RE.findall(tpl)
+
+
+_LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
+
+
+def label_selector(raw: str) -> tuple[str, str | None] | None:
+    """``key`` or ``key=value`` (one Kubernetes label); empty means no selector."""
+    s = raw.strip()
+    if not s:
+        return None
+    key, eq, value = s.partition("=")
+    if not _LABEL_KEY.match(key) or len(key) > 253 or (eq and (not _LABEL_VALUE.match(value)
+                                                              or len(value) > 63)):
+        raise ValueError("a label key, or key=value, as Kubernetes allows")
+    return (key, value if eq else None)
+
+
+def endpoint_url(raw: str) -> str | None:
+    s = raw.strip().rstrip("/")
+    if not s:
+        return None
+    if "://" not in s:
+        s = "https://" + s  # IBM users often give a bare host (storage.googleapis.com)
+    if not re.match(r"^https?://[^/\s]+(/\S*)?$", s):
+        raise ValueError("an http:// or https:// URL")
+    return s
+
+
+def cron(raw: str) -> str | None:
+    """5-field cron, or IBM's 6-field form with seconds first."""
+    s = " ".join(raw.split())
+    if not s:
+        return None
+    from croniter import croniter  # agent-only dependency: imported only when a schedule is set
+
+    n = len(s.split(" "))
+    ok = n in (5, 6) and croniter.is_valid(s, second_at_beginning=(n == 6))
+    if not ok:
+        raise ValueError("a cron expression: 5 fields, or 6 with seconds first")
+    return s
+
+
+# ---------------------------------------------------------------- IBM value converters
+
+
+def ibm_bool_compression(raw: str) -> str:
+    """IBM ``COMP_COMPRESSION``: true → deflate, false → none."""
+    return "deflate" if parse_bool(raw) else "none"
+
+
+def ibm_millis(raw: str) -> str:
+    """IBM ``INTERVAL`` is in milliseconds."""
+    v = raw.strip()
+    if not v.isdigit() or int(v) <= 0:
+        raise ValueError("milliseconds, a positive integer")
+    return f"{int(v)}ms"

@@ -1,0 +1,52 @@
+"""Small filesystem helpers shared by the composer and the agent (stdlib only)."""
+
+from __future__ import annotations
+
+import os
+
+
+def fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: str, data: bytes, mode: int = 0o600) -> None:
+    """Replace ``path`` with ``data`` so readers see the old or the new file, never a mix.
+
+    A temp file beside it is written, fsynced and renamed over; a running
+    process that holds the old file (a composer executing ``cdc``) keeps it.
+    """
+    directory, name = os.path.split(path)
+    tmp = os.path.join(directory, f".{name}.tmp.{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fchmod(fd, mode)  # the umask must not widen or narrow what we asked for
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        os.unlink(tmp)
+        raise
+    os.close(fd)
+    os.rename(tmp, path)
+    fsync_dir(directory or ".")
+
+
+def makedirs_private(path: str, mode: int = 0o700) -> None:
+    """Create ``path`` (and parents) owned by us with ``mode``; tighten an existing one."""
+    os.makedirs(path, mode=mode, exist_ok=True)
+    os.chmod(path, mode)
+
+
+def remove_quietly(path: str) -> bool:
+    """Remove a file; True when it was there. Missing is not an error (uninstall must succeed)."""
+    try:
+        os.unlink(path)
+        return True
+    except FileNotFoundError:
+        return False

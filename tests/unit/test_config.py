@@ -1,0 +1,117 @@
+"""Settings: canonical names, IBM aliases, layering, and one clear line per bad value."""
+
+from __future__ import annotations
+
+import pytest
+
+from cdh import config
+from cdh.config import ConfigError, load
+
+
+def test_defaults_derive_from_host_dir():
+    s = load([{"CDH_HOST_DIR": "/srv/cdh"}])
+    assert s.core_dir == "/srv/cdh/cores"
+    assert s.event_dir == "/srv/cdh/events"
+    assert s.compression == "deflate"
+    assert s.composer_timeout_s == 600
+
+
+@pytest.mark.parametrize(
+    ("env", "attr", "expected"),
+    [
+        ({"COMP_COMPRESSION": "false"}, "compression", "none"),
+        ({"COMP_COMPRESSION": "true"}, "compression", "deflate"),
+        ({"INTERVAL": "90000"}, "interval_s", 90.0),          # IBM: milliseconds, any length
+        ({"CDH_INTERVAL": "1h30m"}, "interval_s", 5400.0),
+        ({"COMP_LOG_LEVEL": "Warn"}, "composer_log_level", "warning"),
+        ({"S3_BUCKET_NAME": "b"}, "s3_bucket", "b"),
+        ({"COMP_POD_SELECTOR_LABEL": "app=web"}, "pod_selector", ("app", "web")),
+        ({"COMP_POD_SELECTOR_LABEL": "example.com/dump"}, "pod_selector", ("example.com/dump", None)),
+        ({"CDH_PART_SIZE": "64MiB"}, "part_size_bytes", 64 << 20),
+        ({"S3_ENDPOINT": "storage.googleapis.com"}, "s3_endpoint", "https://storage.googleapis.com"),
+        ({"SCHEDULE": "*/30 * * * * *"}, "schedule", "*/30 * * * * *"),
+    ],
+)
+def test_ibm_aliases_and_units(env, attr, expected):
+    assert getattr(load([env]), attr) == expected
+
+
+def test_canonical_name_wins_over_alias_in_the_same_layer():
+    assert load([{"CDH_CORE_DIR": "/a", "CORE_DIR": "/b"}]).core_dir == "/a"
+
+
+def test_later_layer_wins():
+    assert load([{"CDH_LOG_LINES": "5"}, {"COMP_LOG_LENGTH": "7"}]).log_lines == 7
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"CDH_COMPRESSION": "gzip"}, "CDH_COMPRESSION='gzip' is not valid: one of deflate, none, zstd"),
+        ({"COMP_COMPRESSION": "maybe"}, "COMP_COMPRESSION='maybe' is not valid: true or false"),
+        ({"CDH_COMPRESSON": "none"}, "CDH_COMPRESSON is not a cdh setting (did you mean CDH_COMPRESSION?)"),
+        ({"CDH_LOG_LINES": "-1"}, "CDH_LOG_LINES='-1' is not valid: an integer from 0 to 100000"),
+        ({"CDH_PART_SIZE": "1MiB"}, "CDH_PART_SIZE='1MiB' is not valid: a size in bytes such as 64MiB"),
+        ({"CDH_HOST_DIR": "relative"}, "CDH_HOST_DIR='relative' is not valid: an absolute path"),
+        ({"INTERVAL": "soon"}, "INTERVAL='soon' is not valid: milliseconds"),
+        ({"CDH_S3_ACCESS_KEY": "AKIA"}, "CDH_S3_SECRET_KEY is not set"),
+        ({"CDH_FILENAME_TEMPLATE": "{uuid}-{evil}"}, "CDH_FILENAME_TEMPLATE='{uuid}-{evil}' is not valid"),
+        ({"CDH_FILENAME_TEMPLATE": "{uuid"}, "CDH_FILENAME_TEMPLATE='{uuid' is not valid"),
+        ({"COMP_POD_SELECTOR_LABEL": "bad key!"}, "COMP_POD_SELECTOR_LABEL='bad key!' is not valid"),
+        ({"SCHEDULE": "every day"}, "SCHEDULE='every day' is not valid: a cron expression"),
+    ],
+)
+def test_bad_values_name_the_variable(env, message):
+    with pytest.raises(ConfigError) as err:
+        load([env])
+    assert str(err.value).startswith(message)
+    assert "\n" not in str(err.value)
+
+
+def test_secret_values_are_never_shown_in_errors(tmp_path):
+    secret = tmp_path / "secret"
+    secret.write_text("s3cr3t-value\n")
+    s = load([{"CDH_S3_ACCESS_KEY": "AKIAEXAMPLE", "CDH_S3_SECRET_KEY_FILE": str(secret)}])
+    assert s.s3_secret_key == "s3cr3t-value"
+    assert "s3cr3t-value" in s.secrets
+    with pytest.raises(ConfigError) as err:
+        load([{"CDH_LOG_LINES_FILE": str(secret)}])
+    assert "s3cr3t" not in str(err.value)
+
+
+def test_composer_scope_does_not_parse_agent_settings():
+    # A cron typo in the agent's settings must never stop the composer.
+    s = load([{"CDH_SCHEDULE": "nonsense"}], scope="composer")
+    assert not hasattr(s, "schedule")
+
+
+def test_ignored_ibm_settings_leave_a_note():
+    s = load([{"VENDOR": "rhel7"}])
+    assert any(n.startswith("VENDOR is ignored") for n in s.notes)
+
+
+def test_env_file_roundtrip(tmp_path):
+    s = load([{"CDH_HOST_DIR": "/h", "COMP_FILENAME_TEMPLATE": '{uuid}-"q"$x`y`-{pid}',
+               "COMP_POD_SELECTOR_LABEL": "app=web"}])
+    text = config.render_env(s)
+    back = load([config.parse_env_text(text)], scope="composer")
+    assert back.filename_template == s.filename_template
+    assert back.pod_selector == ("app", "web")
+    assert back.core_dir == "/h/cores"
+
+
+@pytest.mark.parametrize("line", ["KEY", "KEY='unterminated", "1KEY=x"])
+def test_env_file_errors_name_file_and_line(line):
+    with pytest.raises(ConfigError, match=r"^f.env:2: "):
+        config.parse_env_text("# comment\n" + line + "\n", "f.env")
+
+
+def test_from_environment_overlays_the_config_file(tmp_path):
+    f = tmp_path / "cdh.env"
+    f.write_text("export CDH_LOG_LINES=42\nCDH_S3_BUCKET='from-file'\n")
+    s = config.from_environment(environ={"CDH_CONFIG_FILE": str(f), "CDH_S3_BUCKET": "from-env"})
+    assert (s.log_lines, s.s3_bucket) == (42, "from-file")
+
+
+def test_tooling_variables_are_not_settings():
+    load([{"CDH_REQUIRE_KERNEL": "1", "CDH_TEST_KEEP": "1"}])
