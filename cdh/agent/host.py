@@ -145,7 +145,9 @@ def launcher_script() -> bytes:
     """
     pkg_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     return (
-        f"#!{sys.executable} -I -S\n"
+        # One word: Linux passes everything after the interpreter as a single argument,
+        # and Python rejects "-I -S" ("Unknown option: - ").
+        f"#!{sys.executable} -IS\n"
         "# cdh composer launcher written by `cdh install` (development install).\n"
         "import sys\n"
         f"sys.path[:0] = {[pkg_parent, *_site_dirs()]!r}\n"
