@@ -143,7 +143,9 @@ def launcher_script() -> bytes:
 
     The zipapp build replaces this with the self-contained runtime (packaging/).
     """
-    pkg_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    import cdh
+
+    pkg_parent = os.path.dirname(os.path.dirname(os.path.abspath(cdh.__file__)))  # holds cdh/
     return (
         # One word: Linux passes everything after the interpreter as a single argument,
         # and Python rejects "-I -S" ("Unknown option: - ").

@@ -27,6 +27,7 @@ except ImportError:
     from json import loads as _loads
 
 MAX_JSON_BYTES = 16 << 20
+SLACK_S = 0.05
 READ_CHUNK = 65536
 STDERR_KEEP = 4096
 CHILD_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/"}
@@ -100,7 +101,9 @@ class Crictl:
         left = self.deadline - time.monotonic()
         timeout = min(self.timeout_s, left)
         by_deadline = left < self.timeout_s
-        cut_by_budget = budget is not None and budget < timeout
+        # A budget within SLACK_S of a full timeout counts as one: the first call of a step
+        # bounded by one CRI timeout must be able to mark the runtime hung.
+        cut_by_budget = budget is not None and budget < timeout - SLACK_S
         if cut_by_budget:
             timeout = budget
         if timeout <= 0:

@@ -33,6 +33,7 @@ class Run:
         self.errors: list[str] = []
         self.truncated: str | None = None
         self.core_size = 0
+        self.write_failed = False
         self.compression = zipstream.available_method(settings.compression)
 
     # ------------------------------------------------------------ the steps
@@ -101,6 +102,8 @@ class Run:
             return EXIT_ERROR
         self._write_event(part.zip_name)
         self._log_done(part, zw)
+        if self.write_failed:
+            return EXIT_ERROR  # the zip is valid and says why, but the core is not in it
         deadline_hit = self.truncated == "deadline" or (self.cri is not None and self.cri.deadline_hit)
         return EXIT_DEADLINE if deadline_hit else EXIT_OK
 
@@ -114,6 +117,7 @@ class Run:
         except OSError as err:  # disk full while writing: drop the core entry, keep the rest
             self.core_size = entry.size
             self.truncated = f"write error: {err.strerror}"
+            self.write_failed = True
             self.log.error("core.write_failed", error=str(err), core_size=self.core_size)
             entry.abort()
 

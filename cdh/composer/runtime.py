@@ -17,9 +17,12 @@ Every failure becomes one line in ``errors``; nothing here raises.
 
 from __future__ import annotations
 
+import re
 import time
 
 from cdh.composer.cri import Crictl, CriError, OutOfBudget
+
+_CRICTL_OWN_LINE = re.compile(rb'time="[^"\n]*" level=(?:debug|info|warning|error) msg="[^\n]*"\n')
 
 
 class PodMeta:
@@ -189,13 +192,20 @@ def _json(cri: Crictl, meta: PodMeta, *args: str) -> dict | None:
 
 
 def _log_tail(cri: Crictl, meta: PodMeta, cid: str, lines: int, max_bytes: int) -> bytes | None:
+    """The container's last lines, stdout and stderr in order, without crictl's own warnings."""
     try:
         # crictl writes the container's stderr lines to its stderr: merge to keep them in order.
-        return cri.run("logs", f"--tail={lines}", cid, max_bytes=max_bytes, keep_tail=True,
-                       merge_stderr=True)
+        out = cri.run("logs", f"--tail={lines}", cid, max_bytes=max_bytes, keep_tail=True,
+                      merge_stderr=True)
     except CriError as err:
         meta.errors.append(str(err))
         return None
+    # crictl warns (default endpoints ...) while connecting, before any log line is printed.
+    while True:
+        m = _CRICTL_OWN_LINE.match(out)
+        if not m:
+            return out
+        out = out[m.end():]
 
 
 class _ImageLookup:
