@@ -50,7 +50,7 @@ def write_event(event_dir: str, record: dict) -> str:
     dfd = os.open(event_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         name = f"{record['uuid']}-event.json"
-        tmp = f".{name}.{os.getpid()}.tmp"
+        tmp = f".{name}.{os.getpid()}.{os.urandom(4).hex()}.tmp"  # unguessable: cannot be pre-planted
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                      0o600, dir_fd=dfd)
         try:

@@ -2,7 +2,8 @@
  *
  *   crasher segv | abort | evil | threads | big MIB
  *
- * evil: renames itself "../../evil" (PR_SET_NAME) first, so %e tries to escape CORE_DIR.
+ * evil: renames itself "../../evil" (PR_SET_NAME) first, so %e tries to escape CORE_DIR
+ *       (the kernel writes it as "..!..!evil"; the composer must not need that help).
  * threads: four threads; a non-main thread crashes while the others run.
  * big: touches MIB mebibytes of non-zero memory first, for a larger core.
  */
@@ -47,7 +48,7 @@ int main(int argc, char **argv) {
     }
     if (!strcmp(mode, "big")) {
         size_t n = (size_t)atol(argc > 2 ? argv[2] : "64") << 20;
-        unsigned char *m = malloc(n);
+        volatile unsigned char *m = malloc(n);  /* volatile: the stores must not be optimised away */
         for (size_t i = 0; i < n; i++) m[i] = (unsigned char)(i * 2654435761u >> 13);
     }
     segv();
