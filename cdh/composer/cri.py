@@ -20,11 +20,7 @@ import re
 import select
 import signal
 import time
-
-try:
-    from orjson import loads as _loads
-except ImportError:
-    from json import loads as _loads
+from json import loads as _loads  # not orjson: its imports cost more than it saves here
 
 MAX_JSON_BYTES = 16 << 20
 SLACK_S = 0.05
