@@ -22,7 +22,7 @@ import signal
 import time
 from json import loads as _loads  # not orjson: its imports cost more than it saves here
 
-MAX_JSON_BYTES = 16 << 20
+MAX_JSON_BYTES = 4 << 20  # inspect output is ~100 KiB; parsed JSON takes ~10x its size
 SLACK_S = 0.05
 READ_CHUNK = 65536
 STDERR_KEEP = 4096

@@ -72,7 +72,7 @@ def identify(cri: Crictl, meta: PodMeta, hostname: str, budget_end: float | None
 
     try:
         if meta.container_id:
-            _by_container(meta, call)
+            _by_container(meta, call, errors)
         elif hostname:
             _by_hostname(meta, hostname, call, errors)
         if meta.pod_id and meta.pod_item is None:
@@ -84,14 +84,15 @@ def identify(cri: Crictl, meta: PodMeta, hostname: str, budget_end: float | None
     return True
 
 
-def _by_container(meta: PodMeta, call) -> None:
+def _by_container(meta: PodMeta, call, errors: list[str]) -> None:
     cid = meta.container_id
     inspected = call("inspect", cid)
     if inspected is None:
         sandbox = call("inspectp", cid)  # the pause process: the cgroup gave a sandbox id
         if sandbox is not None:
-            meta.pod_id, meta.runtime_info = cid, sandbox
+            meta.pod_id, meta.runtime_info, meta.container_id = cid, sandbox, None
             meta.pod_found_by = "cgroup"
+            errors.clear()  # `inspect` not finding a sandbox id is expected, not an error
         return
     status = _dict(inspected.get("status"))
     info = _dict(inspected.get("info"))

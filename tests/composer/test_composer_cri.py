@@ -113,7 +113,8 @@ def test_pause_process_gives_the_sandbox(tmp_path, node):
     assert_core_kept(r)
     info = r.dump_info
     assert (info["pod_found_by"], info["pod_id"], info["namespace"]) == ("cgroup", node.shop["id"], "shop")
-    assert info["container"] is None
+    assert info["container"] is None and info["container_id"] is None
+    assert info["metadata_errors"] == []
 
 
 def test_cri_o_inspect_without_sandbox_id_uses_ps(tmp_path, node):

@@ -214,6 +214,27 @@ def test_multithreaded_crash_has_every_thread(installed, crasher):
 
 
 @pytest.mark.kernel
+def test_simultaneous_crashes_give_one_zip_each(installed, crasher):
+    procs = [subprocess.Popen([str(crasher), mode]) for mode in ("segv", "abort", "threads", "segv")]
+    pids = {p.pid: p.wait(timeout=120) for p in procs}
+    assert sorted(pids.values()) == [-11, -11, -11, -6]
+    core_dir = Path(installed.core_dir)
+
+    def four_zips():
+        found = list(core_dir.glob("*.zip"))
+        return found if len(found) == 4 else None
+
+    zips = wait_for(four_zips, what="four zips")
+    wait_for(lambda: not list(core_dir.glob(".*.part")), what="no .part file left")
+    seen = set()
+    for zip_path in zips:
+        info, _, _ = check_zip(zip_path, core_dir)
+        assert info["signal"] == -pids[info["host_pid"]]
+        seen.add(info["host_pid"])
+    assert seen == set(pids)
+
+
+@pytest.mark.kernel
 @pytest.mark.slow
 def test_larger_core_is_complete(installed, crasher):
     run_crash(crasher, "big", "96")
