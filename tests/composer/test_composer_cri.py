@@ -148,6 +148,18 @@ def test_crictl_config_and_endpoint_are_passed(tmp_path, node):
         assert set(call["env"]) <= {"PATH", "HOME", "LC_CTYPE"}  # nothing of ours leaks to crictl
 
 
+def test_children_never_hold_the_core_pipe_nor_dump_core(tmp_path, node):
+    import resource
+
+    r = compose(tmp_path, node, cgroup_v2_systemd(node.shop, node.shop_app["id"]))
+    assert_core_kept(r)
+    hard = resource.getrlimit(resource.RLIMIT_CORE)[1]
+    for call in node.stub.calls():
+        assert call["stdin"] == "/dev/null"
+        # RLIMIT_CORE 1: the kernel's mark of a core helper; a crash is not piped back to us
+        assert call["rlimit_core"] == ([0, 0] if hard == 0 else [1, 1])
+
+
 def test_log_tail_is_bounded_in_lines_and_bytes(tmp_path, node):
     node.scenario["logs"][node.shop_app["id"]] = [["stdout", f"line {i:05d}"] for i in range(5000)]
     node.save()

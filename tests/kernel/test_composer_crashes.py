@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 import struct
 import subprocess
@@ -240,6 +241,25 @@ def test_larger_core_is_complete(installed, crasher):
     run_crash(crasher, "big", "96")
     info, _, _ = check_zip(one_zip(installed), Path(installed.core_dir))
     assert info["core_size"] > 96 << 20
+
+
+@pytest.mark.kernel
+def test_rlimit_core_1_is_not_piped(installed, crasher):
+    """The kernel's recursion guard, which the composer keeps for itself and crictl.
+
+    The kernel starts a pipe helper with RLIMIT_CORE 1 and pipes no core of a process
+    whose limit is 1; with 0 it would (checked on 6.18), so the composer does not use 0.
+    With core_pipe_limit > 0 the crasher is reaped only after its helper has read the
+    whole core, so nothing can appear later for this crash.
+    """
+    def limit_one():
+        resource.setrlimit(resource.RLIMIT_CORE, (1, 1))
+
+    run_crash(crasher, "segv", preexec_fn=limit_one)
+    assert list(Path(installed.core_dir).glob("*")) == []
+    assert "compose.start" not in composer_log(installed)
+    run_crash(crasher, "segv")  # and the next crash is captured as usual
+    one_zip(installed)
 
 
 @pytest.mark.kernel

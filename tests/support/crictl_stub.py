@@ -21,6 +21,7 @@ unconfigured crictl does.
 import json
 import os
 import re
+import resource
 import sys
 import time
 
@@ -257,7 +258,9 @@ def main(argv):
         node = json.load(f)
     flags, cmd, args = split_args(argv)
     with open(os.path.join(HERE, "calls.jsonl"), "a") as f:
-        f.write(json.dumps({"argv": argv, "cmd": cmd, "flags": flags, "env": dict(os.environ)}) + "\n")
+        f.write(json.dumps({"argv": argv, "cmd": cmd, "flags": flags, "env": dict(os.environ),
+                            "rlimit_core": resource.getrlimit(resource.RLIMIT_CORE),
+                            "stdin": os.readlink("/proc/self/fd/0")}) + "\n")
     if node.get("warn"):
         print(logfmt("warning", DEFAULT_ENDPOINT_WARNING), file=sys.stderr)
     faults = node.get("faults", {})
