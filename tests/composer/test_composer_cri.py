@@ -283,3 +283,26 @@ def test_template_with_pod_variables(tmp_path, node):
     assert_core_kept(r)
     assert r.zip_path.name.startswith("shop-web-0-app-")
     assert r.dump_info["dump_file"] == f"{r.name}.core"
+
+
+def test_composer_stays_lean(tmp_path, node):
+    """A whole run (selector, crictl, events) imports none of the heavy modules (BRIEF)."""
+    import re
+    import subprocess
+    import sys
+
+    from tests.support.composer import KERNEL_ARGS, composer_env
+
+    host = tmp_path / "host"
+    host.mkdir()
+    env = composer_env(host, {"CDH_CRICTL_PATH": str(node.stub.dir), "CDH_CORE_EVENTS": "true",
+                              "CDH_POD_SELECTOR": "app"},
+                       fake_proc(tmp_path, cgroup=cgroup_v2_systemd(node.shop, node.shop_app["id"])))
+    out = subprocess.run([sys.executable, "-X", "importtime", "-m", "cdh", "compose", *KERNEL_ARGS,
+                          "-P=4242"], input=CORE, env=env, capture_output=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    imported = set(re.findall(r"\|\s+(\S+)$", out.stderr.decode(), re.M))
+    assert "cdh.composer.runtime" in imported  # the run did reach crictl
+    heavy = {"typing", "dataclasses", "argparse", "logging", "asyncio", "subprocess", "uuid", "inspect",
+             "orjson", "aiobotocore", "botocore", "uvloop", "cdh.agent", "zipfile", "shutil"}
+    assert imported.isdisjoint(heavy), sorted(imported & heavy)
