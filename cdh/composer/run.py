@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 
-from cdh.composer import capture, dumpinfo, naming, proc, runtime, zipstream
+from cdh.composer import capture, dumpinfo, events, naming, proc, runtime, zipstream
 from cdh.composer.cri import Crictl, find_crictl
 from cdh.composer.output import PartFile
 
@@ -35,6 +35,9 @@ class Run:
         self.core_size = 0
         self.write_failed = False
         self.compression = zipstream.available_method(settings.compression)
+        if self.compression != settings.compression:
+            self.errors.append(f"{settings.compression} is not available here (zstandard missing): "
+                               f"{self.compression} used")
 
     # ------------------------------------------------------------ the steps
 
@@ -160,8 +163,6 @@ class Run:
     def _write_event(self, zip_name: str | None) -> None:
         if not self.settings.core_events or not zip_name:
             return
-        from cdh.composer import events
-
         info = {"uuid": self.uuid, "node_hostname": self.node}
         try:
             events.write_event(self.settings.event_dir,
