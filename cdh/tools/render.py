@@ -20,7 +20,7 @@ def render(s: dict) -> str:
 def _crash(s: dict) -> list[str]:
     c, core = s["crash"], s.get("core") or {}
     si = core.get("siginfo") or {}
-    signo = c["signal"] if c["signal"] is not None else si.get("signo")
+    signo = si.get("signo") or c["signal"]  # the core's own siginfo is the authority
     out = ["Crash"]
     if c["time"]:
         out.append(f"  time      {c['time']}" + (f"   node {c['node']}" if c["node"] else ""))

@@ -33,6 +33,9 @@ def summarize(path: str, log_lines: int = 20) -> dict:
         else:
             out["core"] = _core(dump, core_entry, info, problems)
         out["image"] = _image(info, out["containers"])
+        core_signo = ((out["core"] or {}).get("siginfo") or {}).get("signo")
+        if core_signo and info.get("signal") not in (None, core_signo):
+            problems.append(f"dump-info says signal {info['signal']}, the core says {core_signo}")
         out["debug"] = _debug(out, dump, core_entry)
         out["problems"] = problems
         return out
