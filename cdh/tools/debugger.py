@@ -22,8 +22,9 @@ def image_reference(image: str | None, digest: str | None, repo_digests: list[st
         return _strip_runtime_scheme(digest)
     if digest and digest.startswith("sha256:") and image and "@" not in image:
         return f"{_repository(image)}@{digest}"
-    if repo_digests:
-        return _strip_runtime_scheme(repo_digests[0])
+    usable = [d for d in repo_digests if "@" in d and not d.startswith("@")]
+    if usable:
+        return _strip_runtime_scheme(usable[0])
     return image or None
 
 

@@ -72,7 +72,8 @@ def test_ls_table_has_the_columns_people_read(moto_server, listed):  # noqa: F81
     r = run_cdh("ls", env=moto_server.env(bucket))
     assert r.returncode == 0, r.stderr
     header, *lines = r.stdout.splitlines()
-    assert header.split() == ["TIME", "(UTC)", "NAMESPACE", "POD", "CONTAINER", "EXE", "SIGNAL", "SIZE", "KEY"]
+    assert header.split() == ["TIME", "(UTC)", "NAMESPACE", "POD", "CONTAINER", "EXE", "SIGNAL", "SIZE",
+                              "KEY"]
     assert len(lines) == 4
     assert "payments" in lines[0] and "SIGBUS" in lines[0] and lines[0].endswith(dumps[2][0])
     assert time.strftime("%Y-%m-%d %H:%M", time.gmtime(NOW - 10 * 60)) in lines[0]
@@ -124,7 +125,8 @@ def test_key_prefix_template_narrows_the_listing(moto_server, tmp_path):  # noqa
     assert sorted(r["pod"] for r in _ls(moto_server, bucket, **tpl)) == ["a", "b", "decoy"]
     assert [r["pod"] for r in _ls(moto_server, bucket, "--node", "node-1", **tpl)] == ["a"]
     # A glob cannot narrow the prefix: everything is listed, then filtered on metadata.
-    assert sorted(r["pod"] for r in _ls(moto_server, bucket, "--node", "node-*", **tpl)) == ["a", "b", "decoy"]
+    globbed = _ls(moto_server, bucket, "--node", "node-*", **tpl)
+    assert sorted(r["pod"] for r in globbed) == ["a", "b", "decoy"]
     assert [r["pod"] for r in _ls(moto_server, bucket, "--prefix", "elsewhere/")] == ["decoy"]
 
 
@@ -146,7 +148,8 @@ def _get(server, bucket, wanted, out, *args):
 def test_get_by_key_verifies_and_unpacks(moto_server, tmp_path, compression):  # noqa: F811
     bucket = moto_server.new_bucket()
     core = os.urandom(300_000)
-    key, info, path = _put(moto_server, bucket, tmp_path, prefix="node-1/", core=core, compression=compression)
+    key, info, path = _put(moto_server, bucket, tmp_path, prefix="node-1/", core=core,
+                           compression=compression)
     out = tmp_path / "out"
     r = _get(moto_server, bucket, key, out)
     assert r.returncode == 0, r.stderr
@@ -192,7 +195,7 @@ def test_get_verifies_a_multipart_etag_with_uneven_parts(moto_server, tmp_path):
     bucket = moto_server.new_bucket()
     core = os.urandom(12 << 20)
     mib = 1 << 20
-    key, _, path = _put(moto_server, bucket, tmp_path, core=core, compression="stored",
+    key, _, _ = _put(moto_server, bucket, tmp_path, core=core, compression="stored",
                         part_sizes=[6 * mib, 5 * mib])
     head = moto_server.client().head_object(Bucket=bucket, Key=key)
     assert head["ETag"].strip('"').endswith("-3")
@@ -245,7 +248,7 @@ def test_get_unknown_uuid_or_key_fails_clearly(moto_server, tmp_path):  # noqa: 
 
 def test_get_refuses_to_overwrite_an_unpacked_dump(moto_server, tmp_path):  # noqa: F811
     bucket = moto_server.new_bucket()
-    key, _, path = _put(moto_server, bucket, tmp_path)
+    key, _, _ = _put(moto_server, bucket, tmp_path)
     out = tmp_path / "out"
     assert _get(moto_server, bucket, key, out).returncode == 0
     r = _get(moto_server, bucket, key, out)

@@ -11,7 +11,8 @@ ROOT = Path(__file__).resolve().parents[2]
 CLI_TIMEOUT_S = 120
 
 
-def run_cdh(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+def run_cdh(*args: str, env: dict[str, str] | None = None,
+            cwd: Path | None = None) -> subprocess.CompletedProcess:
     env = dict(os.environ if env is None else env)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")]))
     return subprocess.run([sys.executable, "-m", "cdh", *args], env=env, cwd=cwd, capture_output=True,

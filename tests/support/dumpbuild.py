@@ -89,6 +89,8 @@ def build(out_dir: Path, core: bytes | Path, compression: str = "deflate", log: 
         core_bytes = _zstd(data) if compression == "zstd" else data
         zf.writestr(zipfile.ZipInfo(f"{name}.core", _dos_time()), core_bytes, method[compression])
         for role, doc in crictl_docs(info).items():
+            if role.endswith("image-info") and not info["image"]:
+                continue  # a host process, or the runtime did not answer
             zf.writestr(f"{name}-{role}.json", json.dumps(doc, indent=2))
         zf.writestr(f"{name}-0.log", "\n".join(DEFAULT_LOG if log is None else log) + "\n")
         for fname, content in (proc or {"cmdline": b"/usr/bin/app\0", "status": b"Name:\tapp\n"}).items():
@@ -109,21 +111,27 @@ def _zstd(data: bytes) -> bytes:
 
 
 def _mark_zstd(path: Path, entry: str, crc: int, size: int) -> None:
-    """Turn a stored entry holding zstd bytes into a method-93 entry (local and central headers)."""
+    """Turn a stored entry holding zstd bytes into a method-93 entry."""
+    patch_entry(path, entry, method=93, crc=crc, size=size)
+
+
+def patch_entry(path: Path, entry: str, method: int | None = None, crc: int | None = None,
+                size: int | None = None) -> None:
+    """Rewrite an entry's method, CRC-32 or uncompressed size in its local and central headers."""
     with zipfile.ZipFile(path) as zf:
-        info = zf.getinfo(entry)
+        local = zf.getinfo(entry).header_offset
     raw = bytearray(path.read_bytes())
-    local = info.header_offset
     assert raw[local:local + 4] == b"PK\x03\x04"
-    struct.pack_into("<H", raw, local + 8, 93)
-    struct.pack_into("<II", raw, local + 14, crc, info.compress_size)
-    struct.pack_into("<I", raw, local + 22, size)
     central = raw.find(b"PK\x01\x02")
     while central >= 0 and raw[central + 46:central + 46 + len(entry)] != entry.encode():
         central = raw.find(b"PK\x01\x02", central + 4)
     assert central >= 0, "central directory record not found"
-    struct.pack_into("<H", raw, central + 10, 93)
-    struct.pack_into("<III", raw, central + 16, crc, info.compress_size, size)
+    # (field, offset in the local header, offset in the central record, format)
+    fields = ((method, 8, 10, "<H"), (crc, 14, 16, "<I"), (size, 22, 24, "<I"))
+    for value, at_local, at_central, fmt in fields:
+        if value is not None:
+            struct.pack_into(fmt, raw, local + at_local, value)
+            struct.pack_into(fmt, raw, central + at_central, value)
     tmp = path.with_suffix(".tmp")
     tmp.write_bytes(bytes(raw))
     os.replace(tmp, path)
