@@ -85,7 +85,7 @@ async def head_all(client, bucket: str, objects: list[dict], concurrency: int) -
             try:
                 head = await client.head_object(Bucket=bucket, Key=obj["Key"])
             except Exception as err:
-                if _status(err) == 404:
+                if http_status(err) == 404:
                     return None
                 raise BucketError(f"cannot read s3://{bucket}/{obj['Key']}: {describe_error(err)}") from None
         return from_head(obj["Key"], head)
@@ -130,11 +130,11 @@ def describe_error(err: Exception) -> str:
     response = getattr(err, "response", None)
     if isinstance(response, dict) and "Error" in response:
         e = response["Error"]
-        return f"{e.get('Code', '?')}: {e.get('Message') or 'HTTP ' + str(_status(err))}"
+        return f"{e.get('Code', '?')}: {e.get('Message') or 'HTTP ' + str(http_status(err))}"
     return f"{type(err).__name__}: {err}"
 
 
-def _status(err: Exception) -> int | None:
+def http_status(err: Exception) -> int | None:
     response = getattr(err, "response", None)
     if isinstance(response, dict):
         return response.get("ResponseMetadata", {}).get("HTTPStatusCode")

@@ -23,7 +23,7 @@ def add_commands(sub) -> dict:
     _bucket_args(ls, "list under this key prefix instead of the one derived from CDH_S3_KEY_PREFIX")
     ls.add_argument("--json", action="store_true", help="a JSON array, for scripts")
     get = sub.add_parser("get", help="download, verify and unpack one dump (by key or dump uuid)")
-    get.add_argument("dump", metavar="KEY|UUID")
+    get.add_argument("dump", metavar="KEY|UUID", help="an object key, s3://bucket/key, or a dump uuid")
     get.add_argument("-o", "--output", default=".", metavar="DIR", help="unpack into DIR/<name>/")
     get.add_argument("--keep-zip", action="store_true", help="keep the downloaded zip next to the directory")
     _bucket_args(get, "search for a uuid under this key prefix")
@@ -116,6 +116,8 @@ def run_get(ns) -> int:
     if found is None:
         return code
     settings, bucket = found
+    if ns.dump.startswith("s3://"):  # a full URL names its own bucket
+        bucket, _, ns.dump = ns.dump[5:].partition("/")
     try:
         return asyncio.run(_get(ns, settings, bucket))
     except (BucketError, DumpError, VerifyError, OSError) as err:
@@ -133,7 +135,7 @@ async def _get(ns, settings, bucket: str) -> int:
     prefixes = [ns.prefix] if ns.prefix is not None else keys.listing_prefixes(settings.s3_key_prefix, {})
     os.makedirs(ns.output, exist_ok=True)
     async with create_client(settings, max_pool_connections=ns.concurrency) as client:
-        key, head = await resolve(client, bucket, ns.dump, prefixes)
+        key, head = await resolve(client, bucket, ns.dump, prefixes, ns.concurrency)
         base = key.rsplit("/", 1)[-1]
         if os.path.exists(os.path.join(ns.output, base.removesuffix(".zip"))):
             raise DumpError(f"{os.path.join(ns.output, base.removesuffix('.zip'))} already exists")
@@ -167,13 +169,13 @@ def _print_layout(source: str, where: str, checked: list[str], kept_zip: str | N
         proc = f"{dump.name}-proc"
         if any(e.startswith(proc + "/") for e in dump.entries):
             rows.append(("proc", proc + "/"))
-    print(f"{source} -> {where}")
+    print(f"{source} -> {where}/")
     print(f"verified: {', '.join(checked)}, CRC-32 of {n} entries")
     for label, entry in rows:
         if entry:
-            print(f"  {label:<9} {os.path.join(where, entry)}")
+            print(f"  {label:<9} {entry}")
     if kept_zip:
-        print(f"  zip       {kept_zip}")
+        print(f"zip kept: {kept_zip}")
     print(f"next: cdh inspect {where}")
 
 

@@ -16,7 +16,7 @@ import os
 import re
 
 from cdh.tools import keys
-from cdh.tools.bucket import BucketError, describe_error, head_all, list_zip_objects
+from cdh.tools.bucket import BucketError, describe_error, head_all, http_status, list_zip_objects
 from cdh.tools.progress import Progress
 
 CHUNK = 1 << 20
@@ -29,7 +29,8 @@ class VerifyError(Exception):
     """The downloaded bytes are not the object's: the message says which check failed."""
 
 
-async def resolve(client, bucket: str, wanted: str, prefixes: list[str]) -> tuple[str, dict]:
+async def resolve(client, bucket: str, wanted: str, prefixes: list[str],
+                  concurrency: int = 16) -> tuple[str, dict]:
     """(key, HEAD response) for a key or a dump uuid."""
     if not keys.UUID_RE.match(wanted):
         for key in (wanted, wanted + ".zip") if not wanted.endswith(".zip") else (wanted,):
@@ -40,7 +41,7 @@ async def resolve(client, bucket: str, wanted: str, prefixes: list[str]) -> tupl
     objects = await list_zip_objects(client, bucket, prefixes)
     by_name = [o for o in objects if wanted.lower() in o["Key"].rsplit("/", 1)[-1].lower()]
     if not by_name:  # names without the uuid: ask each object's metadata
-        by_name = [{"Key": d.key} for d in await head_all(client, bucket, objects, 16)
+        by_name = [{"Key": d.key} for d in await head_all(client, bucket, objects, concurrency)
                    if d.uuid.lower() == wanted.lower()]
     if len(by_name) > 1:
         raise BucketError(f"uuid {wanted} matches {len(by_name)} objects: "
@@ -58,8 +59,7 @@ async def _head(client, bucket: str, key: str, **extra) -> dict | None:
     try:
         return await client.head_object(Bucket=bucket, Key=key, **extra)
     except Exception as err:
-        status = getattr(err, "response", {}).get("ResponseMetadata", {}).get("HTTPStatusCode")
-        if status == 404:
+        if http_status(err) == 404:
             return None
         raise BucketError(f"cannot read s3://{bucket}/{key}: {describe_error(err)}") from None
 
@@ -87,11 +87,12 @@ async def download(client, bucket: str, key: str, head: dict, target: str,
         checked = [f"size {size} bytes", await _check_etag(client, bucket, key, head, tmp, whole.hexdigest())]
         os.replace(tmp, target)
         return checked
-    except BaseException as err:
-        _remove(tmp)
-        if isinstance(err, Exception) and getattr(err, "response", None):
-            raise BucketError(f"cannot download s3://{bucket}/{key}: {describe_error(err)}") from None
+    except (VerifyError, BucketError, OSError):
         raise
+    except Exception as err:  # botocore, aiohttp: a failed or cut transfer
+        raise BucketError(f"cannot download s3://{bucket}/{key}: {describe_error(err)}") from None
+    finally:
+        _remove(tmp)  # gone already when the download succeeded
 
 
 async def _check_etag(client, bucket: str, key: str, head: dict, path: str, md5_hex: str) -> str:

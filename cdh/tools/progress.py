@@ -48,7 +48,8 @@ class Progress:
         frac = self.done / self.total if self.total else 1.0
         filled = int(frac * BAR_WIDTH)
         rate = self.done / max(now - self._started, 1e-6)
-        self.stream.write(f"\r{self.label[-40:]} [{'#' * filled}{'.' * (BAR_WIDTH - filled)}] "
+        label = self.label if len(self.label) <= 40 else "…" + self.label[-39:]
+        self.stream.write(f"\r{label} [{'#' * filled}{'.' * (BAR_WIDTH - filled)}] "
                           f"{100 * frac:5.1f}% {human_size(self.done)} {human_size(int(rate))}/s ")
         self.stream.flush()
 

@@ -161,8 +161,9 @@ def test_get_by_key_verifies_and_unpacks(moto_server, tmp_path, compression):  #
     assert (where / f"{name}-proc" / "cmdline").exists()
     assert not (out / path.name).exists(), "the zip is removed after unpacking unless --keep-zip"
     assert "ETag (MD5)" in r.stdout and "CRC-32 of 9 entries" in r.stdout
-    assert f"core      {where}/{name}.core" in r.stdout
-    assert f"log 0     {where}/{name}-0.log" in r.stdout
+    assert f" -> {where}/\n" in r.stdout
+    assert f"  core      {name}.core\n" in r.stdout and f"  log 0     {name}-0.log\n" in r.stdout
+    assert f"  proc      {name}-proc/\n" in r.stdout
     assert f"next: cdh inspect {where}" in r.stdout
     assert f"downloading {path.name}" in r.stderr, "plain progress lines when not on a terminal"
 
@@ -250,6 +251,6 @@ def test_get_refuses_to_overwrite_an_unpacked_dump(moto_server, tmp_path):  # no
     bucket = moto_server.new_bucket()
     key, _, _ = _put(moto_server, bucket, tmp_path)
     out = tmp_path / "out"
-    assert _get(moto_server, bucket, key, out).returncode == 0
+    assert _get(moto_server, "some-other-default", f"s3://{bucket}/{key}", out).returncode == 0
     r = _get(moto_server, bucket, key, out)
     assert r.returncode == 1 and "already exists" in r.stderr
