@@ -14,7 +14,8 @@ import time
 
 from cdh.config.values import template_fields
 
-SAFE_VALUE = re.compile(r"^[A-Za-z0-9._-]+$")   # what the agent leaves unchanged when sanitising
+# What the agent leaves unchanged when sanitising a key component (cdh/agent/dumpinfo.py).
+SAFE_VALUE = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 DATE_VARIABLES = ("date", "year", "month", "day", "hour")
 MAX_PREFIXES = 400          # more date slots than this: list from the first date variable instead
 DAY, HOUR = 86400, 3600
@@ -41,7 +42,7 @@ def listing_prefixes(template: str, known: dict[str, str | None], since: float |
     cannot narrow the prefix: listing stops at that variable.
     """
     fields = template_fields(template) or []
-    fixed = {k: v for k, v in known.items() if v and SAFE_VALUE.match(v)}
+    fixed = {k: v for k, v in known.items() if v and SAFE_VALUE.match(v) and v not in (".", "..")}
     used_dates = [f for f in fields if f in DATE_VARIABLES]
     if not used_dates or since is None:
         return [_render_until_unknown(template, fixed)]
@@ -60,11 +61,12 @@ def _render_until_unknown(template: str, values: dict[str, str]) -> str:
     for m in re.finditer(r"\{([^{}]*)\}", template):
         out.append(template[pos:m.start()])
         if m.group(1) not in values:
-            return "".join(out)
+            break
         out.append(values[m.group(1)])
         pos = m.end()
-    out.append(template[pos:])
-    return "".join(out)
+    else:
+        out.append(template[pos:])
+    return "".join(out).lstrip("/")   # as the agent writes keys
 
 
 def _drop_nested(prefixes: set[str]) -> list[str]:

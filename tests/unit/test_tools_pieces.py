@@ -27,6 +27,7 @@ T = datetime(2024, 6, 10, 6, 13, 20, tzinfo=UTC).timestamp()
     ("{node}/{namespace}/", {"node": "n-*"}, [""]),                   # a glob cannot narrow
     ("{node}/{namespace}/", {"node": "a/b"}, [""]),                   # the agent would rewrite it
     ("dumps/{namespace}-{pod}/", {"namespace": "shop", "pod": "cart-1"}, ["dumps/shop-cart-1/"]),
+    ("/{node}/", {"node": "n1"}, ["n1/"]),                            # the agent strips a leading /
 ])
 def test_listing_prefixes(template, known, want):
     assert keys.listing_prefixes(template, known) == want
