@@ -102,6 +102,10 @@ class Dump:
         if self._zip is None:
             return FileReader(self.local_path(entry))
         info = self._zip.getinfo(entry)
+        if info.compress_type == zipfile.ZIP_STORED:  # random access in place: no copy, no scan
+            with open(self.path, "rb") as fp:
+                start = _data_offset(fp, info)
+            return FileReader(self.path, start, info.file_size)
         return ForwardReader(lambda: open_entry(self._zip, info))
 
 
@@ -152,11 +156,18 @@ class _RawSlice:
 
 
 class FileReader:
-    def __init__(self, path: str) -> None:
+    """``read_at`` on a file, or on the ``size`` bytes of it that start at ``start``."""
+
+    def __init__(self, path: str, start: int = 0, size: int | None = None) -> None:
         self._fd = os.open(path, os.O_RDONLY)
+        self._start = start
+        self._end = None if size is None else start + size
 
     def read_at(self, offset: int, size: int) -> bytes:
-        return os.pread(self._fd, size, offset)
+        at = self._start + offset
+        if self._end is not None:
+            size = max(0, min(size, self._end - at))
+        return os.pread(self._fd, size, at)
 
     def close(self) -> None:
         os.close(self._fd)

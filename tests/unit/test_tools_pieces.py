@@ -121,3 +121,25 @@ def test_a_zip_that_is_not_a_dump(tmp_path):
     with pytest.raises(DumpError, match="not a readable zip"):
         Dump(str(tmp_path / "plain.zip"))
 
+
+
+def test_a_stored_core_is_read_in_place_within_its_entry(tmp_path):
+    core = os.urandom(10_000)
+    path, _ = dumpbuild.build(tmp_path, core, compression="stored")
+    with Dump(str(path)) as dump:
+        reader = dump.reader(dump.entry(".core"))
+        try:
+            assert reader.read_at(0, 16) == core[:16]
+            assert reader.read_at(len(core) - 10, 100) == core[-10:], "never the next entry's bytes"
+        finally:
+            reader.close()
+
+
+def test_inspect_of_a_missing_or_foreign_file_fails_in_one_line(tmp_path):
+    from tests.support.cli import run_cdh
+
+    r = run_cdh("inspect", str(tmp_path / "nope.zip"))
+    assert r.returncode == 1 and r.stderr.startswith("cdh inspect: ") and r.stderr.count("\n") == 1
+    (tmp_path / "x.zip").write_bytes(b"garbage")
+    r = run_cdh("inspect", str(tmp_path / "x.zip"))
+    assert r.returncode == 1 and "not a readable zip" in r.stderr
