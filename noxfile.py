@@ -34,7 +34,7 @@ def manifests(session: nox.Session) -> None:
     against the Kubernetes schemas of every version the README claims (tests/manifests/validate.py)."""
     if shutil.which("kubectl") is None:
         session.error("kubectl not found on PATH: `nox -s manifests` renders the overlays with "
-                      "`kubectl kustomize` (kubectl 1.27 or newer). Install kubectl and run it again.")
+                      "`kubectl kustomize` (kubectl 1.27 or newer). Install kubectl and run it again")
     # kubernetes-validate bundles the Kubernetes JSON schemas (1.25-1.37), so validation needs no network.
     session.install("kubernetes-validate>=1.37,<2", "pyyaml>=6")
     session.run("python", "-m", "tests.manifests.validate")

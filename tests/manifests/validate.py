@@ -16,7 +16,7 @@ import sys
 import jsonschema
 import kubernetes_validate
 
-from tests.manifests.kustomize import KUSTOMIZATIONS, PLAIN_FILES, ROOT, RenderError, objects
+from tests.manifests.kustomize import KUSTOMIZATIONS, PLAIN_FILES, ROOT, RenderError, kubectl, objects
 
 # Keep in step with the README ("Deploy on Kubernetes").
 K8S_VERSIONS = ("1.29", "1.30", "1.31", "1.32", "1.33", "1.34", "1.35", "1.36", "1.37")
@@ -49,6 +49,11 @@ def _path(parts) -> str:
 
 
 def main() -> int:
+    try:
+        kubectl()
+    except RenderError as err:
+        print(err, file=sys.stderr)
+        return 1
     failures: list[str] = []
     checked: dict[str, list[str]] = {}  # one validation per distinct object, shared by the overlays
     count = 0
