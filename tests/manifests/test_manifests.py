@@ -172,6 +172,8 @@ def test_the_s3_secret_template_matches_what_the_agent_reads(objs):
 @pytest.mark.parametrize("target", [f"overlays/{p}" for p in OPENSHIFT])
 def test_openshift_grants_exactly_what_the_pod_uses(objs):
     scc = find(objs, "SecurityContextConstraints")
+    annotations = spec.daemonset(objs)["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["openshift.io/required-scc"] == scc["metadata"]["name"]
     pod = spec.pod_spec(objs)
     used = {next(k for k in v if k != "name") for v in pod["volumes"]}
     assert used <= set(scc["volumes"]), f"volume types the SCC does not allow: {used - set(scc['volumes'])}"

@@ -38,7 +38,8 @@ CONTAINERD = env("CDH_CRI_ENDPOINT", "unix:///run/containerd/containerd.sock")
 GCS = env("CDH_S3_ENDPOINT", "https://storage.googleapis.com")
 DEBUG_LOGS = {**env("CDH_LOG_LEVEL", "debug"), **env("CDH_COMPOSER_LOG_LEVEL", "debug")}
 IRSA = {"metadata.annotations.eks.amazonaws.com/role-arn": "arn:aws:iam::111122223333:role/cdh-agent"}
-OPENSHIFT_AGENT = {**host_dir("/mnt/core-dump-handler"), **env("CDH_CRI_ENDPOINT", "unix:///run/crio/crio.sock"),
+OPENSHIFT_AGENT = {"spec.template.metadata.annotations.openshift.io/required-scc": "cdh-agent",
+                   **host_dir("/mnt/core-dump-handler"), **env("CDH_CRI_ENDPOINT", "unix:///run/crio/crio.sock"),
                    **env("CDH_CRI_IMAGE_CMD", "images")}
 OPENSHIFT_OBJECTS = {("SecurityContextConstraints", "cdh-agent"): ADDED,
                      ("ClusterRole", "cdh-agent-scc"): ADDED, ("RoleBinding", "cdh-agent-scc"): ADDED}
