@@ -11,8 +11,10 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import shlex
 import shutil
+import subprocess
 
 import pytest
 
@@ -130,28 +132,47 @@ def test_text_summary_reads_well(kernel, programs, tmp_path):
     assert "DEBUGINFOD_URLS=" in text and "gdb -q -ex 'set sysroot rootfs'" in text
 
 
-def test_gdb_command_from_inspect_opens_the_core_with_the_image_files(kernel, programs, tmp_path):
-    """The printed gdb line, run with an image's filesystem unpacked in rootfs/, loads its libraries."""
+@pytest.fixture
+def unpacked_with_rootfs(kernel, programs, tmp_path):
+    """A crash's dump unpacked by `cdh get`'s unpacker, its summary, and a rootfs/ beside it
+    holding what `crane export IMAGE | tar -x -C rootfs` gives: the binary and libraries."""
     binary = programs["segv_regs"]
     core, _, _ = crash(binary, tmp_path / "cores")
     from cdh.tools.dumpzip import unpack
 
     where = unpack(str(_pack(tmp_path, core, binary, image="registry.example.com/x/y:1")), str(tmp_path))
-    summary = _inspect(where)
     work = tmp_path / "debug"
-    rootfs = work / "rootfs"
-    # What `crane export IMAGE | tar -x -C rootfs` gives: the binary and libraries at their paths.
-    for _, _, name in core_facts(binary, core)["libraries"]:
-        (rootfs / name.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(os.path.realpath(name), rootfs / name.lstrip("/"))
-    (rootfs / str(binary).lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy(binary, rootfs / str(binary).lstrip("/"))
+    names = [name for _, _, name in core_facts(binary, core)["libraries"]]
+    for name, source in [*((n, os.path.realpath(n)) for n in names), (str(binary), binary)]:
+        (work / "rootfs" / name.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(source, work / "rootfs" / name.lstrip("/"))
+    return _inspect(where), work
+
+
+def test_gdb_command_from_inspect_opens_the_core_with_the_image_files(unpacked_with_rootfs):
+    """The printed gdb line, run beside rootfs/, loads the image's libraries and finds main."""
+    summary, work = unpacked_with_rootfs
     argv = shlex.split(summary["debug"]["gdb"])
     assert argv[0] == "gdb" and "set sysroot rootfs" in argv
     out = gdb_batch(*argv[1:], "-ex", "info sharedlibrary", "-ex", "bt", cwd=work)
     libs = [line.split()[-1] for line in out.splitlines() if line.startswith("0x")]
     assert libs and all(lib.startswith("rootfs/") for lib in libs), out
     assert " main () at " in out, out
+
+
+def test_lldb_command_from_inspect_opens_the_core_with_the_image_files(unpacked_with_rootfs):
+    if not shutil.which("lldb"):
+        pytest.skip("lldb is not installed (CI installs gdb only); `apt-get install lldb` to run this")
+    summary, work = unpacked_with_rootfs
+    argv = shlex.split(summary["debug"]["lldb"])
+    out = subprocess.run([*argv, "-b", "-o", "image list", "-o", "bt", "-o", "register read r12"],
+                         cwd=work, capture_output=True, text=True, timeout=120).stdout
+    images = re.findall(r"^\[\s*\d+\] \S+ 0x[0-9a-f]+ (\S+)", out, re.M)
+    libs = [i for i in images if ".so" in i and "vdso" not in i]
+    assert libs and all("rootfs/" in lib for lib in libs), out
+    assert "`main at segv_regs.c" in out, out
+    if X86_64:
+        assert "r12 = 0x1212121212121212" in out, out
 
 
 def test_inspect_of_a_bare_core_file(kernel, programs, tmp_path):
