@@ -29,6 +29,14 @@ def lint(session: nox.Session) -> None:
 
 
 @nox.session
+def bench(session: nox.Session) -> None:
+    """Speed and memory against peers on real cores (tests/bench): `nox -s bench -- --help`.
+    Not a default session: it needs root, gcc, pigz, zstd, zip, unzip, and minutes of both cores."""
+    session.install("-e", ".[test]", "awscli")
+    session.run("python", "-m", "tests.bench", *session.posargs)
+
+
+@nox.session
 def manifests(session: nox.Session) -> None:
     """Every k8s-manifests overlay renders with `kubectl kustomize` and validates offline and strictly
     against the Kubernetes schemas of every version the README claims (tests/manifests/validate.py)."""
