@@ -84,9 +84,19 @@ def _install(ns) -> int:
 
 
 def _uninstall(ns) -> int:
+    from cdh import config
     from cdh.agent import host
 
-    for line in host.uninstall(_settings()):
+    try:
+        settings = _settings()
+    except config.ConfigError as err:
+        # This is the DaemonSet's preStop hook: an invalid or vanished env-file (a bad edit, the ConfigMap
+        # deleted with the namespace) must not leave kernel.core_pattern pointing at a removed composer.
+        # The environment is what the DaemonSet pins, HOST_DIR included.
+        print(f"cdh uninstall: {err}; using the environment alone", file=sys.stderr)
+        env = {k: v for k, v in os.environ.items() if k != "CDH_CONFIG_FILE"}
+        settings = config.from_environment("agent", env)
+    for line in host.uninstall(settings):
         print(line)
     return OK
 
