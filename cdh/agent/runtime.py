@@ -91,7 +91,7 @@ def install(host_dir: str, source: str, composer_path: str, grace_s: float = RET
                     f"({manifest['host_bytes'] / 2**20:.1f} MiB, python {manifest['python']})")
     else:
         done.append(f"runtime {manifest['id']} already at {target}")
-    fsutil.atomic_write(composer_path, line + zipapp_body(os.path.join(source, manifest["pyz"])), mode=0o700)
+    write_zipapp(composer_path, target, manifest, os.path.join(source, manifest["pyz"]))
     done.append(f"composer installed at {composer_path} (runs on runtime {manifest['id']})")
     return done + prune(host_dir, keep=manifest["id"], grace_s=grace_s)
 
@@ -109,6 +109,18 @@ def copy_host_part(source: str, manifest: dict, target: str) -> None:
     os.chmod(tmp, 0o755)
     os.rename(tmp, target)
     fsutil.fsync_dir(os.path.dirname(target))
+
+
+def write_zipapp(dest: str, target: str, manifest: dict, pyz: str, mode: int = 0o700) -> None:
+    """Write the zipapp ``pyz`` to ``dest`` (atomically) with a first line running it on the runtime
+    at ``target``: HOST_DIR/cdc here; /opt/cdh/cdh.pyz in the image (packaging/Containerfile)."""
+    fsutil.atomic_write(dest, shebang(target, manifest) + zipapp_body(pyz), mode=mode)
+
+
+def write_image_entry(runtime_dir: str, dest: str) -> None:
+    """The image's executable zipapp (Containerfile: ``python -m cdh.agent.runtime RUNTIME DEST``)."""
+    manifest = read_manifest(runtime_dir)
+    write_zipapp(dest, runtime_dir, manifest, os.path.join(runtime_dir, manifest["pyz"]), mode=0o755)
 
 
 def zipapp_body(pyz: str) -> bytes:
@@ -205,3 +217,9 @@ def remove_all(host_dir: str) -> list[str]:
     except OSError:
         pass
     return done
+
+
+if __name__ == "__main__":  # packaging/Containerfile: the image's /opt/cdh/cdh.pyz
+    import sys
+
+    write_image_entry(sys.argv[1], sys.argv[2])

@@ -37,6 +37,16 @@ def image_runtime(pyz, tmp_path_factory):
     return out
 
 
+@pytest.fixture(scope="session")
+def image_entry(image_runtime):
+    """The image's /opt/cdh/cdh.pyz, written as the Containerfile writes it (beside the runtime)."""
+    rt = str(image_runtime)
+    entry = os.path.join(os.path.dirname(rt), "cdh.pyz")
+    subprocess.run([f"{rt}/lib/ld.so", f"{rt}/bin/python3", "-m", "cdh.agent.runtime", rt, entry],
+                   check=True, env={}, cwd="/")
+    return entry
+
+
 @pytest.fixture
 def short_host_dir():
     """A HOST_DIR as short as a real one, so cdc's first line fits every kernel (127 bytes)."""

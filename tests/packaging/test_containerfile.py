@@ -37,16 +37,16 @@ def test_build_stage_runs_the_scripts_the_tests_run():
             assert os.path.exists(os.path.join(REPO, path)), path
 
 
-def test_final_stage_is_the_runtime_alone_with_the_zipapp_as_entrypoint(image_runtime):
+def test_final_stage_is_the_runtime_alone_with_the_zipapp_as_entrypoint():
     final = stages()[-1]
     assert final[0] == "FROM scratch"
     assert [line for line in final if line.startswith("COPY")] == [
-        "COPY --from=build /rootfs/ /", "COPY --from=build /opt/cdh/runtime /opt/cdh/runtime"]
+        "COPY --from=build /rootfs/ /", "COPY --from=build /opt/cdh /opt/cdh"]
+    build = " ".join(stages()[0])
+    # /opt/cdh/cdh.pyz is written by the function the image test below uses (image_entry).
+    assert "-m cdh.agent.runtime /opt/cdh/runtime /opt/cdh/cdh.pyz" in build
     entry = json.loads(next(line for line in final if line.startswith("ENTRYPOINT"))[len("ENTRYPOINT"):])
-    with open(image_runtime / "runtime.json") as f:
-        m = json.load(f)
-    assert entry == [f"/opt/cdh/runtime/{m['loader_path']}", f"/opt/cdh/runtime/{m['interpreter']}",
-                     f"/opt/cdh/runtime/{m['pyz']}"]
+    assert entry == ["/opt/cdh/cdh.pyz"]  # also what k8s-manifests run (command:, preStop)
     assert json.loads(next(line for line in final if line.startswith("CMD"))[len("CMD"):]) == ["agent"]
 
 

@@ -95,10 +95,9 @@ def test_a_core_piped_into_cdc_comes_out_as_a_complete_zip(
         assert len(cores) == 1 and z.read(cores[0]) == core
 
 
-def test_the_image_entrypoint_runs_from_the_runtime_alone(image_runtime, chroot):
-    rt = str(image_runtime)
-    entry = [f"{rt}/lib/ld.so", f"{rt}/bin/python3"]
-    done = chroot([rt], [*entry, f"{rt}/cdh.pyz", "--version"])
+def test_the_image_entrypoint_runs_from_the_runtime_alone(image_runtime, image_entry, chroot):
+    rt, opt_cdh = str(image_runtime), os.path.dirname(image_entry)  # /opt/cdh/{runtime,cdh.pyz}
+    done = chroot([opt_cdh], [image_entry, "--version"])  # ENTRYPOINT: executed through its #! line
     assert done.returncode == 0, done.stderr.decode()
     assert done.stdout.decode().startswith("cdh ")
     code = ("import ssl, uvloop, aiobotocore.session, botocore.session;"
@@ -106,7 +105,7 @@ def test_the_image_entrypoint_runs_from_the_runtime_alone(image_runtime, chroot)
             "botocore.session.get_session().create_client('s3', region_name='us-east-1',"
             " aws_access_key_id='k', aws_secret_access_key='s');"
             "print('ok')")
-    done = chroot([rt], [*entry, "-c", code])
+    done = chroot([opt_cdh], [f"{rt}/lib/ld.so", f"{rt}/bin/python3", "-c", code])
     assert done.returncode == 0, done.stderr.decode()
     assert done.stdout == b"ok\n"
 
