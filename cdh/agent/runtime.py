@@ -17,6 +17,7 @@ run: packaging/_cdh_runtime.py), and (3) no process visible here executes its lo
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -29,6 +30,7 @@ MANIFEST = "runtime.json"
 LOCK = "lock"
 RETIRED = "retired"
 RETIRE_GRACE_S = 60.0
+ABANDONED_S = 3600.0  # a temp directory this old is no installer's work in progress
 # The kernel reads at most this much of a script's first line: 256 bytes since Linux 5.1
 # (BINPRM_BUF_SIZE), 128 before, where a longer line is cut without an error.
 SHEBANG_MAX_NEW, SHEBANG_MAX_OLD = 256, 128
@@ -106,8 +108,15 @@ def copy_host_part(source: str, manifest: dict, target: str) -> None:
         shutil.copy2(os.path.join(source, rel), dst)
         with open(dst, "rb") as f:
             os.fsync(f.fileno())
+    for directory, _dirs, _files in os.walk(tmp):
+        fsutil.fsync_dir(directory)
     os.chmod(tmp, 0o755)
-    os.rename(tmp, target)
+    try:
+        os.rename(tmp, target)
+    except OSError as err:  # another installer (`cdh install` by hand) got there first
+        shutil.rmtree(tmp, ignore_errors=True)
+        if err.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+            raise
     fsutil.fsync_dir(os.path.dirname(target))
 
 
@@ -183,8 +192,8 @@ def prune(host_dir: str, keep: str | None, grace_s: float = RETIRE_GRACE_S) -> l
         path = os.path.join(top, name)
         if name == keep or not os.path.isdir(path):
             continue
-        if name.startswith("."):  # an interrupted copy (or another installer's, right now)
-            if _pid_gone(name):
+        if name.startswith("."):  # an interrupted copy or removal (or another installer's, right now)
+            if _abandoned(path, name):
                 shutil.rmtree(path, ignore_errors=True)
             continue
         done.append(_retire_or_remove(path, name, grace_s))
@@ -203,9 +212,14 @@ def _retire_or_remove(path: str, name: str, grace_s: float) -> str:
     return _remove_if_unused(path, name)
 
 
-def _pid_gone(name: str) -> bool:
+def _abandoned(path: str, name: str) -> bool:
+    """Its installer is gone, or it is an hour old (the pid may be another namespace's)."""
     pid = name.rsplit(".", 1)[-1]
-    return not (pid.isdigit() and os.path.exists(f"/proc/{pid}"))
+    try:
+        old = time.time() - os.stat(path).st_mtime > ABANDONED_S
+    except FileNotFoundError:
+        return False
+    return old or not (pid.isdigit() and os.path.exists(f"/proc/{pid}"))
 
 
 def remove_all(host_dir: str) -> list[str]:

@@ -144,3 +144,12 @@ def test_a_first_line_longer_than_the_kernel_reads_is_refused(tmp_path, source, 
     ("4.18.0-553.el8_10.x86_64", 128), ("3.10.0-1160.el7.x86_64", 128), ("garbage", 128)])
 def test_kernel_first_line_limit(release, limit):
     assert runtime.shebang_max(release) == limit
+
+
+def test_two_installers_at_once_leave_one_complete_runtime(host_dir, source):
+    install(host_dir, source)
+    manifest = runtime.read_manifest(str(source))
+    target = str(host_dir / "runtime" / manifest["id"])
+    runtime.copy_host_part(str(source), manifest, target)  # the slower one renames onto a finished copy
+    assert sorted(os.listdir(host_dir / "runtime")) == ["aaaaaaaaaaaa"]
+    assert (host_dir / "runtime/aaaaaaaaaaaa/runtime.json").is_file()
