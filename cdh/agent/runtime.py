@@ -55,7 +55,7 @@ def read_manifest(source: str) -> dict:
             return json.load(f)
     except (OSError, ValueError) as err:
         raise RuntimeInstallError(f"no usable runtime at {source} ({err}); set CDH_RUNTIME_DIR "
-                            "to a directory laid out by packaging/runtime.py") from None
+                                  "to a directory laid out by packaging/runtime.py") from None
 
 
 def root(host_dir: str) -> str:
