@@ -95,6 +95,22 @@ def test_a_core_piped_into_cdc_comes_out_as_a_complete_zip(
         assert len(cores) == 1 and z.read(cores[0]) == core
 
 
+@pytest.mark.skipif(not COMPOSER_MERGED, reason=NEEDS_COMPOSER)
+def test_the_composer_path_imports_none_of_the_agents_stack(image_runtime, short_host_dir, fake_sysctl):
+    install(short_host_dir, image_runtime, fake_sysctl)
+    rt, cdc = current(short_host_dir), f"{short_host_dir}/cdc"
+    args = ["-c=unlimited", "-e=crasher", "-p=4242", f"-P={os.getpid()}", "-s=11", "-t=1", "-h=node"]
+    done = subprocess.run([f"{rt}/lib/ld.so", f"{rt}/bin/python3", "-X", "importtime", cdc, *args],
+                          input=b"core", env={}, cwd="/", capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr.decode()
+    names = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.decode().splitlines()
+             if line.startswith("import time:")}
+    assert {"cdh.composer.main", "_cdh_runtime"} <= names
+    forbidden = ("aiobotocore", "botocore", "aiohttp", "uvloop", "asyncio", "argparse", "logging",
+                 "typing", "dataclasses")
+    assert sorted(n for n in names if n.split(".")[0] in forbidden or n.startswith("cdh.agent")) == []
+
+
 def test_the_image_entrypoint_runs_from_the_runtime_alone(image_runtime, image_entry, chroot):
     rt, opt_cdh = str(image_runtime), os.path.dirname(image_entry)  # /opt/cdh/{runtime,cdh.pyz}
     done = chroot([opt_cdh], [image_entry, "--version"])  # ENTRYPOINT: executed through its #! line
