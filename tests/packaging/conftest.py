@@ -1,7 +1,7 @@
-"""The zipapp and the runtime, built once per session by the scripts the Containerfile runs.
+"""Packaging fixtures: a short HOST_DIR and a bare chroot.
 
-`pyz` is packaging/zipapp.py's output (what `nox -s zipapp` builds); `image_runtime` is
-packaging/runtime.py's (the image's /opt/cdh/runtime). Tests that chroot need root: they skip
+`pyz`, `image_runtime` and `image_entry` (tests/conftest.py) are packaging/zipapp.py's and
+packaging/runtime.py's output, built once per session. Tests that chroot need root: they skip
 without it, unless CDH_REQUIRE_KERNEL=1 (CI), which makes that a failure.
 """
 
@@ -10,41 +10,9 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 
 import pytest
-
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def script(name: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, os.path.join(REPO, "packaging", name), *args],
-                          check=True, capture_output=True, text=True)
-
-
-@pytest.fixture(scope="session")
-def pyz(tmp_path_factory):
-    out = tmp_path_factory.mktemp("zipapp") / "cdh.pyz"
-    script("zipapp.py", "-o", str(out))
-    return out
-
-
-@pytest.fixture(scope="session")
-def image_runtime(pyz, tmp_path_factory):
-    out = tmp_path_factory.mktemp("image") / "runtime"
-    script("runtime.py", "--pyz", str(pyz), "--out", str(out))
-    return out
-
-
-@pytest.fixture(scope="session")
-def image_entry(image_runtime):
-    """The image's /opt/cdh/cdh.pyz, written as the Containerfile writes it (beside the runtime)."""
-    rt = str(image_runtime)
-    entry = os.path.join(os.path.dirname(rt), "cdh.pyz")
-    subprocess.run([f"{rt}/lib/ld.so", f"{rt}/bin/python3", "-m", "cdh.agent.runtime", rt, entry],
-                   check=True, env={}, cwd="/")
-    return entry
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import json
 import os
 import re
 
-from tests.packaging.conftest import REPO
+from tests.support.packaging import REPO
 
 CONTAINERFILE = os.path.join(REPO, "packaging", "Containerfile")
 

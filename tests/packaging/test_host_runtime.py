@@ -7,20 +7,19 @@ environment, cwd /, as the kernel runs it: no libc, no Python, no shell from the
 from __future__ import annotations
 
 import fcntl
-import importlib.util
 import json
 import os
 import shutil
 import subprocess
 import time
+import zipfile
 
 import pytest
 
 from cdh.agent import host, runtime
 from cdh.config import load
 
-COMPOSER_MERGED = importlib.util.find_spec("cdh.composer.main") is not None
-NEEDS_COMPOSER = "ISSUE 4 TODO: the composer (branch composer) is not merged yet; finish after the merge"
+KERNEL_ARGS = ["-c=unlimited", "-e=crasher", "-p=4242", "-s=11", "-h=node", "-E=!bin!crasher"]
 
 
 @pytest.fixture
@@ -67,39 +66,27 @@ def test_runtime_libraries_load_in_an_empty_chroot(image_runtime, short_host_dir
     assert json.loads(done.stdout) == {"env": {}, "cwd": "/", "exe": f"{rt}/bin/python3"}
 
 
-@pytest.mark.skipif(COMPOSER_MERGED, reason="superseded by the zip test below once the composer is merged")
-def test_cdc_reaches_the_composer_in_an_empty_chroot(image_runtime, short_host_dir, fake_sysctl, chroot):
-    install(short_host_dir, image_runtime, fake_sysctl)
-    done = chroot([short_host_dir], [f"{short_host_dir}/cdc", "-c=1", "-p=1"], input=b"core")
-    # Runtime, zipapp entry, lock and dispatch all worked: only the composer itself is missing.
-    assert b"No module named 'cdh.composer.main'" in done.stderr, done.stderr.decode()
-    assert done.stderr.count(b"Error") == 1
-
-
-@pytest.mark.skipif(not COMPOSER_MERGED, reason=NEEDS_COMPOSER)
 def test_a_core_piped_into_cdc_comes_out_as_a_complete_zip(
         image_runtime, short_host_dir, fake_sysctl, chroot):
     settings = install(short_host_dir, image_runtime, fake_sysctl)
     core = os.urandom(1 << 16) * 16  # 1 MiB
-    args = [f"{short_host_dir}/cdc", "-c=unlimited", "-e=crasher", "-p=4242", f"-P={os.getpid()}",
-            "-s=11", f"-t={int(time.time())}", "-h=node", "-E=!bin!crasher"]
+    args = [f"{short_host_dir}/cdc", *KERNEL_ARGS, f"-P={os.getpid()}", f"-t={int(time.time())}"]
     done = chroot([short_host_dir], args, input=core)
     assert done.returncode == 0, done.stderr.decode()
     zips = [n for n in os.listdir(settings.core_dir) if n.endswith(".zip")]
     assert len(zips) == 1 and not [n for n in os.listdir(settings.core_dir) if n.endswith(".part")]
-    import zipfile
-
     with zipfile.ZipFile(os.path.join(settings.core_dir, zips[0])) as z:
         assert z.testzip() is None
         cores = [n for n in z.namelist() if n.endswith(".core")]
         assert len(cores) == 1 and z.read(cores[0]) == core
+        info = json.loads(z.read(cores[0][: -len(".core")] + "-dump-info.json"))
+    assert info["exe"] == "crasher" and str(info["real_pid"]) == "4242", info
 
 
-@pytest.mark.skipif(not COMPOSER_MERGED, reason=NEEDS_COMPOSER)
 def test_the_composer_path_imports_none_of_the_agents_stack(image_runtime, short_host_dir, fake_sysctl):
     install(short_host_dir, image_runtime, fake_sysctl)
     rt, cdc = current(short_host_dir), f"{short_host_dir}/cdc"
-    args = ["-c=unlimited", "-e=crasher", "-p=4242", f"-P={os.getpid()}", "-s=11", "-t=1", "-h=node"]
+    args = [*KERNEL_ARGS, f"-P={os.getpid()}", "-t=1"]
     done = subprocess.run([f"{rt}/lib/ld.so", f"{rt}/bin/python3", "-X", "importtime", cdc, *args],
                           input=b"core", env={}, cwd="/", capture_output=True, timeout=120)
     assert done.returncode == 0, done.stderr.decode()
@@ -128,13 +115,7 @@ def test_the_image_entrypoint_runs_from_the_runtime_alone(image_runtime, image_e
 
 def start_composer(host_dir):
     """A composer in flight: reading its core from a pipe that stays open until the test closes it."""
-    if COMPOSER_MERGED:
-        args = [f"{host_dir}/cdc", "-c=unlimited", "-e=crasher", "-p=4242", f"-P={os.getpid()}", "-s=11",
-                f"-t={int(time.time())}", "-h=node", "-E=!bin!crasher"]
-    else:  # until the composer lands: the same entry (lock, then wait on stdin), run by the runtime
-        rt = current(host_dir)
-        args = [f"{rt}/lib/ld.so", f"{rt}/bin/python3", "-c",
-                "import _cdh_runtime, sys; _cdh_runtime.hold(); sys.stdin.buffer.read(); import json"]
+    args = [f"{host_dir}/cdc", *KERNEL_ARGS, f"-P={os.getpid()}", f"-t={int(time.time())}"]
     return subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             env={}, cwd="/")
 

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import zipfile
 
-from tests.packaging.conftest import REPO, script
+from tests.support.packaging import REPO, script
 
 
 def sha256(path) -> str:
