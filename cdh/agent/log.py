@@ -73,4 +73,4 @@ def route_stdlib(log: Log) -> None:
     """Send every stdlib logging record (botocore, aiobotocore, aiohttp) through ``log``."""
     root = logging.getLogger()
     root.handlers[:] = [_Bridge(log)]
-    root.setLevel(logging.WARNING)
+    root.setLevel(logging.DEBUG if log.threshold <= LEVELS["debug"] else logging.WARNING)

@@ -176,20 +176,26 @@ class FaultProxy:
             await asyncio.to_thread(rule.released.wait, rule.stall_s)
             return FORWARD
         length = int(req.headers.get("content-length", "0") or 0)
+        expects = req.headers.get("expect", "").lower() == "100-continue"
         if rule.action == "reset":
+            if expects:
+                writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
             n = length // 2 if rule.reset_after is None else min(rule.reset_after, length)
             if n:
                 await reader.readexactly(n)
             _reset(writer)
             return CLOSE
         if rule.action == "error":
-            await _drain_body(req, reader)
+            if not expects:  # with Expect, S3 answers before the body is sent, and the client skips it
+                await _drain_body(req, reader)
             body = (f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{rule.code}</Code>'
                     f"<Message>injected by faultproxy</Message></Error>").encode()
             writer.write(f"HTTP/1.1 {rule.status} Injected\r\nContent-Type: application/xml\r\n"
-                         f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+                         f"Content-Length: {len(body)}\r\n\r\n".encode()
+                         + (b"" if req.method == "HEAD" else body))  # HEAD answers carry no body
             await writer.drain()
-            return CLOSE if req.headers.get("connection", "").lower() == "close" else ANSWERED
+            closing = expects or req.headers.get("connection", "").lower() == "close"
+            return CLOSE if closing else ANSWERED
         raise ValueError(f"unknown action {rule.action!r}")
 
 
