@@ -15,6 +15,7 @@ path to verify. The cost is re-sending what was sent before the crash.
 from __future__ import annotations
 
 import asyncio
+import io
 import zlib
 from typing import TYPE_CHECKING, Any
 
@@ -30,13 +31,32 @@ if TYPE_CHECKING:
 ABORT_TIMEOUT_S = 10.0  # abort is best effort: the bucket's lifecycle rule is the backstop
 
 
-async def read_part(zipfile: LocalZip, offset: int, length: int) -> bytes:
-    async with aiofiles.open(zipfile.open_at(), "rb") as f:
-        await f.seek(offset)
-        data = await f.read(length)
-    if len(data) != length:
-        raise OSError(f"{zipfile.path}: short read at {offset} ({len(data)} of {length} bytes)")
-    return data
+async def read_part(zipfile: LocalZip, offset: int, length: int) -> io.BytesIO:
+    """``length`` bytes at ``offset``, read straight into a buffer the request body can use.
+
+    Why a BytesIO filled in place and not ``bytes``: botocore wraps a bytes body
+    in a BytesIO that shares it, and aiohttp's ``getbuffer()`` on that forces a
+    private copy, so every part would sit in memory twice. A BytesIO that owns
+    its buffer is sent without a copy (measured: 32 -> 16 MiB per 16 MiB part).
+    """
+    body = io.BytesIO()
+    if length:
+        body.seek(length - 1)
+        body.write(b"\0")  # sizes the buffer once; readinto fills it
+        with body.getbuffer() as view:
+            async with aiofiles.open(zipfile.open_at(), "rb") as f:
+                await f.seek(offset)
+                got = await f.readinto(view)
+        if got != length:
+            raise OSError(f"{zipfile.path}: short read at {offset} ({got} of {length} bytes)")
+    body.seek(0)
+    return body
+
+
+def crc32_of(body: io.BytesIO) -> int:
+    """CRC32 of the whole buffer (blocking: zlib releases the GIL, so run it in a thread)."""
+    with body.getbuffer() as view:
+        return zlib.crc32(view)
 
 
 async def abort_stale(client: Any, bucket: str, key: str, log: Log) -> int:
@@ -104,12 +124,12 @@ class MultipartUpload:
 
     async def _upload_part(self, part: Part, held: int) -> tuple[dict, int]:
         try:
-            data = await read_part(self.zipfile, part.offset, part.length)
-            crc = await asyncio.to_thread(zlib.crc32, data)  # releases the GIL: a second core helps
+            body = await read_part(self.zipfile, part.offset, part.length)
+            crc = await asyncio.to_thread(crc32_of, body)  # off the loop; a second core helps
             resp = await self.client.upload_part(
                 Bucket=self.bucket, Key=self.key, UploadId=self.upload_id, PartNumber=part.number,
-                Body=data, ChecksumCRC32=verify.b64(crc))
-            del data
+                Body=body, ChecksumCRC32=verify.b64(crc))
+            del body
             return {"PartNumber": part.number, "ETag": resp["ETag"], "ChecksumCRC32": verify.b64(crc)}, crc
         finally:
             self.budget.release(held)

@@ -16,13 +16,12 @@ from __future__ import annotations
 import asyncio
 import enum
 import time
-import zlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from cdh.agent import dumpinfo, retry, verify
 from cdh.agent.localzip import Busy, Gone, LocalZip, NotAZip
-from cdh.agent.multipart import MultipartUpload, read_part
+from cdh.agent.multipart import MultipartUpload, crc32_of, read_part
 from cdh.agent.parts import ByteBudget, PartSizer
 
 if TYPE_CHECKING:
@@ -121,7 +120,7 @@ class Uploader:
     async def _put_single(self, client: Any, held: LocalZip, key: str, extra: dict) -> verify.Expected:
         async with self.budget.hold(held.size):
             data = await read_part(held, 0, held.size)
-            crc = verify.b64(await asyncio.to_thread(zlib.crc32, data))
+            crc = verify.b64(await asyncio.to_thread(crc32_of, data))
             resp = await client.put_object(Bucket=self.settings.s3_bucket, Key=key, Body=data,
                                            ChecksumAlgorithm="CRC32", ChecksumCRC32=crc, **extra)
         return verify.Expected(size=held.size, etag=resp["ETag"], crc32=crc)
