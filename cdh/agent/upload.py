@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 from cdh.agent import dumpinfo, retry, verify
 from cdh.agent.localzip import Busy, Gone, LocalZip, NotAZip
-from cdh.agent.multipart import MultipartUpload, crc32_of, read_part
-from cdh.agent.parts import ByteBudget, PartSizer
+from cdh.agent.multipart import MultipartUpload, abort_stale, crc32_of, read_part
+from cdh.agent.parts import MIN_PART_BYTES, ByteBudget, PartSizer
 
 if TYPE_CHECKING:
     from cdh.agent.clients import Clients
@@ -108,6 +108,8 @@ class Uploader:
         extra = object_args(s, info)
         async with self.clients.lease() as client:
             if held.size < min(s.multipart_threshold_bytes, self.budget.capacity):
+                if held.size >= MIN_PART_BYTES:  # may have gone in parts under an older threshold
+                    await abort_stale(client, s.s3_bucket, key, self.log)
                 expected = await self._put_single(client, held, key, extra)
             else:
                 expected = await MultipartUpload(client, s.s3_bucket, key, held, self.sizer,

@@ -180,3 +180,15 @@ def test_missing_bucket_is_one_clear_line_and_exit_3(agent_env, start_agent):
     assert agent.wait(30) == 3
     err = agent.proc.stderr.read().decode()
     assert err.count("\n") == 1 and "CDH_S3_BUCKET" in err
+
+
+def test_uninstall_on_stop_restores_the_host(agent_env, start_agent, tmp_path):
+    agent = start_agent({**agent_env, "CDH_UNINSTALL_ON_STOP": "true"})
+    agent.wait_event("agent.started")
+    pattern = tmp_path / "proc-sys" / "kernel" / "core_pattern"
+    assert pattern.read_text().startswith(f"|{tmp_path}/host/cdc ")
+    agent.signal(signal.SIGTERM)
+    assert agent.wait(30) == 0
+    assert pattern.read_text() == "core"
+    assert not (tmp_path / "host" / "cdc").exists()
+    assert agent.events("host.restore")
