@@ -28,8 +28,9 @@ class Log:
 
     def configure(self, settings: Settings) -> None:
         """Follow ``settings`` (at start and after every reload: keys may have changed)."""
+        # Old secrets stay redacted after a reload: uploads in flight still use the old client.
         # Longest first, so a secret that contains another is redacted whole.
-        self.secrets = tuple(sorted(set(settings.secrets), key=len, reverse=True))
+        self.secrets = tuple(sorted(set(self.secrets) | set(settings.secrets), key=len, reverse=True))
         self.threshold = LEVELS[settings.log_level]
         logging.getLogger().setLevel(logging.DEBUG if settings.log_level == "debug" else logging.WARNING)
 
