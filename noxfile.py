@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 
 import nox
 
-nox.options.sessions = ["lint", "tests"]
+nox.options.sessions = ["lint", "tests", "manifests"]
 nox.options.reuse_venv = "yes"
 
 # Variables the tests read, passed through to the session.
@@ -25,3 +26,15 @@ def tests(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     session.install("ruff>=0.6")
     session.run("ruff", "check", "cdh", "tests", "noxfile.py", "packaging")
+
+
+@nox.session
+def manifests(session: nox.Session) -> None:
+    """Every k8s-manifests overlay renders with `kubectl kustomize` and validates offline and strictly
+    against the Kubernetes schemas of every version the README claims (tests/manifests/validate.py)."""
+    if shutil.which("kubectl") is None:
+        session.error("kubectl not found on PATH: `nox -s manifests` renders the overlays with "
+                      "`kubectl kustomize` (kubectl 1.27 or newer). Install kubectl and run it again")
+    # kubernetes-validate bundles the Kubernetes JSON schemas (1.25-1.37), so validation needs no network.
+    session.install("kubernetes-validate>=1.37,<2", "pyyaml>=6")
+    session.run("python", "-m", "tests.manifests.validate")

@@ -51,10 +51,13 @@ def _dispatch(args: list[str]) -> int:
     sweep.add_argument("files", nargs="*", metavar="FILE")
     cfg = sub.add_parser("config", help="validate the settings and print them (secrets hidden)")
     cfg.add_argument("--list", action="store_true", help="list every setting with its default")
+    from cdh.tools.commands import add_commands  # ls, get, inspect: argparse only until run
+
+    tools = add_commands(sub)
     ns = parser.parse_args(args)
     handler = {
         "agent": _agent, "install": _install, "uninstall": _uninstall,
-        "sweep": _sweep, "config": _config,
+        "sweep": _sweep, "config": _config, **tools,
     }[ns.command]
     from cdh.config import ConfigError
 
@@ -84,9 +87,19 @@ def _install(ns) -> int:
 
 
 def _uninstall(ns) -> int:
+    from cdh import config
     from cdh.agent import host
 
-    for line in host.uninstall(_settings()):
+    try:
+        settings = _settings()
+    except config.ConfigError as err:
+        # This is the DaemonSet's preStop hook: an invalid or vanished env-file (a bad edit, the ConfigMap
+        # deleted with the namespace) must not leave kernel.core_pattern pointing at a removed composer.
+        # The environment is what the DaemonSet pins, HOST_DIR included.
+        print(f"cdh uninstall: {err}; using the environment alone", file=sys.stderr)
+        env = {k: v for k, v in os.environ.items() if k != "CDH_CONFIG_FILE"}
+        settings = config.from_environment("agent", env)
+    for line in host.uninstall(settings):
         print(line)
     return OK
 

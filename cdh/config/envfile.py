@@ -33,7 +33,7 @@ def parse_env_text(content: str, origin: str = "<env>") -> dict[str, str]:
             value = value[1:-1]
             if m.group(2)[0] == '"':
                 value = re.sub(r'\\(["\\$`])', r"\1", value)
-        elif value[:1] in "'\"":
+        elif value and value[0] in "'\"":  # ("" is in every string: `KEY=` is an empty value)
             raise ConfigError(f"{origin}:{n}: unterminated quote in {key}")
         out[key] = value
     return out

@@ -1,1 +1,2 @@
-"""Test helpers reused across suites: realistic zips, a real S3 server process, a fault proxy."""
+"""Helpers shared by test suites: the crictl stub, a fake node, running the composer,
+realistic dump zips, a real S3 server process and a fault proxy in front of it."""

@@ -100,6 +100,10 @@ def test_env_file_roundtrip(tmp_path):
     assert back.core_dir == "/h/cores"
 
 
+def test_env_file_empty_values():
+    assert config.parse_env_text("A=\nB=''\nC= \n") == {"A": "", "B": "", "C": ""}
+
+
 @pytest.mark.parametrize("line", ["KEY", "KEY='unterminated", "1KEY=x"])
 def test_env_file_errors_name_file_and_line(line):
     with pytest.raises(ConfigError, match=r"^f.env:2: "):

@@ -1,0 +1,82 @@
+"""`nox -s manifests`: every overlay renders, and every object is valid for every Kubernetes version
+the README claims, checked offline and strictly (unknown fields are errors).
+
+Kubernetes kinds: the OpenAPI-derived JSON schemas bundled in kubernetes-validate. OpenShift's
+SecurityContextConstraints are not Kubernetes kinds: they are checked against
+k8s-manifests/schemas/securitycontextconstraints-security-v1.json, written from OpenShift's CRD.
+
+Run: python -m tests.manifests.validate   (exit 1 and one line per problem when anything fails)
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import jsonschema
+import kubernetes_validate
+
+from tests.manifests.kustomize import KUSTOMIZATIONS, PLAIN_FILES, ROOT, RenderError, kubectl, objects
+
+# Keep in step with the README ("Deploy on Kubernetes").
+K8S_VERSIONS = ("1.29", "1.30", "1.31", "1.32", "1.33", "1.34", "1.35", "1.36", "1.37")
+EXTRA_SCHEMAS = {
+    ("security.openshift.io/v1", "SecurityContextConstraints"):
+        ROOT / "schemas" / "securitycontextconstraints-security-v1.json",
+}
+
+
+def problems_of(obj: dict) -> list[str]:
+    """Why ``obj`` is invalid, per version; empty when it is valid everywhere."""
+    extra = EXTRA_SCHEMAS.get((obj.get("apiVersion"), obj.get("kind")))
+    if extra is not None:
+        schema = json.loads(extra.read_text())
+        validator = jsonschema.Draft7Validator(schema)
+        return [f"{_path(e.absolute_path)}: {e.message}" for e in validator.iter_errors(obj)]
+    out = []
+    for version in K8S_VERSIONS:
+        try:
+            kubernetes_validate.validate(obj, version, strict=True)
+        except kubernetes_validate.ValidationError as err:
+            out.append(f"Kubernetes {version}: {_path(err.absolute_path)}: {err.message}")
+        except kubernetes_validate.SchemaNotFoundError:
+            out.append(f"Kubernetes {version}: no schema for {obj['apiVersion']} {obj['kind']}")
+    return out
+
+
+def _path(parts) -> str:
+    return ".".join(str(p) for p in parts) or "(top)"
+
+
+def main() -> int:
+    try:
+        kubectl()
+    except RenderError as err:
+        print(err, file=sys.stderr)
+        return 1
+    failures: list[str] = []
+    checked: dict[str, list[str]] = {}  # one validation per distinct object, shared by the overlays
+    count = 0
+    for target in (*KUSTOMIZATIONS, *PLAIN_FILES):
+        try:
+            objs = objects(target)
+        except RenderError as err:
+            failures.append(str(err))
+            continue
+        for obj in objs:
+            count += 1
+            key = json.dumps(obj, sort_keys=True)
+            if key not in checked:
+                checked[key] = problems_of(obj)
+            name = f"{target}: {obj.get('kind')}/{obj.get('metadata', {}).get('name')}"
+            failures.extend(f"{name}: {p}" for p in checked[key])
+    for line in failures:
+        print(line, file=sys.stderr)
+    print(f"{len(KUSTOMIZATIONS) + len(PLAIN_FILES)} targets, {count} objects ({len(checked)} distinct), "
+          f"Kubernetes {K8S_VERSIONS[0]}-{K8S_VERSIONS[-1]} strict: "
+          + ("valid" if not failures else f"{len(failures)} problems"))
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,38 @@
+"""`cdh uninstall` is the DaemonSet's preStop hook: it must restore the node whatever the env-file says."""
+
+from __future__ import annotations
+
+import pytest
+
+from cdh import cli
+from cdh.agent import host
+
+
+@pytest.fixture
+def uninstalled(monkeypatch):
+    """Records the settings `cdh uninstall` would restore the host with (no real /proc/sys here)."""
+    calls = []
+    monkeypatch.setattr(host, "uninstall", lambda settings: calls.append(settings) or ["restored"])
+    return calls
+
+
+@pytest.mark.parametrize("env_file", [None, "CDH_COMPRESSION=gzip\n", "CDH_TYPO=1\n"])
+def test_uninstall_falls_back_to_the_environment(clean_env, tmp_path, uninstalled, capsys, env_file):
+    cfg = tmp_path / "cdh.env"  # None: the file is gone, as when the ConfigMap was deleted first
+    if env_file is not None:
+        cfg.write_text(env_file)
+    clean_env.setenv("CDH_HOST_DIR", str(tmp_path / "host"))
+    clean_env.setenv("CDH_CONFIG_FILE", str(cfg))
+    assert cli.main(["cdh", "uninstall"]) == cli.OK
+    assert [s.host_dir for s in uninstalled] == [str(tmp_path / "host")]
+    assert "using the environment alone" in capsys.readouterr().err
+
+
+def test_uninstall_reads_a_valid_env_file(clean_env, tmp_path, uninstalled, capsys):
+    cfg = tmp_path / "cdh.env"
+    cfg.write_text(f"CDH_HOST_DIR={tmp_path / 'from-file'}\n")
+    clean_env.setenv("CDH_HOST_DIR", str(tmp_path / "from-env"))
+    clean_env.setenv("CDH_CONFIG_FILE", str(cfg))
+    assert cli.main(["cdh", "uninstall"]) == cli.OK
+    assert [s.host_dir for s in uninstalled] == [str(tmp_path / "from-file")]
+    assert capsys.readouterr().err == ""
