@@ -88,11 +88,36 @@ class S3Server:
         self.client().create_bucket(Bucket=name)
         return name
 
+    def cdh_env(self, bucket: str, **extra: str) -> dict[str, str]:
+        """A whole environment for a `cdh` process: this one's, minus any S3/cdh settings, plus these."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("CDH_", "AWS_", "S3_"))}
+        return {**env, **self.agent_env(bucket), **extra}
+
     def agent_env(self, bucket: str, url: str | None = None) -> dict[str, str]:
         """The settings that point cdh at this server."""
         return {"CDH_S3_ENDPOINT": url or self.url, "CDH_S3_BUCKET": bucket, "CDH_S3_REGION": REGION,
                 "CDH_S3_ACCESS_KEY": ACCESS_KEY, "CDH_S3_SECRET_KEY": SECRET_KEY,
                 "CDH_S3_ADDRESSING": "path"}
+
+
+def put_dump(client, bucket: str, key: str, path, info: dict, part_sizes: list[int] | None = None) -> None:
+    """Upload a dump zip with the metadata the agent writes (cdh/keys.py); multipart if asked."""
+    from cdh import keys
+
+    meta = keys.metadata(info, info.get("node_hostname"))
+    data = path.read_bytes()
+    if not part_sizes:
+        client.put_object(Bucket=bucket, Key=key, Body=data, Metadata=meta)
+        return
+    upload = client.create_multipart_upload(Bucket=bucket, Key=key, Metadata=meta)["UploadId"]
+    parts, pos = [], 0
+    for n, size in enumerate([*part_sizes, len(data) - sum(part_sizes)], start=1):
+        etag = client.upload_part(Bucket=bucket, Key=key, UploadId=upload, PartNumber=n,
+                                  Body=data[pos:pos + size])["ETag"]
+        parts.append({"PartNumber": n, "ETag": etag})
+        pos += size
+    client.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload,
+                                     MultipartUpload={"Parts": parts})
 
 
 def object_sha256(client, bucket: str, key: str) -> str:
