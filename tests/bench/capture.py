@@ -12,12 +12,11 @@ import hashlib
 import io
 import os
 import shutil
-import statistics
 import subprocess
 import zipfile
 from pathlib import Path
 
-from tests.bench.measure import Sample, run_piped
+from tests.bench.measure import Sample, median, run_piped
 
 MODES = ("none", "deflate", "zstd")
 KERNEL_ARGS = ["-c=18446744073709551615", "-e=heap", "-p=1", "-s=11", "-t=1718000000", "-h=bench",
@@ -50,17 +49,6 @@ def missing_peers() -> list[str]:
     return [t for t in ("cat", "gzip", "pigz", "zstd", "zip", "unzip") if shutil.which(t) is None]
 
 
-def install_composer(host_dir: Path) -> Path:
-    """HOST_DIR/cdc as `cdh install` writes it for a development install (python -IS launcher)."""
-    from cdh.agent.host import launcher_script
-
-    host_dir.mkdir(parents=True, exist_ok=True)
-    cdc = host_dir / "cdc"
-    cdc.write_bytes(launcher_script())
-    cdc.chmod(0o700)
-    return cdc
-
-
 def ours(cdc: Path, mode: str, out_dir: Path) -> Tool:
     """The composer as the kernel runs it: argv from core_pattern, settings from the environment."""
     env = {"PATH": "/usr/bin:/bin", "CDH_HOST_DIR": str(cdc.parent), "CDH_CORE_DIR": str(out_dir),
@@ -81,10 +69,6 @@ def measure(tools: list[Tool], core: Path, runner: Path, work: Path, rounds: int
                 verify(tool, out_dir)
             shutil.rmtree(out_dir)
     return samples
-
-
-def median(samples: list[Sample], attr: str) -> float:
-    return statistics.median(getattr(s, attr) for s in samples)
 
 
 # ------------------------------------------------------------------ verification

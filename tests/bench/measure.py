@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import statistics
 import subprocess
 import threading
 import time
@@ -38,6 +39,10 @@ class Sample:
     def as_dict(self) -> dict:
         return {"wall_s": round(self.wall_s, 4), "cpu_s": round(self.cpu_s, 4), "rss": self.rss,
                 "out_bytes": self.out_bytes, "rc": self.rc}
+
+
+def median(samples: list[Sample], attr: str) -> float:
+    return statistics.median(getattr(s, attr) for s in samples)
 
 
 def _feed(src: Path, pipe_w: int, errors: list) -> None:
@@ -67,32 +72,58 @@ def run_piped(runner: Path, argv: list[str], src: Path, out_dir: Path, stdout_na
     out_dir.mkdir(parents=True)
     os.sync()  # start clean: nobody's dirty pages are flushed inside our timing
     pipe_r, pipe_w = os.pipe2(os.O_CLOEXEC)
-    report_r, report_w = os.pipe2(os.O_CLOEXEC)
     stdout = open(out_dir / stdout_name, "wb") if stdout_name else subprocess.DEVNULL  # noqa: SIM115
     errors: list = []
-    started = time.monotonic()
+    feeder = threading.Thread(target=_feed, args=(src, pipe_w, errors), daemon=True)
     try:
-        proc = subprocess.Popen([str(runner), str(report_w), *argv], stdin=pipe_r, stdout=stdout,
-                                stderr=subprocess.PIPE, cwd=out_dir, env=env, pass_fds=(report_w,))
+        child = Child(runner, argv, env=env, cwd=out_dir, stdin=pipe_r, stdout=stdout)
     finally:
         os.close(pipe_r)
-        os.close(report_w)
-    feeder = threading.Thread(target=_feed, args=(src, pipe_w, errors), daemon=True)
     feeder.start()
-    stderr = proc.stderr.read()
-    rc = proc.wait()
+    child.wait()
     if stdout_name:
         stdout.close()
     out_bytes = _fsync_tree(out_dir)
-    wall = time.monotonic() - started
+    wall = time.monotonic() - child.started
     feeder.join()
-    with os.fdopen(report_r, "r") as f:
-        report = f.read().split()
     if errors:
         raise errors[0]
-    if rc != 0 or len(report) != 4:
-        raise RuntimeError(f"{argv[0]} exited {rc}: {stderr.decode(errors='replace')[-500:]}")
-    return Sample(wall, float(report[1]) + float(report[2]), int(report[3]) * 1024, out_bytes, rc)
+    return Sample(wall, child.cpu_s, child.rss, out_bytes, child.rc)
+
+
+def run(runner: Path, argv: list[str], env: dict | None = None, cwd: Path | None = None) -> Sample:
+    """Run ``argv`` to completion (stdin /dev/null): wall time, its own CPU and peak RSS."""
+    child = Child(runner, argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    child.wait()
+    return Sample(time.monotonic() - child.started, child.cpu_s, child.rss, 0, child.rc)
+
+
+class Child:
+    """``argv`` run under runner.c, which reports the child's own rusage on a pipe."""
+
+    def __init__(self, runner: Path, argv: list[str], env, cwd, stdin, stdout) -> None:
+        self.argv = argv
+        report_r, report_w = os.pipe2(os.O_CLOEXEC)
+        self._report = report_r
+        self.started = time.monotonic()
+        try:
+            self.proc = subprocess.Popen([str(runner), str(report_w), *argv], stdin=stdin, stdout=stdout,
+                                         stderr=subprocess.PIPE, cwd=cwd, env=env, pass_fds=(report_w,))
+        finally:
+            os.close(report_w)
+        self.rc = self.cpu_s = self.rss = 0
+
+    def wait(self) -> None:
+        """Wait for the exit; raises unless it exited 0."""
+        stderr = self.proc.stderr.read()
+        self.rc = self.proc.wait()
+        with os.fdopen(self._report, "r") as f:
+            report = f.read().split()
+        if self.rc != 0 or len(report) != 4:
+            raise RuntimeError(f"{' '.join(self.argv[:3])} exited {self.rc}: "
+                               f"{stderr.decode(errors='replace')[-800:]}")
+        self.cpu_s = float(report[1]) + float(report[2])
+        self.rss = int(report[3]) * 1024
 
 
 def _fsync_tree(d: Path) -> int:
