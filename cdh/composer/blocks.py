@@ -6,13 +6,15 @@ straight into a free block (:meth:`Blocks.free`) and hands it over
 takes them in the order they were read, adds each to the CRC-32 and writes
 it. So reading, compressing and writing overlap, and deflate (whose blocks
 are independent, see cdh.composer.compress) uses up to MAX_WORKERS CPUs.
-zstd gets one encoder thread (one frame, in order); stored blocks go straight
-to the writer. isal, zstandard, zlib, os.readv and os.write release the GIL
-for calls this large, so the threads do run at once.
+zstd gets one encoder thread (one frame, in order; zstandard runs its own two
+workers under it); stored blocks go straight to the writer. isal, zstandard,
+zlib, os.readv and os.write release the GIL for calls this large, so the
+threads do run at once.
 
 Memory is bounded whatever the core's size: a fixed pool of blocks
-(workers + 2 of BLOCK bytes) and at most one compressed output per block;
-when every block is in flight, :meth:`free` waits.
+(workers + 2 of BLOCK bytes) and at most one compressed output per block
+(zstd: plus zstandard's job buffers, ~20 MiB with two workers); when every
+block is in flight, :meth:`free` waits.
 
 A write error (disk full) stops the writing; the blocks still come back, and
 the error is raised to the caller at its next :meth:`submit` or at
@@ -60,7 +62,7 @@ class Blocks:
 
     def __init__(self, method: int, write) -> None:
         self._write = write
-        self._codec = codec(method)
+        self._codec = codec(method, cpus())
         if self._codec is None:
             workers = 0
         else:

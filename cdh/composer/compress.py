@@ -4,9 +4,10 @@
   stdlib zlib's speed with a smaller output than zlib level 1 or ``gzip -1``.
   Without isal, stdlib zlib level 1 (slower, still a standard zip).
 - zstd: level 1 (zip method 93). On the benchmark core level 1 is about twice
-  level 3's speed for an output 2% larger; its single-threaded compressor
-  outran ``zstd -1 -T0``, and zstandard's own threads raised peak RSS to
-  60-100 MiB without going faster on two CPUs.
+  level 3's speed for an output 2% larger. With two CPUs, zstandard's own two
+  worker threads with 1 MiB jobs are ~25% faster than one thread, for ~20 MiB
+  more peak RSS (its default 4-8 MiB jobs cost 40-80 MiB more); more threads
+  did not go faster.
 
 A core is compressed in blocks on worker threads (cdh.composer.blocks):
 :class:`DeflateBlocks` makes each block an independent piece of one deflate
@@ -29,17 +30,18 @@ except ImportError:  # a node without isal still writes standard zips
 
 STORED, DEFLATED, ZSTD = 0, 8, 93
 ZSTD_LEVEL = 1
+ZSTD_MAX_THREADS = 2
+ZSTD_JOB_BYTES = 1 << 20
 WINDOW = 32 << 10  # deflate's window: how much of the previous block a block may refer to
 
 
 def compressor(method: int):
-    """An object with ``compress(data)`` and ``flush()``, or None for stored (small entries)."""
+    """An object with ``compress(data)`` and ``flush()`` for a small entry, or None for stored.
+
+    Small entries are stored or deflated, never zstd: every unzip reads them.
+    """
     if method == DEFLATED:
         return _deflate.compressobj(DEFLATE_LEVEL, _deflate.DEFLATED, -15)
-    if method == ZSTD:
-        import zstandard
-
-        return zstandard.ZstdCompressor(level=ZSTD_LEVEL).compressobj()
     return None
 
 
@@ -66,12 +68,20 @@ class DeflateBlocks:
 
 
 class ZstdStream:
-    """One zstd frame: blocks must be compressed one after another, in order."""
+    """One zstd frame: blocks must be compressed one after another, in order.
+
+    With ``cpus`` > 1 zstandard compresses the frame's jobs on its own threads.
+    """
 
     parallel = False
 
-    def __init__(self) -> None:
-        self._comp = compressor(ZSTD)
+    def __init__(self, cpus: int = 1) -> None:
+        import zstandard
+
+        threads = min(cpus, ZSTD_MAX_THREADS) if cpus > 1 else 0
+        params = zstandard.ZstdCompressionParameters.from_level(
+            ZSTD_LEVEL, threads=threads, job_size=ZSTD_JOB_BYTES if threads else 0)
+        self._comp = zstandard.ZstdCompressor(compression_params=params).compressobj()
 
     def block(self, data, before: bytes | None) -> bytes:
         return self._comp.compress(data)
@@ -80,10 +90,10 @@ class ZstdStream:
         return self._comp.flush()
 
 
-def codec(method: int) -> DeflateBlocks | ZstdStream | None:
-    """How the core's blocks are compressed; None: stored as they are."""
+def codec(method: int, cpus: int = 1) -> DeflateBlocks | ZstdStream | None:
+    """How the core's blocks are compressed (with up to ``cpus`` CPUs); None: stored as they are."""
     if method == DEFLATED:
         return DeflateBlocks()
     if method == ZSTD:
-        return ZstdStream()
+        return ZstdStream(cpus)
     return None

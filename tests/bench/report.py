@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -111,8 +112,8 @@ def _versions() -> dict:
         if shutil.which(argv[0]) is None:
             continue
         out = subprocess.run(argv, capture_output=True, text=True)
-        text = (out.stdout or out.stderr).strip().splitlines()
-        found[name] = next((line.strip() for line in text if line.strip()), "")[:100]
+        text = [line.strip() for line in (out.stdout or out.stderr).splitlines()]
+        found[name] = next((line for line in text if re.search(r"\d\.\d", line)), "")[:100]
     for module in ("isal", "zstandard"):
         try:
             found[module] = __import__(module).__version__

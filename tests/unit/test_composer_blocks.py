@@ -75,9 +75,11 @@ def test_a_deflate_block_refers_back_into_the_block_before():
     assert zlib.decompressobj(-15, zdict=before).decompress(piece) == before
 
 
-@pytest.mark.parametrize("method", [compress.STORED, compress.ZSTD])
-def test_stored_and_zstd_blocks_round_trip(method):
-    data = os.urandom(BLOCK // 3) + bytes(2 * BLOCK) + b"frame " * 100_000
+@pytest.mark.parametrize(("method", "cpus"), [(compress.STORED, 2), (compress.ZSTD, 1), (compress.ZSTD, 2)])
+def test_stored_and_zstd_blocks_round_trip(monkeypatch, method, cpus):
+    """zstd with several CPUs: zstandard's own workers, still one frame."""
+    monkeypatch.setattr(blocks, "cpus", lambda: cpus)
+    data = os.urandom(BLOCK // 3) + bytes(2 * BLOCK) + log_text(3 * BLOCK)
     sink = Sink()
     b = blocks.Blocks(method, sink)
     push(b, data)
@@ -108,7 +110,7 @@ def test_blocks_are_written_in_the_order_they_were_read(monkeypatch):
         def end(self):
             return b"."
 
-    monkeypatch.setattr(blocks, "codec", lambda method: Slow())
+    monkeypatch.setattr(blocks, "codec", lambda method, cpus: Slow())
     sink = Sink()
     b = blocks.Blocks(compress.DEFLATED, sink)
     push(b, bytes(BLOCK) + b"\1" * BLOCK)
@@ -138,7 +140,7 @@ def test_an_encoder_error_reaches_the_caller(monkeypatch):
         def end(self):
             return b""
 
-    monkeypatch.setattr(blocks, "codec", lambda method: Broken())
+    monkeypatch.setattr(blocks, "codec", lambda method, cpus: Broken())
     b = blocks.Blocks(compress.DEFLATED, Sink())
     with pytest.raises(MemoryError):
         push(b, bytes(8 * BLOCK))
