@@ -18,9 +18,12 @@ block is in flight, :meth:`free` waits.
 
 A write error (disk full) stops the writing; the blocks still come back, and
 the error is raised to the caller at its next :meth:`submit` or at
-:meth:`close`. Threads come from ``_thread`` and queues from ``_queue``:
-importing ``threading`` and ``queue`` costs the composer ~3 ms of start-up,
-time the dying process is held.
+:meth:`close`. When no thread can be started, all of it runs in the caller's
+thread, slower: a node out of threads must not cost the core.
+
+Threads come from ``_thread`` and queues from ``_queue``: importing
+``threading`` and ``queue`` costs the composer ~3 ms of start-up, time the
+dying process is held.
 """
 
 from __future__ import annotations
@@ -31,9 +34,10 @@ from _queue import SimpleQueue
 
 from cdh.composer.compress import WINDOW, codec, crc32
 
-BLOCK = 1 << 20  # measured: 256 KiB-1 MiB alike; 4 MiB slower (blocks fall out of the CPU caches)
-MAX_WORKERS = 4  # 4 ISA-L workers outrun a pipe (~2 GB/s); more would only hold memory
+BLOCK = 1 << 20  # measured: 256 KiB costs ~15% more CPU; 4 MiB is slower (out of the CPU caches?)
+MAX_WORKERS = 4  # 4 ISA-L workers (~1.2 GB/s each) outrun a pipe (~2 GB/s); more only hold memory
 _END = None
+_start = _thread.start_new_thread  # one name, so a test can make it fail
 
 
 def cpus() -> int:
@@ -78,10 +82,17 @@ class Blocks:
         self._jobs: SimpleQueue = SimpleQueue()
         self._order: SimpleQueue = SimpleQueue()
         self._exited: SimpleQueue = SimpleQueue()
-        self._threads = workers + 1
-        for _ in range(workers):
-            _thread.start_new_thread(self._encode, ())
-        _thread.start_new_thread(self._writer, ())
+        self._encoders = self._writers = 0
+        self._inline = False
+        try:
+            for _ in range(workers):
+                _start(self._encode, ())
+                self._encoders += 1
+            _start(self._writer, ())
+            self._writers = 1
+        except RuntimeError:  # no thread to be had (a node out of pids): all on this thread
+            self._stop()
+            self._inline = True
 
     # ------------------------------------------------------------ the caller's side
 
@@ -100,6 +111,13 @@ class Blocks:
         if self._codec is not None and self._codec.parallel:
             self._before = bytes(memoryview(block)[max(0, n - WINDOW):n])
         self.size += n
+        if self._inline:
+            self._encode_job(job)
+            self._write_job(job)
+            self._free.put(block)
+            if self.error is not None:
+                raise self.error
+            return
         self._order.put(job)
         if self._codec is None:
             job.done.release()
@@ -109,6 +127,8 @@ class Blocks:
     def close(self) -> None:
         """Wait for every block to be written, then the codec's end; raises a write error."""
         self._stop()
+        if self._inline:
+            self._write_end()
         if self.error is not None:
             raise self.error
 
@@ -118,27 +138,32 @@ class Blocks:
         self._stop()
 
     def _stop(self) -> None:
-        if self._threads == 0:
-            return  # already stopped (abort after a failed close)
-        for _ in range(self._threads - 1):
+        """Send every thread its end and wait for it (nothing to do when already stopped)."""
+        for _ in range(self._encoders):
             self._jobs.put(_END)
-        self._order.put(_END)
-        for _ in range(self._threads):
+        if self._writers:
+            self._order.put(_END)
+        for _ in range(self._encoders + self._writers):
             self._exited.get()
-        self._threads = 0
+        self._encoders = self._writers = 0
 
     # ------------------------------------------------------------ the threads
 
     def _encode(self) -> None:
         try:
             while (job := self._jobs.get()) is not _END:
-                try:
-                    job.out = self._codec.block(memoryview(job.block)[:job.n], job.before)
-                except BaseException as err:  # handed to the writer, raised to the caller
-                    job.error = err
+                self._encode_job(job)
                 job.done.release()
         finally:
             self._exited.put(True)
+
+    def _encode_job(self, job: _Job) -> None:
+        if self._codec is None:
+            return
+        try:
+            job.out = self._codec.block(memoryview(job.block)[:job.n], job.before)
+        except BaseException as err:  # handed to the writer, raised to the caller
+            job.error = err
 
     def _writer(self) -> None:
         try:
@@ -147,10 +172,13 @@ class Blocks:
                 if self.error is None and not self._aborted:
                     self._write_job(job)
                 self._free.put(job.block)  # always: the reader may be waiting for it
-            if self.error is None and not self._aborted and self._codec is not None:
-                self._guarded(lambda: self._write(self._codec.end()))
+            self._write_end()
         finally:
             self._exited.put(True)
+
+    def _write_end(self) -> None:
+        if self.error is None and not self._aborted and self._codec is not None:
+            self._guarded(lambda: self._write(self._codec.end()))
 
     def _write_job(self, job: _Job) -> None:
         if job.error is not None:

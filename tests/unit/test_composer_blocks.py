@@ -182,3 +182,44 @@ def test_without_isal_the_zlib_fallback_writes_the_same_stream(tmp_path):
     out = subprocess.run(["unzip", "-p", str(tmp_path / "z.zip"), "n.core"], capture_output=True)
     assert out.returncode == 0 and out.stdout == (tmp_path / "core").read_bytes()
     assert (tmp_path / "z.zip").stat().st_size < 1 << 20
+
+
+@pytest.mark.parametrize("threads_allowed", [0, 1])
+@pytest.mark.parametrize("method", [compress.STORED, compress.DEFLATED, compress.ZSTD])
+def test_no_threads_to_be_had_still_writes_the_whole_core(monkeypatch, method, threads_allowed):
+    """A node out of threads (RuntimeError from start_new_thread): everything runs inline."""
+    real_start, started = blocks._start, []
+
+    def start(fn, args):
+        if len(started) >= threads_allowed:
+            raise RuntimeError("can't start new thread")
+        started.append(fn)
+        return real_start(fn, args)
+
+    monkeypatch.setattr(blocks, "_start", start)
+    monkeypatch.setattr(blocks, "cpus", lambda: 2)
+    data = log_text(3 * BLOCK + 777)
+    sink = Sink()
+    b = blocks.Blocks(method, sink)
+    push(b, data)
+    b.close()
+    if method == compress.DEFLATED:
+        assert zlib.decompressobj(-15).decompress(sink.data) == data
+    elif method == compress.ZSTD:
+        zstandard = pytest.importorskip("zstandard")
+        assert zstandard.ZstdDecompressor().decompressobj().decompress(sink.data) == data
+    else:
+        assert sink.data == data
+    assert (b.crc, b.size) == (zlib.crc32(data), len(data))
+
+
+def test_no_threads_a_write_error_still_reaches_the_caller(monkeypatch):
+    def start(fn, args):
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(blocks, "_start", start)
+    b = blocks.Blocks(compress.DEFLATED, Sink(fail_at=2))
+    with pytest.raises(OSError):
+        push(b, log_text(4 * BLOCK))
+        b.close()
+    b.abort()
