@@ -12,6 +12,8 @@ import logging
 import sys
 from typing import TYPE_CHECKING
 
+import orjson
+
 from cdh import jsonline
 
 if TYPE_CHECKING:
@@ -37,7 +39,7 @@ class Log:
     def emit(self, level: str, event: str, fields: dict) -> None:
         if LEVELS[level] < self.threshold:
             return
-        self.stream.write(jsonline.line(level, event, fields, self.secrets))
+        self.stream.write(jsonline.line(level, event, fields, self.secrets, encode=_orjson))
         self.stream.flush()
 
     def debug(self, event: str, **fields) -> None:
@@ -51,6 +53,11 @@ class Log:
 
     def error(self, event: str, **fields) -> None:
         self.emit("error", event, fields)
+
+
+def _orjson(obj: object) -> bytes:
+    # The agent logs with orjson (the composer keeps the stdlib json: orjson's import costs it ~14 ms).
+    return orjson.dumps(obj, default=str)
 
 
 class _Bridge(logging.Handler):
