@@ -93,6 +93,8 @@ class Metrics:
         }
 
     def _zero_series(self) -> None:
+        for state in QUEUE_STATES:
+            self.queue_depth.labels(state)
         for reason in COMPOSER_FAILURES:
             self.composer_failures.labels(reason)
         for reason in UPLOAD_FAILURES.values():
