@@ -159,12 +159,16 @@ class EventPoster:
         import aiohttp
 
         found = InCluster.discover(dict(os.environ if env is None else env))
+        if isinstance(found, InCluster):
+            try:
+                context = ssl.create_default_context(cafile=found.ca_path)
+            except (OSError, ssl.SSLError) as err:
+                found = f"{found.ca_path} is not a usable CA bundle: {err}"
         if isinstance(found, str):
             self.log.warning("k8s_events.disabled", reason=found,
                              hint="CDH_K8S_EVENTS needs the pod's service account token and the API server")
             return
         self.cluster = found
-        context = ssl.create_default_context(cafile=found.ca_path)
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(ssl=context, limit=2),
             timeout=aiohttp.ClientTimeout(total=TIMEOUT_S))

@@ -48,6 +48,7 @@ class Metrics:
 
         gauge("cdh_build_info", "Always 1; the version as a label.", ("version",)).labels(__version__).set(1)
         # the composer, from its log
+        # From compose.done (an info line: CDH_COMPOSER_LOG_LEVEL=warning or error leaves these at 0).
         self.cores_captured = counter("cdh_cores_captured", "Cores the composer wrote into a zip.")
         self.core_bytes = counter("cdh_core_bytes_captured", "Bytes of those cores (uncompressed).")
         self.composer_failures = counter(

@@ -115,3 +115,22 @@ def test_in_cluster_discovery_says_why_not(tmp_path):
     (tmp_path / "ca.crt").write_text("c")
     found = k8sevents.InCluster.discover(env)
     assert found.url == "https://[fd00::1]:443"
+
+
+async def test_an_unusable_ca_bundle_disables_events_with_one_warning(tmp_path):
+    import io
+    import json
+
+    from cdh.agent.log import Log
+
+    (tmp_path / "token").write_text("t")
+    (tmp_path / "ca.crt").write_text("not a certificate")
+    out = io.BytesIO()
+    poster = k8sevents.EventPoster(Log(stream=out))
+    await poster.start({"KUBERNETES_SERVICE_HOST": "10.0.0.1", "KUBERNETES_SERVICE_PORT": "443",
+                        k8sevents.TEST_SERVICE_ACCOUNT_VAR: str(tmp_path)})
+    (line,) = [json.loads(x) for x in out.getvalue().splitlines()]
+    assert line["event"] == "k8s_events.disabled" and "CA bundle" in line["reason"]
+    assert not poster.enabled
+    poster.post({"metadata": {"namespace": "x", "name": "y"}, "reason": "CoreDumpCaptured"})  # a no-op
+    await poster.stop()
