@@ -51,10 +51,13 @@ def _dispatch(args: list[str]) -> int:
     sweep.add_argument("files", nargs="*", metavar="FILE")
     cfg = sub.add_parser("config", help="validate the settings and print them (secrets hidden)")
     cfg.add_argument("--list", action="store_true", help="list every setting with its default")
+    from cdh.tools.commands import add_commands  # ls, get, inspect: argparse only until run
+
+    tools = add_commands(sub)
     ns = parser.parse_args(args)
     handler = {
         "agent": _agent, "install": _install, "uninstall": _uninstall,
-        "sweep": _sweep, "config": _config,
+        "sweep": _sweep, "config": _config, **tools,
     }[ns.command]
     from cdh.config import ConfigError
 

@@ -143,9 +143,13 @@ def launcher_script() -> bytes:
 
     The zipapp build replaces this with the self-contained runtime (packaging/).
     """
-    pkg_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    import cdh
+
+    pkg_parent = os.path.dirname(os.path.dirname(os.path.abspath(cdh.__file__)))  # holds cdh/
     return (
-        f"#!{sys.executable} -I -S\n"
+        # One word: Linux passes everything after the interpreter as a single argument,
+        # and Python rejects "-I -S" ("Unknown option: - ").
+        f"#!{sys.executable} -IS\n"
         "# cdh composer launcher written by `cdh install` (development install).\n"
         "import sys\n"
         f"sys.path[:0] = {[pkg_parent, *_site_dirs()]!r}\n"

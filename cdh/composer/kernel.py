@@ -1,0 +1,88 @@
+"""The kernel's core_pattern specifiers, as ``-X=value`` arguments (see core(5)).
+
+``|cdc -c=%c -e=%e -p=%p -P=%P -s=%s -t=%t -h=%h -E=%E [-d=DIR]``
+
+Tolerant on purpose: a missing flag is None, an unknown one is ignored, and
+on kernels before 5.3 (which split the expanded pattern on spaces) a word
+that is not a flag is glued back onto the previous value. The kernel writes
+``!`` for ``/`` in ``%E``; we turn it back.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+# flag → attribute
+FLAGS = {
+    "c": "limit_size",   # %c  core size soft limit (RLIMIT_CORE) of the crasher
+    "e": "exe_name",     # %e  comm of the crashing thread (anything the process chose)
+    "p": "pid",          # %p  pid in the crasher's pid namespace
+    "P": "host_pid",     # %P  pid in the initial namespace: the one /proc shows us
+    "s": "signal",       # %s  signal number
+    "t": "timestamp",    # %t  seconds since the epoch
+    "h": "hostname",     # %h  uname nodename of the crasher (the pod's hostname)
+    "E": "pathname",     # %E  executable path, '/' written as '!'
+    "d": "core_dir",     # not a specifier: CORE_DIR (IBM passed it; cdh reads composer.env)
+}
+INT_FIELDS = ("pid", "host_pid", "signal", "timestamp")
+
+USAGE = ("usage: cdh compose -c=LIMIT -e=EXE -p=PID -P=HOST_PID -s=SIGNAL -t=TIME -h=HOSTNAME "
+         "-E=PATH [-d=CORE_DIR] < core")
+
+
+class KernelArgs:
+    """What the kernel told us about the crash. Strings as given, ints parsed (None if absent/bad)."""
+
+    __slots__ = ("core_dir", "exe_name", "host_pid", "hostname", "ignored", "limit_size",
+                 "pathname", "pid", "signal", "timestamp", "timestamp_given")
+
+    def __init__(self, raw: dict[str, str], ignored: list[str]) -> None:
+        self.limit_size = raw.get("limit_size", "")
+        self.exe_name = raw.get("exe_name", "")
+        self.hostname = raw.get("hostname", "")
+        self.pathname = raw.get("pathname", "").replace("!", "/")
+        self.core_dir = os.path.abspath(raw["core_dir"]) if raw.get("core_dir") else None
+        self.pid = _int(raw.get("pid"))
+        self.host_pid = _int(raw.get("host_pid"))
+        self.signal = _int(raw.get("signal"))
+        ts = _int(raw.get("timestamp"))
+        self.timestamp_given = ts is not None
+        self.timestamp = ts if ts is not None else int(time.time())
+        self.ignored = ignored  # arguments we did not understand, for the log
+
+    def summary(self) -> dict:
+        return {"host_pid": self.host_pid, "pid": self.pid, "exe": self.exe_name,
+                "signal": self.signal, "hostname": self.hostname, "path": self.pathname}
+
+
+def parse(args: list[str]) -> KernelArgs:
+    raw: dict[str, str] = {}
+    ignored: list[str] = []
+    last: str | None = None
+    for arg in args:
+        attr = _flag(arg)
+        if attr is not None:
+            raw[attr] = arg.split("=", 1)[1]
+            last = attr
+        elif last is not None and not arg.startswith("-"):
+            raw[last] += " " + arg  # pre-5.3 kernels split "%e" of "my prog" into two words
+        else:
+            ignored.append(arg[:100])
+    return KernelArgs(raw, ignored)
+
+
+def _flag(arg: str) -> str | None:
+    if not arg.startswith("-") or "=" not in arg:
+        return None
+    key = arg.split("=", 1)[0].lstrip("-")
+    return FLAGS.get(key)
+
+
+def _int(value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        return int(value.strip())
+    except ValueError:
+        return None

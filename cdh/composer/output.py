@@ -1,0 +1,85 @@
+"""The zip on disk: ``CORE_DIR/.<name>.zip.part`` while written, ``<name>.zip`` when complete.
+
+The part file is created through a handle on CORE_DIR with
+O_CREAT|O_EXCL|O_NOFOLLOW, mode 0600, and held under an exclusive flock
+until it is published, so the agent (which skips ``.part`` files and locked
+files) never reads half a zip. Publishing is fsync, rename, fsync of the
+directory: after a power cut there is a whole ``<name>.zip`` or none.
+
+Two crashes may render the same name (a template without ``{uuid}``): the
+second gets a short uuid suffix rather than overwrite anything.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+
+from cdh import fsutil
+from cdh.composer.naming import MAX_NAME, safe_name
+
+
+class PartFile:
+    def __init__(self, core_dir: str, name: str, uuid: str) -> None:
+        fsutil.makedirs_private(core_dir)
+        self.core_dir = core_dir
+        self.dfd = os.open(core_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        self.fd = -1
+        try:
+            self.name = self._create(name, uuid)
+        except BaseException:
+            os.close(self.dfd)
+            raise
+        self.zip_name: str | None = None  # set when published
+
+    @property
+    def part_name(self) -> str:
+        return f".{self.name}.zip.part"
+
+    def _create(self, name: str, uuid: str) -> str:
+        candidates = (name, safe_name(f"{name[:MAX_NAME - 9]}-{uuid[:8]}"), safe_name(uuid))
+        for candidate in candidates:
+            if self._exists(f"{candidate}.zip"):
+                continue
+            try:
+                self.fd = os.open(f".{candidate}.zip.part",
+                                  os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                                  0o600, dir_fd=self.dfd)
+            except FileExistsError:
+                continue
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+            return candidate
+        raise FileExistsError(f"every name for this dump is taken in {self.core_dir}")
+
+    def _exists(self, entry: str) -> bool:
+        try:
+            os.stat(entry, dir_fd=self.dfd, follow_symlinks=False)
+            return True
+        except FileNotFoundError:
+            return False
+
+    def publish(self) -> str:
+        """fsync, rename to ``<name>.zip`` (never over an existing file), fsync CORE_DIR."""
+        os.fsync(self.fd)
+        final = f"{self.name}.zip"
+        if self._exists(final):  # appeared while we wrote: keep both
+            final = f"{self.name}-{os.getpid()}.zip"
+        os.rename(self.part_name, final, src_dir_fd=self.dfd, dst_dir_fd=self.dfd)
+        os.fsync(self.dfd)
+        self.zip_name = final
+        return final
+
+    def discard(self) -> None:
+        """Remove the part file (nothing worth keeping could be written)."""
+        try:
+            os.unlink(self.part_name, dir_fd=self.dfd)
+        except FileNotFoundError:
+            pass
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)  # releases the flock
+            self.fd = -1
+        if self.dfd >= 0:
+            os.close(self.dfd)
+            self.dfd = -1

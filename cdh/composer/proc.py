@@ -1,0 +1,120 @@
+"""Facts about the crashing process from /proc/<P>, and its container id from its cgroup.
+
+Read first, while the kernel still holds the dying process (it waits for us
+as long as we keep stdin open and core_pipe_limit > 0). ``/proc/<P>`` is opened
+once as a directory and every file is read through that handle, so all the
+facts come from the same process even if the pid were reused later. Reads
+are bounded: a process with a huge ``maps`` costs at most MAX_BYTES of it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+FILES = ("cmdline", "status", "maps", "limits", "cgroup", "auxv")
+SECRET_FILES = ("environ",)  # opt-in only: it may hold credentials
+MAX_BYTES = {"maps": 4 << 20}
+DEFAULT_MAX_BYTES = 1 << 20
+
+
+class ProcFacts:
+    """The files read (name → bytes), what failed, and the container id found in the cgroup."""
+
+    __slots__ = ("container_id", "errors", "files")
+
+    def __init__(self) -> None:
+        self.files: dict[str, bytes] = {}
+        self.errors: list[str] = []
+        self.container_id: str | None = None
+
+
+def read_facts(proc_root: str, pid: int | None, include_environ: bool) -> ProcFacts:
+    facts = ProcFacts()
+    if pid is None or pid <= 0:
+        facts.errors.append("proc: no host pid (-P) given")
+        return facts
+    try:
+        dfd = os.open(os.path.join(proc_root, str(pid)), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as err:
+        facts.errors.append(f"proc: cannot open {proc_root}/{pid}: {err.strerror}")
+        return facts
+    try:
+        for name in FILES + (SECRET_FILES if include_environ else ()):
+            try:
+                facts.files[name] = read_bounded(name, dfd, MAX_BYTES.get(name, DEFAULT_MAX_BYTES))
+            except OSError as err:
+                facts.errors.append(f"proc: cannot read {name}: {err.strerror}")
+    finally:
+        os.close(dfd)
+    cgroup = facts.files.get("cgroup")
+    if cgroup:
+        facts.container_id = container_id(cgroup.decode("utf-8", "replace"))
+    return facts
+
+
+def read_bounded(name: str, dir_fd: int, limit: int) -> bytes:
+    fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW, dir_fd=dir_fd)
+    try:
+        parts, total = [], 0
+        while total < limit:
+            chunk = os.read(fd, min(65536, limit - total))
+            if not chunk:
+                break
+            parts.append(chunk)
+            total += len(chunk)
+        return b"".join(parts)
+    finally:
+        os.close(fd)
+
+
+# ---------------------------------------------------------------- cgroup → container id
+# One pattern per runtime and cgroup driver (CRICTL.md). Each is tried against one
+# path component, from the last component backwards: the first hit is the innermost
+# container (k3d nests /docker/<node>/kubepods/...; crun adds /container under CRI-O).
+
+_LINE = re.compile(r"^(\d+):([^:]*):(.*)$")
+_HEX64 = "([0-9a-f]{64})"
+_COMPONENT_PATTERNS = (
+    re.compile(rf"^cri-containerd-{_HEX64}\.scope$"),     # containerd, systemd driver
+    re.compile(rf"^.*:(?:cri-containerd|crio|docker):{_HEX64}$"),  # systemd-style path on cgroupfs
+    re.compile(rf"^crio-{_HEX64}(?:\.scope)?$"),           # CRI-O, systemd or cgroupfs (not crio-conmon-)
+    re.compile(rf"^docker-{_HEX64}\.scope$"),              # docker / cri-dockerd, systemd driver
+)
+_BARE = re.compile(rf"^{_HEX64}$")                         # cgroupfs: .../pod<uid>/<id>, /docker/<id>
+_BARE_PARENT = re.compile(r"^(pod[0-9a-f_-]+|docker)$")
+
+
+def container_id(cgroup_text: str) -> str | None:
+    """The container id in ``/proc/<pid>/cgroup`` text, or None (not in a container).
+
+    The unified (``0::``) line is preferred; v1 hierarchies are tried in order after it.
+    For a pause process this is the pod sandbox id; the caller tells them apart.
+    """
+    paths: list[str] = []
+    for line in cgroup_text.splitlines():
+        m = _LINE.match(line.strip())
+        if m:
+            if m.group(1) == "0" and not m.group(2):
+                paths.insert(0, m.group(3))
+            else:
+                paths.append(m.group(3))
+    for path in paths:
+        found = _container_id_in_path(path)
+        if found:
+            return found
+    return None
+
+
+def _container_id_in_path(path: str) -> str | None:
+    parts = [p for p in path.split("/") if p]
+    for i in range(len(parts) - 1, -1, -1):
+        part = parts[i]
+        for pattern in _COMPONENT_PATTERNS:
+            m = pattern.match(part)
+            if m:
+                return m.group(1)
+        m = _BARE.match(part)
+        if m and i > 0 and _BARE_PARENT.match(parts[i - 1]):
+            return m.group(1)
+    return None

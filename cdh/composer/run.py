@@ -1,0 +1,180 @@
+"""One composer run, step by step (the order is explained in cdh.composer.main)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from cdh.composer import capture, dumpinfo, events, naming, proc, runtime, zipstream
+from cdh.composer.cri import Crictl, find_crictl
+from cdh.composer.output import PartFile
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_DEADLINE = 32
+
+PROC_ROOT_VAR = "CDH_TEST_PROC_ROOT"  # tests point /proc elsewhere (apport does the same)
+
+
+class Run:
+    """The context of one crash, passed down explicitly (no globals)."""
+
+    def __init__(self, kargs, settings, log, uuid: str, deadline: float, started: float) -> None:
+        self.kargs = kargs
+        self.settings = settings
+        self.log = log
+        self.uuid = uuid
+        self.deadline = deadline
+        self.started = started
+        self.node = os.uname().nodename
+        self.facts: proc.ProcFacts | None = None
+        self.meta = runtime.PodMeta(None)
+        self.cri: Crictl | None = None
+        self.errors: list[str] = []
+        self.truncated: str | None = None
+        self.core_size = 0
+        self.write_failed = False
+        self.compression = zipstream.available_method(settings.compression)
+        if self.compression != settings.compression:
+            self.errors.append(f"{settings.compression} is not available here (zstandard missing): "
+                               f"{self.compression} used")
+
+    # ------------------------------------------------------------ the steps
+
+    def execute(self) -> int:
+        s = self.settings
+        self.facts = proc.read_facts(os.environ.get(PROC_ROOT_VAR) or "/proc", self.kargs.host_pid,
+                                     s.include_proc_environ)
+        self.meta = runtime.PodMeta(self.facts.container_id)
+        if not s.ignore_cri:
+            self.cri = Crictl(find_crictl(s.crictl_path), s.host_dir, s.cri_endpoint, s.cri_timeout_s,
+                              self.deadline)
+        if self._skipped_by_selector():
+            return EXIT_OK
+        name = self._name()
+        try:
+            part = PartFile(s.core_dir, name, self.uuid)
+        except OSError as err:
+            self.log.error("compose.failed", error=f"cannot create the zip in {s.core_dir}: {err}")
+            return EXIT_ERROR
+        try:
+            return self._write(part)
+        except BaseException:
+            part.discard()  # a bug: never leave half a zip behind
+            raise
+        finally:
+            part.close()
+
+    def _skipped_by_selector(self) -> bool:
+        """Look the pod up before streaming when needed; True when the selector says skip."""
+        selector = self.settings.pod_selector
+        if self.cri is None or not (selector or naming.needs_pod(self.settings.filename_template)):
+            return False
+        runtime.identify(self.cri, self.meta, self.kargs.hostname,
+                         budget_end=time.monotonic() + self.settings.cri_timeout_s)
+        if not selector:
+            return False
+        verdict = runtime.selector_verdict(self.meta, selector)
+        if verdict != "no-match":
+            return False
+        capture.release_stdin()
+        self.log.info("compose.skipped", reason="pod does not match CDH_POD_SELECTOR",
+                      selector="=".join(x for x in selector if x is not None),
+                      namespace=self.meta.namespace, podname=self.meta.podname)
+        return True
+
+    def _name(self) -> str:
+        k, m = self.kargs, self.meta
+        values = {"uuid": self.uuid, "timestamp": k.timestamp, "hostname": k.hostname,
+                  "exe_name": k.exe_name, "pid": k.pid, "signal": k.signal,
+                  "limit_size": k.limit_size, "pathname": k.pathname,
+                  "directory": self.settings.core_dir, "namespace": m.namespace,
+                  "podname": m.podname, "container": m.container}
+        name, error = naming.render(self.settings.filename_template, values)
+        if error:
+            self.log.error("name.template", error=error)
+        return name
+
+    def _write(self, part: PartFile) -> int:
+        zw = zipstream.ZipWriter(part.fd, mtime=self.kargs.timestamp)
+        self._stream_core(zw, part.name)
+        capture.release_stdin()  # the dying process may go now
+        self._gather()
+        if not self._finish_zip(zw, part):
+            part.discard()
+            return EXIT_ERROR
+        self._write_event(part.zip_name)
+        self._log_done(part, zw)
+        if self.write_failed:
+            return EXIT_ERROR  # the zip is valid and says why, but the core is not in it
+        deadline_hit = self.truncated == "deadline" or (self.cri is not None and self.cri.deadline_hit)
+        return EXIT_DEADLINE if deadline_hit else EXIT_OK
+
+    def _stream_core(self, zw: zipstream.ZipWriter, name: str) -> None:
+        capture.enlarge_pipe()
+        entry = zw.stream(f"{name}.core", zipstream.METHODS[self.compression])
+        try:
+            self.truncated = capture.stream(entry, self.deadline)
+            self.core_size = entry.size
+            entry.finish()
+        except OSError as err:  # disk full while writing: drop the core entry, keep the rest
+            self.core_size = entry.size
+            self.truncated = f"write error: {err.strerror}"
+            self.write_failed = True
+            self.log.error("core.write_failed", error=str(err), core_size=self.core_size)
+            entry.abort()
+
+    def _gather(self) -> None:
+        if self.cri is None:
+            return
+        s = self.settings
+        try:
+            runtime.gather(self.cri, self.meta, self.kargs.hostname, s.log_lines, s.log_max_bytes,
+                           s.cri_image_cmd)
+        except Exception as err:  # a bug here must cost metadata, not the core
+            self.meta.errors.append(f"internal error while gathering metadata: {err!r}")
+
+    def _finish_zip(self, zw: zipstream.ZipWriter, part: PartFile) -> bool:
+        """Small entries, dump-info last, central directory, publish. False: no zip at all."""
+        method = zipstream.METHODS[self.compression]
+        proc_files = self.facts.files if self.facts else {}
+        for entry_name, data in dumpinfo.metadata_entries(part.name, self.meta, proc_files):
+            try:
+                zw.add(entry_name, data, method)
+            except OSError as err:
+                self.errors.append(f"{entry_name} not written: {err.strerror}")
+                break  # the disk is full: keep room for dump-info and the directory
+        try:
+            zw.add(f"{part.name}-dump-info.json", dumpinfo.dumps(self._dump_info(part.name)), method)
+            zw.close()
+            part.publish()
+            return True
+        except OSError as err:
+            self.log.error("compose.failed", error=f"cannot finish the zip: {err}")
+            return False
+
+    def _dump_info(self, name: str) -> dict:
+        errors = (self.facts.errors if self.facts else []) + self.meta.errors + self.errors
+        return dumpinfo.dump_info(uuid=self.uuid, name=name, kargs=self.kargs, node=self.node,
+                                  meta=self.meta, core_size=self.core_size,
+                                  compression=self.compression, truncated_reason=self.truncated,
+                                  errors=errors)
+
+    def _write_event(self, zip_name: str | None) -> None:
+        if not self.settings.core_events or not zip_name:
+            return
+        info = {"uuid": self.uuid, "node_hostname": self.node}
+        try:
+            events.write_event(self.settings.event_dir,
+                               events.event_record(info, self.kargs, self.meta, zip_name))
+        except OSError as err:
+            self.log.error("event.failed", error=str(err))
+
+    def _log_done(self, part: PartFile, zw: zipstream.ZipWriter) -> None:
+        m = self.meta
+        self.log.info("compose.done", zip=part.zip_name, core_size=self.core_size,
+                      zip_size=zw.offset, compression=self.compression, truncated=self.truncated,
+                      pod_found_by=m.pod_found_by, namespace=m.namespace, podname=m.podname,
+                      container=m.container, metadata_errors=len(m.errors) + len(self.errors),
+                      crictl_calls=self.cri.calls if self.cri else 0,
+                      seconds=round(time.monotonic() - self.started, 3))

@@ -1,0 +1,141 @@
+"""``cdh ls``: the dumps in the bucket, newest first, from object metadata, never downloading a zip.
+
+Cost: one LIST call per 1,000 keys under the narrowed prefixes (see keys.py),
+then one HEAD per remaining object, ``concurrency`` at a time. Objects last
+modified before ``--since`` are dropped before their HEAD: an object is written
+after its crash, so it cannot hold a newer one. With a key prefix template such
+as ``{node}/{namespace}/{date}/``, ``--node``/``--namespace``/``--since`` narrow
+the LIST itself, so a bucket of millions of dumps lists only the slice asked for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+from dataclasses import asdict, dataclass, field
+
+from cdh.tools import keys, signals
+
+DEFAULT_CONCURRENCY = 16
+METADATA_FIELDS = ("namespace", "pod", "container", "node", "signal", "exe", "uuid", "timestamp")
+
+
+class BucketError(Exception):
+    """The bucket cannot be read; one line that says why (never a credential)."""
+
+
+@dataclass
+class DumpObject:
+    key: str
+    size: int
+    last_modified: float
+    etag: str
+    time: float                  # crash time: metadata, else the name's timestamp, else last modified
+    namespace: str = ""
+    pod: str = ""
+    container: str = ""
+    node: str = ""
+    exe: str = ""
+    signal: int | None = None
+    uuid: str = ""
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    def as_json(self) -> dict:
+        out = asdict(self)
+        out["signal_name"] = signals.name(self.signal) if self.signal is not None else None
+        return out
+
+
+@dataclass
+class Filters:
+    namespace: str | None = None
+    pod: str | None = None
+    node: str | None = None
+    since: float | None = None   # epoch seconds
+
+    def match(self, d: DumpObject) -> bool:
+        return (_glob(self.namespace, d.namespace) and _glob(self.pod, d.pod)
+                and _glob(self.node, d.node) and (self.since is None or d.time >= self.since))
+
+
+def _glob(pattern: str | None, value: str) -> bool:
+    return pattern is None or fnmatch.fnmatchcase(value, pattern)
+
+
+async def list_zip_objects(client, bucket: str, prefixes: list[str]) -> list[dict]:
+    """Every ``*.zip`` object under the prefixes (LIST only)."""
+    out = []
+    paginator = client.get_paginator("list_objects_v2")
+    try:
+        for prefix in prefixes:
+            async for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+                out.extend(o for o in page.get("Contents", []) if o["Key"].endswith(".zip"))
+    except Exception as err:
+        raise BucketError(f"cannot list s3://{bucket}/{prefixes[0] if prefixes else ''}: "
+                          f"{describe_error(err)}") from None
+    return out
+
+
+async def head_all(client, bucket: str, objects: list[dict], concurrency: int) -> list[DumpObject]:
+    """HEAD each object, ``concurrency`` at a time; objects deleted meanwhile are skipped."""
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(obj: dict) -> DumpObject | None:
+        async with gate:
+            try:
+                head = await client.head_object(Bucket=bucket, Key=obj["Key"])
+            except Exception as err:
+                if http_status(err) == 404:
+                    return None
+                raise BucketError(f"cannot read s3://{bucket}/{obj['Key']}: {describe_error(err)}") from None
+        return from_head(obj["Key"], head)
+
+    found = await asyncio.gather(*(one(o) for o in objects))
+    return [d for d in found if d is not None]
+
+
+def from_head(key: str, head: dict) -> DumpObject:
+    meta = {k.lower(): v for k, v in (head.get("Metadata") or {}).items()}
+    named = keys.parse_name(key)
+    modified = head["LastModified"].timestamp()
+    signal = meta.get("signal") or named.get("signal")
+    return DumpObject(
+        key=key, size=head["ContentLength"], last_modified=modified, etag=head.get("ETag", "").strip('"'),
+        time=_number(meta.get("timestamp")) or _number(named.get("timestamp")) or modified,
+        namespace=meta.get("namespace", ""), pod=meta.get("pod", ""), container=meta.get("container", ""),
+        node=meta.get("node", ""), exe=meta.get("exe", ""),
+        signal=int(signal) if signal and str(signal).isdigit() else None,
+        uuid=meta.get("uuid") or named.get("uuid", ""), metadata=meta)
+
+
+def _number(v: str | None) -> float | None:
+    try:
+        return float(v) if v else None
+    except ValueError:
+        return None
+
+
+async def find_dumps(client, bucket: str, prefixes: list[str], filters: Filters,
+                     concurrency: int = DEFAULT_CONCURRENCY) -> list[DumpObject]:
+    """The dumps under ``prefixes`` that match ``filters``, newest first."""
+    objects = await list_zip_objects(client, bucket, prefixes)
+    if filters.since is not None:
+        objects = [o for o in objects if o["LastModified"].timestamp() >= filters.since]
+    dumps = await head_all(client, bucket, objects, concurrency)
+    return sorted((d for d in dumps if filters.match(d)), key=lambda d: (d.time, d.key), reverse=True)
+
+
+def describe_error(err: Exception) -> str:
+    """One line for an S3 or connection error: the S3 code and message, never request details."""
+    response = getattr(err, "response", None)
+    if isinstance(response, dict) and "Error" in response:
+        e = response["Error"]
+        return f"{e.get('Code', '?')}: {e.get('Message') or 'HTTP ' + str(http_status(err))}"
+    return f"{type(err).__name__}: {err}"
+
+
+def http_status(err: Exception) -> int | None:
+    response = getattr(err, "response", None)
+    if isinstance(response, dict):
+        return response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return None

@@ -1,0 +1,196 @@
+"""The ``ls``, ``get`` and ``inspect`` subcommands: arguments here, the work imported when run.
+
+``cdh.cli`` calls :func:`add_commands`; importing this module costs only argparse.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+OK, FAILURE, USAGE, CONFIG_ERROR = 0, 1, 2, 3   # the same codes as cdh.cli
+
+
+def add_commands(sub) -> dict:
+    """Declare the subcommands on ``sub`` (argparse subparsers); return name → handler."""
+    ls = sub.add_parser("ls", help="list dumps in the bucket, newest first (metadata only)")
+    ls.add_argument("--namespace", "-n", help="only this namespace (a glob such as 'team-*' works)")
+    ls.add_argument("--pod", "-p", help="only this pod (glob)")
+    ls.add_argument("--node", help="only this node (glob)")
+    ls.add_argument("--since", help="only crashes since: a duration (30m, 2h, 7d) or a UTC date/time")
+    ls.add_argument("--limit", type=int, help="show at most this many (the newest)")
+    _bucket_args(ls, "list under this key prefix instead of the one derived from CDH_S3_KEY_PREFIX")
+    ls.add_argument("--json", action="store_true", help="a JSON array, for scripts")
+    get = sub.add_parser("get", help="download, verify and unpack one dump (by key or dump uuid)")
+    get.add_argument("dump", metavar="KEY|UUID", help="an object key, s3://bucket/key, or a dump uuid")
+    get.add_argument("-o", "--output", default=".", metavar="DIR", help="unpack into DIR/<name>/")
+    get.add_argument("--keep-zip", action="store_true", help="keep the downloaded zip next to the directory")
+    _bucket_args(get, "search for a uuid under this key prefix")
+    ins = sub.add_parser("inspect", help="summarise a dump: crash, pod, registers, build ids, how to debug")
+    ins.add_argument("path", metavar="ZIP|DIR", help="a dump zip, its unpacked directory, or a bare core")
+    ins.add_argument("--log-lines", type=int, default=20, metavar="N", help="log lines to show per container")
+    ins.add_argument("--json", action="store_true", help="everything as JSON")
+    return {"ls": run_ls, "get": run_get, "inspect": run_inspect}
+
+
+def _bucket_args(p, prefix_help: str) -> None:
+    p.add_argument("--bucket", help="bucket (default: CDH_S3_BUCKET / S3_BUCKET_NAME)")
+    p.add_argument("--prefix", help=prefix_help)
+    p.add_argument("--concurrency", type=int, default=16, help="HEAD requests in flight (default 16)")
+
+
+def _bucket(ns):
+    """(settings, bucket) or an exit code; the same settings and credential chain as the agent."""
+    from cdh import config
+
+    settings = config.from_environment("agent")
+    bucket = ns.bucket or settings.s3_bucket
+    if not bucket:
+        print(f"cdh {ns.command}: no bucket: set CDH_S3_BUCKET (or S3_BUCKET_NAME), or pass --bucket",
+              file=sys.stderr)
+        return None, CONFIG_ERROR
+    return (settings, bucket), OK
+
+
+def run_ls(ns) -> int:
+    import asyncio
+
+    from cdh.tools import keys
+    from cdh.tools.bucket import BucketError, Filters, find_dumps
+    from cdh.tools.timespec import parse_since
+
+    found, code = _bucket(ns)
+    if found is None:
+        return code
+    settings, bucket = found
+    try:
+        since = parse_since(ns.since) if ns.since else None
+    except ValueError as err:
+        print(f"cdh ls: --since {ns.since!r}: {err}", file=sys.stderr)
+        return USAGE
+    filters = Filters(namespace=ns.namespace, pod=ns.pod, node=ns.node, since=since)
+    prefixes = [ns.prefix] if ns.prefix is not None else keys.listing_prefixes(
+        settings.s3_key_prefix, {"node": ns.node, "namespace": ns.namespace, "pod": ns.pod}, since)
+
+    async def work():
+        from cdh.s3 import create_client
+
+        async with create_client(settings, max_pool_connections=ns.concurrency) as client:
+            return await find_dumps(client, bucket, prefixes, filters, ns.concurrency)
+
+    try:
+        dumps = asyncio.run(work())
+    except BucketError as err:
+        print(f"cdh ls: {err}", file=sys.stderr)
+        return FAILURE
+    dumps = dumps[: ns.limit] if ns.limit else dumps
+    _print_dumps(dumps, ns.json, f"s3://{bucket}/" + (prefixes[0] if len(prefixes) == 1 else "..."))
+    return OK
+
+
+def _print_dumps(dumps, as_json: bool, where: str) -> None:
+    from cdh.tools import signals
+    from cdh.tools.fmt import human_size, table, utc
+
+    if as_json:
+        print(json.dumps([d.as_json() for d in dumps], indent=2))
+        return
+    if not dumps:
+        print(f"no dumps found in {where}", file=sys.stderr)
+        return
+    rows = [[utc(d.time), d.namespace or "-", d.pod or "-", d.container or "-", d.exe or "-",
+             signals.name(d.signal) if d.signal is not None else "-", human_size(d.size), d.key]
+            for d in dumps]
+    print(table(["TIME (UTC)", "NAMESPACE", "POD", "CONTAINER", "EXE", "SIGNAL", "SIZE", "KEY"], rows))
+
+
+def run_get(ns) -> int:
+    import asyncio
+
+    from cdh.tools.bucket import BucketError
+    from cdh.tools.dumpzip import DumpError
+    from cdh.tools.fetch import VerifyError
+
+    found, code = _bucket(ns)
+    if found is None:
+        return code
+    settings, bucket = found
+    if ns.dump.startswith("s3://"):  # a full URL names its own bucket
+        bucket, _, ns.dump = ns.dump[5:].partition("/")
+    try:
+        return asyncio.run(_get(ns, settings, bucket))
+    except (BucketError, DumpError, VerifyError, OSError) as err:
+        print(f"cdh get: {err}", file=sys.stderr)
+        return FAILURE
+
+
+async def _get(ns, settings, bucket: str) -> int:
+    from cdh.s3 import create_client
+    from cdh.tools import keys
+    from cdh.tools.dumpzip import DumpError, unpack
+    from cdh.tools.fetch import VerifyError, download, resolve
+    from cdh.tools.progress import Progress
+
+    prefixes = [ns.prefix] if ns.prefix is not None else keys.listing_prefixes(settings.s3_key_prefix, {})
+    os.makedirs(ns.output, exist_ok=True)
+    async with create_client(settings, max_pool_connections=ns.concurrency) as client:
+        key, head = await resolve(client, bucket, ns.dump, prefixes, ns.concurrency)
+        base = key.rsplit("/", 1)[-1]
+        if os.path.exists(os.path.join(ns.output, base.removesuffix(".zip"))):
+            raise DumpError(f"{os.path.join(ns.output, base.removesuffix('.zip'))} already exists")
+        zip_path = os.path.join(ns.output, base)
+        try:
+            checked = await download(client, bucket, key, head, zip_path,
+                                     Progress(base, head["ContentLength"]))
+        except VerifyError as err:
+            raise VerifyError(f"s3://{bucket}/{key} failed verification: {err}; nothing kept") from None
+    try:
+        where = unpack(zip_path, ns.output)
+    except DumpError as err:
+        os.unlink(zip_path)
+        raise DumpError(f"s3://{bucket}/{key} is damaged: {err}; nothing kept") from None
+    if not ns.keep_zip:
+        os.unlink(zip_path)
+    _print_layout(f"s3://{bucket}/{key}", where, checked, zip_path if ns.keep_zip else None)
+    return OK
+
+
+def _print_layout(source: str, where: str, checked: list[str], kept_zip: str | None) -> None:
+    from cdh.tools.dumpzip import Dump
+
+    with Dump(where) as dump:
+        n = len(dump.entries)
+        rows = [("core", dump.entry(".core"))]
+        rows += [("metadata", dump.entry(s)) for s in ("-dump-info.json", "-pod-info.json",
+                                                        "-runtime-info.json", "-ps-info.json")]
+        rows += [(f"image {i}", dump.entry(f"-{i}-image-info.json")) for i in dump.containers()]
+        rows += [(f"log {i}", dump.entry(f"-{i}.log")) for i in dump.containers()]
+        proc = f"{dump.name}-proc"
+        if any(e.startswith(proc + "/") for e in dump.entries):
+            rows.append(("proc", proc + "/"))
+    print(f"{source} -> {where}/")
+    print(f"verified: {', '.join(checked)}, CRC-32 of {n} entries")
+    for label, entry in rows:
+        if entry:
+            print(f"  {label:<9} {entry}")
+    if kept_zip:
+        print(f"zip kept: {kept_zip}")
+    print(f"next: cdh inspect {where}")
+
+
+def run_inspect(ns) -> int:
+    from cdh.tools.dumpzip import DumpError
+    from cdh.tools.render import render
+    from cdh.tools.summary import summarize
+
+    try:
+        summary = summarize(ns.path, log_lines=ns.log_lines)
+    except (DumpError, OSError) as err:
+        print(f"cdh inspect: {err}", file=sys.stderr)
+        return FAILURE
+    if ns.json:
+        print(json.dumps(summary, indent=2, default=str))
+    else:
+        sys.stdout.write(render(summary))
+    return OK

@@ -1,0 +1,84 @@
+"""Object keys: what a key's prefix and name say about a dump without downloading it.
+
+The agent writes key = CDH_S3_KEY_PREFIX (rendered) + zip name. Listing a big
+bucket is cheapest when the prefix is narrowed before listing: the template's
+literal start, plus every variable whose value a filter fixes (``--node``,
+``--namespace``, ``--pod``), plus the dates ``--since`` spans. The rest is
+filtered on object metadata after listing.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+from cdh.config.values import template_fields
+
+# What the agent leaves unchanged when sanitising a key component (cdh/agent/dumpinfo.py).
+SAFE_VALUE = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+DATE_VARIABLES = ("date", "year", "month", "day", "hour")
+MAX_PREFIXES = 400          # more date slots than this: list from the first date variable instead
+DAY, HOUR = 86400, 3600
+_UUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+UUID_RE = re.compile(rf"^{_UUID}$")
+# The default zip name: {uuid}-dump-{timestamp}-{hostname}-{exe_name}-{pid}-{signal}.zip
+DEFAULT_NAME_RE = re.compile(rf"^(?P<uuid>{_UUID})-dump-(?P<timestamp>\d+)-(?P<host_exe>.*)"
+                             r"-(?P<pid>\d+)-(?P<signal>\d+)\.zip$")
+
+
+def date_values(t: float) -> dict[str, str]:
+    """The date variables of a key prefix template at time ``t`` (UTC)."""
+    g = time.gmtime(t)
+    return {"date": time.strftime("%Y-%m-%d", g), "year": f"{g.tm_year:04d}",
+            "month": f"{g.tm_mon:02d}", "day": f"{g.tm_mday:02d}", "hour": f"{g.tm_hour:02d}"}
+
+
+def listing_prefixes(template: str, known: dict[str, str | None], since: float | None = None,
+                     now: float | None = None) -> list[str]:
+    """The key prefixes to list so that every object matching the filters is under one of them.
+
+    ``known`` maps template variables (node, namespace, pod ...) to a filter
+    value, or None. A value that is a glob or that the agent would rewrite
+    cannot narrow the prefix: listing stops at that variable.
+    """
+    fields = template_fields(template) or []
+    fixed = {k: v for k, v in known.items() if v and SAFE_VALUE.match(v) and v not in (".", "..")}
+    used_dates = [f for f in fields if f in DATE_VARIABLES]
+    if not used_dates or since is None:
+        return [_render_until_unknown(template, fixed)]
+    step = HOUR if "hour" in used_dates else DAY
+    now = time.time() if now is None else now
+    slots = range(int(since // step) * step, int(now) + 1, step)
+    if len(slots) > MAX_PREFIXES:
+        return [_render_until_unknown(template, fixed)]
+    prefixes = {_render_until_unknown(template, {**fixed, **date_values(t)}) for t in slots}
+    return _drop_nested(prefixes)
+
+
+def _render_until_unknown(template: str, values: dict[str, str]) -> str:
+    """The template rendered up to (not including) the first variable without a value."""
+    out, pos = [], 0
+    for m in re.finditer(r"\{([^{}]*)\}", template):
+        out.append(template[pos:m.start()])
+        if m.group(1) not in values:
+            break
+        out.append(values[m.group(1)])
+        pos = m.end()
+    else:
+        out.append(template[pos:])
+    return "".join(out).lstrip("/")   # as the agent writes keys
+
+
+def _drop_nested(prefixes: set[str]) -> list[str]:
+    """Sorted prefixes without any that another one already covers."""
+    out: list[str] = []
+    for p in sorted(prefixes):
+        if not out or not p.startswith(out[-1]):
+            out.append(p)
+    return out
+
+
+def parse_name(key: str) -> dict[str, str]:
+    """What the default zip name says (uuid, timestamp, pid, signal), or {} for other names."""
+    m = DEFAULT_NAME_RE.match(key.rsplit("/", 1)[-1])
+    return {k: v for k, v in m.groupdict().items() if k != "host_exe"} if m else {}

@@ -1,0 +1,1 @@
+"""The composer as a process: crictl stub scenarios, deadline, disk full, selector, memory."""

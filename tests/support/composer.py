@@ -1,0 +1,120 @@
+"""Run ``cdh compose`` as the kernel would (a child process, a clean environment, the core on stdin).
+
+    result = run_composer(host_dir, core=b"...", env={"CDH_CRICTL_PATH": str(stub.dir)},
+                          proc_root=fake_proc(tmp_path, 4242, cgroup_text))
+    result.rc, result.zip_path, result.dump_info, result.entries, result.log
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+FAKE_PID = 4242
+KERNEL_ARGS = ["-c=18446744073709551615", "-e=crasher", "-p=7", "-s=11", "-t=1718000000",
+               "-h=web-0", "-E=!usr!bin!crasher"]
+
+
+def fake_proc(root: Path, pid: int = FAKE_PID, cgroup: str = "0::/\n",
+              environ: bytes = b"SECRET=x\0") -> Path:
+    """A directory shaped like /proc/<pid> for CDH_TEST_PROC_ROOT."""
+    d = root / "proc" / str(pid)
+    d.mkdir(parents=True, exist_ok=True)
+    files = {"cgroup": cgroup.encode(), "cmdline": b"/usr/bin/crasher\0--flag\0",
+             "status": b"Name:\tcrasher\nState:\tD (disk sleep)\nPid:\t%d\n" % pid,
+             "maps": b"00400000-00452000 r-xp 00000000 08:02 173521 /usr/bin/crasher\n",
+             "limits": b"Limit Soft Limit Hard Limit Units\nMax core file size unlimited unlimited bytes\n",
+             "auxv": b"\x21\0\0\0\0\0\0\0" + b"\0" * 8, "environ": environ}
+    for name, data in files.items():
+        (d / name).write_bytes(data)
+    return root / "proc"
+
+
+class Result:
+    def __init__(self, rc: int, host_dir: Path, core_dir: Path, stderr: bytes) -> None:
+        self.rc = rc
+        self.host_dir = host_dir
+        self.core_dir = core_dir
+        self.stderr = stderr.decode(errors="replace")
+        self.zips = sorted(core_dir.glob("*.zip")) if core_dir.exists() else []
+        self.parts = sorted(core_dir.glob(".*.part")) if core_dir.exists() else []
+
+    @property
+    def zip_path(self) -> Path:
+        assert len(self.zips) == 1, f"expected one zip, found {self.zips} (stderr: {self.stderr})"
+        return self.zips[0]
+
+    def open(self) -> zipfile.ZipFile:
+        return zipfile.ZipFile(self.zip_path)
+
+    @property
+    def name(self) -> str:
+        return self.zip_path.name[: -len(".zip")]
+
+    @property
+    def entries(self) -> list[str]:
+        with self.open() as zf:
+            return zf.namelist()
+
+    def read(self, suffix: str) -> bytes:
+        with self.open() as zf:
+            return zf.read(self.name + suffix)
+
+    def json(self, suffix: str):
+        return json.loads(self.read(suffix))
+
+    @property
+    def dump_info(self) -> dict:
+        return self.json("-dump-info.json")
+
+    @property
+    def log(self) -> list[dict]:
+        path = self.host_dir / "composer.log"
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def composer_env(host_dir: Path, env: dict | None = None, proc_root: Path | None = None) -> dict:
+    base = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "CDH_HOST_DIR": str(host_dir),
+            "CDH_CRICTL_PATH": "/nonexistent"}
+    if proc_root is not None:
+        base["CDH_TEST_PROC_ROOT"] = str(proc_root)
+    return {**base, **(env or {})}
+
+
+def run_composer(host_dir: Path, core: bytes = b"\x7fELF core", args: list[str] | None = None,
+                 env: dict | None = None, proc_root: Path | None = None, pid: int = FAKE_PID,
+                 stdin=None, timeout: float = 120, preexec_fn=None) -> Result:
+    """Run the composer to completion. ``stdin`` (a file object) replaces ``core`` when given."""
+    argv = [sys.executable, "-m", "cdh", "compose", *(args if args is not None else
+                                                        [*KERNEL_ARGS, f"-P={pid}"])]
+    full_env = composer_env(host_dir, env, proc_root)
+    proc = subprocess.run(argv, input=None if stdin is not None else core, stdin=stdin,
+                          env=full_env, capture_output=True, timeout=timeout, preexec_fn=preexec_fn)
+    core_dir = Path(full_env.get("CDH_CORE_DIR", host_dir / "cores"))
+    for a in argv:
+        if a.startswith("-d="):
+            core_dir = Path(a[3:])
+    return Result(proc.returncode, host_dir, core_dir, proc.stderr)
+
+
+def unzip_test(path: Path) -> None:
+    """``unzip -t`` must accept the archive."""
+    out = subprocess.run(["unzip", "-t", str(path)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "No errors detected" in out.stdout, out.stdout
+
+
+def ensure_unzip() -> None:
+    import shutil
+
+    import pytest
+
+    if shutil.which("unzip") is None:
+        pytest.fail("unzip is needed (apt-get install unzip; .ci/run installs it)")
+
