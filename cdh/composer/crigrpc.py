@@ -7,9 +7,10 @@ returned shaped like crictl's JSON (``inspect``, ``inspectp``, ``pods``, ``ps``,
 ``inspecti``), so the zip entries read the same whichever way they were fetched, and
 IBM's consumers keep working.
 
-Finding the runtime: ``CDH_CRI_ENDPOINT`` (``unix:///path`` or a path) when set, otherwise
-the first of :data:`DEFAULT_SOCKETS` that is a socket and answers ``Version``. A socket
-that answers ``Unimplemented`` (docker's own containerd, CRI plugin off) is passed over.
+Finding the runtime (:func:`candidates`; cdh.composer.sources asks each for ``Version``):
+``CDH_CRI_ENDPOINT`` (``unix:///path`` or a path) when set, otherwise each of
+:data:`DEFAULT_SOCKETS` that is a socket. A socket that answers ``Unimplemented`` (docker's
+own containerd, CRI plugin off) is passed over.
 
 Why hand-written (measured on this project's machine, Python 3.11, see the README section
 "How the composer finds container metadata"): the host runtime bundle holds only what the
@@ -35,14 +36,10 @@ from __future__ import annotations
 import os
 import stat
 import time
+from json import loads as _loads  # not orjson: its imports cost more than it saves (cdh.jsonline)
 
 from cdh.composer import criapi, protowire
 from cdh.composer.h2grpc import DEADLINE_EXCEEDED, INTERNAL, NOT_FOUND, Channel, GrpcError
-
-try:
-    from orjson import loads as _loads
-except ImportError:
-    from json import loads as _loads
 
 # crictl's defaults first (containerd, CRI-O, cri-dockerd), then k3s; /var/run is /run on most
 # hosts (the same socket is asked once), not on all.
@@ -80,39 +77,6 @@ def candidates(endpoint: str) -> list[str]:
         if stat.S_ISSOCK(st.st_mode) and (st.st_dev, st.st_ino) not in seen:
             seen.add((st.st_dev, st.st_ino))
             found.append(path)
-    return found
-
-
-class Discovery:
-    """What :func:`connect` found: a client, or why there is none."""
-
-    def __init__(self) -> None:
-        self.client: CriClient | None = None
-        self.errors: list[str] = []
-        self.hung = False  # a socket accepted but did not answer in time: crictl would hang too
-
-
-def connect(endpoint: str, timeout_s: float, deadline: float | None = None) -> Discovery:
-    """The first candidate socket whose runtime answers ``Version``."""
-    found = Discovery()
-    try:
-        paths = candidates(endpoint)
-    except ValueError as err:
-        found.errors.append(str(err))
-        return found
-    if not paths:
-        found.errors.append("no CRI socket found (looked for " + ", ".join(DEFAULT_SOCKETS[:4]) + ")")
-    for path in paths:
-        client = CriClient(path, timeout_s, deadline)
-        try:
-            client.version()
-        except GrpcError as err:
-            client.close()
-            found.errors.append(f"{path}: {err}")
-            found.hung = found.hung or err.code == DEADLINE_EXCEEDED
-            continue
-        found.client = client
-        break
     return found
 
 
@@ -183,10 +147,20 @@ class CriClient:
                 return item
         raise GrpcError(NOT_FOUND, f"pod sandbox {pod_id!r} is not listed")
 
-    def list_containers(self, pod_id: str, timeout: float | None = None) -> dict:
-        """``crictl ps -a -p POD -o json``: every container of the pod, newest first."""
+    def list_pod_sandboxes(self, timeout: float | None = None) -> dict:
+        """``crictl pods -o json``: every pod sandbox, newest first."""
+        out = self.call(criapi.RUNTIME_SERVICE + "ListPodSandbox", criapi.ListPodSandboxRequest, {},
+                        criapi.ListPodSandboxResponse, timeout)
+        out["items"].sort(key=lambda p: int(p.get("createdAt") or 0), reverse=True)
+        return out
+
+    def list_containers(self, pod_id: str | None, container_id: str | None = None,
+                        timeout: float | None = None) -> dict:
+        """``crictl ps -a -p POD -o json`` (or ``--id ID``): containers in any state, newest first."""
+        wanted = {"podSandboxId": pod_id, "id": container_id}
         out = self.call(criapi.RUNTIME_SERVICE + "ListContainers", criapi.ListContainersRequest,
-                        {"filter": {"podSandboxId": pod_id}}, criapi.ListContainersResponse, timeout)
+                        {"filter": {k: v for k, v in wanted.items() if v}}, criapi.ListContainersResponse,
+                        timeout)
         out["containers"].sort(key=lambda c: int(c.get("createdAt") or 0), reverse=True)
         return out
 

@@ -177,10 +177,8 @@ def parse_record(raw: bytes) -> tuple[bytes, bool, bytes] | None:
 
 
 def _parse_docker_json(raw: bytes) -> tuple[bytes, bool, bytes] | None:
-    try:
-        from orjson import loads
-    except ImportError:
-        from json import loads
+    from json import loads  # only cri-dockerd's logs need it
+
     try:
         obj = loads(raw)
         log, stream = obj["log"], obj["stream"]
