@@ -78,6 +78,7 @@ class Channel:
         self.peer_max_frame = DEFAULT_MAX_FRAME
         self.peer_window = 65535
         self.unacked = 0  # DATA bytes received since we last opened the connection window
+        self.heard = False  # a frame arrived during the current call
         self.end = 0.0  # the current call's deadline (time.monotonic)
 
     def close(self) -> None:
@@ -89,8 +90,22 @@ class Channel:
 
     def unary(self, method: str, request: bytes, timeout: float,
               max_bytes: int = MAX_RESPONSE_BYTES) -> bytes:
-        """POST ``request`` to ``method`` (``/pkg.Service/Method``); the response message's bytes."""
+        """POST ``request`` to ``method`` (``/pkg.Service/Method``); the response message's bytes.
+
+        A connection kept from an earlier call may have been closed since (the runtime restarted):
+        when it fails before anything is heard back, the call is made once more on a new one.
+        """
         self.end = time.monotonic() + max(timeout, 0.0)
+        if self.sock is not None:
+            try:
+                return self._call(method, request, max_bytes)
+            except GrpcError as err:
+                if err.code != UNAVAILABLE or self.heard:
+                    raise
+        return self._call(method, request, max_bytes)
+
+    def _call(self, method: str, request: bytes, max_bytes: int) -> bytes:
+        self.heard = False
         try:
             if self.sock is None:
                 self._connect()
@@ -164,6 +179,7 @@ class Channel:
 
     def _read_frame(self) -> tuple[int, int, int, bytes]:
         head = self._recv_exact(9)
+        self.heard = True
         length = int.from_bytes(head[:3], "big")
         ftype, flags = head[3], head[4]
         sid = int.from_bytes(head[5:9], "big") & 0x7FFFFFFF

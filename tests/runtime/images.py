@@ -49,7 +49,7 @@ def _info(name: str, **kw) -> tarfile.TarInfo:
     return info
 
 
-def _layer() -> bytes:
+def _layer(name: str) -> bytes:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for d in ("bin", "tmp", "proc", "sys", "dev", "etc"):
@@ -59,8 +59,9 @@ def _layer() -> bytes:
         tar.addfile(_info("bin/busybox", size=len(data), mode=0o755), io.BytesIO(data))
         for applet in APPLETS:
             tar.addfile(_info(f"bin/{applet}", type=tarfile.SYMTYPE, linkname="busybox", mode=0o777))
-        passwd = b"root:x:0:0:root:/:/bin/sh\n"
-        tar.addfile(_info("etc/passwd", size=len(passwd), mode=0o644), io.BytesIO(passwd))
+        # etc/image: each name its own content, so its own digests
+        for path, data in (("etc/passwd", b"root:x:0:0:root:/:/bin/sh\n"), ("etc/image", name.encode())):
+            tar.addfile(_info(path, size=len(data), mode=0o644), io.BytesIO(data))
     return buf.getvalue()
 
 
@@ -72,7 +73,7 @@ def _blob(tar: tarfile.TarFile, data: bytes) -> dict:
 
 def build(directory: str, name: str, entrypoint: list[str]) -> Image:
     """Write ``<directory>/<repo>.tar`` for image ``name`` (``registry/repo:tag``)."""
-    layer = _layer()
+    layer = _layer(name)
     config = json.dumps({
         "architecture": _arch(), "os": "linux",
         "config": {"Entrypoint": entrypoint, "Env": ["PATH=/bin"], "WorkingDir": "/"},

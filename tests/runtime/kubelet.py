@@ -23,13 +23,16 @@ from cdh.composer.crigrpc import CriClient
 from tests.runtime import kubelet_api as k
 
 NODE_NAMESPACES = {"network": "NODE", "pid": "CONTAINER", "ipc": "POD"}
-# The child shell's SIGSEGV is the crash; the outer shell then exits with the child's status.
+# The child shell's SIGSEGV is the crash; the outer shell then exits with the child's status. The
+# subshell's stderr is /dev/null so that its "Segmentation fault" report does not race the composer
+# into the log.
 CRASHER_SCRIPT = """
 i=1; while [ $i -le {lines} ]; do echo "{prefix} line $i"; i=$((i+1)); done
 echo "{prefix} to stderr" >&2
 n=0; while [ ! -e /trigger/go ] && [ $n -lt {wait_steps} ]; do sleep 0.05; n=$((n+1)); done
-if [ "$(cat /trigger/go 2>/dev/null)" = crash ]; then sh -c 'kill -SEGV $$'; exit $?; fi
-exit 3
+if [ "$(cat /trigger/go 2>/dev/null)" != crash ]; then exit 3; fi
+(sh -c 'kill -SEGV $$'; exit $?) 2>/dev/null
+exit $?
 """
 
 
@@ -43,10 +46,11 @@ class Pod:
 
 
 class Kubelet:
-    def __init__(self, client: CriClient, log_root: str, trigger_root: str) -> None:
+    def __init__(self, client: CriClient, log_root: str, trigger_root: str, pod_uids: set[str]) -> None:
         self.client = client
         self.log_root = log_root
         self.trigger_root = trigger_root
+        self.pod_uids = pod_uids  # every pod's uid, before it exists: its cgroups are removed at teardown
         self.pods: list[Pod] = []
 
     def call(self, method: str, request, body: dict, response, timeout: float = 60) -> dict:
@@ -54,6 +58,7 @@ class Kubelet:
 
     def run_pod(self, name: str, namespace: str, labels: dict | None = None) -> Pod:
         uid = str(uuid.uuid4())
+        self.pod_uids.add(uid)
         log_dir = os.path.join(self.log_root, f"{namespace}_{name}_{uid}")
         os.makedirs(log_dir, mode=0o755, exist_ok=True)
         config = {

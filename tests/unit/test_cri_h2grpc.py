@@ -233,6 +233,15 @@ def test_a_server_that_accepts_and_says_nothing_times_out(tmp_path):
         listener.close()
 
 
+def test_a_kept_connection_the_runtime_closed_is_replaced(serve):
+    server = serve(ok_reply(b"ok"))
+    channel = h2grpc.Channel(server.path)
+    assert channel.unary(METHOD, b"", timeout=5) == b"ok"
+    channel.sock.shutdown(socket.SHUT_RDWR)  # as if the runtime restarted while we were idle
+    assert channel.unary(METHOD, b"", timeout=5) == b"ok"
+    assert [sid for ftype, _, sid in server.frames if ftype == h2grpc.HEADERS] == [1, 1]
+
+
 def test_goaway_before_our_stream_is_unavailable(serve):
     def script(sid, enc):
         return frame(h2grpc.GOAWAY, 0, 0, struct.pack(">II", 0, 0) + b"shutting down")
