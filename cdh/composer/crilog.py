@@ -10,8 +10,10 @@ that parse as neither are skipped (kubelet does the same).
 
 The file is read backwards from its end in blocks, so a huge log costs the size of the
 answer, not of the file: at most ``lines`` joined lines and ``max_bytes`` bytes (the newest
-kept, cut at a line start when one is in reach), and the scan itself stops after about
-``4 * max_bytes + 256 * lines`` bytes whatever the file holds.
+kept, cut at a line start when one is in reach). The scan stops at the first of: the start
+of the file; MARGIN bytes past the point where enough lines or bytes were in hand (to find
+where those lines began); ``4 * max_bytes + 256 * lines`` bytes in all; a record longer
+than ``max_bytes``, whatever the file holds.
 """
 
 from __future__ import annotations

@@ -34,7 +34,7 @@ class Link:
         self.deadline = deadline
         self.source: GrpcSource | CrictlSource | None = None
         self.failure: str | None = None   # why there is no source (kept: asked once per run)
-        self.connect_calls = 0
+        self.connect_calls = 0            # Version calls to sockets that did not become the source
         self.connect_deadline_hit = False
 
     @property
@@ -74,11 +74,11 @@ class Link:
             if timeout <= 0:
                 self._out_of_time(cut_by_budget, by_deadline, "CRI Version")
             client = crigrpc.CriClient(path, s.cri_timeout_s)
-            self.connect_calls += 1
             try:
                 client.version(timeout=timeout)
             except GrpcError as err:
                 client.close()
+                self.connect_calls += client.calls  # a kept client counts its own
                 if err.code == DEADLINE_EXCEEDED:
                     self._out_of_time(cut_by_budget, by_deadline, f"CRI Version on {path}",
                                       hung=f"the container runtime at {path} did not answer in "
