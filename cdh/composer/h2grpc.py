@@ -79,9 +79,11 @@ class Channel:
         self.peer_window = 65535
         self.unacked = 0  # DATA bytes received since we last opened the connection window
         self.heard = False  # a frame arrived during the current call
+        self.draining = False  # the runtime sent GOAWAY: finish this call, then reconnect
         self.end = 0.0  # the current call's deadline (time.monotonic)
 
     def close(self) -> None:
+        self.draining = False
         if self.sock is not None:
             try:
                 self.sock.close()
@@ -96,6 +98,8 @@ class Channel:
         when it fails before anything is heard back, the call is made once more on a new one.
         """
         self.end = time.monotonic() + max(timeout, 0.0)
+        if self.draining:
+            self.close()
         if self.sock is not None:
             try:
                 return self._call(method, request, max_bytes)
@@ -252,7 +256,7 @@ class Channel:
                 detail = payload[8:].decode("utf-8", "replace")
                 raise GrpcError(UNAVAILABLE, f"the runtime closed the connection (GOAWAY, code {code}"
                                              f"{': ' + detail if detail else ''})")
-            self.next_stream = 1 << 31  # no new calls here: the next one reconnects
+            self.draining = True  # no new calls on this connection: the next one reconnects
         elif ftype == WINDOW_UPDATE and len(payload) == 4:
             self.peer_window += struct.unpack(">I", payload)[0] & 0x7FFFFFFF
 

@@ -150,6 +150,17 @@ def test_goaway_before_our_stream_is_unavailable(serve):
         h2grpc.Channel(serve(script).path).unary(METHOD, b"", timeout=5)
 
 
+def test_goaway_after_our_stream_finishes_the_call_then_reconnects(serve):
+    def script(sid, enc):
+        return frame(h2grpc.GOAWAY, 0, 0, struct.pack(">II", sid, 0)) + ok_reply(b"done")(sid, enc)
+
+    server = serve(script)
+    channel = h2grpc.Channel(server.path)
+    assert channel.unary(METHOD, b"", timeout=5) == b"done"
+    assert channel.unary(METHOD, b"", timeout=5) == b"done"  # on a new connection: stream 1 again
+    assert [sid for ftype, _, sid in server.frames if ftype == h2grpc.HEADERS] == [1, 1]
+
+
 def test_a_connection_closed_mid_call_is_unavailable(serve):
     def script(sid, enc):
         raise OSError("drop")  # the server thread ends: the socket closes
