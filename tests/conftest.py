@@ -24,3 +24,33 @@ def clean_env(monkeypatch):
         if (name.startswith("CDH_") or name in BY_ALIAS) and not name.startswith(NOT_SETTINGS):
             monkeypatch.delenv(name)
     return monkeypatch
+
+
+# The zipapp and the runtime, built once per session by the scripts the Containerfile runs
+# (tests/support/packaging.py): packaging tests, and the kernel tests that run the composer
+# through the installed runtime.
+
+
+@pytest.fixture(scope="session")
+def pyz(tmp_path_factory):
+    from tests.support.packaging import build_pyz
+
+    return build_pyz(str(tmp_path_factory.mktemp("zipapp") / "cdh.pyz"))
+
+
+@pytest.fixture(scope="session")
+def image_runtime(pyz, tmp_path_factory):
+    """The image's /opt/cdh/runtime (a pathlib.Path)."""
+    from tests.support.packaging import lay_out_runtime
+
+    out = tmp_path_factory.mktemp("image") / "runtime"
+    lay_out_runtime(pyz, str(out))
+    return out
+
+
+@pytest.fixture(scope="session")
+def image_entry(image_runtime):
+    """The image's /opt/cdh/cdh.pyz, beside the runtime as in the image."""
+    from tests.support.packaging import write_image_entry
+
+    return write_image_entry(str(image_runtime), os.path.join(os.path.dirname(image_runtime), "cdh.pyz"))

@@ -11,6 +11,11 @@ Rules (DESIGN.md, host contract):
   our own value.
 - Uninstall restores and removes the backups and succeeds when files are gone.
 - The composer is replaced atomically, never copied over a running binary.
+
+The composer is HOST_DIR/cdc: the zipapp on the self-contained runtime copied into
+HOST_DIR/runtime/<id>/ (cdh/agent/runtime.py), taken from CDH_RUNTIME_DIR or from the runtime
+the agent itself runs on (the image's /opt/cdh/runtime). A development checkout has neither:
+there cdc is a launcher script for the current interpreter and checkout.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import sys
 from dataclasses import dataclass
 
 from cdh import fsutil
+from cdh.agent import runtime
 from cdh.config import Settings, render_env
 
 PROC_SYS = "/proc/sys"
@@ -109,8 +115,7 @@ def install(settings: Settings, sysctl: Sysctl | None = None, composer: bytes | 
     done: list[str] = []
     for d in (settings.host_dir, settings.core_dir, settings.event_dir):
         fsutil.makedirs_private(d)
-    fsutil.atomic_write(layout.composer, composer or launcher_script(), mode=0o700)
-    done.append(f"composer installed at {layout.composer}")
+    done += install_composer(settings, layout, composer)
     fsutil.atomic_write(layout.composer_env, render_env(settings).encode(), mode=0o600)
     done.append(f"composer settings written to {layout.composer_env}")
     if settings.deploy_crictl_config:
@@ -126,6 +131,37 @@ def install(settings: Settings, sysctl: Sysctl | None = None, composer: bytes | 
     return done
 
 
+def install_composer(settings: Settings, layout: Layout, composer: bytes | None = None) -> list[str]:
+    """cdc on the bundled runtime; or ``composer`` as given; or, in a checkout, the launcher."""
+    source = settings.runtime_dir or runtime.running_runtime()
+    if composer is None and source:
+        try:
+            return runtime.install(settings.host_dir, source, layout.composer)
+        except runtime.RuntimeInstallError as err:
+            raise HostError(str(err)) from None
+    fsutil.atomic_write(layout.composer, composer or launcher_script(), mode=0o700)
+    how = "as given" if composer else "development launcher for this interpreter and checkout"
+    return [f"composer installed at {layout.composer} ({how})"]
+
+
+def prune_runtimes(settings: Settings) -> list[str]:
+    """Remove runtimes retired by an upgrade once no composer uses them (the agent calls this now
+    and then: install retires the old runtime but may not remove it yet)."""
+    current = _current_runtime(Layout(settings.host_dir))
+    return runtime.prune(settings.host_dir, keep=current) if current else []
+
+
+def _current_runtime(layout: Layout) -> str | None:
+    """The runtime id cdc's first line names, or None (a launcher, or no cdc)."""
+    try:
+        with open(layout.composer, "rb") as f:
+            first = f.readline(4096).decode(errors="replace")
+    except FileNotFoundError:
+        return None
+    prefix = runtime.root(layout.host_dir) + os.sep
+    return first[2 + len(prefix):].split("/", 1)[0] if first.startswith("#!" + prefix) else None
+
+
 def _apply(sysctl: Sysctl, layout: Layout, name: str, value: str) -> str:
     current = sysctl.read(name)
     backup = layout.backup(name)
@@ -139,10 +175,8 @@ def _apply(sysctl: Sysctl, layout: Layout, name: str, value: str) -> str:
 
 
 def launcher_script() -> bytes:
-    """A composer that runs this interpreter and this cdh package (development installs).
-
-    The zipapp build replaces this with the self-contained runtime (packaging/).
-    """
+    """A composer that runs this interpreter and this cdh package (development checkouts only:
+    it needs the host's Python; real installs use the bundled runtime)."""
     import cdh
 
     pkg_parent = os.path.dirname(os.path.dirname(os.path.abspath(cdh.__file__)))  # holds cdh/
@@ -183,7 +217,7 @@ def uninstall(settings: Settings, sysctl: Sysctl | None = None) -> list[str]:
     for path in (layout.composer, layout.composer_env, layout.crictl_yaml):
         if fsutil.remove_quietly(path):
             done.append(f"removed {path}")
-    return done
+    return done + runtime.remove_all(settings.host_dir)
 
 
 def _restore(sysctl: Sysctl, layout: Layout, name: str) -> str:

@@ -45,15 +45,17 @@ def crasher(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def installed(kernel, request):
-    """The composer installed in a short temporary HOST_DIR (core_pattern has 127 bytes).
+def installed(kernel, request, image_runtime):
+    """The composer installed in a short temporary HOST_DIR (core_pattern has 127 bytes), on the
+    self-contained runtime the image ships (HOST_DIR/runtime/<id>), not this machine's Python.
 
     Extra settings come from ``@pytest.mark.settings(NAME=value)``.
     """
     host_dir = Path(tempfile.mkdtemp(prefix="cdhk-", dir="/tmp"))
     marker = request.node.get_closest_marker("settings")
     extra = marker.kwargs if marker else {}
-    settings = load([{"CDH_HOST_DIR": str(host_dir), "CDH_CRICTL_PATH": str(host_dir), **extra}])
+    settings = load([{"CDH_HOST_DIR": str(host_dir), "CDH_CRICTL_PATH": str(host_dir),
+                      "CDH_RUNTIME_DIR": str(image_runtime), **extra}])
     host.install(settings)
     assert _read_sysctl("kernel/core_pattern") == host.core_pattern(settings)
     try:
