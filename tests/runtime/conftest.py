@@ -9,8 +9,9 @@ Fixtures:
   pods removed through CRI, then whatever is left killed, unmounted and removed
   (:meth:`Containerd.cleanup`).
 - ``installed`` (function): the composer installed by ``cdh.agent.host.install`` into a temporary
-  HOST_DIR with ``CDH_CRI_ENDPOINT`` on our socket, inside the ``kernel`` fixture
-  (tests/kernel/conftest.py: the machine-wide lock, sysctls restored).
+  HOST_DIR, on the self-contained runtime (tests/conftest.py ``image_runtime``), with
+  ``CDH_CRI_ENDPOINT`` on our socket, inside the ``kernel`` fixture (tests/kernel/conftest.py: the
+  machine-wide lock, sysctls restored).
 
 Where containerd cannot run (not root, packages missing) the tests skip, unless
 CDH_REQUIRE_KERNEL=1 (CI), which makes that a failure.
@@ -102,11 +103,13 @@ def node(images):
 
 
 @pytest.fixture
-def installed(kernel, node):  # noqa: F811  (the kernel fixture imported above)
-    """The composer, installed for real, asking our containerd; the last 5 log lines per container."""
+def installed(kernel, node, image_runtime):  # noqa: F811  (the kernel fixture imported above)
+    """The composer installed for real, on the self-contained runtime the image ships (so the CRI
+    client runs with only what that runtime carries), asking our containerd; 5 log lines a container."""
     host_dir = tempfile.mkdtemp(prefix="cdhr-", dir="/tmp")  # core_pattern is at most 127 bytes
     settings = load([{"CDH_HOST_DIR": host_dir, "CDH_CRI_ENDPOINT": node.containerd.endpoint,
-                      "CDH_CRICTL_PATH": host_dir, "CDH_LOG_LINES": "5", "CDH_CRI_TIMEOUT": "10s"}])
+                      "CDH_CRICTL_PATH": host_dir, "CDH_LOG_LINES": "5", "CDH_CRI_TIMEOUT": "10s",
+                      "CDH_RUNTIME_DIR": str(image_runtime)}])
     host.install(settings)
     try:
         yield settings
