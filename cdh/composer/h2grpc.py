@@ -20,7 +20,7 @@ few hundred bytes. See cdh/composer/crigrpc.py for why this is hand-written.
 
 from __future__ import annotations
 
-import socket
+import _socket  # the C module: `socket` would bring socket.py, selectors and array into the host runtime
 import struct
 import time
 
@@ -72,7 +72,7 @@ class Channel:
         self.path = path
         self.authority = authority
         self.user_agent = user_agent
-        self.sock: socket.socket | None = None
+        self.sock: _socket.socket | None = None
         self.decoder = hpack.Decoder()
         self.next_stream = 1
         self.peer_max_frame = DEFAULT_MAX_FRAME
@@ -134,7 +134,7 @@ class Channel:
     # ------------------------------------------------------------ connection
 
     def _connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
         try:
             sock.settimeout(self._left())
             sock.connect(self.path)

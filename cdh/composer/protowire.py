@@ -18,8 +18,6 @@ int64 as int or string) and leaves out proto3 defaults, as protobuf does.
 
 from __future__ import annotations
 
-import binascii
-
 STRING, BYTES, BOOL, INT32, UINT32, INT64, UINT64, ENUM, MESSAGE, MAP = range(10)
 KIND_NAMES = ("string", "bytes", "bool", "int32", "uint32", "int64", "uint64", "enum", "message", "map")
 _VARINT_KINDS = (BOOL, INT32, UINT32, INT64, UINT64, ENUM)
@@ -132,6 +130,8 @@ def _scalar(f: Field, raw):
     if kind == STRING:
         return bytes(raw).decode("utf-8", "replace")
     if kind == BYTES:
+        import binascii  # no CRI field the composer reads is bytes: not loaded on the node
+
         return binascii.b2a_base64(raw, newline=False).decode()
     if kind == BOOL:
         return raw != 0
