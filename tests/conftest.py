@@ -6,6 +6,9 @@ import os
 
 import pytest
 
+# Shared helpers: real S3 server process, fault proxy (tests/support/).
+pytest_plugins = ["tests.support.fixtures"]
+
 
 @pytest.fixture
 def host_dir(tmp_path):

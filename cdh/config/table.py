@@ -171,7 +171,7 @@ SPECS: tuple[Spec, ...] = (
     Spec("CDH_S3_VERIFY_TLS", "s3_verify_tls", parse_bool, "true", "Verify the S3 endpoint's certificate."),
     Spec("CDH_MULTIPART_THRESHOLD", "multipart_threshold_bytes", size(5 * MiB), "64MiB",
          "Files at least this big are uploaded in parts."),
-    Spec("CDH_PART_SIZE", "part_size_bytes", size(5 * MiB), "16MiB",
+    Spec("CDH_PART_SIZE", "part_size_bytes", size(5 * MiB), "8MiB",
          "Smallest part size; grows so any file fits in 10,000 parts."),
     Spec("CDH_UPLOAD_CONCURRENCY", "upload_concurrency", int_range(1, 64), "2", "Files uploaded at once."),
     Spec("CDH_PART_CONCURRENCY", "part_concurrency", int_range(1, 64), "4",

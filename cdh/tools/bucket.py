@@ -17,7 +17,6 @@ from dataclasses import asdict, dataclass, field
 from cdh.tools import keys, signals
 
 DEFAULT_CONCURRENCY = 16
-METADATA_FIELDS = ("namespace", "pod", "container", "node", "signal", "exe", "uuid", "timestamp")
 
 
 class BucketError(Exception):

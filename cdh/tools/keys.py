@@ -13,10 +13,8 @@ import re
 import time
 
 from cdh.config.values import template_fields
+from cdh.keys import DATE_VARIABLES, date_values, is_key_safe
 
-# What the agent leaves unchanged when sanitising a key component (cdh/agent/dumpinfo.py).
-SAFE_VALUE = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
-DATE_VARIABLES = ("date", "year", "month", "day", "hour")
 MAX_PREFIXES = 400          # more date slots than this: list from the first date variable instead
 DAY, HOUR = 86400, 3600
 _UUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
@@ -24,13 +22,6 @@ UUID_RE = re.compile(rf"^{_UUID}$")
 # The default zip name: {uuid}-dump-{timestamp}-{hostname}-{exe_name}-{pid}-{signal}.zip
 DEFAULT_NAME_RE = re.compile(rf"^(?P<uuid>{_UUID})-dump-(?P<timestamp>\d+)-(?P<host_exe>.*)"
                              r"-(?P<pid>\d+)-(?P<signal>\d+)\.zip$")
-
-
-def date_values(t: float) -> dict[str, str]:
-    """The date variables of a key prefix template at time ``t`` (UTC)."""
-    g = time.gmtime(t)
-    return {"date": time.strftime("%Y-%m-%d", g), "year": f"{g.tm_year:04d}",
-            "month": f"{g.tm_mon:02d}", "day": f"{g.tm_mday:02d}", "hour": f"{g.tm_hour:02d}"}
 
 
 def listing_prefixes(template: str, known: dict[str, str | None], since: float | None = None,
@@ -42,7 +33,7 @@ def listing_prefixes(template: str, known: dict[str, str | None], since: float |
     cannot narrow the prefix: listing stops at that variable.
     """
     fields = template_fields(template) or []
-    fixed = {k: v for k, v in known.items() if v and SAFE_VALUE.match(v) and v not in (".", "..")}
+    fixed = {k: v for k, v in known.items() if v and is_key_safe(v)}
     used_dates = [f for f in fields if f in DATE_VARIABLES]
     if not used_dates or since is None:
         return [_render_until_unknown(template, fixed)]

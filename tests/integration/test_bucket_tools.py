@@ -15,7 +15,7 @@ import pytest
 
 from tests.support import dumpbuild
 from tests.support.cli import run_cdh
-from tests.support.moto_proc import moto_server  # noqa: F401  (the fixture)
+from tests.support.s3server import put_dump
 
 NOW = int(time.time())
 HOUR = 3600
@@ -25,15 +25,15 @@ def _put(server, bucket, tmp_path, prefix="", compression="deflate", core=None, 
     core = os.urandom(4096) if core is None else core
     path, meta = dumpbuild.build(tmp_path, core, compression=compression, **info)
     key = prefix + path.name
-    server.put_dump(bucket, key, path, meta, part_sizes=part_sizes)
+    put_dump(server.client(), bucket, key, path, meta, part_sizes=part_sizes)
     return key, meta, path
 
 
 @pytest.fixture(scope="module")
-def listed(moto_server, tmp_path_factory):  # noqa: F811
+def listed(s3_server, tmp_path_factory):
     """A bucket with four dumps across namespaces, pods, nodes and times."""
     tmp = tmp_path_factory.mktemp("dumps")
-    bucket = moto_server.new_bucket()
+    bucket = s3_server.create_bucket()
     specs = [
         dict(namespace="default", podname="web-0", hostname="web-0", node_hostname="node-1",
              timestamp=NOW - 3 * HOUR, signal=11, exe="web"),
@@ -44,19 +44,19 @@ def listed(moto_server, tmp_path_factory):  # noqa: F811
         dict(namespace="kube-system", podname="proxy-x", hostname="proxy-x", node_hostname="node-3",
              timestamp=NOW - 30 * HOUR, signal=4, exe="proxy"),
     ]
-    dumps = [_put(moto_server, bucket, tmp, **s) for s in specs]
+    dumps = [_put(s3_server, bucket, tmp, **s) for s in specs]
     return bucket, dumps
 
 
 def _ls(server, bucket, *args, **env):
-    r = run_cdh("ls", "--json", *args, env=server.env(bucket, **env))
+    r = run_cdh("ls", "--json", *args, env=server.cdh_env(bucket, **env))
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout)
 
 
-def test_ls_lists_newest_first_from_metadata(moto_server, listed):  # noqa: F811
+def test_ls_lists_newest_first_from_metadata(s3_server, listed):
     bucket, dumps = listed
-    rows = _ls(moto_server, bucket)
+    rows = _ls(s3_server, bucket)
     assert [r["pod"] for r in rows] == ["ledger-7f9c", "web-1", "web-0", "proxy-x"]
     ledger = rows[0]
     assert ledger["namespace"] == "payments" and ledger["container"] == "ledger"
@@ -67,9 +67,9 @@ def test_ls_lists_newest_first_from_metadata(moto_server, listed):  # noqa: F811
     assert ledger["size"] == dumps[2][2].stat().st_size
 
 
-def test_ls_table_has_the_columns_people_read(moto_server, listed):  # noqa: F811
+def test_ls_table_has_the_columns_people_read(s3_server, listed):
     bucket, dumps = listed
-    r = run_cdh("ls", env=moto_server.env(bucket))
+    r = run_cdh("ls", env=s3_server.cdh_env(bucket))
     assert r.returncode == 0, r.stderr
     header, *lines = r.stdout.splitlines()
     assert header.split() == ["TIME", "(UTC)", "NAMESPACE", "POD", "CONTAINER", "EXE", "SIGNAL", "SIZE",
@@ -90,68 +90,68 @@ def test_ls_table_has_the_columns_people_read(moto_server, listed):  # noqa: F81
     (["--namespace", "nope"], []),
     (["--limit", "1"], ["ledger-7f9c"]),
 ])
-def test_ls_filters(moto_server, listed, args, pods):  # noqa: F811
+def test_ls_filters(s3_server, listed, args, pods):
     bucket, _ = listed
-    assert [r["pod"] for r in _ls(moto_server, bucket, *args)] == pods
+    assert [r["pod"] for r in _ls(s3_server, bucket, *args)] == pods
 
 
-def test_ls_bad_since_is_a_usage_error(moto_server, listed):  # noqa: F811
+def test_ls_bad_since_is_a_usage_error(s3_server, listed):
     bucket, _ = listed
-    r = run_cdh("ls", "--since", "yesterday-ish", env=moto_server.env(bucket))
+    r = run_cdh("ls", "--since", "yesterday-ish", env=s3_server.cdh_env(bucket))
     assert r.returncode == 2 and "--since 'yesterday-ish'" in r.stderr
 
 
-def test_ls_without_a_bucket_says_which_setting(moto_server):  # noqa: F811
-    env = moto_server.env("x")
+def test_ls_without_a_bucket_says_which_setting(s3_server):
+    env = s3_server.cdh_env("x")
     del env["CDH_S3_BUCKET"]
     r = run_cdh("ls", env=env)
     assert r.returncode == 3 and "CDH_S3_BUCKET" in r.stderr
 
 
-def test_ls_of_a_missing_bucket_fails_in_one_line(moto_server):  # noqa: F811
-    r = run_cdh("ls", env=moto_server.env("no-such-bucket-here"))
+def test_ls_of_a_missing_bucket_fails_in_one_line(s3_server):
+    r = run_cdh("ls", env=s3_server.cdh_env("no-such-bucket-here"))
     assert r.returncode == 1
     assert r.stderr.strip().count("\n") == 0 and "NoSuchBucket" in r.stderr
 
 
-def test_key_prefix_template_narrows_the_listing(moto_server, tmp_path):  # noqa: F811
+def test_key_prefix_template_narrows_the_listing(s3_server, tmp_path):
     """With CDH_S3_KEY_PREFIX={node}/{namespace}/, --node lists only under node-1/."""
-    bucket = moto_server.new_bucket()
-    _put(moto_server, bucket, tmp_path, prefix="node-1/default/", podname="a", node_hostname="node-1")
-    _put(moto_server, bucket, tmp_path, prefix="node-2/default/", podname="b", node_hostname="node-2")
+    bucket = s3_server.create_bucket()
+    _put(s3_server, bucket, tmp_path, prefix="node-1/default/", podname="a", node_hostname="node-1")
+    _put(s3_server, bucket, tmp_path, prefix="node-2/default/", podname="b", node_hostname="node-2")
     # A decoy outside the template's layout: only an unnarrowed listing can see it.
-    _put(moto_server, bucket, tmp_path, prefix="elsewhere/", podname="decoy", node_hostname="node-1")
+    _put(s3_server, bucket, tmp_path, prefix="elsewhere/", podname="decoy", node_hostname="node-1")
     tpl = {"CDH_S3_KEY_PREFIX": "{node}/{namespace}/"}
-    assert sorted(r["pod"] for r in _ls(moto_server, bucket, **tpl)) == ["a", "b", "decoy"]
-    assert [r["pod"] for r in _ls(moto_server, bucket, "--node", "node-1", **tpl)] == ["a"]
+    assert sorted(r["pod"] for r in _ls(s3_server, bucket, **tpl)) == ["a", "b", "decoy"]
+    assert [r["pod"] for r in _ls(s3_server, bucket, "--node", "node-1", **tpl)] == ["a"]
     # A glob cannot narrow the prefix: everything is listed, then filtered on metadata.
-    globbed = _ls(moto_server, bucket, "--node", "node-*", **tpl)
+    globbed = _ls(s3_server, bucket, "--node", "node-*", **tpl)
     assert sorted(r["pod"] for r in globbed) == ["a", "b", "decoy"]
-    assert [r["pod"] for r in _ls(moto_server, bucket, "--prefix", "elsewhere/")] == ["decoy"]
+    assert [r["pod"] for r in _ls(s3_server, bucket, "--prefix", "elsewhere/")] == ["decoy"]
 
 
-def test_since_narrows_a_dated_key_prefix(moto_server, tmp_path):  # noqa: F811
-    bucket = moto_server.new_bucket()
+def test_since_narrows_a_dated_key_prefix(s3_server, tmp_path):
+    bucket = s3_server.create_bucket()
     today = time.strftime("%Y-%m-%d", time.gmtime())
-    _put(moto_server, bucket, tmp_path, prefix=f"{today}/", podname="today")
-    _put(moto_server, bucket, tmp_path, prefix="2020-01-01/", podname="decoy")  # recent metadata, old prefix
+    _put(s3_server, bucket, tmp_path, prefix=f"{today}/", podname="today")
+    _put(s3_server, bucket, tmp_path, prefix="2020-01-01/", podname="decoy")  # recent metadata, old prefix
     tpl = {"CDH_S3_KEY_PREFIX": "{date}/"}
-    assert sorted(r["pod"] for r in _ls(moto_server, bucket, **tpl)) == ["decoy", "today"]
-    assert [r["pod"] for r in _ls(moto_server, bucket, "--since", "1h", **tpl)] == ["today"]
+    assert sorted(r["pod"] for r in _ls(s3_server, bucket, **tpl)) == ["decoy", "today"]
+    assert [r["pod"] for r in _ls(s3_server, bucket, "--since", "1h", **tpl)] == ["today"]
 
 
 def _get(server, bucket, wanted, out, *args):
-    return run_cdh("get", wanted, "-o", str(out), *args, env=server.env(bucket))
+    return run_cdh("get", wanted, "-o", str(out), *args, env=server.cdh_env(bucket))
 
 
 @pytest.mark.parametrize("compression", ["deflate", "stored", "zstd"])
-def test_get_by_key_verifies_and_unpacks(moto_server, tmp_path, compression):  # noqa: F811
-    bucket = moto_server.new_bucket()
+def test_get_by_key_verifies_and_unpacks(s3_server, tmp_path, compression):
+    bucket = s3_server.create_bucket()
     core = os.urandom(300_000)
-    key, info, path = _put(moto_server, bucket, tmp_path, prefix="node-1/", core=core,
+    key, info, path = _put(s3_server, bucket, tmp_path, prefix="node-1/", core=core,
                            compression=compression)
     out = tmp_path / "out"
-    r = _get(moto_server, bucket, key, out)
+    r = _get(s3_server, bucket, key, out)
     assert r.returncode == 0, r.stderr
     name = path.name.removesuffix(".zip")
     where = out / name
@@ -168,39 +168,39 @@ def test_get_by_key_verifies_and_unpacks(moto_server, tmp_path, compression):  #
     assert f"downloading {path.name}" in r.stderr, "plain progress lines when not on a terminal"
 
 
-def test_get_by_uuid_finds_the_dump_under_any_prefix(moto_server, tmp_path):  # noqa: F811
-    bucket = moto_server.new_bucket()
-    _put(moto_server, bucket, tmp_path, prefix="node-2/x/")
-    key, info, path = _put(moto_server, bucket, tmp_path, prefix="node-1/default/")
-    r = _get(moto_server, bucket, info["uuid"], tmp_path / "out", "--keep-zip")
+def test_get_by_uuid_finds_the_dump_under_any_prefix(s3_server, tmp_path):
+    bucket = s3_server.create_bucket()
+    _put(s3_server, bucket, tmp_path, prefix="node-2/x/")
+    key, info, path = _put(s3_server, bucket, tmp_path, prefix="node-1/default/")
+    r = _get(s3_server, bucket, info["uuid"], tmp_path / "out", "--keep-zip")
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith(f"s3://{bucket}/{key} -> ")
     assert (tmp_path / "out" / path.name).read_bytes() == path.read_bytes()
 
 
-def test_get_by_uuid_from_metadata_when_the_name_lacks_it(moto_server, tmp_path):  # noqa: F811
-    bucket = moto_server.new_bucket()
+def test_get_by_uuid_from_metadata_when_the_name_lacks_it(s3_server, tmp_path):
+    bucket = s3_server.create_bucket()
     path, info = dumpbuild.build(tmp_path, os.urandom(1000))
     renamed = tmp_path / "custom-name.zip"
     # A zip whose name does not hold the uuid (CDH_FILENAME_TEMPLATE without {uuid})
     with zipfile.ZipFile(path) as src, zipfile.ZipFile(renamed, "w") as dst:
         for item in src.infolist():
             dst.writestr(item.filename.replace(path.stem, "custom-name"), src.read(item))
-    moto_server.put_dump(bucket, "custom-name.zip", renamed, info)
-    r = _get(moto_server, bucket, info["uuid"], tmp_path / "out")
+    put_dump(s3_server.client(), bucket, "custom-name.zip", renamed, info)
+    r = _get(s3_server, bucket, info["uuid"], tmp_path / "out")
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "out" / "custom-name" / "custom-name.core").exists()
 
 
-def test_get_verifies_a_multipart_etag_with_uneven_parts(moto_server, tmp_path):  # noqa: F811
-    bucket = moto_server.new_bucket()
+def test_get_verifies_a_multipart_etag_with_uneven_parts(s3_server, tmp_path):
+    bucket = s3_server.create_bucket()
     core = os.urandom(12 << 20)
     mib = 1 << 20
-    key, _, _ = _put(moto_server, bucket, tmp_path, core=core, compression="stored",
+    key, _, _ = _put(s3_server, bucket, tmp_path, core=core, compression="stored",
                         part_sizes=[6 * mib, 5 * mib])
-    head = moto_server.client().head_object(Bucket=bucket, Key=key)
+    head = s3_server.client().head_object(Bucket=bucket, Key=key)
     assert head["ETag"].strip('"').endswith("-3")
-    r = _get(moto_server, bucket, key, tmp_path / "out")
+    r = _get(s3_server, bucket, key, tmp_path / "out")
     assert r.returncode == 0, r.stderr
     assert "ETag (MD5 of 3 parts)" in r.stdout
 
@@ -214,43 +214,43 @@ def _corrupt_core_byte(path, name):
     path.write_bytes(bytes(raw))
 
 
-def test_get_detects_a_corrupted_object(moto_server, tmp_path):  # noqa: F811
+def test_get_detects_a_corrupted_object(s3_server, tmp_path):
     """Bytes changed before upload (so the ETag matches them): the zip CRC catches it."""
-    bucket = moto_server.new_bucket()
+    bucket = s3_server.create_bucket()
     path, info = dumpbuild.build(tmp_path, os.urandom(200_000), compression="stored")
     name = path.stem
     _corrupt_core_byte(path, name)
-    moto_server.put_dump(bucket, path.name, path, info)
+    put_dump(s3_server.client(), bucket, path.name, path, info)
     out = tmp_path / "out"
-    r = _get(moto_server, bucket, path.name, out)
+    r = _get(s3_server, bucket, path.name, out)
     assert r.returncode == 1
     assert f"{name}.core: damaged" in r.stderr and "nothing kept" in r.stderr
     assert r.stderr.strip().count("\n") == 0 or "downloading" in r.stderr
     assert sorted(os.listdir(out)) == [], "no partial dump directory or zip is left"
 
 
-def test_get_detects_a_truncated_object(moto_server, tmp_path):  # noqa: F811
-    bucket = moto_server.new_bucket()
+def test_get_detects_a_truncated_object(s3_server, tmp_path):
+    bucket = s3_server.create_bucket()
     path, info = dumpbuild.build(tmp_path, os.urandom(50_000))
     path.write_bytes(path.read_bytes()[:-200])  # the central directory is cut off
-    moto_server.put_dump(bucket, path.name, path, info)
-    r = _get(moto_server, bucket, path.name, tmp_path / "out")
+    put_dump(s3_server.client(), bucket, path.name, path, info)
+    r = _get(s3_server, bucket, path.name, tmp_path / "out")
     assert r.returncode == 1 and "not a readable zip" in r.stderr
     assert os.listdir(tmp_path / "out") == []
 
 
-def test_get_unknown_uuid_or_key_fails_clearly(moto_server, tmp_path):  # noqa: F811
-    bucket = moto_server.new_bucket()
-    r = _get(moto_server, bucket, "00000000-0000-4000-8000-000000000000", tmp_path / "out")
+def test_get_unknown_uuid_or_key_fails_clearly(s3_server, tmp_path):
+    bucket = s3_server.create_bucket()
+    r = _get(s3_server, bucket, "00000000-0000-4000-8000-000000000000", tmp_path / "out")
     assert r.returncode == 1 and "no dump with uuid 00000000-0000-4000-8000-000000000000" in r.stderr
-    r = _get(moto_server, bucket, "nope/missing.zip", tmp_path / "out")
+    r = _get(s3_server, bucket, "nope/missing.zip", tmp_path / "out")
     assert r.returncode == 1 and f"no object s3://{bucket}/nope/missing.zip" in r.stderr
 
 
-def test_get_refuses_to_overwrite_an_unpacked_dump(moto_server, tmp_path):  # noqa: F811
-    bucket = moto_server.new_bucket()
-    key, _, _ = _put(moto_server, bucket, tmp_path)
+def test_get_refuses_to_overwrite_an_unpacked_dump(s3_server, tmp_path):
+    bucket = s3_server.create_bucket()
+    key, _, _ = _put(s3_server, bucket, tmp_path)
     out = tmp_path / "out"
-    assert _get(moto_server, "some-other-default", f"s3://{bucket}/{key}", out).returncode == 0
-    r = _get(moto_server, bucket, key, out)
+    assert _get(s3_server, "some-other-default", f"s3://{bucket}/{key}", out).returncode == 0
+    r = _get(s3_server, bucket, key, out)
     assert r.returncode == 1 and "already exists" in r.stderr

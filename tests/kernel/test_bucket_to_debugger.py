@@ -11,20 +11,20 @@ from tests.support import dumpbuild
 from tests.support.cli import run_cdh
 from tests.support.crashes import compile_program, crash
 from tests.support.gdb import core_facts, gdb_batch
-from tests.support.moto_proc import moto_server  # noqa: F401  (the fixture)
+from tests.support.s3server import put_dump
 
 pytestmark = pytest.mark.kernel
 
 
-def test_crash_to_bucket_to_debugger(kernel, moto_server, tmp_path):  # noqa: F811
+def test_crash_to_bucket_to_debugger(kernel, s3_server, tmp_path):
     binary = compile_program("threads", tmp_path)
     core, pid, _ = crash(binary, tmp_path / "cores")
     zip_path, info = dumpbuild.build(tmp_path, core, compression="zstd", exe="threads", path=str(binary),
                                      namespace="shop", podname="cart-5d8f", node_hostname="node-7",
                                      image="", image_digest="")
-    bucket = moto_server.new_bucket()
-    env = moto_server.env(bucket, CDH_S3_KEY_PREFIX="{node}/{namespace}/")
-    moto_server.put_dump(bucket, f"node-7/shop/{zip_path.name}", zip_path, info)
+    bucket = s3_server.create_bucket()
+    env = s3_server.cdh_env(bucket, CDH_S3_KEY_PREFIX="{node}/{namespace}/")
+    put_dump(s3_server.client(), bucket, f"node-7/shop/{zip_path.name}", zip_path, info)
 
     ls = run_cdh("ls", "--json", "--node", "node-7", "--namespace", "shop", "--since", "1h", env=env)
     assert ls.returncode == 0, ls.stderr

@@ -1,0 +1,275 @@
+"""``cdh agent``: the node daemon. One :class:`Agent` whose life reads top to bottom:
+start → run → stop (after uvicorn's server).
+
+- start: host setup (composer, composer.env, sysctls), S3 client, /healthz,
+  storage check, triggers (startup sweep, inotify, interval, schedule), workers.
+- run: wait for a flag. Signals only set flags: SIGHUP → reload; SIGTERM/SIGINT →
+  stop; a second SIGTERM/SIGINT → stop now. A change of the mounted config file
+  sets the reload flag too.
+- stop: close the intake, give in-flight uploads ``CDH_GRACE_PERIOD``, cancel the
+  rest (their zips stay for next time), restore the host if configured, exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+
+from cdh import __version__, config, fsutil
+from cdh.agent import host, reload
+from cdh.agent.clients import Clients
+from cdh.agent.intake import Intake, cancel_all
+from cdh.agent.log import Log, route_stdlib
+from cdh.agent.retry import Backoff, error_code, is_permanent
+from cdh.agent.upload import Outcome, Uploader
+
+OK = 0
+FAILURE = 1
+# Tests only: a fake /proc/sys tree for host setup, so integration tests run the whole
+# host path (composer, composer.env, backups, read-back) without touching the machine's
+# core_pattern, which other test runs share. CDH_TEST_* names are ignored by config.
+TEST_SYSCTL_ROOT = "CDH_TEST_SYSCTL_ROOT"
+CANCEL_TIMEOUT_S = 15.0  # after the grace period: cancelled uploads abort their multipart
+
+
+def run(settings: config.Settings) -> int:
+    """Run the agent until SIGTERM/SIGINT. Raises ConfigError (exit 3) on a missing bucket."""
+    import uvloop
+
+    reload.check(settings)
+    log = Log()
+    log.configure(settings)
+    route_stdlib(log)
+    return uvloop.run(Agent(settings, log).serve())
+
+
+class Agent:
+    def __init__(self, settings: config.Settings, log: Log) -> None:
+        self.settings = settings
+        self.log = log
+        self.sysctl = host.Sysctl(os.environ.get(TEST_SYSCTL_ROOT) or host.PROC_SYS)
+        self.clients = Clients()
+        self.uploader = Uploader(settings, self.clients, log)
+        self.intake = Intake(settings.core_dir, log)
+        self.backoff = Backoff(settings.retry_min_s, settings.retry_max_s)
+        self.host_ready = False
+        self.in_flight: set[str] = set()
+        self._workers: dict[int, asyncio.Task] = {}
+        self._triggers: list[asyncio.Task] = []
+        self._health = None
+        self._stop = asyncio.Event()
+        self._now = asyncio.Event()
+        self._reload = asyncio.Event()
+
+    async def serve(self) -> int:
+        try:
+            await self.start()
+        except host.HostError as err:
+            self.log.error("agent.host_setup_failed", error=str(err))
+            await self._close()
+            return FAILURE
+        await self.run()
+        await self.stop()
+        return OK
+
+    # ------------------------------------------------------------ start
+
+    async def start(self) -> None:
+        s = self.settings
+        self.log.info("agent.starting", pid=os.getpid(), version=__version__, node=s.node_name,
+                      core_dir=s.core_dir, bucket=s.s3_bucket, endpoint=s.s3_endpoint,
+                      key_prefix=s.s3_key_prefix, config_file=s.config_file)
+        for note in s.notes:
+            self.log.warning("config.note", note=note)
+        self._install_signal_handlers()
+        for line in await asyncio.to_thread(host.install, s, self.sysctl):
+            self.log.info("host.setup", done=line)
+        self.host_ready = True
+        await self.clients.open(s)
+        await self._start_health()
+        await self._check_storage()
+        self._start_triggers()
+        self._resize_workers()
+        self.log.info("agent.started", pid=os.getpid())
+
+    def _install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGHUP, self._reload.set)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_stop_signal)
+
+    def _on_stop_signal(self) -> None:
+        (self._now if self._stop.is_set() else self._stop).set()
+
+    async def _start_health(self) -> None:
+        if not self.settings.metrics_port:
+            return
+        from cdh.agent.health import HealthServer
+
+        self._health = HealthServer(self.settings.metrics_port, self.readiness, self.log)
+        await self._health.start()
+
+    def readiness(self) -> dict[str, bool]:
+        try:
+            ours = host.is_ours(self.sysctl.read("kernel.core_pattern"), self.settings.host_dir)
+        except OSError:
+            ours = False
+        return {"host_setup": self.host_ready, "core_pattern": ours,
+                "storage": self.uploader.storage_ok is True}
+
+    async def _check_storage(self) -> None:
+        """HEAD the bucket once, so a wrong bucket or key shows at start, not at the first crash."""
+        try:
+            async with self.clients.lease() as client:
+                await client.head_bucket(Bucket=self.settings.s3_bucket)
+        except Exception as err:
+            self.uploader.storage_ok = False
+            self.log.error("storage.unavailable", bucket=self.settings.s3_bucket, code=error_code(err),
+                           permanent=is_permanent(err), error=str(err) or repr(err),
+                           action="zips stay on the node and are retried")
+            return
+        self.uploader.storage_ok = True
+        self.log.info("storage.ok", bucket=self.settings.s3_bucket)
+
+    def _start_triggers(self) -> None:
+        s, intake, names = self.settings, self.intake, []
+        if s.use_inotify:
+            names.append("inotify")
+            self._triggers.append(asyncio.create_task(intake.watch(), name="intake-inotify"))
+        if s.interval_s:
+            names.append(f"interval {s.interval_s:g}s")
+            self._triggers.append(asyncio.create_task(intake.every(s.interval_s), name="intake-interval"))
+        if s.schedule:
+            names.append(f"schedule {s.schedule}")
+            self._triggers.append(asyncio.create_task(intake.on_schedule(s.schedule), name="intake-schedule"))
+        if s.config_file:
+            self._triggers.append(asyncio.create_task(
+                reload.watch_file(s.config_file, self._reload.set, self.log), name="config-watch"))
+        if names:
+            intake.sweep("start")
+            self.log.info("intake.triggers", triggers=names)
+        else:
+            self.log.warning("intake.no_trigger", action="cores are kept on the node",
+                             hint="set CDH_USE_INOTIFY, CDH_INTERVAL or CDH_SCHEDULE, or run `cdh sweep`")
+
+    # ------------------------------------------------------------ workers
+
+    def _resize_workers(self) -> None:
+        for i in range(self.settings.upload_concurrency):
+            if i not in self._workers or self._workers[i].done():
+                self._workers[i] = asyncio.create_task(self._worker(i), name=f"upload-worker-{i}")
+
+    async def _worker(self, index: int) -> None:
+        while index < self.settings.upload_concurrency:  # after a reload to fewer, the extras leave
+            path = await self.intake.get()
+            if path is None:
+                return
+            self.in_flight.add(path)
+            try:
+                await self._upload(path)
+            finally:
+                self.in_flight.discard(path)
+
+    async def _upload(self, path: str) -> None:
+        result = await self.uploader.upload(path)
+        outcome = result.outcome
+        if outcome in (Outcome.DONE, Outcome.GONE):
+            self.intake.finished(path)
+            self.backoff.forget(path)
+            return
+        if outcome is Outcome.INVALID:
+            return  # stays known: reported once, not retried until a restart
+        if outcome is Outcome.BUSY:
+            delay = self.settings.retry_min_s
+        else:
+            delay = self.backoff.delay(path, permanent=outcome is Outcome.DENIED)
+        self.intake.retry_later(path, delay)
+        self.log.info("upload.retry_scheduled", file=path, outcome=outcome.value, in_s=round(delay, 2),
+                      attempt=self.backoff.attempts.get(path, 0))
+
+    # ------------------------------------------------------------ run
+
+    async def run(self) -> None:
+        while not self._stop.is_set():
+            stop = asyncio.ensure_future(self._stop.wait())
+            hup = asyncio.ensure_future(self._reload.wait())
+            await asyncio.wait({stop, hup}, return_when=asyncio.FIRST_COMPLETED)
+            stop.cancel()
+            hup.cancel()
+            if self._reload.is_set() and not self._stop.is_set():
+                self._reload.clear()
+                await self.reload()
+
+    async def reload(self) -> None:
+        old = self.settings
+        try:
+            new = reload.load()
+        except config.ConfigError as err:
+            self.log.error("config.rejected", error=str(err), action="keeping the previous settings")
+            return
+        kept = reload.keep_restart_only(new, old)
+        try:
+            await self.clients.open(new)
+        except Exception as err:
+            self.log.error("config.rejected", error=f"cannot build the S3 client: {err}",
+                           action="keeping the previous settings")
+            return
+        self.settings = new
+        self.log.configure(new)
+        self.uploader.configure(new)
+        self._write_composer_env()
+        self.backoff.reset(new.retry_min_s, new.retry_max_s)
+        await cancel_all(self._triggers)
+        self._triggers = []
+        await self._check_storage()
+        self._start_triggers()
+        self._resize_workers()
+        requeued = self.intake.retry_now()
+        self.log.info("config.reloaded", changed=reload.changed(new, old), requeued=requeued,
+                      kept_until_restart=kept)
+
+    def _write_composer_env(self) -> None:
+        path = host.Layout(self.settings.host_dir).composer_env
+        try:
+            fsutil.atomic_write(path, config.render_env(self.settings).encode(), mode=0o600)
+        except OSError as err:
+            self.log.error("host.composer_env_failed", path=path, error=err.strerror)
+
+    # ------------------------------------------------------------ stop
+
+    async def stop(self) -> None:
+        grace = self.settings.grace_period_s
+        self.log.info("agent.stopping", in_flight=len(self.in_flight), grace_period_s=grace)
+        self.intake.close()
+        await cancel_all(self._triggers)
+        cut = await self._drain([t for t in self._workers.values() if not t.done()], grace)
+        if cut:
+            self.log.warning("agent.uploads_cut", files=cut, action="their zips stay for the next start")
+        await self._close()
+        if self.settings.uninstall_on_stop:
+            for line in await asyncio.to_thread(host.uninstall, self.settings, self.sysctl):
+                self.log.info("host.restore", done=line)
+        self.log.info("agent.stopped", pid=os.getpid())
+
+    async def _drain(self, workers: list[asyncio.Task], grace: float) -> list[str]:
+        """Let ``workers`` finish within ``grace`` (or until a second signal); cancel the rest."""
+        if not workers:
+            return []
+        finished = asyncio.ensure_future(asyncio.wait(workers))  # cancelling it leaves the workers be
+        now = asyncio.ensure_future(self._now.wait())
+        await asyncio.wait([finished, now], timeout=grace, return_when=asyncio.FIRST_COMPLETED)
+        finished.cancel()
+        now.cancel()
+        cut = sorted(self.in_flight)
+        pending = [t for t in workers if not t.done()]
+        for t in pending:
+            t.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=CANCEL_TIMEOUT_S)
+        return cut
+
+    async def _close(self) -> None:
+        if self._health is not None:
+            await self._health.stop()
+        await self.clients.close()

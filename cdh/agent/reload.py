@@ -1,0 +1,81 @@
+"""Settings for the agent: loaded and checked at start and on every reload.
+
+A reload reads the same sources as the start (environment, ``CDH_CONFIG_FILE``,
+``*_FILE`` secret files). It is asked for by SIGHUP or by a change of the
+mounted config file: Kubernetes updates a ConfigMap volume by writing a new
+timestamped directory and renaming the ``..data`` symlink over, so we watch the
+file's directory for renames and writes of ``..data`` or the file's own name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from cdh import config
+
+if TYPE_CHECKING:
+    from cdh.agent.log import Log
+    from cdh.config import Settings
+
+# Settings a running agent cannot take over without a restart (the watch, the
+# composer's core_pattern, the listening port). A reload keeps the old value and says so.
+RESTART_ONLY = ("host_dir", "core_dir", "event_dir", "metrics_port")
+CONFIGMAP_LINK = "..data"
+SETTLE_S = 0.3  # a ConfigMap update is several events; reload once, after the last
+
+
+def check(settings: Settings) -> Settings:
+    """What the agent needs beyond per-setting validation; raises ConfigError with one line."""
+    if not settings.s3_bucket:
+        raise config.ConfigError(
+            "CDH_S3_BUCKET is not set: the agent needs a bucket to upload to (IBM name: S3_BUCKET_NAME)")
+    return settings
+
+
+def load() -> Settings:
+    return check(config.from_environment("agent"))
+
+
+def keep_restart_only(new: Settings, old: Settings) -> list[str]:
+    """Carry the old values of restart-only settings into ``new``; names of those that differed."""
+    kept = []
+    for attr in RESTART_ONLY:
+        if new.values.get(attr) != old.values.get(attr):
+            kept.append(new.env_name(attr))
+            new.values[attr] = old.values[attr]
+            new.raw[attr] = old.raw[attr]
+    return kept
+
+
+def changed(new: Settings, old: Settings) -> list[str]:
+    """Names (never values: some are secrets) of the settings a reload changed."""
+    names = {spec.attr: spec.name for spec in config.SPECS}
+    return [names[a] for a in new.values if new.values[a] != old.values.get(a)]
+
+
+async def watch_file(path: str, on_change: Callable[[], None], log: Log) -> None:
+    """Call ``on_change`` after the config file at ``path`` changes, until cancelled."""
+    from asyncinotify import Inotify, Mask
+
+    directory, name = os.path.split(path)
+    with Inotify() as inotify:
+        try:
+            inotify.add_watch(directory, Mask.MOVED_TO | Mask.CLOSE_WRITE | Mask.CREATE | Mask.ONLYDIR)
+        except OSError as err:
+            log.warning("config.watch_failed", dir=directory, error=err.strerror,
+                        action="reload with SIGHUP only")
+            return
+        events = aiter(inotify)
+        while True:
+            event = await anext(events)
+            if str(event.name) not in (name, CONFIGMAP_LINK):
+                continue
+            while True:  # settle: one reload for the burst of a ConfigMap swap
+                try:
+                    await asyncio.wait_for(anext(events), SETTLE_S)
+                except TimeoutError:
+                    break
+            on_change()

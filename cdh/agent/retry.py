@@ -1,0 +1,64 @@
+"""Which failures are worth retrying soon, and when each file is tried next.
+
+botocore already retries each request a few times (standard mode). What is
+left here is per file: a file that failed waits ``retry_min_s x 2^(n-1)``,
+capped at ``retry_max_s``, with jitter so a node's backlog does not hit the
+store in lockstep after an outage. Permanent errors (the bucket, keys or
+permissions are wrong: only a config change fixes them) wait the longest.
+"""
+
+from __future__ import annotations
+
+import random
+
+# Error codes that no retry will fix; the files wait for a config change.
+PERMANENT_CODES = frozenset({
+    "AccessDenied", "AllAccessDisabled", "NoSuchBucket", "InvalidAccessKeyId",
+    "SignatureDoesNotMatch", "InvalidBucketName", "AccountProblem", "InvalidToken",
+    "ExpiredToken", "KMS.NotFoundException", "KMS.DisabledException", "InvalidStorageClass",
+})
+
+
+def error_code(err: BaseException) -> str:
+    """The S3 error code of a botocore ClientError, else the exception's class name."""
+    response = getattr(err, "response", None)
+    if isinstance(response, dict):
+        return str(response.get("Error", {}).get("Code") or type(err).__name__)
+    return type(err).__name__
+
+
+def is_permanent(err: BaseException) -> bool:
+    from botocore.exceptions import NoCredentialsError, PartialCredentialsError
+
+    if isinstance(err, NoCredentialsError | PartialCredentialsError):
+        return True
+    code = error_code(err)
+    status = getattr(err, "response", {}).get("ResponseMetadata", {}).get("HTTPStatusCode")
+    # A HEAD answers 403/404 without a body, so botocore has only the status as code.
+    return code in PERMANENT_CODES or (code == "403" and status == 403)
+
+
+class Backoff:
+    """Per-file attempt counts and the delay before each file's next try."""
+
+    def __init__(self, min_s: float, max_s: float, rng: random.Random | None = None) -> None:
+        self.min_s = min_s
+        self.max_s = max_s
+        self.attempts: dict[str, int] = {}
+        self.rng = rng or random.Random()
+
+    def delay(self, path: str, permanent: bool = False) -> float:
+        n = self.attempts[path] = self.attempts.get(path, 0) + 1
+        if permanent:
+            return self.max_s * self.rng.uniform(0.9, 1.0)
+        ceiling = min(self.max_s, self.min_s * 2 ** min(n - 1, 60))
+        # "Equal jitter": at least half the step, so retries never collapse to zero delay.
+        return max(self.min_s, self.rng.uniform(ceiling / 2, ceiling))
+
+    def forget(self, path: str) -> None:
+        self.attempts.pop(path, None)
+
+    def reset(self, min_s: float, max_s: float) -> None:
+        """After a reload: new limits, every file starts over."""
+        self.min_s, self.max_s = min_s, max_s
+        self.attempts.clear()

@@ -1,0 +1,97 @@
+"""``cdh sweep [FILE...]``: upload zips now, once, and say what happened.
+
+Without files: every finished zip in CORE_DIR. With files: those, each of which
+must be a finished zip inside CORE_DIR (anything else is an error: the agent
+never uploads from elsewhere). Exit 0 when every file was uploaded (or was
+already taken by the agent, which holds its lock), 1 otherwise.
+
+A file the agent is uploading right now (its lock is held) is waited for up to
+CDH_GRACE_PERIOD: when it then disappears, the agent uploaded it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+
+from cdh import config
+from cdh.agent import reload
+from cdh.agent.clients import Clients
+from cdh.agent.localzip import is_candidate
+from cdh.agent.log import Log, route_stdlib
+from cdh.agent.upload import Outcome, Uploader
+
+OK = 0
+FAILURE = 1
+
+
+def run(settings: config.Settings, files: list[str]) -> int:
+    import uvloop
+
+    reload.check(settings)
+    log = Log()
+    log.configure(settings)
+    route_stdlib(log)
+    paths = select(settings.core_dir, files, log)
+    if paths is None:
+        return FAILURE
+    return uvloop.run(sweep(settings, paths, log))
+
+
+def select(core_dir: str, files: list[str], log: Log) -> list[str] | None:
+    """The zips to upload; None (after one error line each) when a given file is not acceptable."""
+    if not files:
+        try:
+            return sorted(os.path.join(core_dir, n) for n in os.listdir(core_dir) if is_candidate(n))
+        except OSError as err:
+            log.error("sweep.failed", dir=core_dir, error=err.strerror)
+            return None
+    root = os.path.realpath(core_dir)
+    chosen, bad = [], False
+    for f in files:
+        path = os.path.abspath(f)
+        real = os.path.realpath(path)
+        if os.path.dirname(real) != root or not is_candidate(os.path.basename(real)):
+            print(f"cdh sweep: {f}: not a finished zip in CDH_CORE_DIR ({core_dir})", file=sys.stderr)
+            bad = True
+        elif not os.path.isfile(real):
+            print(f"cdh sweep: {f}: no such file", file=sys.stderr)
+            bad = True
+        else:
+            chosen.append(real)
+    return None if bad else chosen
+
+
+async def sweep(settings: config.Settings, paths: list[str], log: Log) -> int:
+    clients = Clients()
+    await clients.open(settings)
+    uploader = Uploader(settings, clients, log)
+    gate = asyncio.Semaphore(settings.upload_concurrency)
+
+    async def one(path: str) -> bool:
+        async with gate:
+            return await _upload_waiting(uploader, path, settings.grace_period_s)
+
+    try:
+        results = await asyncio.gather(*(one(p) for p in paths))
+    finally:
+        await clients.close()
+    failed = results.count(False)
+    log.info("sweep.done", files=len(paths), uploaded=len(paths) - failed, failed=failed)
+    return OK if failed == 0 else FAILURE
+
+
+async def _upload_waiting(uploader: Uploader, path: str, wait_s: float) -> bool:
+    deadline = time.monotonic() + wait_s
+    while True:
+        result = await uploader.upload(path)
+        if result.outcome in (Outcome.DONE, Outcome.GONE):
+            return True
+        if result.outcome is not Outcome.BUSY or time.monotonic() >= deadline:
+            if result.outcome is Outcome.BUSY:
+                uploader.log.error("sweep.busy", file=path,
+                                   error="held by another process until the deadline")
+            return False
+        await asyncio.sleep(0.5)

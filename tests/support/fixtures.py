@@ -1,0 +1,37 @@
+"""pytest fixtures for the support helpers (loaded from tests/conftest.py via pytest_plugins).
+
+- ``s3_server``: one real ``moto_server`` process per test session.
+- ``s3``: a boto3 client for it; ``bucket``: a fresh bucket per test.
+- ``fault_proxy``: a FaultProxy in front of the server, per test.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.support.faultproxy import FaultProxy
+from tests.support.s3server import S3Server
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    log = tmp_path_factory.mktemp("moto") / "moto_server.log"
+    server = S3Server(str(log)).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3(s3_server):
+    return s3_server.client()
+
+
+@pytest.fixture
+def bucket(s3_server):
+    return s3_server.create_bucket()
+
+
+@pytest.fixture
+def fault_proxy(s3_server):
+    with FaultProxy(s3_server.url) as proxy:
+        yield proxy
