@@ -51,7 +51,7 @@ def _dispatch(args: list[str]) -> int:
     sweep.add_argument("files", nargs="*", metavar="FILE")
     cfg = sub.add_parser("config", help="validate the settings and print them (secrets hidden)")
     cfg.add_argument("--list", action="store_true", help="list every setting with its default")
-    doctor = sub.add_parser("doctor", help="check this node: core_pattern, composer, crictl, disk, bucket")
+    doctor = sub.add_parser("doctor", help="check this node: core_pattern, composer, CRI, disk, bucket")
     doctor.add_argument("--json", action="store_true", help="one JSON object instead of lines")
     doctor.add_argument("--host-root", default="/", metavar="DIR",
                         help="the node's root as mounted here (kubectl debug node: /host)")

@@ -2,17 +2,18 @@
 failure, exit 0 only when nothing failed.
 
 Needs no running agent: it reads the kernel's sysctls, HOST_DIR and CORE_DIR, runs the installed
-composer once on a tiny fake core (into a temporary directory, with its own log), asks crictl for the
-node's pods, and writes, reads and deletes a probe object in the bucket. Settings come from the
-environment and CDH_CONFIG_FILE as for the agent, over HOST_DIR/composer.env (what the agent last
-wrote for the composer), so on a node with no settings at all it still finds CORE_DIR.
+composer once on a tiny fake core (into a temporary directory, with its own log), asks the container
+runtime for the node's pods (its CRI socket, else crictl, as the composer does), and writes, reads and
+deletes a probe object in the bucket. Settings come from the environment and CDH_CONFIG_FILE as for the
+agent, over HOST_DIR/composer.env (what the agent last wrote for the composer), so on a node with no
+settings at all it still finds CORE_DIR.
 
 Where to run it: in the agent's pod (``kubectl -n cdh exec ds/cdh-agent -- /opt/cdh/cdh.pyz doctor``),
 or on a node where the agent does not run, from the image with the host's root mounted:
 ``kubectl debug node/NODE -it --profile=sysadmin --image=<cdh image> -- /opt/cdh/cdh.pyz doctor
 --host-root /host``; programs on the host (cdc, crictl) then run chrooted into it.
 
-Checks: node.py (sysctls, composer, runtime, composer.env, a dry-run capture, crictl, CORE_DIR) and
+Checks: node.py (sysctls, composer, runtime, composer.env, a dry-run capture, CRI, CORE_DIR) and
 bucket.py (the probe object).
 """
 

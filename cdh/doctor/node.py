@@ -1,4 +1,5 @@
-"""The node's checks: sysctls, the installed composer and its runtime, a dry-run capture, crictl, CORE_DIR."""
+"""The node's checks: sysctls, the installed composer and its runtime, a dry-run capture, the container
+runtime (its CRI socket, else crictl, as the composer asks), CORE_DIR."""
 
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ def run_all(settings: config.Settings, node: Node, opts: Options, env_problem: s
         checks.append(dry_run(settings, node))
     else:
         checks.append(Check("capture", SKIP, "no usable composer to run", "fix the composer first"))
-    checks += [check_crictl(settings, node), check_core_dir(settings, node, opts.min_free_bytes)]
+    checks += [check_cri(settings, node), check_core_dir(settings, node, opts.min_free_bytes)]
     return checks
 
 
@@ -200,14 +201,42 @@ def run_on_node(node: Node, argv: list[str], env: dict[str, str], stdin: bytes |
 # ---------------------------------------------------------------- crictl and CORE_DIR
 
 
-def check_crictl(settings: config.Settings, node: Node) -> Check:
+def check_cri(settings: config.Settings, node: Node) -> Check:
+    """As the composer finds the runtime (cdh.composer.sources): its CRI socket, else crictl."""
     if settings.ignore_cri:
-        return Check("crictl", SKIP, "CDH_IGNORE_CRI is set: zips carry no pod metadata")
+        return Check("cri", SKIP, "CDH_IGNORE_CRI is set: zips carry no pod metadata")
+    from cdh.composer import crigrpc
+    from cdh.composer.h2grpc import GrpcError
+
+    try:
+        sockets = ([crigrpc.socket_path(settings.cri_endpoint)] if settings.cri_endpoint
+                   else [p for p in crigrpc.DEFAULT_SOCKETS if os.path.exists(node.path(p))])
+    except ValueError as err:
+        return Check("cri", FAIL, str(err), "set CDH_CRI_ENDPOINT=unix:///run/containerd/containerd.sock")
+    reasons = []
+    for path in dict.fromkeys(sockets):
+        client = crigrpc.CriClient(node.path(path), settings.cri_timeout_s)
+        try:
+            client.version()
+            pods = len(client.list_pod_sandboxes()["items"])
+        except (GrpcError, OSError) as err:
+            reasons.append(f"unix://{path}: {err}")
+            continue
+        finally:
+            client.close()
+        return Check("cri", PASS, f"unix://{path} answers ({client.runtime}): {pods} pods on this node")
+    crictl = check_crictl(settings, node)
+    tried = "; ".join(reasons) or "no CRI socket found"
+    return Check("cri", crictl.status, f"{tried}; {crictl.detail}", crictl.hint)
+
+
+def check_crictl(settings: config.Settings, node: Node) -> Check:
+    """The composer's fallback when no CRI socket answers."""
     found = find_crictl(tuple(node.path(p) for p in settings.crictl_path))
     if found is None:
         return Check("crictl", FAIL, f"no crictl in CDH_CRICTL_PATH ({':'.join(settings.crictl_path)}): "
                      "zips will lack pod, container and image facts",
-                     "install crictl on the node or set CDH_CRICTL_PATH")
+                     "set CDH_CRI_ENDPOINT to the runtime's socket, or install crictl on the node")
     exe = found if node.root == "/" else "/" + os.path.relpath(found, node.root)
     argv = [exe]
     if os.path.isfile(node.path(host.Layout(settings.host_dir).crictl_yaml)):

@@ -19,14 +19,15 @@ from tests.support.cri import FakeNode
 from tests.support.faultproxy import Rule
 from tests.support.s3server import free_port, list_keys
 
-ALL = ["core_pattern", "core_pipe_limit", "composer", "runtime", "composer_env", "capture", "crictl",
+ALL = ["core_pattern", "core_pipe_limit", "composer", "runtime", "composer_env", "capture", "cri",
        "core_dir", "bucket"]
+NO_SOCKET = "unix:///nonexistent/cri.sock"  # no CRI socket answers: the composer (and doctor) use crictl
 
 
 @pytest.fixture
 def node_env(tmp_path, s3_server, bucket):
     """A node as the agent leaves it: composer, composer.env, sysctls (fake), crictl (stub)."""
-    env = base_env(tmp_path, s3_server.agent_env(bucket))
+    env = base_env(tmp_path, s3_server.agent_env(bucket), CDH_CRI_ENDPOINT=NO_SOCKET)
     fake = FakeNode()
     fake.add_container(fake.add_pod("web-0", namespace="shop"), "web")
     fake.install(Path(env["CDH_HOST_DIR"]))  # HOST_DIR is first in the default CDH_CRICTL_PATH
@@ -61,7 +62,7 @@ def test_a_healthy_node_passes(node_env, s3, bucket):
     rc, checks = doctor(node_env)
     assert rc == 0 and list(checks) == ALL
     assert statuses(checks) == {**dict.fromkeys(ALL, "pass"), "runtime": "skip"}  # a development launcher
-    assert "1 pods" in checks["crictl"]["detail"]
+    assert "nonexistent/cri.sock" in checks["cri"]["detail"] and "1 pods" in checks["cri"]["detail"]
     assert "written, read back, deleted" in checks["bucket"]["detail"]
     assert list_keys(s3, bucket) == []  # the probe object is gone
     assert not list(Path(node_env["CDH_HOST_DIR"]).glob(".doctor-*"))  # and the dry run's directory
@@ -144,8 +145,8 @@ def test_crictl_that_fails(node_env):
                     "echo 'time=\"x\" level=fatal msg=\"connect: connection refused\"' >&2\nexit 1\n")
     rc, checks = doctor(node_env)
     assert rc == 1
-    only_failing(checks, "crictl")
-    assert "connection refused" in checks["crictl"]["detail"]
+    only_failing(checks, "cri")
+    assert "connection refused" in checks["cri"]["detail"]
 
 
 @pytest.fixture
@@ -186,7 +187,7 @@ def test_a_node_seen_from_elsewhere_with_host_root(node_env, tmp_path):
         env = {**node_env, "CDH_TEST_SYSCTL_ROOT": str(root) + node_env["CDH_TEST_SYSCTL_ROOT"]}
         rc, checks = doctor(env, "--host-root", str(root))
         assert rc == 0, {n: c["detail"] for n, c in checks.items() if c["status"] == "fail"}
-        assert "2 pods" in checks["crictl"]["detail"] and checks["capture"]["status"] == "pass"
+        assert "2 pods" in checks["cri"]["detail"] and checks["capture"]["status"] == "pass"
         os.unlink(Path(node_env["CDH_HOST_DIR"]) / "cdc")  # seen through the mount, too
         rc, checks = doctor(env, "--host-root", str(root))
         assert rc == 1 and checks["composer"]["status"] == "fail"
