@@ -182,6 +182,12 @@ SPECS: tuple[Spec, ...] = (
          "On SIGTERM, how long in-flight uploads may finish."),
     Spec("CDH_METRICS_PORT", "metrics_port", int_range(0, 65535), "9102",
          "Port of /metrics, /healthz and /readyz (0: off)."),
+    Spec("CDH_CHECK_INTERVAL", "check_interval_s", duration(0), "30s",
+         "How often the agent re-checks kernel.core_pattern (cdh_core_pattern_ours, /readyz, a log line "
+         "when it changes) and, while the bucket is unreachable, the bucket."),
+    Spec("CDH_K8S_EVENTS", "k8s_events", parse_bool, "false",
+         "Post Kubernetes Events (CoreDumpCaptured, CoreDumpUploaded) on the crashed pod, with the pod's "
+         "service account (RBAC: create events.k8s.io events)."),
 )
 
 # IBM settings that cdh accepts but does not need, with the reason shown once at start.
