@@ -55,3 +55,10 @@ def zipapp(session: nox.Session) -> None:
     """Build dist/cdh.pyz with shiv (settings: shiv.toml); same inputs, same bytes."""
     session.install("shiv>=1.0.8")
     session.run("python", "packaging/zipapp.py", *session.posargs)
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """cdh end to end: a real crash → zip → object in a local S3 server → ls/get/inspect (tests/demo.py)."""
+    session.install("-e", ".[test]")
+    session.run("python", "tests/demo.py", *session.posargs)

@@ -19,6 +19,9 @@ def dumps(obj: object) -> bytes:
     return json.dumps(obj, default=str, ensure_ascii=False, separators=(",", ":")).encode()
 
 REDACTED = "<redacted>"
+# Shorter values cannot be told apart from ordinary text: redacting a 1-letter "secret"
+# would mangle every line. Real keys are 16+ characters.
+MIN_SECRET_CHARS = 4
 
 
 def timestamp(t: float | None = None) -> str:
@@ -26,10 +29,11 @@ def timestamp(t: float | None = None) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t * 1000) % 1000:03d}Z"
 
 
-def line(level: str, event: str, fields: dict, secrets: tuple[str, ...] = ()) -> bytes:
-    """The bytes of one log line, newline included."""
-    data = dumps({"ts": timestamp(), "level": level, "event": event, **fields})
+def line(level: str, event: str, fields: dict, secrets: tuple[str, ...] = (), encode=None) -> bytes:
+    """The bytes of one log line, newline included. ``encode``: another JSON encoder (the agent's orjson)."""
+    encode = encode or dumps
+    data = encode({"ts": timestamp(), "level": level, "event": event, **fields})
     for s in secrets:
-        if s:
+        if len(s) >= MIN_SECRET_CHARS:
             data = data.replace(dumps(s)[1:-1], REDACTED.encode())
     return data + b"\n"

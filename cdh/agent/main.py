@@ -22,6 +22,7 @@ from cdh.agent.clients import Clients
 from cdh.agent.intake import Intake, cancel_all
 from cdh.agent.log import Log, route_stdlib
 from cdh.agent.retry import Backoff, error_code, is_permanent
+from cdh.agent.telemetry import Telemetry
 from cdh.agent.upload import Outcome, Uploader
 
 OK = 0
@@ -61,6 +62,7 @@ class Agent:
         self._stop = asyncio.Event()
         self._now = asyncio.Event()
         self._reload = asyncio.Event()
+        self.telemetry = Telemetry(self)  # metrics, probes, Kubernetes Events, composer log relay
 
     async def serve(self) -> int:
         try:
@@ -87,6 +89,7 @@ class Agent:
             self.log.info("host.setup", done=line)
         self.host_ready = True
         await self.clients.open(s)
+        await self.telemetry.start()
         await self._start_health()
         await self._check_storage()
         self._start_triggers()
@@ -107,15 +110,13 @@ class Agent:
             return
         from cdh.agent.health import HealthServer
 
-        self._health = HealthServer(self.settings.metrics_port, self.readiness, self.log)
+        self._health = HealthServer(self.settings.metrics_port, self.readiness, self.log,
+                                    live_checks=self.telemetry.liveness)
+        self.telemetry.add_routes(self._health)
         await self._health.start()
 
     def readiness(self) -> dict[str, bool]:
-        try:
-            ours = host.is_ours(self.sysctl.read("kernel.core_pattern"), self.settings.host_dir)
-        except OSError:
-            ours = False
-        return {"host_setup": self.host_ready, "core_pattern": ours,
+        return {"host_setup": self.host_ready, "core_pattern": self.telemetry.core_pattern_ours(),
                 "storage": self.uploader.storage_ok is True}
 
     async def _check_storage(self) -> None:
@@ -220,6 +221,7 @@ class Agent:
         self.uploader.configure(new)
         self._write_composer_env()
         self.backoff.reset(new.retry_min_s, new.retry_max_s)
+        await self.telemetry.configure(new)
         await cancel_all(self._triggers)
         self._triggers = []
         await self._check_storage()
@@ -272,4 +274,5 @@ class Agent:
     async def _close(self) -> None:
         if self._health is not None:
             await self._health.stop()
+        await self.telemetry.stop()
         await self.clients.close()

@@ -25,7 +25,7 @@ from pathlib import Path
 from tests.bench import measure
 from tests.bench.report import Figure
 from tests.support.crashes import allow_core, compile_program
-from tests.support.kernel import exclusive_kernel, kernel_unavailable
+from tests.support.kernel import exclusive, unavailable
 from tests.support.s3server import S3Server
 
 REPO = Path(__file__).resolve().parents[2]
@@ -60,11 +60,11 @@ class E2E:
         self.helper.chmod(0o755)
 
     def run(self, rounds: int) -> dict:
-        why = kernel_unavailable()
+        why = unavailable()
         if why:
             raise RuntimeError(f"e2e needs the kernel ({why})")
         times: dict[str, list[float]] = {"ours": [], "ours_zip": [], "parts_file": [], "parts_aws": []}
-        with exclusive_kernel():
+        with exclusive():
             for _ in range(rounds):
                 total, zip_at = self._ours()
                 times["ours"].append(total)

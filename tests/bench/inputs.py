@@ -20,7 +20,7 @@ import subprocess
 from pathlib import Path
 
 from tests.support.crashes import CRASHERS, compile_program, crash
-from tests.support.kernel import exclusive_kernel, kernel_unavailable
+from tests.support.kernel import exclusive, unavailable
 
 HERE = Path(__file__).parent
 SEED = 1
@@ -40,12 +40,12 @@ def core(cache: Path, mib: int) -> Path:
     path = cache / f"{_key(mib)}.core"
     if path.exists():
         return path
-    why = kernel_unavailable()
+    why = unavailable()
     if why:
         raise InputError(f"cannot make a core here ({why}): the benchmarks crash a real process")
     binary = compile_program("heap", cache)
     raw_dir = cache / "raw"
-    with exclusive_kernel():
+    with exclusive():
         raw, _, _ = crash(binary, raw_dir, args=(str(mib), str(SEED)))
     try:
         _densify(raw, path)
