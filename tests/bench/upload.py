@@ -22,7 +22,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -35,8 +34,9 @@ UPLOAD_DEADLINE_S = 900
 
 
 def aws_cli() -> str | None:
-    return shutil.which("aws") or next((str(p) for p in [Path(sys.executable).parent / "aws"] if p.exists()),
-                                       None)
+    """The aws CLI: on PATH, or beside this interpreter (the nox session's venv)."""
+    beside = Path(sys.executable).parent / "aws"
+    return shutil.which("aws") or (str(beside) if beside.exists() else None)
 
 
 def make_zip(cdc: Path, core: Path, out_dir: Path, mib: int) -> Path:
@@ -45,9 +45,7 @@ def make_zip(cdc: Path, core: Path, out_dir: Path, mib: int) -> Path:
            "CDH_COMPRESSION": "none", "CDH_IGNORE_CRI": "true", "CDH_CORE_EVENTS": "false"}
     proc = subprocess.Popen([str(cdc), "-c=0", "-e=upload", "-p=1", "-s=11", f"-t={int(time.time())}",
                              "-h=bench", "-E=!upload", f"-P={os.getpid()}"], stdin=subprocess.PIPE, env=env)
-    feed = threading.Thread(target=_repeat_into, args=(core, proc.stdin, mib << 20))
-    feed.start()
-    feed.join()
+    _repeat_into(core, proc.stdin, mib << 20)
     if proc.wait() != 0:
         raise RuntimeError(f"the composer exited {proc.returncode} making the upload input")
     (zip_path,) = out_dir.glob("*.zip")
