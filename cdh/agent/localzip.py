@@ -86,10 +86,6 @@ class LocalZip:
         with os.fdopen(os.dup(self.fd), "rb") as f:
             return dumpinfo.read(f)
 
-    def open_at(self) -> str:
-        """A path that opens this very file again, for the part readers (aiofiles)."""
-        return f"/proc/self/fd/{self.fd}"
-
     def delete(self) -> None:
         """Remove the zip we hold (only after the object is confirmed)."""
         if self.still_there():
