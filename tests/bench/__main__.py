@@ -155,11 +155,9 @@ class Suite:
               flush=True)
         bench = upload.UploadBench(self.work, inputs.runner(self.cache), zip_path, server)
         samples = bench.rounds(self.args.rounds)
-        agent = bench.agent_run()
         shutil.rmtree(zip_dir)
-        self._add("upload", upload.figures(samples, agent, size), [], {
-            "bytes": size, "agent": agent,
-            "samples": {name: [s.as_dict() for s in runs] for name, runs in samples.items()}})
+        self._add("upload", upload.figures(samples, size), upload.notes(samples, size), {
+            "bytes": size, "samples": {name: [s.as_dict() for s in runs] for name, runs in samples.items()}})
 
     def e2e(self, installed: startup.Installed) -> None:
         from tests.bench import e2e
