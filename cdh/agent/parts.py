@@ -26,7 +26,7 @@ class Part:
 
 class PartSizer:
     """Part size for a file: the configured size, grown (in whole MiB) so the file fits in
-    :data:`MAX_PARTS` parts. At 8 MiB that is files up to 78 GiB; a 1 TiB core gets
+    :data:`MAX_PARTS` parts. At 16 MiB (the default) that is files up to 156 GiB; a 1 TiB core gets
     105 MiB parts; the largest file is 10,000 x 5 GiB (48.8 TiB)."""
 
     def __init__(self, part_size_bytes: int) -> None:
