@@ -4,8 +4,8 @@ The file is a zip our composer wrote (stored, so its size is the core's; about 2
 default). Per round, interleaved:
 
 - ``cdh sweep FILE``: the agent's Uploader (same settings, multipart, verify, then delete)
-  in a one-shot process; a fresh copy of the zip is placed in CORE_DIR first (sweep deletes
-  it once the object is confirmed);
+  in a one-shot process; a fresh copy of the zip is placed in CORE_DIR first, fsync'd as
+  the composer leaves it (sweep deletes it once the object is confirmed);
 - ``aws s3 cp FILE s3://...`` with its defaults;
 - a running ``cdh agent`` (started once, host setup against a fake /proc/sys) picks a copy
   up from CORE_DIR: wall from the zip's arrival to its deletion (uploaded and verified),
@@ -127,7 +127,7 @@ class UploadBench:
 
     def sweep(self, src: Path) -> measure.Sample:
         copy = self.core_dir / src.name
-        shutil.copyfile(src, copy)
+        copy_synced(src, copy)
         argv = [sys.executable, "-m", "cdh", "sweep", str(copy)]
         sample = measure.run(self.runner, argv, env=self.cdh_env())
         if copy.exists():
@@ -179,7 +179,7 @@ class Agent:
     def upload(self, src: Path) -> measure.Sample:
         """Wall from the zip's arrival to its deletion, the agent's CPU meanwhile, its VmHWM after."""
         staged = self.bench.work / src.name
-        shutil.copyfile(src, staged)
+        copy_synced(src, staged)
         target = self.core_dir / src.name
         cpu0, t0 = cpu_s(self.proc.pid), time.monotonic()
         os.rename(staged, target)  # as the composer publishes
@@ -196,6 +196,16 @@ class Agent:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+
+
+def copy_synced(src: Path, dst: Path) -> None:
+    """Copy and fsync, as the composer leaves a zip: its writeback must not run during the upload."""
+    shutil.copyfile(src, dst)
+    fd = os.open(dst, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _fake_sysctl(root: Path) -> Path:
