@@ -88,7 +88,7 @@ class Uploader:
 
     async def upload(self, path: str) -> Result:
         try:
-            with LocalZip(path) as held:
+            async with LocalZip(path) as held:
                 return await self._upload_held(held)
         except Busy:
             return Result(Outcome.BUSY, detail="held by another process")
@@ -113,7 +113,7 @@ class Uploader:
             checked = await self._send_and_verify(held, key, info)
         except Exception as err:  # anything: the zip stays, the caller retries
             return self._failed(held, key, err)
-        held.delete()
+        await asyncio.to_thread(held.delete)  # unlink and fsync the directory: off the loop
         self.storage_ok = True
         elapsed = time.monotonic() - started
         self.log.info("upload.done", file=held.path, key=key, bytes=held.size, seconds=round(elapsed, 3),
