@@ -8,8 +8,9 @@ default). Per round, interleaved:
   the composer leaves it (sweep deletes it once the object is confirmed);
 - ``aws s3 cp FILE s3://...`` with its defaults;
 - a running ``cdh agent`` (started once, host setup against a fake /proc/sys) picks a copy
-  up from CORE_DIR: wall from the zip's arrival to its deletion (uploaded and verified),
-  the CPU it spent meanwhile, its peak RSS (VmHWM) after the round, read from /proc.
+  up from CORE_DIR: wall from the zip's arrival until it is deleted and closed (uploaded
+  and verified), the CPU it spent meanwhile, its peak RSS (VmHWM) after the round, read
+  from /proc.
 
 ``cdh sweep`` and ``aws s3 cp`` are whole processes measured alike (runner.c: wall, the
 child's CPU, its peak RSS), start-up included. What that start-up costs is measured too,
@@ -123,7 +124,14 @@ class UploadBench:
         for i in range(n):
             samples["cdh sweep, 1 KB"].append(self._server_cpu(lambda: self.sweep(self.small)))
             samples["aws s3 cp, 1 KB"].append(self._server_cpu(lambda i=i: self.aws(self.small, i)))
+        samples["rm"] = [self._server_cpu(self.rm) for _ in range(n)]
         return samples
+
+    def rm(self) -> measure.Sample:
+        """What deleting the zip costs on this disk (sweep and the agent do it, aws s3 cp does not)."""
+        copy = self.work / self.zip_path.name
+        copy_synced(self.zip_path, copy)
+        return measure.run(self.runner, ["rm", str(copy)])
 
     def sweep(self, src: Path) -> measure.Sample:
         copy = self.core_dir / src.name
@@ -177,14 +185,16 @@ class Agent:
         _wait(lambda: b'"agent.started"' in self.log_path.read_bytes(), self.proc, 60, "the agent to start")
 
     def upload(self, src: Path) -> measure.Sample:
-        """Wall from the zip's arrival to its deletion, the agent's CPU meanwhile, its VmHWM after."""
+        """Wall from the zip's arrival to its deletion (and last close), the agent's CPU meanwhile,
+        its VmHWM after."""
         staged = self.bench.work / src.name
         copy_synced(src, staged)
         target = self.core_dir / src.name
         cpu0, t0 = cpu_s(self.proc.pid), time.monotonic()
         os.rename(staged, target)  # as the composer publishes
-        _wait(lambda: not target.exists(), self.proc, UPLOAD_DEADLINE_S,
-              "the agent to upload and delete the zip")
+        # Done when the zip is deleted and closed: the last close frees its page cache and blocks.
+        _wait(lambda: not target.exists() and not _holds(self.proc.pid, target), self.proc, UPLOAD_DEADLINE_S,
+              "the agent to upload, delete and close the zip")
         wall, cpu = time.monotonic() - t0, cpu_s(self.proc.pid) - cpu0
         self.bench.check_and_delete(src.name, src.stat().st_size)
         return measure.Sample(wall, cpu, _vm_hwm(self.proc.pid), 0, 0)
@@ -224,6 +234,18 @@ def _wait(cond, proc: subprocess.Popen, timeout: float, what: str) -> None:
         if time.monotonic() > deadline:
             raise RuntimeError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(0.02)
+
+
+def _holds(pid: int, path: Path) -> bool:
+    """Whether process ``pid`` still has ``path`` open (also once it is deleted)."""
+    fds = Path(f"/proc/{pid}/fd")
+    for fd in fds.iterdir():
+        try:
+            if os.readlink(fd).startswith(str(path)):
+                return True
+        except FileNotFoundError:
+            continue
+    return False
 
 
 def cpu_s(pid: int) -> float:
@@ -271,11 +293,16 @@ def notes(samples: dict[str, list[Upload]], size: int) -> list[str]:
     gb = size / 1e9
     fixed = {name: _median(samples[f"{name}, 1 KB"], "cpu_s") for name in ("cdh sweep", "aws s3 cp")}
     marginal = {name: (_median(samples[name], "cpu_s") - fixed[name]) / gb for name in fixed}
+    small_wall = [_median(samples[f"{name}, 1 KB"], "wall_s") for name in ("cdh sweep", "aws s3 cp")]
     lines = [
-        "start-up + one 1 KB zip, CPU: cdh sweep {:.2f} s, aws s3 cp {:.2f} s".format(*fixed.values()),
+        "start-up + one 1 KB zip: CPU cdh sweep {:.2f} s, aws s3 cp {:.2f} s; wall {:.2f} s, {:.2f} s".format(
+            *fixed.values(), *small_wall),
         "CPU per GB without that fixed cost: cdh sweep {:.2f} s/GB, aws s3 cp {:.2f} s/GB ({:.2f}x)".format(
             marginal["cdh sweep"], marginal["aws s3 cp"], marginal["cdh sweep"] / marginal["aws s3 cp"]),
     ]
+    rm_wall, rm_cpu = _median(samples["rm"], "wall_s"), _median(samples["rm"], "cpu_s")
+    lines.append(f"deleting the {size / MB:,.0f} MB zip here (rm after fsync; sweep and the agent delete, "
+                 f"aws s3 cp does not): {rm_wall:.2f} s wall, {rm_cpu:.2f} s CPU")
     for name in TOOLS:
         runs = samples[name]
         share = _median(runs, "server_cpu_s") / _median(runs, "wall_s")
