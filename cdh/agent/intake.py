@@ -17,9 +17,12 @@ import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from cdh import retention
 from cdh.agent.localzip import is_candidate
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from cdh.agent.log import Log
 
 
@@ -31,6 +34,7 @@ class Intake:
         self.known: set[str] = set()   # queued, in flight, or waiting to retry
         self._retries: dict[str, asyncio.TimerHandle] = {}
         self._closed = asyncio.Event()
+        self.on_part_closed: Callable[[str], None] | None = None  # a composer closed (or died on) a .part
 
     # ------------------------------------------------------------ the queue
 
@@ -125,7 +129,14 @@ class Intake:
                     self.log.error("intake.watch_lost", dir=self.core_dir)
                     return
                 elif event.name is not None:
-                    self.offer(os.path.join(self.core_dir, str(event.name)))
+                    self._on_event(str(event.name))
+
+    def _on_event(self, name: str) -> None:
+        path = os.path.join(self.core_dir, name)
+        if not retention.is_part(name):
+            self.offer(path)
+        elif self.on_part_closed is not None:
+            self.on_part_closed(path)
 
     async def every(self, interval_s: float) -> None:
         """A sweep every ``interval_s`` (any length: a monotonic clock, no 60 s cap)."""

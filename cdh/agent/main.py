@@ -20,6 +20,7 @@ from cdh import __version__, config, fsutil
 from cdh.agent import host, reload
 from cdh.agent.clients import Clients
 from cdh.agent.intake import Intake, cancel_all
+from cdh.agent.janitor import Janitor
 from cdh.agent.log import Log, route_stdlib
 from cdh.agent.retry import Backoff, error_code, is_permanent
 from cdh.agent.upload import Outcome, Uploader
@@ -52,6 +53,8 @@ class Agent:
         self.clients = Clients()
         self.uploader = Uploader(settings, self.clients, log)
         self.intake = Intake(settings.core_dir, log)
+        self.janitor = Janitor(settings, log)
+        self.intake.on_part_closed = self.janitor.part_closed
         self.backoff = Backoff(settings.retry_min_s, settings.retry_max_s)
         self.host_ready = False
         self.in_flight: set[str] = set()
@@ -143,6 +146,7 @@ class Agent:
         if s.schedule:
             names.append(f"schedule {s.schedule}")
             self._triggers.append(asyncio.create_task(intake.on_schedule(s.schedule), name="intake-schedule"))
+        self._triggers.append(asyncio.create_task(self.janitor.every(), name="retention"))
         if s.config_file:
             self._triggers.append(asyncio.create_task(
                 reload.watch_file(s.config_file, self._reload.set, self.log), name="config-watch"))
@@ -218,6 +222,7 @@ class Agent:
         self.settings = new
         self.log.configure(new)
         self.uploader.configure(new)
+        self.janitor.configure(new)
         self._write_composer_env()
         self.backoff.reset(new.retry_min_s, new.retry_max_s)
         await cancel_all(self._triggers)
