@@ -1,0 +1,65 @@
+"""Node faults: the filesystem under CORE_DIR (and under HOST_DIR) fills up, real kernel, real agent.
+
+Limits are off here (CDH_KEEP_FREE=0, CDH_MAX_USE=off) so that the disk really fills; the retention
+area tests the limits that keep a node from getting there. The composer must end before its
+deadline, the dying process must be released, the result is no zip or a valid zip marked
+truncated, and the agent keeps working: once space frees up the next crash goes through.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from tests.reliability import ledger
+from tests.reliability.node import fill, mount_tmpfs, umount
+from tests.support.agentproc import wait_until
+
+NO_LIMITS = {"CDH_KEEP_FREE": "0", "CDH_MAX_USE": "off", "CDH_RATE_LIMIT": "off"}
+
+
+@pytest.fixture
+def small_core_dir(node):
+    mount_tmpfs(node.core_dir, "64m")
+    try:
+        yield node.core_dir
+    finally:
+        umount(node.core_dir)
+
+
+def _last_words(node) -> list[dict]:
+    return [line for line in node.log() if line["event"] in ("compose.done", "compose.failed")]
+
+
+def test_core_dir_fills_during_a_capture(node, small_core_dir, s3_server, s3, bucket, start_agent, figures):
+    agent = start_agent(node.agent_env(s3_server.agent_env(bucket), CDH_COMPRESSION="none",
+                                       CDH_COMPOSER_TIMEOUT="120s", **NO_LIMITS))
+    agent.wait_event("agent.started")
+    crasher = node.start_crash("big", "256", "random")  # a 256 MiB core for a 64 MiB filesystem
+    wait_until(lambda: node.parts(), timeout=60, what="the capture to start", interval=0.002)
+    filled = fill(small_core_dir)  # and something else takes the rest meanwhile
+    assert crasher.wait(timeout=120) == -11  # released
+    (last,) = wait_until(lambda: _last_words(node), timeout=60, what="the composer's last word")
+    expected = []
+    if last["event"] == "compose.done":  # a valid zip marked truncated (else: no zip at all)
+        assert last["truncated"] and last["truncated"] != "deadline", last  # ended on its own
+        expected = ledger.from_composer([last])
+    assert node.parts() == []
+    for z in node.zips():
+        assert ledger.zip_problem(z.read_bytes()) is None
+    wait_until(lambda: node.zips() == [], timeout=60, what="the agent to upload what there is")
+    os.unlink(small_core_dir / "filler")  # space frees up
+    node.crash("big", "8")
+    expected += ledger.from_composer(node.wait_done(len(expected) + 1)[-1:])
+    wait_until(lambda: node.zips() == [], timeout=60, what="the next crash uploaded")
+    agent.check_alive()
+    delivery = ledger.check(s3, bucket, expected)
+    figures.case()
+    figures.faults(1)
+    figures.captured(len(expected))
+    figures.delivered(delivery.intact, delivery.lost_bytes)
+    figures.note(f"full CORE_DIR: the capture ended with {last['event']} "
+                 f"({last.get('truncated') or last.get('error')}); filler took {filled >> 20} MiB")
+    assert delivery.lost_bytes == 0 and delivery.intact == len(expected), str(delivery)
+
