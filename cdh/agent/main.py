@@ -13,6 +13,7 @@ start → run → stop (after uvicorn's server).
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import signal
 
@@ -86,15 +87,28 @@ class Agent:
         for note in s.notes:
             self.log.warning("config.note", note=note)
         self._install_signal_handlers()
-        for line in await asyncio.to_thread(host.install, s, self.sysctl):
-            self.log.info("host.setup", done=line)
-        self.host_ready = True
+        await self._set_up_host()
         await self.clients.open(s)
         await self._start_health()
         await self._check_storage()
         self._start_triggers()
         self._resize_workers()
         self.log.info("agent.started", pid=os.getpid())
+
+    async def _set_up_host(self) -> None:
+        """Install the composer and set the sysctls. A full disk must not stop the agent: its uploads
+        are what free the space, and the composer already installed keeps capturing meanwhile."""
+        try:
+            for line in await asyncio.to_thread(host.install, self.settings, self.sysctl):
+                self.log.info("host.setup", done=line)
+        except OSError as err:
+            if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise host.HostError(f"host setup failed in {self.settings.host_dir}: {err}") from None
+            self.log.error("host.setup_incomplete", host_dir=self.settings.host_dir, error=str(err),
+                           action="uploading anyway (it frees space) with the composer already installed; "
+                                  "setup is tried again at the next reload or restart")
+            return
+        self.host_ready = True
 
     def _install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
@@ -223,7 +237,7 @@ class Agent:
         self.log.configure(new)
         self.uploader.configure(new)
         self.janitor.configure(new)
-        self._write_composer_env()
+        await self._refresh_host()
         self.backoff.reset(new.retry_min_s, new.retry_max_s)
         await cancel_all(self._triggers)
         self._triggers = []
@@ -234,10 +248,19 @@ class Agent:
         self.log.info("config.reloaded", changed=reload.changed(new, old), requeued=requeued,
                       kept_until_restart=kept)
 
+    async def _refresh_host(self) -> None:
+        if not self.host_ready:  # setup was cut short (a full disk): try it whole again
+            try:
+                await self._set_up_host()
+            except host.HostError as err:
+                self.log.error("agent.host_setup_failed", error=str(err))
+            return
+        self._write_composer_env()
+
     def _write_composer_env(self) -> None:
         path = host.Layout(self.settings.host_dir).composer_env
         try:
-            fsutil.atomic_write(path, config.render_env(self.settings).encode(), mode=0o600)
+            fsutil.write_if_changed(path, config.render_env(self.settings).encode(), mode=0o600)
         except OSError as err:
             self.log.error("host.composer_env_failed", path=path, error=err.strerror)
 

@@ -63,3 +63,29 @@ def test_core_dir_fills_during_a_capture(node, small_core_dir, s3_server, s3, bu
                  f"({last.get('truncated') or last.get('error')}); filler took {filled >> 20} MiB")
     assert delivery.lost_bytes == 0 and delivery.intact == len(expected), str(delivery)
 
+
+def test_agent_restarts_on_a_full_host_dir_and_recovers(node, s3_server, s3, bucket, start_agent, figures):
+    """HOST_DIR's filesystem is full when the agent (re)starts: it must not crash-loop, and it must
+    keep uploading (which frees space)."""
+    mount_tmpfs(node.host_dir, "160m")
+    try:
+        env = node.agent_env(s3_server.agent_env(bucket), CDH_COMPRESSION="none", **NO_LIMITS)
+        first = start_agent(env)
+        first.wait_event("agent.started")
+        first.proc.kill()
+        first.wait(10)
+        node.crash("big", "16", "random")
+        (done,) = node.wait_done(1)
+        fill(node.host_dir)
+        second = start_agent(env)
+        wait_until(lambda: node.zips() == [], timeout=60, what="the zip uploaded by the restarted agent")
+        second.check_alive()
+        delivery = ledger.check(s3, bucket, ledger.from_composer([done]))
+        figures.case()
+        figures.faults(1)
+        figures.captured(1)
+        figures.delivered(delivery.intact, delivery.lost_bytes)
+        assert delivery.intact == 1, str(delivery)
+    finally:
+        umount(node.host_dir)
+
