@@ -89,3 +89,21 @@ def test_agent_restarts_on_a_full_host_dir_and_recovers(node, s3_server, s3, buc
     finally:
         umount(node.host_dir)
 
+
+def test_core_dir_removed_under_the_agent(node, s3_server, s3, bucket, start_agent, figures):
+    """Someone removes CORE_DIR (a cleanup script, a remount): the next composer makes it again,
+    and the agent, watching with inotify alone, must see the new zips there."""
+    import shutil
+
+    agent = start_agent(node.agent_env(s3_server.agent_env(bucket), CDH_USE_INOTIFY="true"))
+    agent.wait_event("agent.started")
+    shutil.rmtree(node.core_dir)
+    node.crash("segv")
+    (done,) = node.wait_done(1)
+    wait_until(lambda: node.zips() == [], timeout=60, what="the zip in the new CORE_DIR uploaded")
+    delivery = ledger.check(s3, bucket, ledger.from_composer([done]))
+    figures.case()
+    figures.faults(1)
+    figures.captured(1)
+    figures.delivered(delivery.intact, delivery.lost_bytes)
+    assert delivery.intact == 1, str(delivery)
