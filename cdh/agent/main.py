@@ -43,7 +43,25 @@ def run(settings: config.Settings) -> int:
     log = Log()
     log.configure(settings)
     route_stdlib(log)
+    _keep_secrets_out_of_our_core()
+    if settings.include_proc_environ:
+        log.warning("config.environ_capture", setting="CDH_INCLUDE_PROC_ENVIRON",
+                    note="every zip will hold the crashing process's environment, which may hold secrets")
     return uvloop.run(Agent(settings, log).serve())
+
+
+def _keep_secrets_out_of_our_core() -> None:
+    """No memory of ours in a core dump: it holds the S3 keys, and our own composer would upload it.
+
+    coredump_filter 0 leaves a core of headers and notes (registers, the crashing thread's
+    state), which still says where we crashed. fs.suid_dumpable=2 dumps even non-dumpable
+    processes, so PR_SET_DUMPABLE alone would not do.
+    """
+    try:
+        with open("/proc/self/coredump_filter", "w") as f:
+            f.write("0")
+    except OSError:
+        pass
 
 
 class Agent:

@@ -45,6 +45,10 @@ class Run:
         s = self.settings
         self.facts = proc.read_facts(os.environ.get(PROC_ROOT_VAR) or "/proc", self.kargs.host_pid,
                                      s.include_proc_environ)
+        if "environ" in self.facts.files:
+            self.log.warning("compose.environ_included", setting="CDH_INCLUDE_PROC_ENVIRON",
+                             note="the zip holds the process's environment, which may hold secrets; "
+                                  "cdh's own S3 keys in it are redacted")
         self.meta = runtime.PodMeta(self.facts.container_id)
         if not s.ignore_cri:
             self.cri = Crictl(find_crictl(s.crictl_path), s.host_dir, s.cri_endpoint, s.cri_timeout_s,
