@@ -200,4 +200,20 @@ class Run:
                       pod_found_by=m.pod_found_by, namespace=m.namespace, podname=m.podname,
                       container=m.container, metadata_errors=len(m.errors) + len(self.errors),
                       crictl_calls=self.cri.calls if self.cri else 0,
-                      seconds=round(time.monotonic() - self.started, 3))
+                      seconds=round(time.monotonic() - self.started, 3),
+                      max_rss_kib=peak_rss_kib())
+
+
+def peak_rss_kib() -> int | None:
+    """This process's peak resident memory (VmHWM): what one crash costs the node, for the log.
+
+    Not getrusage's ru_maxrss: it keeps the high-water mark of the image before exec.
+    """
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
