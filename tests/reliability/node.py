@@ -127,10 +127,11 @@ class Node:
                           f"{count} x compose.done in {self.host_dir}/composer.log")
 
     def zips(self) -> list[Path]:
-        return sorted(self.core_dir.glob("*.zip"))
+        """Finished zips (regular files: a symlink planted by a test is not one)."""
+        return sorted(p for p in self.core_dir.glob("*.zip") if not p.is_symlink())
 
     def parts(self) -> list[Path]:
-        return sorted(self.core_dir.glob(".*.zip.part"))
+        return sorted(p for p in self.core_dir.glob(".*.zip.part") if not p.is_symlink())
 
     # ------------------------------------------------------------ pods
 
@@ -165,6 +166,9 @@ class Node:
                     time.sleep(0.05)
         if self.settings is not None:
             host.uninstall(self.settings)
+        if os.environ.get("CDH_TEST_KEEP"):
+            print(f"kept {self.host_dir} (CDH_TEST_KEEP)")
+            return
         shutil.rmtree(self.host_dir, ignore_errors=True)
 
 
