@@ -230,6 +230,11 @@ def test_bad_settings_in_composer_env_never_cost_a_core(tmp_path, figures):
     assert r.rc == 0 and r.read(".core") == core
     errors = " ".join(line["error"] for line in r.log if line["event"] == "config.invalid")
     assert all(n in errors for n, _ in bad), errors
-    figures.case()
-    figures.faults(len(bad))
-    figures.captured(1)
+    r.zip_path.unlink()
+    env_file.write_bytes(b'CDH_COMPRESSION="none"\nCDH_FILENAME_TEMPLATE="\xff\xfe{uuid}"\n')  # not UTF-8
+    r = run_composer(host, core=core, env={"CDH_COMPOSER_ENV": str(env_file)})
+    assert r.rc == 0 and r.read(".core") == core
+    assert any("not UTF-8" in line.get("error", "") for line in r.log)
+    figures.case(2)
+    figures.faults(len(bad) + 1)
+    figures.captured(2)
