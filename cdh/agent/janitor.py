@@ -2,8 +2,9 @@
 may go): it clears what composers that died left behind, and keeps CORE_DIR within its limits
 with the only files it may ever delete. Every decision is one log line.
 
-It runs at start, every INTERVAL_S, and PART_GRACE_S after inotify reports a ``.part`` closed
-(a composer that dies closes its file, so the agent hears of it at once).
+It runs at start, every INTERVAL_S, PART_GRACE_S after inotify reports a ``.part`` closed
+(a composer that dies closes its file, so the agent hears of it at once), and, while a limit
+is broken, after each upload (which is what frees space).
 
 Abandoned ``.part`` files: the composer holds an exclusive flock on its ``.part`` until the zip is
 published, and the kernel drops the locks of a dead process. So a ``.part`` whose lock we get, and
@@ -41,8 +42,8 @@ class Janitor:
     def __init__(self, settings: Settings, log: Log) -> None:
         self.settings = settings
         self.log = log
-        self._pending: asyncio.TimerHandle | None = None
-        self._task: asyncio.Future | None = None
+        self._pending: dict[str, asyncio.TimerHandle] = {}
+        self._tasks: set[asyncio.Future] = set()
         self._over_since: float | None = None
         self._over_logged = 0.0
         self._young: float | None = None  # seconds until the youngest unlocked part may be judged
@@ -60,21 +61,29 @@ class Janitor:
 
     def part_closed(self, path: str) -> None:
         """inotify saw a ``.part`` closed: look at the parts once its grace has passed."""
-        self._parts_in(retention.PART_GRACE_S + 0.5)
+        self._later(retention.PART_GRACE_S + 0.5, self.parts)
 
-    def _parts_in(self, delay_s: float) -> None:
-        if self._pending is None:
-            self._pending = asyncio.get_running_loop().call_later(delay_s, self._parts_later)
+    def uploaded(self) -> None:
+        """A zip left the node: when over a limit, see at once whether that was enough."""
+        if self._over_since is not None:
+            self._later(0.5, self.enforce)
 
-    def _parts_later(self) -> None:
-        self._pending = None
-        self._task = asyncio.ensure_future(self._pass(self.parts))
+    def _later(self, delay_s: float, step) -> None:
+        """Run ``step`` in ``delay_s`` (once, however often this is asked meanwhile)."""
+        name = step.__name__
+        if name not in self._pending:
+            self._pending[name] = asyncio.get_running_loop().call_later(delay_s, self._now, name, step)
+
+    def _now(self, name: str, step) -> None:
+        del self._pending[name]
+        self._tasks.add(task := asyncio.ensure_future(self._pass(step)))
+        task.add_done_callback(self._tasks.discard)
 
     async def _pass(self, *steps) -> None:
         self._young = None
         await asyncio.to_thread(self.run, *steps)
         if self._young is not None:  # an unlocked part too young to judge: look again when it is not
-            self._parts_in(self._young + 0.2)
+            self._later(self._young + 0.2, self.parts)
 
     # ------------------------------------------------------------ what
 
@@ -153,7 +162,8 @@ class Janitor:
     # ------------------------------------------------------------ the limits
 
     def enforce(self) -> None:
-        """Under a limit: nothing. Over: delete uploaded leftovers, oldest first; say what stays."""
+        """Room under both limits: nothing. A limit reached (less than MIN_ROOM left under it): delete
+        uploaded leftovers, oldest first, and say what stays."""
         s = self.settings
         dfd = os.open(s.core_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
@@ -163,12 +173,12 @@ class Janitor:
             device = os.fstat(dfd).st_dev
         finally:
             os.close(dfd)
-        over_use = limits.max_use is not None and used > limits.max_use
-        short = limits.keep_free - free
+        short = limits.keep_free + retention.MIN_ROOM - free
         if short > 0:
             free += self._free_leftovers(device, short, limits)
-        if over_use or free < limits.keep_free:
-            self._over_limit(limits, used, free, "CDH_MAX_USE" if over_use else "CDH_KEEP_FREE")
+        room, which = limits.room(used, free)
+        if room < retention.MIN_ROOM:
+            self._over_limit(limits, used, free, which)
         elif self._over_since is not None:
             self._over_since = None
             self.log.info("retention.ok", used=used, free=free, max_use=limits.max_use,

@@ -213,6 +213,7 @@ class Agent:
         if outcome in (Outcome.DONE, Outcome.GONE):
             self.intake.finished(path)
             self.backoff.forget(path)
+            self.janitor.uploaded()
             return
         if outcome is Outcome.INVALID:
             return  # stays known: reported once, not retried until a restart

@@ -129,8 +129,10 @@ def test_hostile_pod_metadata_and_broken_crictl_cost_metadata_never_the_core(tmp
     host = tmp_path / "host"
     host.mkdir()
     core = b"\x7fELF" + os.urandom(200_000)
-    r = run_composer(host, core=core, proc_root=fake_proc(tmp_path, cgroup=cgroup_v2_systemd(pod, app["id"])),
-                     env={"CDH_CRICTL_PATH": str(cri.dir), "CDH_CORE_EVENTS": "true", "CDH_CRI_TIMEOUT": "10s",
+    proc_root = fake_proc(tmp_path, cgroup=cgroup_v2_systemd(pod, app["id"]))
+    r = run_composer(host, core=core, proc_root=proc_root,
+                     env={"CDH_CRICTL_PATH": str(cri.dir), "CDH_CORE_EVENTS": "true",
+                          "CDH_CRI_TIMEOUT": "10s",
                           "CDH_FILENAME_TEMPLATE": "{namespace}-{podname}-{container}-{uuid}"})
     assert r.rc == 0, r.stderr
     assert r.read(".core") == core and ledger.zip_problem(r.zip_path.read_bytes()) is None

@@ -164,7 +164,7 @@ def test_over_the_floor_uploaded_leftovers_go_oldest_first_never_a_zip(janitor, 
     old = _event(janitor, "old", "uploaded-1.zip", 7200)
     newer = _event(janitor, "newer", "uploaded-2.zip", 3600)
     pending = _event(janitor, "pending", "waiting.zip", 9000)   # its zip is still here: kept
-    free = {"bytes": 10 * GiB - 1}
+    free = {"bytes": 10 * GiB + retention.MIN_ROOM - 1}  # a byte short of room for a core
 
     def fs_space(fd):
         return 100 * GiB, free["bytes"]
@@ -194,7 +194,8 @@ def test_over_max_use_nothing_is_deleted_and_it_is_said(janitor, monkeypatch):
         with open(os.path.join(s.core_dir, f"z{i}.zip"), "wb") as f:
             f.write(os.urandom(40000))
     _event(janitor, "e", "gone.zip", 100)
-    monkeypatch.setattr(retention, "fs_space", lambda fd: (400_000, 300_000))  # 25% = 100 kB < 120 kB
+    # 25% of 4 MB: 1 MB, less than a MiB left under it; the floor (10%) is far
+    monkeypatch.setattr(retention, "fs_space", lambda fd: (4_000_000, 3_500_000))
     janitor.run()
     (over,) = janitor.log.events("retention.over_limit")
     assert over["limit"] == "CDH_MAX_USE" and over["zips_kept"] == 3
