@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -96,13 +97,20 @@ def test_hostile_comm_hostname_and_path_stay_inside_core_dir(node, s3_server, s3
 # ---------------------------------------------------------------- pod metadata and crictl output
 
 
-def _cri_node(tmp_path) -> tuple[FakeNode, dict, dict]:
+def _cri_node(tmp_path, malformed: bool = False) -> tuple[FakeNode, dict, dict]:
     node = FakeNode()
     huge = {f"info.coredump.k{i}": "v" * 200 for i in range(3000)}   # ~700 KiB of labels
     pod = node.add_pod("../../etc", namespace="../..\nx", labels={**huge, "app": "web"})
     pod["annotations"] = {"big": "a" * (512 << 10), "nl\nkey": "\x00\x01"}
     pod["labels"]["io.kubernetes.pod.name"] = "../../etc"
     app = node.add_container(pod, "../app\n", logs=["\x00\xff not utf-8 \x1b[31m", "x" * 100_000])
+    if malformed:  # the wrong JSON types where crictl puts objects and strings
+        pod["labels"] = ["info.coredump.x", None, 7]
+        pod["annotations"] = None
+        pod["metadata"]["name"] = 12345
+        pod["metadata"]["namespace"] = {"not": "a string"}
+        app["labels"] = {"io.kubernetes.pod.namespace": ["x"], "io.kubernetes.container.name": None}
+        app["metadata"]["name"] = False
     node.install(tmp_path / "bin")
     return node, pod, app
 
@@ -116,13 +124,15 @@ CRICTL_FAULTS = [
     ("inspecti", {"mode": "exit", "code": 1, "stderr": "level=fatal msg=\"no such image \\\"x\\\"\""}),
     ("logs", {"mode": "huge", "mib": 6}),
     (None, None),  # no fault: only the hostile metadata itself
+    ("malformed", None),  # labels a list, names numbers, namespace an object ...
 ]
 
 
 @pytest.mark.parametrize(("command", "fault"), CRICTL_FAULTS)
 def test_hostile_pod_metadata_and_broken_crictl_cost_metadata_never_the_core(tmp_path, command, fault,
                                                                              figures):
-    cri, pod, app = _cri_node(tmp_path)
+    cri, pod, app = _cri_node(tmp_path, malformed=command == "malformed")
+    command = None if command == "malformed" else command
     if command:
         cri.fault(command, **fault)
         cri.save()
@@ -151,6 +161,30 @@ def test_hostile_pod_metadata_and_broken_crictl_cost_metadata_never_the_core(tmp
     figures.case()
     figures.faults(1 + (command is not None))
     figures.captured(1)  # byte-identical on the node; no agent in this case, so nothing uploaded
+
+
+TEMPLATES = ["../../../tmp/{uuid}", "/etc/cron.d/{exe_name}", "{directory}/../../x-{uuid}", "..", ".{uuid}",
+             "{pathname}/..", "{exe_name}\n{hostname}\t", "{" * 3, "%s%n{uuid}" + "é" * 300]
+
+
+def test_a_template_that_tries_to_escape_stays_in_core_dir(tmp_path, figures):
+    host = tmp_path / "host"
+    host.mkdir()
+    core = os.urandom(50_000)
+    for template in TEMPLATES:
+        r = run_composer(host, core=core, env={"CDH_FILENAME_TEMPLATE": template, "CDH_RATE_LIMIT": "off"},
+                         args=["-e=..!..!x", "-P=999999", "-s=11", "-h=../h", "-E=!..!..!bin!sh"])
+        assert r.rc == 0, r.stderr
+    zips = sorted((host / "cores").iterdir())
+    assert len(zips) == len(TEMPLATES)
+    assert {p.name for p in host.iterdir()} == {"cores", "composer.log"}  # nothing beside CORE_DIR
+    for z in zips:
+        assert SAFE_NAME.match(z.name) and ".." not in z.name and len(z.name.encode()) < 256, z.name
+        with zipfile.ZipFile(z) as zf:
+            assert zf.read(next(n for n in zf.namelist() if n.endswith(".core"))) == core
+    figures.case(len(TEMPLATES))
+    figures.faults(len(TEMPLATES))
+    figures.captured(len(zips))
 
 
 # ---------------------------------------------------------------- planted symlinks
