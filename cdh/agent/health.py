@@ -1,9 +1,12 @@
 """``/healthz`` and ``/readyz`` on ``CDH_METRICS_PORT``, served from the agent's own loop.
 
-- ``/healthz``: 200 while the event loop answers (a wedged loop times the probe out).
-- ``/readyz``: 200 when every readiness check passes, else 503; the body lists them.
+- ``/healthz`` (liveness): 200 when every liveness check passes, else 503 (a wedged loop
+  times the probe out; the checks catch a loop that runs but no longer works: see
+  cdh/agent/probes.py).
+- ``/readyz``: 200 when every readiness check passes, else 503.
 
-Routes are a table (:meth:`HealthServer.route`), so ``/metrics`` (issue 8) is one more entry.
+Both bodies are JSON naming each check. Routes are a table (:meth:`HealthServer.route`);
+``/metrics`` is one more entry (cdh/agent/telemetry.py).
 """
 
 from __future__ import annotations
@@ -19,14 +22,17 @@ if TYPE_CHECKING:
     from cdh.agent.log import Log
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Checks = Callable[[], dict[str, bool]]
 
 
 class HealthServer:
-    def __init__(self, port: int, ready_checks: Callable[[], dict[str, bool]], log: Log,
-                 host: str = "0.0.0.0") -> None:  # kubelet probes come from the node
+    def __init__(self, port: int, ready_checks: Checks, log: Log,
+                 host: str = "0.0.0.0",  # kubelet probes come from the node
+                 live_checks: Checks | None = None) -> None:
         self.port = port
         self.host = host
         self.ready_checks = ready_checks
+        self.live_checks = live_checks or (lambda: {"loop": True})
         self.log = log
         self.routes: dict[str, Handler] = {"/healthz": self._healthz, "/readyz": self._readyz}
         self._runner: web.AppRunner | None = None
@@ -51,10 +57,13 @@ class HealthServer:
             self._runner = None
 
     async def _healthz(self, request: web.Request) -> web.Response:
-        return web.Response(text="ok\n")
+        return _verdict("alive", self.live_checks())
 
     async def _readyz(self, request: web.Request) -> web.Response:
-        checks = self.ready_checks()
-        ok = all(checks.values())
-        return web.Response(status=200 if ok else 503, content_type="application/json",
-                            body=jsonline.dumps({"ready": ok, "checks": checks}))
+        return _verdict("ready", self.ready_checks())
+
+
+def _verdict(word: str, checks: dict[str, bool]) -> web.Response:
+    ok = all(checks.values())
+    return web.Response(status=200 if ok else 503, content_type="application/json",
+                        body=jsonline.dumps({word: ok, "checks": checks}))

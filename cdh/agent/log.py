@@ -4,12 +4,17 @@ botocore and aiobotocore log through the stdlib ``logging`` module; :func:`route
 sends those records through the same writer, so their lines are JSON too and the
 same redaction applies (botocore's debug output includes request headers, where
 an access key id or session token would otherwise appear).
+
+Taps (:attr:`Log.taps`) see every event, whatever the level, before it is
+filtered: the metrics (cdh/agent/metrics.py) count what the log says happened,
+so the two never disagree.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import orjson
@@ -20,6 +25,7 @@ if TYPE_CHECKING:
     from cdh.config import Settings
 
 LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
+Tap = Callable[[str, str, dict], None]  # (level, event, fields)
 
 
 class Log:
@@ -27,6 +33,7 @@ class Log:
         self.threshold = LEVELS[level]
         self.secrets = secrets
         self.stream = stream or sys.stdout.buffer
+        self.taps: list[Tap] = []
 
     def configure(self, settings: Settings) -> None:
         """Follow ``settings`` (at start and after every reload: keys may have changed)."""
@@ -37,6 +44,11 @@ class Log:
         logging.getLogger().setLevel(logging.DEBUG if settings.log_level == "debug" else logging.WARNING)
 
     def emit(self, level: str, event: str, fields: dict) -> None:
+        for tap in self.taps:
+            try:
+                tap(level, event, fields)
+            except Exception:  # a metric must never cost a log line, nor an upload
+                pass
         if LEVELS[level] < self.threshold:
             return
         self.stream.write(jsonline.line(level, event, fields, self.secrets, encode=_orjson))

@@ -24,6 +24,7 @@ from cdh.agent.intake import Intake, cancel_all
 from cdh.agent.janitor import Janitor
 from cdh.agent.log import Log, route_stdlib
 from cdh.agent.retry import Backoff, error_code, is_permanent
+from cdh.agent.telemetry import Telemetry
 from cdh.agent.upload import Outcome, Uploader
 
 OK = 0
@@ -83,6 +84,7 @@ class Agent:
         self._stop = asyncio.Event()
         self._now = asyncio.Event()
         self._reload = asyncio.Event()
+        self.telemetry = Telemetry(self)  # metrics, probes, Kubernetes Events, composer log relay
 
     async def serve(self) -> int:
         try:
@@ -107,6 +109,7 @@ class Agent:
         self._install_signal_handlers()
         await self._set_up_host()
         await self.clients.open(s)
+        await self.telemetry.start()
         await self._start_health()
         await self._check_storage()
         self._start_triggers()
@@ -142,15 +145,13 @@ class Agent:
             return
         from cdh.agent.health import HealthServer
 
-        self._health = HealthServer(self.settings.metrics_port, self.readiness, self.log)
+        self._health = HealthServer(self.settings.metrics_port, self.readiness, self.log,
+                                    live_checks=self.telemetry.liveness)
+        self.telemetry.add_routes(self._health)
         await self._health.start()
 
     def readiness(self) -> dict[str, bool]:
-        try:
-            ours = host.is_ours(self.sysctl.read("kernel.core_pattern"), self.settings.host_dir)
-        except OSError:
-            ours = False
-        return {"host_setup": self.host_ready, "core_pattern": ours,
+        return {"host_setup": self.host_ready, "core_pattern": self.telemetry.core_pattern_ours(),
                 "storage": self.uploader.storage_ok is True}
 
     async def _check_storage(self) -> None:
@@ -258,6 +259,7 @@ class Agent:
         self.janitor.configure(new)
         await self._refresh_host()
         self.backoff.reset(new.retry_min_s, new.retry_max_s)
+        await self.telemetry.configure(new)
         await cancel_all(self._triggers)
         self._triggers = []
         await self._check_storage()
@@ -319,4 +321,5 @@ class Agent:
     async def _close(self) -> None:
         if self._health is not None:
             await self._health.stop()
+        await self.telemetry.stop()
         await self.clients.close()

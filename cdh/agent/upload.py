@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -48,13 +49,20 @@ class Result:
 
 def object_args(settings: Settings, info: dict) -> dict[str, Any]:
     """What every PUT / CreateMultipartUpload carries besides bucket and key."""
-    args: dict[str, Any] = {"Metadata": dumpinfo.metadata(settings, info), "ContentType": "application/zip"}
+    args: dict[str, Any] = {"Metadata": dumpinfo.metadata(settings, info), "ContentType": "application/zip",
+                            **encryption_args(settings)}
+    if settings.s3_storage_class:
+        args["StorageClass"] = settings.s3_storage_class
+    return args
+
+
+def encryption_args(settings: Settings) -> dict[str, Any]:
+    """CDH_S3_SSE as request arguments (also for `cdh doctor`'s probe: a bucket policy may demand them)."""
+    args: dict[str, Any] = {}
     if settings.s3_sse != "none":
         args["ServerSideEncryption"] = settings.s3_sse
         if settings.s3_sse_kms_key_id:
             args["SSEKMSKeyId"] = settings.s3_sse_kms_key_id
-    if settings.s3_storage_class:
-        args["StorageClass"] = settings.s3_storage_class
     return args
 
 
@@ -63,6 +71,9 @@ class Uploader:
         self.clients = clients
         self.log = log
         self.storage_ok: bool | None = None  # last word from the store (for /readyz)
+        # Called with the held zip and its dump-info before each attempt (cdh/agent/telemetry.py:
+        # Kubernetes Events). Must not block or raise.
+        self.on_zip: Callable[[LocalZip, dict], None] | None = None
         self.configure(settings)
 
     def configure(self, settings: Settings) -> None:
@@ -90,6 +101,8 @@ class Uploader:
             self.log.error("upload.invalid", file=held.path, error=str(err),
                            action="left in place, not uploaded")
             return Result(Outcome.INVALID, detail=str(err))
+        if self.on_zip is not None:
+            self.on_zip(held, info)
         key = dumpinfo.object_key(self.settings, info, held.name, held.mtime)
         started = time.monotonic()
         try:

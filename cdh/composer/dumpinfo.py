@@ -38,6 +38,7 @@ def dump_info(*, uuid: str, name: str, kargs, node: str, meta, core_size: int, c
         "pod_uid": meta.pod_uid,
         "container": meta.container,
         "container_id": meta.container_id,
+        "restart_count": meta.restart_count,
         "pod_id": meta.pod_id,
         "image": meta.image,
         "image_digest": meta.image_digest,
@@ -46,6 +47,7 @@ def dump_info(*, uuid: str, name: str, kargs, node: str, meta, core_size: int, c
         "truncated": truncated_reason is not None,
         "truncated_reason": truncated_reason,
         "pod_found_by": meta.pod_found_by,
+        "metadata_source": meta.source,
         "metadata_errors": list(dict.fromkeys(errors)),
         "cdh_version": __version__,
     }

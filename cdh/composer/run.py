@@ -6,8 +6,8 @@ import os
 import time
 
 from cdh.composer import capture, dumpinfo, events, naming, proc, ratelimit, runtime, space, zipstream
-from cdh.composer.cri import Crictl, find_crictl
 from cdh.composer.output import PartFile
+from cdh.composer.sources import Link
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -29,7 +29,7 @@ class Run:
         self.node = os.uname().nodename
         self.facts: proc.ProcFacts | None = None
         self.meta = runtime.PodMeta(None)
-        self.cri: Crictl | None = None
+        self.cri: Link | None = None
         self.errors: list[str] = []
         self.truncated: str | None = None
         self.core_size = 0
@@ -51,8 +51,7 @@ class Run:
                                   "cdh's own S3 keys in it are redacted")
         self.meta = runtime.PodMeta(self.facts.container_id)
         if not s.ignore_cri:
-            self.cri = Crictl(find_crictl(s.crictl_path), s.host_dir, s.cri_endpoint, s.cri_timeout_s,
-                              self.deadline)
+            self.cri = Link(s, self.deadline)  # opened on first use: the socket, else crictl
         if self._skipped_by_selector() or self._rate_limited():
             return EXIT_OK
         name = self._name()
@@ -152,8 +151,7 @@ class Run:
             return
         s = self.settings
         try:
-            runtime.gather(self.cri, self.meta, self.kargs.hostname, s.log_lines, s.log_max_bytes,
-                           s.cri_image_cmd)
+            runtime.gather(self.cri, self.meta, self.kargs.hostname, s.log_lines, s.log_max_bytes)
         except Exception as err:  # a bug here must cost metadata, not the core
             self.meta.errors.append(f"internal error while gathering metadata: {err!r}")
 
@@ -199,7 +197,8 @@ class Run:
                       zip_size=zw.offset, compression=self.compression, truncated=self.truncated,
                       pod_found_by=m.pod_found_by, namespace=m.namespace, podname=m.podname,
                       container=m.container, metadata_errors=len(m.errors) + len(self.errors),
-                      crictl_calls=self.cri.calls if self.cri else 0,
+                      runtime=self.cri.via if self.cri else None,
+                      runtime_calls=self.cri.calls if self.cri else 0,
                       seconds=round(time.monotonic() - self.started, 3),
                       max_rss_kib=peak_rss_kib())
 

@@ -1,14 +1,15 @@
-"""Pod, container and image facts from the container runtime (through crictl).
+"""Pod, container and image facts from the container runtime (its CRI socket, or crictl).
 
-Two steps:
+The questions are asked through cdh.composer.sources, which answers with crictl-shaped
+dicts whichever way it reached the runtime, so this module fills the zip one way. Two steps
+(named here by the crictl command each question matches):
 
 - :func:`identify` finds the pod. With a container id from the cgroup it asks
-  ``inspect <id>`` (container name, image, sandbox id; a pause process gives a
+  ``inspect <id>`` (container name, attempt, image, sandbox id; a pause process gives a
   sandbox id, so ``inspectp <id>`` is tried next) and ``pods --id <pod>`` (the
   pod item with its labels). Without one it falls back to ``pods --name
-  <hostname>``: that is an unanchored regex, so only exact ``metadata.name``
-  matches count, and two matches (same name, different namespaces) are
-  recorded, not guessed between.
+  <hostname>``: only exact ``metadata.name`` matches count, and two matches (same
+  name, different namespaces) are recorded, not guessed between.
 - :func:`gather` adds what only goes into the zip: ``inspectp``, ``ps -a -p``,
   and per container its log tail and image.
 
@@ -17,12 +18,10 @@ Every failure becomes one line in ``errors``; nothing here raises.
 
 from __future__ import annotations
 
-import re
 import time
 
-from cdh.composer.cri import Crictl, CriError, OutOfBudget
-
-_CRICTL_OWN_LINE = re.compile(rb'time="[^"\n]*" level=(?:debug|info|warning|error) msg="[^\n]*"\n')
+from cdh.composer.cri import CriError, OutOfBudget
+from cdh.composer.sources import Link
 
 
 class PodMeta:
@@ -36,6 +35,7 @@ class PodMeta:
         self.podname: str | None = None
         self.pod_uid: str | None = None
         self.container: str | None = None  # the crashing container's name
+        self.restart_count: int | None = None  # its CRI attempt: kubelet's restart count
         self.image: str | None = None
         self.image_digest: str | None = None
         self.labels: dict | None = None    # pod labels, None when not known
@@ -44,6 +44,7 @@ class PodMeta:
         self.ps_info: dict | None = None   # `ps -a -p` (IBM ps-info.json)
         self.containers: list[ContainerFacts] = []
         self.errors: list[str] = []
+        self.source: str | None = None     # how the runtime was asked (sources.Link.via)
         self.identified = False
 
 
@@ -56,14 +57,14 @@ class ContainerFacts:
         self.image_info: dict | None = None  # the image item: id, repoTags, repoDigests, ...
 
 
-def identify(cri: Crictl, meta: PodMeta, hostname: str, budget_end: float | None = None) -> bool:
+def identify(link: Link, meta: PodMeta, hostname: str, budget_end: float | None = None) -> bool:
     """Find the pod; False when ``budget_end`` (a monotonic time) cut it short (retry later)."""
     errors: list[str] = []
 
-    def call(*args: str) -> dict | None:
+    def call(question: str, *args: str) -> dict | None:
         budget = None if budget_end is None else budget_end - time.monotonic()
         try:
-            return cri.json(*args, budget=budget)
+            return getattr(link.open(budget=budget), question)(*args, budget=budget)
         except OutOfBudget:
             raise
         except CriError as err:
@@ -76,19 +77,20 @@ def identify(cri: Crictl, meta: PodMeta, hostname: str, budget_end: float | None
         elif hostname:
             _by_hostname(meta, hostname, call, errors)
         if meta.pod_id and meta.pod_item is None:
-            _pod_item(meta, call("pods", "--id", meta.pod_id, "-o", "json"), errors)
+            _pod_item(meta, call("pod_listing", meta.pod_id), errors)
     except OutOfBudget:
         return False
     meta.errors += errors
+    meta.source = link.via
     meta.identified = True
     return True
 
 
 def _by_container(meta: PodMeta, call, errors: list[str]) -> None:
     cid = meta.container_id
-    inspected = call("inspect", cid)
+    inspected = call("container", cid)
     if inspected is None:
-        sandbox = call("inspectp", cid)  # the pause process: the cgroup gave a sandbox id
+        sandbox = call("sandbox", cid)  # the pause process: the cgroup gave a sandbox id
         if sandbox is not None:
             meta.pod_id, meta.runtime_info, meta.container_id = cid, sandbox, None
             meta.pod_found_by = "cgroup"
@@ -97,8 +99,10 @@ def _by_container(meta: PodMeta, call, errors: list[str]) -> None:
     status = _dict(inspected.get("status"))
     info = _dict(inspected.get("info"))
     labels = _dict(status.get("labels"))
-    meta.container = _str(_dict(status.get("metadata")).get("name")) or _str(
-        labels.get("io.kubernetes.container.name"))
+    metadata = _dict(status.get("metadata"))
+    meta.container = _str(metadata.get("name")) or _str(labels.get("io.kubernetes.container.name"))
+    attempt = metadata.get("attempt")
+    meta.restart_count = attempt if isinstance(attempt, int) and not isinstance(attempt, bool) else None
     meta.namespace = _str(labels.get("io.kubernetes.pod.namespace"))
     meta.podname = _str(labels.get("io.kubernetes.pod.name"))
     meta.pod_uid = _str(labels.get("io.kubernetes.pod.uid"))
@@ -106,7 +110,7 @@ def _by_container(meta: PodMeta, call, errors: list[str]) -> None:
     meta.image_digest = digest_of(_str(status.get("imageRef")))
     meta.pod_id = _str(info.get("sandboxID")) or _str(info.get("sandboxId"))
     if not meta.pod_id:
-        listed = call("ps", "-a", "--id", cid, "-o", "json")
+        listed = call("containers_with_id", cid)
         items = _list(_dict(listed).get("containers"))
         meta.pod_id = _str(_dict(items[0]).get("podSandboxId")) if items else None
     if meta.pod_id:
@@ -114,7 +118,7 @@ def _by_container(meta: PodMeta, call, errors: list[str]) -> None:
 
 
 def _by_hostname(meta: PodMeta, hostname: str, call, errors: list[str]) -> None:
-    listed = call("pods", "--name", hostname, "-o", "json")
+    listed = call("pods_named", hostname)
     if listed is None:
         return
     exact = [p for p in _list(listed.get("items"))
@@ -137,7 +141,7 @@ def _pod_item(meta: PodMeta, data: dict | None, errors: list[str]) -> None:
     if "items" in data:  # the `pods --id` listing: --id matches prefixes, keep the exact one
         items = [p for p in _list(data.get("items")) if _dict(p).get("id") == meta.pod_id]
         if not items:
-            errors.append(f"crictl pods: pod {meta.pod_id} not listed")
+            errors.append(f"pod {meta.pod_id} not listed by the runtime")
             return
         data = items[0]
     meta.pod_item = data
@@ -159,87 +163,42 @@ def selector_verdict(meta: PodMeta, selector: tuple[str, str | None]) -> str:
     return "match"
 
 
-def gather(cri: Crictl, meta: PodMeta, hostname: str, log_lines: int, log_max_bytes: int,
-           image_cmd: str) -> None:
+def gather(link: Link, meta: PodMeta, hostname: str, log_lines: int, log_max_bytes: int) -> None:
     """Everything else for the zip. Runs after stdin is closed: the crasher is released."""
     if not meta.identified:
-        identify(cri, meta, hostname)
+        identify(link, meta, hostname)
     if not meta.pod_id:
         return
+    try:
+        source = link.open()
+    except CriError as err:
+        meta.errors.append(str(err))
+        return
     if meta.runtime_info is None:
-        meta.runtime_info = _json(cri, meta, "inspectp", meta.pod_id)
-    meta.ps_info = _json(cri, meta, "ps", "-a", "-p", meta.pod_id, "-o", "json")
-    images = _ImageLookup(cri, meta, image_cmd)
+        meta.runtime_info = _ask(meta, source.sandbox, meta.pod_id)
+    meta.ps_info = _ask(meta, source.pod_containers, meta.pod_id)
+    images: dict[str, dict | None] = {}
     for item in _list(_dict(meta.ps_info).get("containers")):
         item = _dict(item)
         facts = ContainerFacts(_str(item.get("id")) or "")
         if facts.id and log_lines > 0 and log_max_bytes > 0:
-            facts.log = _log_tail(cri, meta, facts.id, log_lines, log_max_bytes)
+            facts.log = _ask(meta, source.log_tail, facts.id, log_lines, log_max_bytes)
         ref = _str(_dict(item.get("image")).get("image")) or _str(item.get("imageRef"))
         if ref:
-            facts.image_info = images.get(ref)
+            if ref not in images:
+                images[ref] = _ask(meta, source.image, ref)
+            facts.image_info = images[ref]
         if facts.id == meta.container_id and facts.image_info and not meta.image_digest:
             digests = _list(facts.image_info.get("repoDigests"))
             meta.image_digest = digest_of(_str(digests[0])) if digests else None
         meta.containers.append(facts)
 
 
-def _json(cri: Crictl, meta: PodMeta, *args: str) -> dict | None:
+def _ask(meta: PodMeta, question, *args):
     try:
-        return cri.json(*args)
+        return question(*args)
     except CriError as err:
-        meta.errors.append(str(err))
-        return None
-
-
-def _log_tail(cri: Crictl, meta: PodMeta, cid: str, lines: int, max_bytes: int) -> bytes | None:
-    """The container's last lines, stdout and stderr in order, without crictl's own warnings."""
-    try:
-        # crictl writes the container's stderr lines to its stderr: merge to keep them in order.
-        out = cri.run("logs", f"--tail={lines}", cid, max_bytes=max_bytes, keep_tail=True,
-                      merge_stderr=True)
-    except CriError as err:
-        meta.errors.append(str(err))
-        return None
-    # crictl warns (default endpoints ...) while connecting, before any log line is printed.
-    while True:
-        m = _CRICTL_OWN_LINE.match(out)
-        if not m:
-            return out
-        out = out[m.end():]
-
-
-class _ImageLookup:
-    """``inspecti`` of one image; when that fails, the image listing (fetched once) filtered."""
-
-    def __init__(self, cri: Crictl, meta: PodMeta, image_cmd: str) -> None:
-        self.cri, self.meta, self.image_cmd = cri, meta, image_cmd
-        self.listing: list | None = None
-
-    def get(self, ref: str) -> dict | None:
-        try:
-            status = self.cri.json("inspecti", ref).get("status")
-            if isinstance(status, dict):
-                return status
-            self.meta.errors.append(f"crictl inspecti {ref}: no status")
-        except CriError as err:
-            self.meta.errors.append(str(err))
-        found = self._from_listing(ref)
-        if found is None:
-            self.meta.errors.append(f"image {ref!r} not found in `crictl {self.image_cmd}`")
-        return found
-
-    def _from_listing(self, ref: str) -> dict | None:
-        if self.listing is None:
-            self.listing = _list(_dict(_json(self.cri, self.meta, self.image_cmd, "-o", "json"))
-                                 .get("images"))
-        bare = ref.split(":", 1)[1] if ref.startswith("sha256:") else ref
-        for image in self.listing:
-            image = _dict(image)
-            iid = _str(image.get("id")) or ""
-            if (iid in (ref, bare, "sha256:" + bare) or ref in _list(image.get("repoTags"))
-                    or ref in _list(image.get("repoDigests"))):
-                return image
+        meta.errors += getattr(err, "lines", [str(err)])
         return None
 
 

@@ -104,12 +104,13 @@ SPECS: tuple[Spec, ...] = (
          "crictl image listing command (IBM setting; cdh asks for the one image with inspecti first).",
          (("COMP_CRIO_IMAGE_CMD", None),), scope="composer"),
     Spec("CDH_CRI_ENDPOINT", "cri_endpoint", text, "",
-         "Container runtime endpoint, e.g. unix:///run/containerd/containerd.sock (empty: crictl's own).",
+         "Container runtime socket, e.g. unix:///run/containerd/containerd.sock (empty: the usual sockets).",
          (("CRIO_ENDPOINT", None),), scope="composer"),
     Spec("CDH_CRICTL_PATH", "crictl_path", path_list,
          lambda v: ":".join((v["host_dir"], "/usr/local/bin", "/usr/bin", "/home/kubernetes/bin",
                              "/opt/bin", "/var/lib/rancher/k3s/data/current/bin")),
-         "Where the composer looks for crictl: directories (or files), first match wins.", scope="composer"),
+         "Where the composer looks for crictl (used when no CRI socket answers): directories or files.",
+         scope="composer"),
     Spec("CDH_INCLUDE_PROC_ENVIRON", "include_proc_environ", parse_bool, "false",
          "Also capture /proc/PID/environ (may hold secrets: opt-in).",
          (("COMP_INCLUDE_PROC_INFO", None),), scope="composer"),
@@ -192,6 +193,12 @@ SPECS: tuple[Spec, ...] = (
          "On SIGTERM, how long in-flight uploads may finish."),
     Spec("CDH_METRICS_PORT", "metrics_port", int_range(0, 65535), "9102",
          "Port of /metrics, /healthz and /readyz (0: off)."),
+    Spec("CDH_CHECK_INTERVAL", "check_interval_s", duration(0), "30s",
+         "How often the agent re-checks kernel.core_pattern (cdh_core_pattern_ours, /readyz, a log line "
+         "when it changes) and, while the bucket is unreachable, the bucket."),
+    Spec("CDH_K8S_EVENTS", "k8s_events", parse_bool, "false",
+         "Post Kubernetes Events (CoreDumpCaptured, CoreDumpUploaded) on the crashed pod, with the pod's "
+         "service account (RBAC: create events.k8s.io events)."),
 )
 
 # IBM settings that cdh accepts but does not need, with the reason shown once at start.

@@ -123,7 +123,7 @@ def test_cri_o_inspect_without_sandbox_id_uses_ps(tmp_path, node):
     r = compose(tmp_path, node, cgroup_v2_systemd(node.shop, node.shop_app["id"]))
     assert_core_kept(r)
     assert r.dump_info["pod_id"] == node.shop["id"]
-    assert ["ps", "-a", "--id", node.shop_app["id"], "-o", "json"] in [c["argv"] for c in node.stub.calls()]
+    assert ["ps", "-a", "--id", node.shop_app["id"], "-o", "json"] in commands(node)
 
 
 def test_image_listing_is_the_fallback_when_inspecti_fails(tmp_path, node):
@@ -167,7 +167,7 @@ def test_log_tail_is_bounded_in_lines_and_bytes(tmp_path, node):
                 env={"COMP_LOG_LENGTH": "100", "CDH_LOG_MAX_BYTES": "500"})
     log = r.read("-1.log")
     assert len(log) <= 500 and log.endswith(b"line 04999\n")
-    assert any(c["argv"][:2] == ["logs", "--tail=100"] for c in node.stub.calls())
+    assert any(c[:2] == ["logs", "--tail=100"] for c in commands(node))
 
 
 def test_ignore_cri_makes_no_calls(tmp_path, node):
@@ -225,11 +225,18 @@ def test_one_failing_command_loses_only_its_own_entry(tmp_path, node):
     assert any("crictl ps" in e for e in r.dump_info["metadata_errors"])
 
 
+def commands(node) -> list[list[str]]:
+    """Each crictl call's command and arguments, without the global flags before them."""
+    return [c["argv"][c["argv"].index(c["cmd"]):] for c in node.stub.calls()]
+
+
 def test_missing_crictl(tmp_path, node):
     r = compose(tmp_path, node, cgroup_v2_systemd(node.shop, node.shop_app["id"]),
                 env={"CDH_CRICTL_PATH": str(tmp_path / "nowhere")})
     assert_core_kept(r)
-    assert r.dump_info["metadata_errors"] == ["crictl not found (looked in CDH_CRICTL_PATH)"]
+    [error] = r.dump_info["metadata_errors"]
+    assert error.startswith("no container runtime answered (") and "code = Unavailable" in error
+    assert error.endswith("crictl was not found (CDH_CRICTL_PATH)")
 
 
 # ---------------------------------------------------------------- pod selector and pod names

@@ -2,9 +2,8 @@
 
 They need root and a writable /proc/sys/kernel/core_pattern. Where that is not
 possible they skip, unless CDH_REQUIRE_KERNEL=1 (CI), which makes it a failure.
-core_pattern is global to the machine, so every test here holds one lock file
-(parallel test runs on one machine take turns) and restores the sysctls after
-(tests/support/kernel.py, shared with the benchmarks).
+core_pattern is global to the machine: every test here holds one lock file
+(tests/support/kernel.py) and the sysctls are restored after.
 """
 
 from __future__ import annotations
@@ -13,16 +12,16 @@ import os
 
 import pytest
 
-from tests.support.kernel import exclusive_kernel, kernel_unavailable
+from tests.support import kernel as kernel_support
 
 
 @pytest.fixture
 def kernel():
     """Exclusive use of the kernel's core dump sysctls; restored afterwards."""
-    why = kernel_unavailable()
+    why = kernel_support.unavailable()
     if why:
         if os.environ.get("CDH_REQUIRE_KERNEL") == "1":
             pytest.fail(f"kernel tests required (CDH_REQUIRE_KERNEL=1) but cannot run: {why}")
         pytest.skip(f"kernel tests cannot run here: {why}")
-    with exclusive_kernel() as saved:
+    with kernel_support.exclusive() as saved:
         yield saved

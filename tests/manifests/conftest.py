@@ -10,7 +10,7 @@ import pytest
 from tests.manifests.kustomize import MISSING_KUBECTL, OVERLAYS, render
 
 # What users apply: every provider overlay and the example of a user's own overlay.
-APPLIED = (*OVERLAYS, "examples/my-cluster")
+APPLIED = (*OVERLAYS, "examples/my-cluster", "examples/monitoring")
 
 
 @pytest.fixture(scope="session")

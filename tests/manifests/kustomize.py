@@ -21,8 +21,9 @@ PROVIDERS = (
     "iks", "kind", "minikube", "openshift", "roks", "rosa",
 )
 OVERLAYS = tuple(f"overlays/{p}" for p in PROVIDERS)
-# Everything else a user applies: the base (for diffs) and the example of a user's own overlay.
-KUSTOMIZATIONS = ("base", *OVERLAYS, "examples/my-cluster")
+# Everything else a user applies: the base (for diffs), the example of a user's own overlay, and one
+# with the optional monitoring component (Prometheus Operator objects, Grafana dashboard).
+KUSTOMIZATIONS = ("base", *OVERLAYS, "examples/my-cluster", "examples/monitoring")
 # Plain manifests applied with `kubectl apply -f`.
 PLAIN_FILES = ("base/s3-secret.template.yaml", "examples/crash-pod.yaml")
 

@@ -150,13 +150,26 @@ def test_objects_live_in_the_namespace_and_carry_the_label(objs):
     assert find(objs, "Namespace")["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "privileged"
 
 
-def test_the_agent_gets_no_api_access_and_no_service_variables(objs):
+def test_the_agent_may_create_events_and_nothing_else(objs):
     pod = spec.pod_spec(objs)
     sa = find(objs, "ServiceAccount", pod["serviceAccountName"])
-    assert sa["automountServiceAccountToken"] is False and pod["automountServiceAccountToken"] is False
+    namespace = spec.daemonset(objs)["metadata"]["namespace"]
+    # The token is the agent pod's own ask: another pod using the account gets none unasked.
+    assert sa["automountServiceAccountToken"] is False and pod["automountServiceAccountToken"] is True
+    assert spec.settings(objs).k8s_events, "Events are on in the manifests (off by default in code)"
+    role = find(objs, "ClusterRole", "cdh-agent-events")
+    assert role["rules"] == [{"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create"]}]
+    binding = find(objs, "ClusterRoleBinding", "cdh-agent-events")
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                                  "name": "cdh-agent-events"}
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": sa["metadata"]["name"],
+                                    "namespace": namespace}]
+    bindings = [o for o in objs if o["kind"] in ("RoleBinding", "ClusterRoleBinding")]
+    granted = {o["roleRef"]["name"] for o in bindings}
+    assert granted <= {"cdh-agent-events", "cdh-agent-scc"}, f"unexpected grants: {granted}"
+    assert not [o for o in objs if o["kind"] == "Role"]
     # A Service named cdh-... would otherwise inject CDH_..._SERVICE_HOST, which cdh rejects as unknown.
     assert pod["enableServiceLinks"] is False
-    assert not [o for o in objs if o["kind"] in ("Role", "ClusterRoleBinding")]
 
 
 def test_the_s3_secret_template_matches_what_the_agent_reads(objs):

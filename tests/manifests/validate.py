@@ -2,8 +2,9 @@
 the README claims, checked offline and strictly (unknown fields are errors).
 
 Kubernetes kinds: the OpenAPI-derived JSON schemas bundled in kubernetes-validate. OpenShift's
-SecurityContextConstraints are not Kubernetes kinds: they are checked against
-k8s-manifests/schemas/securitycontextconstraints-security-v1.json, written from OpenShift's CRD.
+SecurityContextConstraints and the Prometheus Operator's PodMonitor and PrometheusRule are not
+Kubernetes kinds: they are checked against strict schemas in k8s-manifests/schemas/, written from
+their CRDs (each file's $comment says from where).
 
 Run: python -m tests.manifests.validate   (exit 1 and one line per problem when anything fails)
 """
@@ -23,6 +24,8 @@ K8S_VERSIONS = ("1.29", "1.30", "1.31", "1.32", "1.33", "1.34", "1.35", "1.36", 
 EXTRA_SCHEMAS = {
     ("security.openshift.io/v1", "SecurityContextConstraints"):
         ROOT / "schemas" / "securitycontextconstraints-security-v1.json",
+    ("monitoring.coreos.com/v1", "PodMonitor"): ROOT / "schemas" / "podmonitor-monitoring-v1.json",
+    ("monitoring.coreos.com/v1", "PrometheusRule"): ROOT / "schemas" / "prometheusrule-monitoring-v1.json",
 }
 
 

@@ -14,19 +14,19 @@ import pytest
 
 from tests.reliability import figures as figures_mod
 from tests.reliability.node import Node, build_crasher
+from tests.support import kernel as kernel_support
 from tests.support.agentproc import Proc
-from tests.support.kernel import exclusive_kernel, kernel_unavailable
 
 
 @pytest.fixture
 def kernel():
     """Exclusive use of the kernel's core dump sysctls; restored afterwards (as in tests/kernel)."""
-    why = kernel_unavailable()
+    why = kernel_support.unavailable()
     if why:
         if os.environ.get("CDH_REQUIRE_KERNEL") == "1":
             pytest.fail(f"kernel tests required (CDH_REQUIRE_KERNEL=1) but cannot run: {why}")
         pytest.skip(f"kernel tests cannot run here: {why}")
-    with exclusive_kernel() as saved:
+    with kernel_support.exclusive() as saved:
         yield saved
 
 

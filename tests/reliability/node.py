@@ -57,7 +57,9 @@ class Node:
 
     def env(self, **extra: str) -> dict[str, str]:
         """The settings of this node (what the agent's environment would hold)."""
+        # No CRI socket answers, whatever this machine runs: crictl (none, or a test's stub) is asked.
         return {"CDH_HOST_DIR": str(self.host_dir), "CDH_CRICTL_PATH": str(self.host_dir / "bin"),
+                "CDH_CRI_ENDPOINT": f"unix://{self.host_dir}/no-cri.sock",
                 "CDH_RUNTIME_DIR": str(self.runtime_dir), **extra}
 
     def install(self, **extra: str):

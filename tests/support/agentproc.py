@@ -69,10 +69,13 @@ def base_env(tmp_path, s3_settings: dict[str, str], **settings: str) -> dict[str
 class Proc:
     """A cdh subprocess whose stdout (JSON lines) goes to a file we can poll."""
 
-    def __init__(self, args: list[str], env: dict[str, str], log_path) -> None:
+    def __init__(self, args: list[str], env: dict[str, str], log_path,
+                 command: list[str] | None = None) -> None:
+        """``command``: what runs ``cdh`` (default this interpreter and checkout; or an installed zipapp)."""
         self.log_path = os.fspath(log_path)
         self._out = open(self.log_path, "ab")  # noqa: SIM115 - closed in wait()
-        self.proc = subprocess.Popen([sys.executable, "-m", "cdh", *args], env=env, cwd="/",
+        cmd = command or [sys.executable, "-m", "cdh"]
+        self.proc = subprocess.Popen([*cmd, *args], env=env, cwd="/",
                                      stdout=self._out, stderr=subprocess.PIPE)
 
     @property

@@ -80,8 +80,9 @@ class Result:
 
 
 def composer_env(host_dir: Path, env: dict | None = None, proc_root: Path | None = None) -> dict:
+    # No CRI socket answers (whatever this machine runs): the composer falls back to crictl, the stub.
     base = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "CDH_HOST_DIR": str(host_dir),
-            "CDH_CRICTL_PATH": "/nonexistent"}
+            "CDH_CRICTL_PATH": "/nonexistent", "CDH_CRI_ENDPOINT": f"unix://{host_dir}/no-cri.sock"}
     if proc_root is not None:
         base["CDH_TEST_PROC_ROOT"] = str(proc_root)
     return {**base, **(env or {})}

@@ -1,0 +1,55 @@
+"""/readyz and cdh_core_pattern_ours flip when core_pattern changes behind the agent's back (a fake
+/proc/sys here; tests/kernel/test_probes_kernel.py does it with the real kernel), and come back; the
+bucket's readiness recovers without an upload or a reload."""
+
+from __future__ import annotations
+
+from tests.support.agentproc import wait_until
+from tests.support.s3server import free_port
+from tests.support.scrape import probe, scrape
+
+
+def test_core_pattern_changed_behind_the_agents_back(agent_env, start_agent, tmp_path):
+    port = free_port()
+    agent = start_agent({**agent_env, "CDH_METRICS_PORT": str(port), "CDH_CHECK_INTERVAL": "200ms"})
+    agent.wait_event("agent.started")
+    assert probe(port, "/readyz") == (200, {"ready": True, "checks": {
+        "host_setup": True, "core_pattern": True, "storage": True}})
+    pattern = tmp_path / "proc-sys" / "kernel" / "core_pattern"
+    ours = pattern.read_text()
+    pattern.write_text("|/usr/lib/systemd/systemd-coredump %P %u %g %s %t %c %h\n")  # a package install
+    (changed,) = agent.wait_event("host.core_pattern_changed")  # seen by the periodic check, unasked
+    assert changed["core_pattern"].startswith("|/usr/lib/systemd/systemd-coredump")
+    status, body = probe(port, "/readyz")
+    assert status == 503 and body["checks"]["core_pattern"] is False and body["checks"]["storage"] is True
+    assert scrape(port).value("cdh_core_pattern_ours") == 0
+    assert probe(port, "/healthz")[0] == 200  # not a liveness matter: a restart is the fix, not a loop
+    pattern.write_text(ours)
+    wait_until(lambda: probe(port, "/readyz")[0] == 200, what="ready again")
+    assert scrape(port).value("cdh_core_pattern_ours") == 1
+    assert len(agent.events("host.core_pattern_changed")) == 1  # said once, not on every check
+
+
+def test_storage_readiness_recovers_by_itself(agent_env, start_agent, s3):
+    port = free_port()
+    late = agent_env["CDH_S3_BUCKET"] + "-late"
+    agent = start_agent({**agent_env, "CDH_METRICS_PORT": str(port), "CDH_S3_BUCKET": late,
+                         "CDH_CHECK_INTERVAL": "200ms"})
+    agent.wait_event("storage.unavailable")
+    status, body = probe(port, "/readyz")
+    assert status == 503 and body["checks"]["storage"] is False
+    s3.create_bucket(Bucket=late)  # the bucket appears (created by a slow Terraform run)
+    agent.wait_event("storage.ok")
+    assert probe(port, "/readyz")[0] == 200 and scrape(port).value("cdh_storage_reachable") == 1
+
+
+def test_liveness_fails_when_the_intake_watch_is_lost(agent_env, start_agent, core_dir):
+    port = free_port()
+    agent = start_agent({**agent_env, "CDH_METRICS_PORT": str(port)})
+    agent.wait_event("agent.started")
+    assert probe(port, "/healthz")[0] == 200
+    core_dir.rmdir()  # a cleanup job removed CORE_DIR: inotify drops the watch; a restart recreates it
+    agent.wait_event("intake.watch_lost")
+    status, body = probe(port, "/healthz")
+    assert status == 503
+    assert body == {"alive": False, "checks": {"loop": True, "workers": True, "intake": False}}
