@@ -35,7 +35,8 @@ PATH_PARTS = ["💥" * 50, "x\ny ..", "{hostname}%s"]
 def _names_outside(node) -> set[str]:
     """Every path under HOST_DIR (but what the composer owns: cores, events, its log and state)
     and in HOST_DIR's parent that a ../ escape could hit."""
-    owned = {"cores", "events", "composer.log", "composer.log.1", "ratelimit.json"}
+    owned = {"cores", "events", "composer.log", "composer.log.1", "ratelimit.json",
+             ".composer-log.position"}  # the last is the agent's: where its log relay got to
     names = {str(p) for p in node.host_dir.parent.iterdir() if "evil" in p.name or "cron" in p.name}
     for p in node.host_dir.rglob("*"):
         if p.relative_to(node.host_dir).parts[0] not in owned:
@@ -151,6 +152,8 @@ def test_hostile_pod_metadata_and_broken_crictl_cost_metadata_never_the_core(tmp
     assert info["truncated"] is False
     if command == "logs":  # a flood of log lines: the tail is kept, capped
         assert len(r.read("-0.log")) <= 1 << 20
+    elif command == "inspecti":  # the image listing answers instead
+        assert r.json("-0-image-info.json")["id"] == app["imageRef"]
     elif command:
         assert info["metadata_errors"], "a broken crictl answer is reported"
     for line in (host / "composer.log").read_bytes().splitlines():
