@@ -120,7 +120,8 @@ class Intake:
     async def watch(self) -> None:
         """inotify on CORE_DIR until cancelled. A queue overflow falls back to a sweep. A lost watch
         (CORE_DIR removed, moved or unmounted) is set up again on a new CORE_DIR, as the next
-        composer would make it, so that an inotify-only agent never goes deaf."""
+        composer would make it, so that an inotify-only agent never goes deaf, probes or not.
+        Any other failure (inotify limits) ends the task: the liveness probe then restarts us."""
         while True:
             await self._watch_once()
             self.log.error("intake.watch_lost", dir=self.core_dir, action="watching a new CORE_DIR")
@@ -140,7 +141,7 @@ class Intake:
             try:
                 inotify.add_watch(self.core_dir, Mask.MOVED_TO | Mask.CLOSE_WRITE | Mask.MOVE_SELF
                                   | Mask.ONLYDIR)
-            except OSError:
+            except FileNotFoundError:  # removed again before we watched it: make it once more
                 return
             self.sweep("watch started")  # anything that arrived before the watch existed
             async for event in inotify:
