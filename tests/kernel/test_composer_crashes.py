@@ -204,7 +204,7 @@ def _names_around(host_dir: Path) -> set[str]:
     names = set()
     for d in (host_dir, host_dir.parent, host_dir.parent.parent):
         names |= {str(p) for p in d.iterdir() if "evil" in p.name}
-    names |= {str(p) for p in host_dir.iterdir() if p.name not in ("composer.log",)}
+    names |= {str(p) for p in host_dir.iterdir() if p.name not in ("composer.log", "ratelimit.json")}
     return names
 
 
