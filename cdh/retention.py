@@ -47,7 +47,7 @@ import os
 import stat
 
 CHECK_EVERY = 16 << 20  # the composer re-scans CORE_DIR's usage this often while it streams
-MIN_ROOM = 1 << 20      # a limit counts as reached with less left under it: the composer writes 1 MiB reads
+MIN_ROOM = 1 << 20      # a limit counts as reached with less left under it: a composer block (blocks.BLOCK)
 PART_GRACE_S = 5.0      # a .part younger than this is never judged abandoned (open → flock window)
 PART_PREFIX, PART_SUFFIX = ".", ".zip.part"
 

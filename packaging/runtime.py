@@ -51,7 +51,7 @@ DYNLOAD_SKIP = ("_test", "_ctypes_test", "xxlimited", "_xx", "_tkinter", "_curse
 COMPOSER_ENTRY = ("_cdh_runtime", "cdh.cli", "cdh.config", "cdh.fsutil", "cdh.jsonline",
                   "orjson", "isal.isal_zlib", "zstandard", "fcntl", "traceback")
 # The agent's stack: the composer must never load it (typing/dataclasses come in through orjson and
-# zstandard; their cost shows in the start-up benchmark, packaging/bench_startup.py).
+# zstandard; their cost shows in the start-up benchmark, tests/bench/startup.py, in `nox -s bench`).
 AGENT_ONLY = ("aiobotocore", "botocore", "aiohttp", "uvloop", "asyncio", "aiofiles", "asyncinotify",
               "croniter", "prometheus_client", "argparse", "logging")
 

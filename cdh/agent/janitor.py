@@ -7,12 +7,13 @@ It runs at start, every INTERVAL_S, PART_GRACE_S after inotify reports a ``.part
 is broken, after each upload (which is what frees space).
 
 Abandoned ``.part`` files: the composer holds an exclusive flock on its ``.part`` until the zip is
-published, and the kernel drops the locks of a dead process. So a ``.part`` whose lock we get, and
-that nobody has written for PART_GRACE_S (the grace covers the instant between the composer's
-open and its flock), was left by a composer that died. Holding its lock, we look inside: a whole
-zip with its dump-info (the composer died between its last write and the rename) is renamed to
-``<name>.zip`` and uploaded as usual (``retention.part_recovered``); anything else cannot be
-uploaded and is deleted (``retention.part_abandoned``: the crash's core was lost with its composer).
+complete, and the kernel drops the locks of a dead process. So a ``.part`` whose lock we get, and
+that nobody has written for PART_GRACE_S (the grace covers the instants between the composer's
+open and its flock, and between its unlock and its rename), was left by a composer that died.
+Holding its lock, we look inside: a whole zip with its dump-info (the composer died between its
+last write and the rename) is renamed to ``<name>.zip`` and uploaded as usual
+(``retention.part_recovered``); anything else cannot be uploaded and is deleted
+(``retention.part_abandoned``: the crash's core was lost with its composer).
 """
 
 from __future__ import annotations

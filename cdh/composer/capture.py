@@ -2,9 +2,10 @@
 
 The kernel writes the core into a pipe as fast as we drain it and holds the
 dying process meanwhile, so: the pipe is enlarged (F_SETPIPE_SZ, up to
-fs.pipe-max-size), reads fill one reused 1 MiB buffer (no per-read
-allocation), and each full buffer goes to the compressor in one call.
-Memory is that buffer plus one compressor, whatever the core's size.
+fs.pipe-max-size), and reads go straight into the entry's blocks (a fixed
+pool, no per-read allocation); each full block is handed to the threads
+that compress and write it (cdh.composer.blocks) while this thread reads on.
+Memory is that pool, whatever the core's size.
 
 The deadline is checked with ``poll`` before each read, so a writer that
 stops writing cannot hold the composer past it.
@@ -17,8 +18,8 @@ import os
 import select
 import time
 
-CHUNK = 1 << 20
 STDIN = 0
+PIPE_FALLBACK = 1 << 20  # when fs.pipe-max-size cannot be read
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -31,8 +32,8 @@ def enlarge_pipe(fd: int = STDIN) -> int | None:
         with open("/proc/sys/fs/pipe-max-size", "rb") as f:
             want = int(f.read())
     except (OSError, ValueError):
-        want = CHUNK
-    for size in (want, CHUNK):
+        want = PIPE_FALLBACK
+    for size in (want, PIPE_FALLBACK):
         try:
             return fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, size)
         except OSError:
@@ -50,31 +51,32 @@ def stream(entry: StreamEntry, deadline: float, fd: int = STDIN) -> str | None:
     Reasons: ``deadline``, ``read error: ...``. Write errors (disk full) are
     raised as OSError for the caller, who drops the entry.
     """
-    buf = bytearray(CHUNK)
-    view = memoryview(buf)
     poller = select.poll()
     poller.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
     reason = None
     eof = False
     while not eof and reason is None:
-        filled = 0
-        while filled < CHUNK:
+        block = entry.free()
+        filled, reason, eof = _fill(fd, block, poller, deadline)
+        entry.submit(block, filled)  # an empty block too: it goes back to the pool
+    return reason
+
+
+def _fill(fd: int, block: bytearray, poller, deadline: float) -> tuple[int, str | None, bool]:
+    """Read into ``block`` until full; (bytes read, why it stopped early, EOF seen)."""
+    filled = 0
+    with memoryview(block) as view:
+        while filled < len(block):
             try:
                 n = _read(fd, view[filled:], poller, deadline)
             except Deadline:
-                reason = "deadline"
-                break
+                return filled, "deadline", False
             except OSError as err:
-                reason = f"read error: {err.strerror}"
-                break
+                return filled, f"read error: {err.strerror}", False
             if n == 0:
-                eof = True
-                break
+                return filled, None, True
             filled += n
-        if filled:
-            entry.write(view[:filled])
-    view.release()
-    return reason
+    return filled, None, False
 
 
 def _read(fd: int, into: memoryview, poller, deadline: float) -> int:

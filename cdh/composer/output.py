@@ -2,7 +2,7 @@
 
 The part file is created through a handle on CORE_DIR with
 O_CREAT|O_EXCL|O_NOFOLLOW, mode 0600, and held under an exclusive flock
-until it is published, so the agent (which skips ``.part`` files and locked
+until it is complete, so the agent (which skips ``.part`` files and locked
 files) never reads half a zip. The lock is also how the agent tells a live
 composer's ``.part`` from one left by a composer that died: the kernel drops
 a dead process's locks (cdh/retention.py). Publishing is fsync, rename, fsync of the
@@ -67,8 +67,14 @@ class PartFile:
             return False
 
     def publish(self) -> str:
-        """fsync, rename to ``<name>.zip`` (never over an existing file), fsync CORE_DIR."""
+        """fsync, unlock, rename to ``<name>.zip`` (never over an existing file), fsync CORE_DIR.
+
+        The lock goes before the rename: the agent sees ``<name>.zip`` at once (inotify)
+        and finds it locked means busy, try again later (seconds later). The file is
+        whole by then, and still named ``.part``, which the agent never takes.
+        """
         os.fsync(self.fd)
+        fcntl.flock(self.fd, fcntl.LOCK_UN)
         final = f"{self.name}.zip"
         if self._exists(final):  # appeared while we wrote: keep both
             final = f"{self.name}-{os.getpid()}.zip"

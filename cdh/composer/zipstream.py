@@ -12,8 +12,9 @@ half-way (disk full). This writer writes straight to a file descriptor:
 - :meth:`ZipWriter.close` writes the central directory, with Zip64 end records
   only when an offset or count needs them.
 
-Entries are regular files, mode 0444, made by Unix. Memory is one compressor
-plus whatever chunk the caller passes in.
+Entries are regular files, mode 0444, made by Unix. The streamed entry is
+compressed and written by cdh.composer.blocks (worker threads, a fixed pool
+of blocks); small entries by one compressor in the calling thread.
 """
 
 from __future__ import annotations
@@ -21,21 +22,12 @@ from __future__ import annotations
 import os
 import struct
 import time
-import zlib
 
-try:  # ISA-L: the same raw deflate and CRC-32, several times faster
-    from isal import isal_zlib as _deflate
+from cdh.composer.compress import DEFLATED, STORED, ZSTD, _deflate, compressor, crc32
 
-    crc32 = _deflate.crc32
-    DEFLATE_LEVEL = 1  # ISA-L levels are 0-3; 1 is its fastest with a normal ratio
-except ImportError:  # a node without isal still writes standard zips
-    _deflate = zlib
-    crc32 = zlib.crc32
-    DEFLATE_LEVEL = 1
+__all__ = ["DEFLATED", "METHODS", "STORED", "ZSTD", "ZipWriter", "_deflate", "available_method", "crc32"]
 
-STORED, DEFLATED, ZSTD = 0, 8, 93
 METHODS = {"none": STORED, "deflate": DEFLATED, "zstd": ZSTD}
-ZSTD_LEVEL = 3
 
 _LOCAL = struct.Struct("<IHHHHHIIIHH")
 _CENTRAL = struct.Struct("<IHHHHHHIIIHHHHHII")
@@ -58,17 +50,6 @@ def available_method(name: str) -> str:
         except ImportError:
             return "deflate"
     return name
-
-
-def compressor(method: int):
-    """An object with ``compress(data)`` and ``flush()``, or None for stored."""
-    if method == DEFLATED:
-        return _deflate.compressobj(DEFLATE_LEVEL, _deflate.DEFLATED, -15)
-    if method == ZSTD:
-        import zstandard
-
-        return zstandard.ZstdCompressor(level=ZSTD_LEVEL).compressobj()
-    return None
 
 
 def dos_datetime(t: float) -> tuple[int, int]:
@@ -186,42 +167,53 @@ class ZipWriter:
 
 
 class StreamEntry:
-    """The one big entry (the core). ``write`` chunks, then ``finish`` or ``abort``."""
+    """The one big entry (the core): fill :meth:`free` blocks and :meth:`submit` them
+    (or :meth:`write` bytes), then :meth:`finish` or :meth:`abort`.
+
+    Blocks are compressed and written on threads (cdh.composer.blocks): a write
+    error (disk full) is raised by a later :meth:`submit` or by :meth:`finish`.
+    """
 
     def __init__(self, zw: ZipWriter, entry: _Entry) -> None:
+        from cdh.composer.blocks import Blocks
+
         self.zw = zw
         self.entry = entry
-        self._comp = compressor(entry.method)
-        self._crc = 0
-        self._size = 0
         # Local header with a Zip64 extra holding placeholder sizes, patched in finish().
         extra = struct.pack("<HHQQ", _ZIP64_EXTRA, 16, 0, 0)
         header = zw._local_header(entry, _MAX32, _MAX32, extra)
         self._extra_at = entry.offset + len(header) - 16
         zw._write(header)
         self._data_at = zw.offset
+        self._blocks = Blocks(entry.method, zw._write)
 
     @property
     def size(self) -> int:
-        """Uncompressed bytes written so far."""
-        return self._size
+        """Uncompressed bytes submitted so far."""
+        return self._blocks.size
 
-    def write(self, chunk) -> None:
-        self._crc = crc32(chunk, self._crc)
-        self._size += len(chunk)
-        if self._comp is None:
-            self.zw._write(chunk)
-        else:
-            out = self._comp.compress(chunk)
-            if out:
-                self.zw._write(out)
+    def free(self) -> bytearray:
+        """An empty block to fill (``len()`` is the most it holds); waits while all are busy."""
+        return self._blocks.free()
+
+    def submit(self, block: bytearray, n: int) -> None:
+        """Add ``block[:n]`` to the entry; the block goes back to the pool once written."""
+        self._blocks.submit(block, n)
+
+    def write(self, data) -> None:
+        """Add ``data`` (any size), copied into blocks."""
+        view = memoryview(data).cast("B")
+        while view:
+            block = self.free()
+            n = min(len(block), len(view))
+            block[:n] = view[:n]
+            self.submit(block, n)
+            view = view[n:]
 
     def finish(self) -> None:
-        if self._comp is not None:
-            self.zw._write(self._comp.flush())
-            self._comp = None
+        self._blocks.close()  # everything written, or the write error raised
         e = self.entry
-        e.crc, e.size, e.compressed = self._crc, self._size, self.zw.offset - self._data_at
+        e.crc, e.size, e.compressed = self._blocks.crc, self._blocks.size, self.zw.offset - self._data_at
         fd = self.zw.fd
         _pwrite_all(fd, struct.pack("<I", e.crc), e.offset + 14)
         _pwrite_all(fd, struct.pack("<QQ", e.size, e.compressed), self._extra_at)
@@ -230,7 +222,7 @@ class StreamEntry:
 
     def abort(self) -> None:
         """Drop the entry: cut the file back to where it began (frees the space)."""
-        self._comp = None
+        self._blocks.abort()
         self.zw._open = None
         self.zw.rollback(self.entry.offset)
 

@@ -219,7 +219,8 @@ def _vm_hwm_kib(pid: int) -> int:
 
 
 @pytest.mark.slow
-def test_streaming_2gib_keeps_peak_rss_under_64mib(tmp_path, host_dir):
+@pytest.mark.parametrize("mode", ["deflate", "none", "zstd"])
+def test_streaming_2gib_keeps_peak_rss_under_64mib(tmp_path, host_dir, mode):
     """Peak RSS of the composer's own address space (VmHWM) while 2 GiB stream through it.
 
     VmHWM never decreases, so sampling it while we feed (and once more as stdin closes)
@@ -229,7 +230,7 @@ def test_streaming_2gib_keeps_peak_rss_under_64mib(tmp_path, host_dir):
     total = 2 << 30
     argv = [sys.executable, "-m", "cdh", "compose", "-e=big", "-p=1", "-P=999999", "-s=11"]
     proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env=composer_env(host_dir), cwd=str(REPO))
+                            env=composer_env(host_dir, {"CDH_COMPRESSION": mode}), cwd=str(REPO))
     block = (os.urandom(256 << 10) + bytes(512 << 10) + b"stack frame " * (256 << 10))[: 1 << 20]
     hwm = 0
     for i in range(total // len(block)):
@@ -241,7 +242,7 @@ def test_streaming_2gib_keeps_peak_rss_under_64mib(tmp_path, host_dir):
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     assert proc.returncode == 0, proc.stderr.read()
-    print(f"composer peak RSS for a 2 GiB core: VmHWM {hwm / 1024:.1f} MiB "
+    print(f"composer peak RSS for a 2 GiB core ({mode}): VmHWM {hwm / 1024:.1f} MiB "
           f"(ru_maxrss {usage.ru_maxrss / 1024:.1f} MiB, includes the spawning pytest)")
     assert 0 < hwm < 64 * 1024
     (zip_path,) = Path(host_dir / "cores").glob("*.zip")

@@ -27,19 +27,21 @@ def compile_program(name: str, out_dir: Path) -> Path:
     return binary
 
 
-def _allow_core() -> None:
+def allow_core() -> None:
+    """preexec_fn for a crasher: an unlimited RLIMIT_CORE and the default coredump_filter."""
     resource.setrlimit(resource.RLIMIT_CORE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
     with open("/proc/self/coredump_filter", "w") as f:
         f.write(CORE_FILTER)
 
 
-def crash(binary: Path, core_dir: Path, expect_signal: int = signal.SIGSEGV) -> tuple[Path, int, str]:
-    """Run ``binary`` until it dies of ``expect_signal``; return (core path, pid, its stdout)."""
+def crash(binary: Path, core_dir: Path, expect_signal: int = signal.SIGSEGV,
+          args: tuple[str, ...] = ()) -> tuple[Path, int, str]:
+    """Run ``binary`` with ``args`` until it dies of ``expect_signal``; return (core, pid, stdout)."""
     core_dir.mkdir(parents=True, exist_ok=True)
     pattern = f"{core_dir}/core.%p"
     assert len(pattern) < 128, "core_pattern is truncated by the kernel past 127 bytes"
     Path("/proc/sys/kernel/core_pattern").write_text(pattern)
-    proc = subprocess.Popen([str(binary)], stdout=subprocess.PIPE, preexec_fn=_allow_core)
+    proc = subprocess.Popen([str(binary), *args], stdout=subprocess.PIPE, preexec_fn=allow_core)
     out, _ = proc.communicate(timeout=CORE_DEADLINE_S)
     assert proc.returncode == -expect_signal, f"{binary.name} exited with {proc.returncode}"
     core = core_dir / f"core.{proc.pid}"

@@ -6,6 +6,8 @@ import json
 import os
 import stat
 
+import pytest
+
 from cdh.composer import dumpinfo, events, kernel
 from cdh.composer.log import ComposerLog
 from cdh.composer.runtime import ContainerFacts, PodMeta
@@ -128,3 +130,23 @@ def test_log_without_host_dir_goes_to_stderr(tmp_path, capfd):
     log.info("compose.start")
     assert '"event":"compose.start"' in capfd.readouterr().err
     assert not (tmp_path / "missing").exists()
+
+
+def test_a_published_zip_is_not_locked_while_the_composer_finishes(tmp_path):
+    """The agent may take the zip as soon as it has its name, before the composer exits."""
+    import fcntl
+
+    from cdh.composer.output import PartFile
+
+    part = PartFile(str(tmp_path), "n", "0123abcd-uuid")
+    os.write(part.fd, b"PK whole zip")
+    probe = os.open(tmp_path / part.part_name, os.O_RDONLY)
+    try:
+        with pytest.raises(BlockingIOError):  # while written: locked (the agent says busy)
+            fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        name = part.publish()
+        fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)  # published: free, the composer still open
+        assert name == "n.zip" and (tmp_path / "n.zip").read_bytes() == b"PK whole zip"
+    finally:
+        os.close(probe)
+        part.close()

@@ -1,0 +1,177 @@
+"""``nox -s bench`` (or ``python -m tests.bench``): speed and memory of cdh against peers.
+
+    python -m tests.bench [--only capture,startup,upload,e2e] [--size-mib 800] [--rounds 3]
+                          [--json FILE] [--cache DIR] [--runtime DIR]
+
+Builds the zipapp and runtime and installs the composer as the agent does (HOST_DIR/cdc);
+makes a real core (a crashed process with a realistic heap; needs root and gcc); then, per
+section, runs ours and each peer on the same input, interleaved, and prints for each
+figure our number, the peer's from the same run, their ratio and the goal. Other work on
+the machine shows up as noise: the load averages are recorded with the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from tests.bench import capture, inputs, report, startup
+
+SECTIONS = ("startup", "capture", "upload", "e2e")
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m tests.bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("--only", default=",".join(SECTIONS),
+                   help=f"comma-separated sections (default: all of {','.join(SECTIONS)})")
+    p.add_argument("--size-mib", type=int, default=800, help="capture: heap of the crashed process (800)")
+    p.add_argument("--rounds", type=int, default=3, help="interleaved runs per tool; medians (3)")
+    p.add_argument("--upload-mib", type=int, default=2048, help="upload: size of the zip (2048)")
+    p.add_argument("--e2e-mib", type=int, default=256, help="e2e: heap of the crashed process (256)")
+    p.add_argument("--startup-runs", type=int, default=30, help="start-up: runs per figure (30)")
+    p.add_argument("--json", type=Path, metavar="FILE", help="also write the figures and samples here")
+    p.add_argument("--cache", type=Path, metavar="DIR",
+                   help="keep the generated cores here and reuse them (default: a temp dir, removed)")
+    p.add_argument("--runtime", metavar="DIR", help="a runtime laid out by packaging/runtime.py (else built)")
+    p.add_argument("--work", type=Path, default=Path("/var/tmp"),
+                   help="where outputs are written (the disk measured; default /var/tmp)")
+    args = p.parse_args(argv)
+    args.sections = [s for s in args.only.split(",") if s]
+    unknown = set(args.sections) - set(SECTIONS)
+    if unknown:
+        p.error(f"unknown sections: {', '.join(sorted(unknown))}")
+    return args
+
+
+def main(argv: list[str]) -> int:
+    args = parse(argv)
+    missing = capture.missing_peers() if "capture" in args.sections else []
+    if missing:
+        print(f"bench: missing tools: {' '.join(missing)} (apt-get install {' '.join(missing)})",
+              file=sys.stderr)
+        return 2
+    work = Path(tempfile.mkdtemp(prefix="cdh-bench-", dir=args.work))
+    cache = args.cache or work / "cache"
+    cache.mkdir(parents=True, exist_ok=True)
+    try:
+        return Suite(args, work, cache).run()
+    except inputs.InputError as err:
+        print(f"bench: {err}", file=sys.stderr)
+        return 2
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+class Suite:
+    def __init__(self, args: argparse.Namespace, work: Path, cache: Path) -> None:
+        self.args = args
+        self.work = work
+        self.cache = cache
+        self.figures: list[report.Figure] = []
+        self.server = None  # one moto_server for upload and e2e
+        self.doc: dict = {"started": time.time(), "load_before": report.load_average(), "sections": {}}
+
+    def run(self) -> int:
+        print("installing the composer as the agent does (HOST_DIR/cdc on the runtime"
+              f"{', built now' if not self.args.runtime else ''}) ...", flush=True)
+        installed = startup.Installed(self.work, self.args.runtime)
+        try:
+            for section in self.args.sections:
+                getattr(self, section)(installed)
+        finally:
+            installed.remove()
+            if self.server is not None:
+                self.server.stop()
+        self.doc["load_after"] = report.load_average()
+        print()
+        print(report.table(self.figures))
+        print(f"load average before {self.doc['load_before']}, after {self.doc['load_after']}")
+        if self.args.json:
+            self.doc.update(seconds=round(time.time() - self.doc["started"], 1),
+                            machine=report.machine(self.work), figures=[f.as_dict() for f in self.figures])
+            report.write_json(self.args.json, self.doc)
+        return 0
+
+    def _add(self, section: str, figures: list[report.Figure], notes: list[str], data: dict) -> None:
+        print(report.table(figures))
+        for line in notes:
+            print(f"  {line}")
+        print(flush=True)
+        self.figures += figures
+        self.doc["sections"][section] = {**data, "notes": notes,
+                                         "load_after": report.load_average()}
+
+    def startup(self, installed: startup.Installed) -> None:
+        print(f"== start-up: {self.args.startup_runs} runs each", flush=True)
+        result = startup.measure(installed, self.args.startup_runs)
+        self._add("startup", startup.figures(result), startup.notes(result), result)
+
+    def _core(self, mib: int) -> Path:
+        core = inputs.core(self.cache, mib)
+        inputs.warm(core)
+        return core
+
+    def capture(self, installed: startup.Installed) -> None:
+        core = self._core(self.args.size_mib)
+        size = core.stat().st_size
+        print(f"== capture: {core.name}, {size / report.MB:,.0f} MB; {self.args.rounds} interleaved rounds",
+              flush=True)
+        out_dir = self.work / "out"
+        tools = [*capture.peers(), *(capture.ours(installed.cdc, m, out_dir) for m in capture.MODES)]
+        verifier = capture.Verifier(core)
+        samples = capture.measure(tools, core, inputs.runner(self.cache), self.work, self.args.rounds,
+                                  verify=verifier)
+        notes = [f"outputs of ours verified (unzip -t; the core inside byte-identical): {verifier.checked}"]
+        self._add("capture", capture.figures(samples, size), notes, {
+            "input": {"name": core.name, "bytes": size, "rounds": self.args.rounds},
+            "samples": {name: [s.as_dict() for s in runs] for name, runs in samples.items()}})
+
+    def _s3(self):
+        """The moto_server process (started once) and the aws CLI."""
+        from tests.bench import upload
+        from tests.support.s3server import S3Server
+
+        aws = upload.aws_cli()
+        if aws is None:
+            raise inputs.InputError("the aws CLI is missing (pip install awscli; nox -s bench installs it)")
+        if self.server is None:
+            self.server = S3Server(str(self.work / "moto.log")).start()
+        return self.server, aws
+
+    def upload(self, installed: startup.Installed) -> None:
+        from tests.bench import upload
+
+        server, _ = self._s3()
+        core = self._core(self.args.size_mib)
+        zip_dir = self.work / "upload-input"
+        zip_dir.mkdir()
+        zip_path = upload.make_zip(installed.cdc, core, zip_dir, self.args.upload_mib)
+        size = zip_path.stat().st_size
+        print(f"== upload: {zip_path.name[:20]}..., {size / report.MB:,.0f} MB; {self.args.rounds} rounds",
+              flush=True)
+        bench = upload.UploadBench(self.work, inputs.runner(self.cache), zip_path, server)
+        samples = bench.rounds(self.args.rounds)
+        agent = bench.agent_run()
+        shutil.rmtree(zip_dir)
+        self._add("upload", upload.figures(samples, agent, size), [], {
+            "bytes": size, "agent": agent,
+            "samples": {name: [s.as_dict() for s in runs] for name, runs in samples.items()}})
+
+    def e2e(self, installed: startup.Installed) -> None:
+        from tests.bench import e2e
+
+        server, aws = self._s3()
+        print(f"== e2e: a {self.args.e2e_mib} MiB heap crashes; {self.args.rounds} rounds", flush=True)
+        bench = e2e.E2E(self.work, self.cache, inputs.runner(self.cache), installed.runtime_dir, server, aws,
+                        self.args.e2e_mib)
+        times = bench.run(self.args.rounds)
+        figures, notes = e2e.figures(times)
+        self._add("e2e", figures, notes, {"heap_mib": self.args.e2e_mib, "seconds": times})
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
