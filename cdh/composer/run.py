@@ -128,8 +128,9 @@ class Run:
 
     def _stream_core(self, zw: zipstream.ZipWriter, part: PartFile) -> None:
         capture.enlarge_pipe()
-        guard = space.SpaceGuard(self.settings, part.dfd, lambda: zw.offset)
         entry = zw.stream(f"{part.name}.core", zipstream.METHODS[self.compression])
+        # Blocks in flight on the writer thread will land too: counted as written.
+        guard = space.SpaceGuard(self.settings, part.dfd, lambda: zw.offset, lambda: entry.pending)
         try:
             try:
                 self.truncated = capture.stream(guard.wrap(entry), self.deadline)

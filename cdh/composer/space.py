@@ -21,11 +21,13 @@ class OutOfSpace(Exception):
 
 
 class SpaceGuard:
-    """Limits for one composer run; ``position()`` is how far the zip has grown on disk."""
+    """Limits for one composer run. ``position()``: how far the zip has grown on disk;
+    ``pending()``: bytes handed to the writer thread and not yet on disk (they will land)."""
 
-    def __init__(self, settings, dfd: int, position) -> None:
+    def __init__(self, settings, dfd: int, position, pending=lambda: 0) -> None:
         self.dfd = dfd
         self.position = position
+        self.pending = pending
         try:
             total, _ = retention.fs_space(dfd)
             self.limits: retention.Limits | None = retention.Limits(settings, total)
@@ -49,8 +51,9 @@ class SpaceGuard:
             _, free = retention.fs_space(self.dfd)
         except OSError:
             return
-        used = self.used_at_scan + grown
-        room, which = self.limits.room(used, free)
+        pending = self.pending()
+        used = self.used_at_scan + grown + pending
+        room, which = self.limits.room(used, free - pending)
         if nbytes > room:
             raise OutOfSpace(self.limits.describe(which),
                              {"limit": which, "room": max(room, 0), "free": free, "used": used,

@@ -66,7 +66,8 @@ def test_agent_sigkilled_at_random_points_of_uploads(tmp_path, s3_server, s3, bu
 def _big_crash_in_flight(node, mib: int = 384):
     """Start a crash whose core takes a while to stream; (crasher, composer pid) once its .part exists."""
     crasher = node.start_crash("big", str(mib), "random")
-    wait_until(lambda: node.parts(), timeout=60, what="the composer's .part", interval=0.002)
+    wait_until(lambda: node.parts() and node.parts()[0].stat().st_size > 1 << 20, timeout=60,
+               what="the composer's .part, a MiB into the core", interval=0.002)
     (composer,) = wait_until(lambda: node.composers(crasher.pid), timeout=10, what="the composer")
     return crasher, composer
 
