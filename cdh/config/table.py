@@ -19,8 +19,10 @@ from cdh.config.values import (
     optional,
     parse_bool,
     path_list,
+    rate,
     secret,
     size,
+    size_or_percent,
     template,
     text,
 )
@@ -115,6 +117,15 @@ SPECS: tuple[Spec, ...] = (
     Spec("CDH_CORE_EVENTS", "core_events", parse_bool, "false",
          "Write one event JSON per finished zip into CDH_EVENT_DIR.", (("COMP_CORE_EVENTS", None),),
          scope="composer"),
+    Spec("CDH_RATE_LIMIT", "rate_limit", rate, "5/10m",
+         "At most this many cores per container (pod and executable) in a sliding window, e.g. 5/10m; "
+         "more are skipped with a compose.rate_limited log line (off: no limit).", scope="composer"),
+    Spec("CDH_MAX_USE", "max_use", size_or_percent(allow_off=True), "25%",
+         "Cap on the bytes in CDH_CORE_DIR (size or % of its filesystem); a new core is cut short "
+         "at it, and only uploaded leftovers are ever deleted (off: no cap).", scope="composer"),
+    Spec("CDH_KEEP_FREE", "keep_free", size_or_percent(allow_off=True), "10%",
+         "Free space kept on CDH_CORE_DIR's filesystem (size or %; 10% is the kubelet's default "
+         "eviction threshold); a new core is cut short at it.", scope="composer"),
     Spec("CDH_COMPOSER_LOG_LEVEL", "composer_log_level",
          choice("debug", "info", "warning", "error", aliases={"warn": "warning"}), "info",
          "Composer log level.", (("COMP_LOG_LEVEL", None),), scope="composer"),
