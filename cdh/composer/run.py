@@ -6,8 +6,8 @@ import os
 import time
 
 from cdh.composer import capture, dumpinfo, events, naming, proc, ratelimit, runtime, space, zipstream
+from cdh.composer.cri.sources import Link
 from cdh.composer.output import PartFile
-from cdh.composer.sources import Link
 
 EXIT_OK = 0
 EXIT_ERROR = 1
