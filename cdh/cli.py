@@ -51,6 +51,7 @@ def _dispatch(args: list[str]) -> int:
     sweep.add_argument("files", nargs="*", metavar="FILE")
     cfg = sub.add_parser("config", help="validate the settings and print them (secrets hidden)")
     cfg.add_argument("--list", action="store_true", help="list every setting with its default")
+    cfg.add_argument("--markdown", action="store_true", help="with --list: as a Markdown table")
     doctor = sub.add_parser("doctor", help="check this node: core_pattern, composer, CRI, disk, bucket")
     doctor.add_argument("--json", action="store_true", help="one JSON object instead of lines")
     doctor.add_argument("--host-root", default="/", metavar="DIR",
@@ -72,6 +73,12 @@ def _dispatch(args: list[str]) -> int:
     except ConfigError as err:
         print(f"cdh: {err}", file=sys.stderr)
         return CONFIG_ERROR
+    except BrokenPipeError:
+        if ns.command == "agent":
+            raise
+        # `cdh ls | head`: the reader left; end quietly, as the Python docs advise.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return OK
 
 
 def _settings():
@@ -131,6 +138,9 @@ def _doctor(ns) -> int:
 def _config(ns) -> int:
     from cdh import config
 
+    if ns.list and ns.markdown:
+        print(config.markdown_table())
+        return OK
     if ns.list:
         for name, aliases, default, doc in config.describe():
             alias = f" (IBM: {aliases})" if aliases else ""

@@ -37,6 +37,24 @@ def atomic_write(path: str, data: bytes, mode: int = 0o600) -> None:
     fsync_dir(directory or ".")
 
 
+def write_if_changed(path: str, data: bytes, mode: int = 0o600) -> bool:
+    """:func:`atomic_write` unless ``path`` already holds ``data`` with ``mode``; True when written.
+
+    An agent restarting on a node whose disk is full (cores waiting for it to upload them) must
+    not fail for want of space to rewrite files that are already right.
+    """
+    try:
+        st = os.stat(path, follow_symlinks=False)
+        if st.st_size == len(data) and (st.st_mode & 0o7777) == mode:
+            with open(path, "rb") as f:
+                if f.read() == data:
+                    return False
+    except OSError:
+        pass
+    atomic_write(path, data, mode)
+    return True
+
+
 def makedirs_private(path: str, mode: int = 0o700) -> None:
     """Create ``path`` (and parents) owned by us with ``mode``; tighten an existing one."""
     os.makedirs(path, mode=mode, exist_ok=True)

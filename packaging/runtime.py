@@ -219,9 +219,13 @@ def probe(out: str) -> dict[str, str | None]:
 
 
 def composer_modules(out: str) -> list[str]:
-    pkg = os.path.join(out, "site-packages", "cdh", "composer")
-    return sorted("cdh.composer" + ("" if n == "__init__.py" else "." + n[:-3])
-                  for n in os.listdir(pkg) if n.endswith(".py"))
+    """Every module of cdh/composer, its sub-packages included (cdh.composer.cri ...)."""
+    site = os.path.join(out, "site-packages")
+    names = []
+    for root, _dirs, files in os.walk(os.path.join(site, "cdh", "composer")):
+        package = os.path.relpath(root, site).replace(os.sep, ".")
+        names += [package + ("" if n == "__init__.py" else "." + n[:-3]) for n in files if n.endswith(".py")]
+    return sorted(names)
 
 
 def host_files(out: str, tag: str, modules: dict[str, str | None], deps: dict[str, list[str]]) -> list[str]:

@@ -19,6 +19,15 @@ def host_dir(tmp_path):
 
 
 @pytest.fixture
+def fake_sysctl(tmp_path):
+    """A cdh.agent.host.Sysctl over a fake /proc/sys tree (core_pattern "core", pipe limit 0)."""
+    from cdh.agent import host
+    from tests.support.agentproc import fake_sysctl_root
+
+    return host.Sysctl(fake_sysctl_root(tmp_path / "proc-sys"))
+
+
+@pytest.fixture
 def clean_env(monkeypatch):
     """No CDH_* or IBM setting leaks from the developer's shell into a test."""
     from cdh.config import BY_ALIAS, NOT_SETTINGS

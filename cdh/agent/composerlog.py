@@ -237,8 +237,11 @@ class ComposerLogRelay:
                 events = aiter(inotify)
                 while True:
                     self.pump()
+                    # asyncio.timeout, not wait_for: in 3.11 wait_for swallows a cancel that comes
+                    # as an event arrives, and the agent's stop then waited for this task forever.
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(anext(events), POLL_S)
+                        async with asyncio.timeout(POLL_S):
+                            await anext(events)
         finally:
             self.close()
 

@@ -116,10 +116,10 @@ def install(settings: Settings, sysctl: Sysctl | None = None, composer: bytes | 
     for d in (settings.host_dir, settings.core_dir, settings.event_dir):
         fsutil.makedirs_private(d)
     done += install_composer(settings, layout, composer)
-    fsutil.atomic_write(layout.composer_env, render_env(settings).encode(), mode=0o600)
+    fsutil.write_if_changed(layout.composer_env, render_env(settings).encode(), mode=0o600)
     done.append(f"composer settings written to {layout.composer_env}")
     if settings.deploy_crictl_config:
-        fsutil.atomic_write(layout.crictl_yaml, crictl_yaml(settings).encode(), mode=0o600)
+        fsutil.write_if_changed(layout.crictl_yaml, crictl_yaml(settings).encode(), mode=0o600)
         done.append(f"crictl config written to {layout.crictl_yaml}")
     for name, value in desired_sysctls(settings).items():
         done.append(_apply(sysctl, layout, name, value))
@@ -139,7 +139,7 @@ def install_composer(settings: Settings, layout: Layout, composer: bytes | None 
             return runtime.install(settings.host_dir, source, layout.composer)
         except runtime.RuntimeInstallError as err:
             raise HostError(str(err)) from None
-    fsutil.atomic_write(layout.composer, composer or launcher_script(), mode=0o700)
+    fsutil.write_if_changed(layout.composer, composer or launcher_script(), mode=0o700)
     how = "as given" if composer else "development launcher for this interpreter and checkout"
     return [f"composer installed at {layout.composer} ({how})"]
 

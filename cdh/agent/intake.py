@@ -17,10 +17,16 @@ import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from cdh import fsutil, retention
 from cdh.agent.localzip import is_candidate
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from cdh.agent.log import Log
+
+
+WATCH_RETRY_S = 1.0
 
 
 class Intake:
@@ -31,6 +37,7 @@ class Intake:
         self.known: set[str] = set()   # queued, in flight, or waiting to retry
         self._retries: dict[str, asyncio.TimerHandle] = {}
         self._closed = asyncio.Event()
+        self.on_part_closed: Callable[[str], None] | None = None  # a composer closed (or died on) a .part
 
     # ------------------------------------------------------------ the queue
 
@@ -111,21 +118,47 @@ class Intake:
         return new
 
     async def watch(self) -> None:
-        """inotify on CORE_DIR until cancelled. A queue overflow falls back to a sweep."""
+        """inotify on CORE_DIR until cancelled. A queue overflow falls back to a sweep. A lost watch
+        (CORE_DIR removed, moved or unmounted) is set up again on a new CORE_DIR, as the next
+        composer would make it, so that an inotify-only agent never goes deaf, probes or not.
+        Any other failure (inotify limits) ends the task: the liveness probe then restarts us."""
+        while True:
+            await self._watch_once()
+            self.log.error("intake.watch_lost", dir=self.core_dir, action="watching a new CORE_DIR")
+            while True:
+                try:
+                    fsutil.makedirs_private(self.core_dir)
+                    break
+                except OSError as err:
+                    self.log.error("intake.watch_failed", dir=self.core_dir, error=err.strerror)
+                    await asyncio.sleep(WATCH_RETRY_S)
+
+    async def _watch_once(self) -> None:
+        """Until the watch is lost (returns) or the task is cancelled."""
         from asyncinotify import Inotify, Mask
 
         with Inotify() as inotify:
-            inotify.add_watch(self.core_dir, Mask.MOVED_TO | Mask.CLOSE_WRITE | Mask.ONLYDIR)
+            try:
+                inotify.add_watch(self.core_dir, Mask.MOVED_TO | Mask.CLOSE_WRITE | Mask.MOVE_SELF
+                                  | Mask.ONLYDIR)
+            except FileNotFoundError:  # removed again before we watched it: make it once more
+                return
             self.sweep("watch started")  # anything that arrived before the watch existed
             async for event in inotify:
                 if event.mask & Mask.Q_OVERFLOW:
                     self.log.warning("intake.overflow", action="sweeping CORE_DIR")
                     self.sweep("inotify overflow")
-                elif event.mask & Mask.IGNORED:
-                    self.log.error("intake.watch_lost", dir=self.core_dir)
+                elif event.mask & (Mask.IGNORED | Mask.MOVE_SELF):
                     return
                 elif event.name is not None:
-                    self.offer(os.path.join(self.core_dir, str(event.name)))
+                    self._on_event(str(event.name))
+
+    def _on_event(self, name: str) -> None:
+        path = os.path.join(self.core_dir, name)
+        if not retention.is_part(name):
+            self.offer(path)
+        elif self.on_part_closed is not None:
+            self.on_part_closed(path)
 
     async def every(self, interval_s: float) -> None:
         """A sweep every ``interval_s`` (any length: a monotonic clock, no 60 s cap)."""

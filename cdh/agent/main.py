@@ -13,6 +13,7 @@ start → run → stop (after uvicorn's server).
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import signal
 
@@ -20,6 +21,7 @@ from cdh import __version__, config, fsutil
 from cdh.agent import host, reload
 from cdh.agent.clients import Clients
 from cdh.agent.intake import Intake, cancel_all
+from cdh.agent.janitor import Janitor
 from cdh.agent.log import Log, route_stdlib
 from cdh.agent.retry import Backoff, error_code, is_permanent
 from cdh.agent.telemetry import Telemetry
@@ -42,7 +44,25 @@ def run(settings: config.Settings) -> int:
     log = Log()
     log.configure(settings)
     route_stdlib(log)
+    _keep_secrets_out_of_our_core()
+    if settings.include_proc_environ:
+        log.warning("config.environ_capture", setting="CDH_INCLUDE_PROC_ENVIRON",
+                    note="every zip will hold the crashing process's environment, which may hold secrets")
     return uvloop.run(Agent(settings, log).serve())
+
+
+def _keep_secrets_out_of_our_core() -> None:
+    """No memory of ours in a core dump: it holds the S3 keys, and our own composer would upload it.
+
+    coredump_filter 0 leaves a core of headers and notes (registers, the crashing thread's
+    state), which still says where we crashed. fs.suid_dumpable=2 dumps even non-dumpable
+    processes, so PR_SET_DUMPABLE alone would not do.
+    """
+    try:
+        with open("/proc/self/coredump_filter", "w") as f:
+            f.write("0")
+    except OSError:
+        pass
 
 
 class Agent:
@@ -53,6 +73,8 @@ class Agent:
         self.clients = Clients()
         self.uploader = Uploader(settings, self.clients, log)
         self.intake = Intake(settings.core_dir, log)
+        self.janitor = Janitor(settings, log)
+        self.intake.on_part_closed = self.janitor.part_closed
         self.backoff = Backoff(settings.retry_min_s, settings.retry_max_s)
         self.host_ready = False
         self.in_flight: set[str] = set()
@@ -85,9 +107,7 @@ class Agent:
         for note in s.notes:
             self.log.warning("config.note", note=note)
         self._install_signal_handlers()
-        for line in await asyncio.to_thread(host.install, s, self.sysctl):
-            self.log.info("host.setup", done=line)
-        self.host_ready = True
+        await self._set_up_host()
         await self.clients.open(s)
         await self.telemetry.start()
         await self._start_health()
@@ -95,6 +115,21 @@ class Agent:
         self._start_triggers()
         self._resize_workers()
         self.log.info("agent.started", pid=os.getpid())
+
+    async def _set_up_host(self) -> None:
+        """Install the composer and set the sysctls. A full disk must not stop the agent: its uploads
+        are what free the space, and the composer already installed keeps capturing meanwhile."""
+        try:
+            for line in await asyncio.to_thread(host.install, self.settings, self.sysctl):
+                self.log.info("host.setup", done=line)
+        except OSError as err:
+            if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise host.HostError(f"host setup failed in {self.settings.host_dir}: {err}") from None
+            self.log.error("host.setup_incomplete", host_dir=self.settings.host_dir, error=str(err),
+                           action="uploading anyway (it frees space) with the composer already installed; "
+                                  "setup is tried again at the next reload or restart")
+            return
+        self.host_ready = True
 
     def _install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
@@ -144,6 +179,7 @@ class Agent:
         if s.schedule:
             names.append(f"schedule {s.schedule}")
             self._triggers.append(asyncio.create_task(intake.on_schedule(s.schedule), name="intake-schedule"))
+        self._triggers.append(asyncio.create_task(self.janitor.every(), name="retention"))
         if s.config_file:
             self._triggers.append(asyncio.create_task(
                 reload.watch_file(s.config_file, self._reload.set, self.log), name="config-watch"))
@@ -178,6 +214,7 @@ class Agent:
         if outcome in (Outcome.DONE, Outcome.GONE):
             self.intake.finished(path)
             self.backoff.forget(path)
+            self.janitor.uploaded()
             return
         if outcome is Outcome.INVALID:
             return  # stays known: reported once, not retried until a restart
@@ -219,7 +256,8 @@ class Agent:
         self.settings = new
         self.log.configure(new)
         self.uploader.configure(new)
-        self._write_composer_env()
+        self.janitor.configure(new)
+        await self._refresh_host()
         self.backoff.reset(new.retry_min_s, new.retry_max_s)
         await self.telemetry.configure(new)
         await cancel_all(self._triggers)
@@ -231,10 +269,19 @@ class Agent:
         self.log.info("config.reloaded", changed=reload.changed(new, old), requeued=requeued,
                       kept_until_restart=kept)
 
+    async def _refresh_host(self) -> None:
+        if not self.host_ready:  # setup was cut short (a full disk): try it whole again
+            try:
+                await self._set_up_host()
+            except host.HostError as err:
+                self.log.error("agent.host_setup_failed", error=str(err))
+            return
+        self._write_composer_env()
+
     def _write_composer_env(self) -> None:
         path = host.Layout(self.settings.host_dir).composer_env
         try:
-            fsutil.atomic_write(path, config.render_env(self.settings).encode(), mode=0o600)
+            fsutil.write_if_changed(path, config.render_env(self.settings).encode(), mode=0o600)
         except OSError as err:
             self.log.error("host.composer_env_failed", path=path, error=err.strerror)
 

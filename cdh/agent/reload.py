@@ -74,8 +74,9 @@ async def watch_file(path: str, on_change: Callable[[], None], log: Log) -> None
             if str(event.name) not in (name, CONFIGMAP_LINK):
                 continue
             while True:  # settle: one reload for the burst of a ConfigMap swap
-                try:
-                    await asyncio.wait_for(anext(events), SETTLE_S)
+                try:  # asyncio.timeout: wait_for (3.11) can swallow a cancel (see composerlog.py)
+                    async with asyncio.timeout(SETTLE_S):
+                        await anext(events)
                 except TimeoutError:
                     break
             on_change()

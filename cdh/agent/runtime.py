@@ -123,7 +123,7 @@ def copy_host_part(source: str, manifest: dict, target: str) -> None:
 def write_zipapp(dest: str, target: str, manifest: dict, pyz: str, mode: int = 0o700) -> None:
     """Write the zipapp ``pyz`` to ``dest`` (atomically) with a first line running it on the runtime
     at ``target``: HOST_DIR/cdc here; /opt/cdh/cdh.pyz in the image (packaging/Containerfile)."""
-    fsutil.atomic_write(dest, shebang(target, manifest) + zipapp_body(pyz), mode=mode)
+    fsutil.write_if_changed(dest, shebang(target, manifest) + zipapp_body(pyz), mode=mode)
 
 
 def write_image_entry(runtime_dir: str, dest: str) -> None:

@@ -73,6 +73,7 @@ class Blocks:
             workers = min(cpus(), MAX_WORKERS) if self._codec.parallel else 1
         self.crc = 0
         self.size = 0  # bytes submitted
+        self.settled = 0  # bytes of submitted blocks the writer is done with (written, or dropped)
         self.error: BaseException | None = None
         self._aborted = False
         self._before: bytes | None = None
@@ -114,6 +115,7 @@ class Blocks:
         if self._inline:
             self._encode_job(job)
             self._write_job(job)
+            self.settled += n
             self._free.put(block)
             if self.error is not None:
                 raise self.error
@@ -171,6 +173,7 @@ class Blocks:
                 job.done.acquire()
                 if self.error is None and not self._aborted:
                     self._write_job(job)
+                self.settled += job.n
                 self._free.put(job.block)  # always: the reader may be waiting for it
             self._write_end()
         finally:

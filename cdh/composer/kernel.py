@@ -61,6 +61,7 @@ def parse(args: list[str]) -> KernelArgs:
     ignored: list[str] = []
     last: str | None = None
     for arg in args:
+        arg = _text(arg)
         attr = _flag(arg)
         if attr is not None:
             raw[attr] = arg.split("=", 1)[1]
@@ -70,6 +71,20 @@ def parse(args: list[str]) -> KernelArgs:
         else:
             ignored.append(arg[:100])
     return KernelArgs(raw, ignored)
+
+
+def _text(arg: str) -> str:
+    """``arg`` as valid Unicode: bytes that are not UTF-8 become ``\\xNN``.
+
+    A process chooses its comm (%e) and hostname (%h) byte by byte, and the kernel cuts comm at
+    15 bytes, often inside a UTF-8 character; Python hands such bytes over as lone surrogates,
+    which no encoder takes: the log line, dump-info and the zip would all fail to be written.
+    """
+    try:
+        arg.encode()
+        return arg
+    except UnicodeEncodeError:
+        return arg.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def _flag(arg: str) -> str | None:

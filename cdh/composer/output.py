@@ -3,7 +3,9 @@
 The part file is created through a handle on CORE_DIR with
 O_CREAT|O_EXCL|O_NOFOLLOW, mode 0600, and held under an exclusive flock
 until it is complete, so the agent (which skips ``.part`` files and locked
-files) never reads half a zip. Publishing is fsync, rename, fsync of the
+files) never reads half a zip. The lock is also how the agent tells a live
+composer's ``.part`` from one left by a composer that died: the kernel drops
+a dead process's locks (cdh/retention.py). Publishing is fsync, rename, fsync of the
 directory: after a power cut there is a whole ``<name>.zip`` or none.
 
 Two crashes may render the same name (a template without ``{uuid}``): the
@@ -48,6 +50,12 @@ class PartFile:
             except FileExistsError:
                 continue
             fcntl.flock(self.fd, fcntl.LOCK_EX)
+            if os.fstat(self.fd).st_nlink == 0:
+                # The agent judged it abandoned in the instant between open and flock (it never does
+                # for a file this young, but a stopped composer can age): start over under a new name.
+                os.close(self.fd)
+                self.fd = -1
+                continue
             return candidate
         raise FileExistsError(f"every name for this dump is taken in {self.core_dir}")
 

@@ -14,6 +14,8 @@ import re
 
 FILES = ("cmdline", "status", "maps", "limits", "cgroup", "auxv")
 SECRET_FILES = ("environ",)  # opt-in only: it may hold credentials
+# botocore's environment credentials: the agent may be given its S3 keys this way too.
+AWS_SECRET_NAMES = {b"AWS_SECRET_ACCESS_KEY", b"AWS_SESSION_TOKEN", b"AWS_SECURITY_TOKEN"}
 MAX_BYTES = {"maps": 4 << 20}
 DEFAULT_MAX_BYTES = 1 << 20
 
@@ -47,10 +49,29 @@ def read_facts(proc_root: str, pid: int | None, include_environ: bool) -> ProcFa
                 facts.errors.append(f"proc: cannot read {name}: {err.strerror}")
     finally:
         os.close(dfd)
+    if "environ" in facts.files:
+        facts.files["environ"] = redact_environ(facts.files["environ"])
     cgroup = facts.files.get("cgroup")
     if cgroup:
         facts.container_id = container_id(cgroup.decode("utf-8", "replace"))
     return facts
+
+
+def redact_environ(data: bytes) -> bytes:
+    """``NAME=value`` NUL-separated, with the values of cdh's own secret settings replaced.
+
+    The agent holds the S3 keys in its environment (a Kubernetes Secret as env): when the agent
+    itself crashes with environ capture on, its keys must not travel in the zip.
+    """
+    from cdh.config.table import SPECS
+
+    names = {n.encode() for s in SPECS if s.secret for n in (s.name, *(a for a, _ in s.aliases))}
+    names |= AWS_SECRET_NAMES
+    out = []
+    for item in data.split(b"\0"):
+        name, eq, _ = item.partition(b"=")
+        out.append(name + b"=<redacted>" if eq and name in names else item)
+    return b"\0".join(out)
 
 
 def read_bounded(name: str, dir_fd: int, limit: int) -> bytes:

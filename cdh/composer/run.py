@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 import time
 
-from cdh.composer import capture, dumpinfo, events, naming, proc, runtime, zipstream
+from cdh.composer import capture, dumpinfo, events, naming, proc, ratelimit, runtime, space, zipstream
+from cdh.composer.cri.sources import Link
 from cdh.composer.output import PartFile
-from cdh.composer.sources import Link
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -45,10 +45,14 @@ class Run:
         s = self.settings
         self.facts = proc.read_facts(os.environ.get(PROC_ROOT_VAR) or "/proc", self.kargs.host_pid,
                                      s.include_proc_environ)
+        if "environ" in self.facts.files:
+            self.log.warning("compose.environ_included", setting="CDH_INCLUDE_PROC_ENVIRON",
+                             note="the zip holds the process's environment, which may hold secrets; "
+                                  "cdh's own S3 keys in it are redacted")
         self.meta = runtime.PodMeta(self.facts.container_id)
         if not s.ignore_cri:
             self.cri = Link(s, self.deadline)  # opened on first use: the socket, else crictl
-        if self._skipped_by_selector():
+        if self._skipped_by_selector() or self._rate_limited():
             return EXIT_OK
         name = self._name()
         try:
@@ -82,6 +86,19 @@ class Run:
                       namespace=self.meta.namespace, podname=self.meta.podname)
         return True
 
+    def _rate_limited(self) -> bool:
+        """True when CDH_RATE_LIMIT skips this crash: logged once, nothing written, stdin released."""
+        k = self.kargs
+        cgroup = (self.facts.files.get("cgroup") or b"").decode("utf-8", "replace") if self.facts else ""
+        key = ratelimit.key_for(cgroup, self.meta.container_id, k.pathname, k.exe_name)
+        why = ratelimit.check(self.settings.host_dir, key, self.settings.rate_limit)
+        if why is None:
+            return False
+        capture.release_stdin()
+        self.log.warning("compose.rate_limited", reason=why, key=key, container_id=self.meta.container_id,
+                         action="core not written; the process was released")
+        return True
+
     def _name(self) -> str:
         k, m = self.kargs, self.meta
         values = {"uuid": self.uuid, "timestamp": k.timestamp, "hostname": k.hostname,
@@ -96,7 +113,7 @@ class Run:
 
     def _write(self, part: PartFile) -> int:
         zw = zipstream.ZipWriter(part.fd, mtime=self.kargs.timestamp)
-        self._stream_core(zw, part.name)
+        self._stream_core(zw, part)
         capture.release_stdin()  # the dying process may go now
         self._gather()
         if not self._finish_zip(zw, part):
@@ -109,11 +126,18 @@ class Run:
         deadline_hit = self.truncated == "deadline" or (self.cri is not None and self.cri.deadline_hit)
         return EXIT_DEADLINE if deadline_hit else EXIT_OK
 
-    def _stream_core(self, zw: zipstream.ZipWriter, name: str) -> None:
+    def _stream_core(self, zw: zipstream.ZipWriter, part: PartFile) -> None:
         capture.enlarge_pipe()
-        entry = zw.stream(f"{name}.core", zipstream.METHODS[self.compression])
+        entry = zw.stream(f"{part.name}.core", zipstream.METHODS[self.compression])
+        # Blocks in flight on the writer thread will land too: counted as written.
+        guard = space.SpaceGuard(self.settings, part.dfd, lambda: zw.offset, lambda: entry.pending)
         try:
-            self.truncated = capture.stream(entry, self.deadline)
+            try:
+                self.truncated = capture.stream(guard.wrap(entry), self.deadline)
+            except space.OutOfSpace as stop:  # a limit, before the disk is full: keep what we have
+                self.truncated = stop.reason
+                self.log.warning("core.space_limited", core_size=entry.size, **stop.fields,
+                                 action="core cut short here, marked truncated; the process was released")
             self.core_size = entry.size
             entry.finish()
         except OSError as err:  # disk full while writing: drop the core entry, keep the rest
@@ -176,4 +200,20 @@ class Run:
                       container=m.container, metadata_errors=len(m.errors) + len(self.errors),
                       runtime=self.cri.via if self.cri else None,
                       runtime_calls=self.cri.calls if self.cri else 0,
-                      seconds=round(time.monotonic() - self.started, 3))
+                      seconds=round(time.monotonic() - self.started, 3),
+                      max_rss_kib=peak_rss_kib())
+
+
+def peak_rss_kib() -> int | None:
+    """This process's peak resident memory (VmHWM): what one crash costs the node, for the log.
+
+    Not getrusage's ru_maxrss: it keeps the high-water mark of the image before exec.
+    """
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None

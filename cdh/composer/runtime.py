@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import time
 
-from cdh.composer.cri import CriError, OutOfBudget
-from cdh.composer.sources import Link
+from cdh.composer.cri.crictl import CriError, OutOfBudget
+from cdh.composer.cri.sources import Link
 
 
 class PodMeta:

@@ -192,6 +192,11 @@ class StreamEntry:
         """Uncompressed bytes submitted so far."""
         return self._blocks.size
 
+    @property
+    def pending(self) -> int:
+        """Bytes submitted but not yet written: what the file may still grow by (about) for them."""
+        return self._blocks.size - self._blocks.settled
+
     def free(self) -> bytearray:
         """An empty block to fill (``len()`` is the most it holds); waits while all are busy."""
         return self._blocks.free()

@@ -152,9 +152,22 @@ def describe() -> list[tuple[str, str, str, str]]:
     """(name, IBM aliases, default, meaning) rows for docs and ``cdh config --list``."""
     rows = []
     for s in SPECS:
-        default = "(derived)" if callable(s.default) else s.default
+        default = s.default.shown if callable(s.default) else s.default
         rows.append((s.name, ", ".join(a for a, _ in s.aliases), default, s.doc))
     return rows
+
+
+def markdown_table() -> str:
+    """The settings as the README's Configuration table (a test keeps the README in step)."""
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|") if text else ""
+
+    lines = ["| setting | IBM name | default | meaning |", "|---|---|---|---|"]
+    for name, aliases, default, doc in describe():
+        shown = f"`{default}`" if default else ""
+        ibm = ", ".join(f"`{a}`" for a in aliases.split(", ") if a)
+        lines.append(f"| `{name}` | {ibm} | {cell(shown)} | {cell(doc)} |")
+    return "\n".join(lines)
 
 
 def from_environment(scope: str = "agent", environ: Mapping[str, str] | None = None) -> Settings:

@@ -14,6 +14,8 @@ def read_env_file(path: str) -> dict[str, str]:
             text_ = f.read()
     except OSError as err:
         raise ConfigError(f"cannot read env-file {path}: {err.strerror}") from None
+    except UnicodeDecodeError as err:  # a ValueError, not a ConfigError: the composer would lose the core
+        raise ConfigError(f"cannot read env-file {path}: not UTF-8 at byte {err.start}") from None
     return parse_env_text(text_, path)
 
 

@@ -19,8 +19,10 @@ from cdh.config.values import (
     optional,
     parse_bool,
     path_list,
+    rate,
     secret,
     size,
+    size_or_percent,
     template,
     text,
 )
@@ -63,8 +65,25 @@ class Spec:
         self.secret = secret
 
 
-def _under_host(sub: str) -> Callable[[Mapping[str, Any]], str]:
-    return lambda v: os.path.join(v["host_dir"], sub)
+class Derived:
+    """A default computed from other settings; ``shown`` is how the docs print it."""
+
+    __slots__ = ("fn", "shown")
+
+    def __init__(self, shown: str, fn: Callable[[Mapping[str, Any]], str]) -> None:
+        self.shown = shown
+        self.fn = fn
+
+    def __call__(self, values: Mapping[str, Any]) -> str:
+        return self.fn(values)
+
+
+def _under_host(sub: str) -> Derived:
+    return Derived(f"CDH_HOST_DIR/{sub}", lambda v: os.path.join(v["host_dir"], sub))
+
+
+CRICTL_DIRS = ("/usr/local/bin", "/usr/bin", "/home/kubernetes/bin", "/opt/bin",
+               "/var/lib/rancher/k3s/data/current/bin")
 
 
 SPECS: tuple[Spec, ...] = (
@@ -105,8 +124,7 @@ SPECS: tuple[Spec, ...] = (
          "Container runtime socket, e.g. unix:///run/containerd/containerd.sock (empty: the usual sockets).",
          (("CRIO_ENDPOINT", None),), scope="composer"),
     Spec("CDH_CRICTL_PATH", "crictl_path", path_list,
-         lambda v: ":".join((v["host_dir"], "/usr/local/bin", "/usr/bin", "/home/kubernetes/bin",
-                             "/opt/bin", "/var/lib/rancher/k3s/data/current/bin")),
+         Derived(":".join(("CDH_HOST_DIR", *CRICTL_DIRS)), lambda v: ":".join((v["host_dir"], *CRICTL_DIRS))),
          "Where the composer looks for crictl (used when no CRI socket answers): directories or files.",
          scope="composer"),
     Spec("CDH_INCLUDE_PROC_ENVIRON", "include_proc_environ", parse_bool, "false",
@@ -115,6 +133,15 @@ SPECS: tuple[Spec, ...] = (
     Spec("CDH_CORE_EVENTS", "core_events", parse_bool, "false",
          "Write one event JSON per finished zip into CDH_EVENT_DIR.", (("COMP_CORE_EVENTS", None),),
          scope="composer"),
+    Spec("CDH_RATE_LIMIT", "rate_limit", rate, "5/10m",
+         "At most this many cores per container (pod and executable) in a sliding window, e.g. 5/10m; "
+         "more are skipped with a compose.rate_limited log line (off: no limit).", scope="composer"),
+    Spec("CDH_MAX_USE", "max_use", size_or_percent(allow_off=True), "25%",
+         "Cap on the bytes in CDH_CORE_DIR (size or % of its filesystem); a new core is cut short "
+         "at it, and only uploaded leftovers are ever deleted (off: no cap).", scope="composer"),
+    Spec("CDH_KEEP_FREE", "keep_free", size_or_percent(allow_off=True), "10%",
+         "Free space kept on CDH_CORE_DIR's filesystem (size or %; 10% is the kubelet's default "
+         "eviction threshold); a new core is cut short at it.", scope="composer"),
     Spec("CDH_COMPOSER_LOG_LEVEL", "composer_log_level",
          choice("debug", "info", "warning", "error", aliases={"warn": "warning"}), "info",
          "Composer log level.", (("COMP_LOG_LEVEL", None),), scope="composer"),
@@ -137,7 +164,7 @@ SPECS: tuple[Spec, ...] = (
          "An env-file (mounted ConfigMap) overlaid on the environment; reloaded on SIGHUP and change."),
     Spec("CDH_LOG_LEVEL", "log_level", choice("debug", "info", "warning", "error",
                                                aliases={"warn": "warning"}), "info", "Agent log level."),
-    Spec("CDH_NODE_NAME", "node_name", text, lambda v: os.uname().nodename,
+    Spec("CDH_NODE_NAME", "node_name", text, Derived("the host name", lambda v: os.uname().nodename),
          "This node's name (set from the downward API's spec.nodeName)."),
     Spec("CDH_USE_INOTIFY", "use_inotify", parse_bool, "true", "Upload zips as soon as they appear.",
          (("USE_INOTIFY", None),)),

@@ -22,8 +22,6 @@ KiB, MiB, GiB, TiB = 1 << 10, 1 << 20, 1 << 30, 1 << 40
 class ConfigError(ValueError):
     """A setting is wrong. ``str(err)`` is the one line to show the user."""
 
-_FALSE = {"0", "false", "no", "off", ""}
-
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -84,6 +82,54 @@ def human_size(n: int) -> str:
         if n >= mult and n % mult == 0:
             return f"{n // mult}{unit}"
     return str(n)
+
+
+_OFF = {"", "off", "none", "unlimited"}
+
+
+def size_or_percent(allow_off: bool = False) -> Callable[[str], tuple[float, str] | None]:
+    """``(bytes, "B")`` from ``64MiB``, or ``(percent, "%")`` from ``10%`` (of a filesystem's size).
+
+    With ``allow_off``, ``off`` / ``none`` / ``unlimited`` / empty give None (no limit).
+    """
+    sizes = size(0)
+
+    def parse(raw: str) -> tuple[float, str] | None:
+        v = raw.strip().lower()
+        if allow_off and v in _OFF:
+            return None
+        if v.endswith("%"):
+            try:
+                pct = float(v[:-1])
+            except ValueError:
+                pct = -1.0
+            if not 0 <= pct <= 100:
+                raise ValueError(_SIZE_OR_PERCENT + (", or off" if allow_off else ""))
+            return (pct, "%")
+        try:
+            return (sizes(raw), "B")
+        except ValueError:
+            raise ValueError(_SIZE_OR_PERCENT + (", or off" if allow_off else "")) from None
+    return parse
+
+
+_SIZE_OR_PERCENT = "a size such as 10GiB, or a percentage of the filesystem such as 10%"
+
+
+def rate(raw: str) -> tuple[int, float] | None:
+    """``N/DURATION`` (``5/10m``: at most 5 in any 10 minutes); ``off`` or empty: no limit."""
+    v = raw.strip().lower()
+    if v in _OFF or v == "0":
+        return None
+    count, slash, window = v.partition("/")
+    try:
+        n = int(count)
+        seconds = duration(0)(window) if slash else -1.0
+    except ValueError:
+        n, seconds = 0, -1.0
+    if n < 1 or seconds <= 0:
+        raise ValueError("COUNT/DURATION such as 5/10m (at most 5 in any 10 minutes), or off")
+    return (n, seconds)
 
 
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}

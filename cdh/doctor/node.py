@@ -13,7 +13,7 @@ import zipfile
 
 from cdh import config
 from cdh.agent import host, runtime
-from cdh.composer.cri import find_crictl
+from cdh.composer.cri.crictl import find_crictl
 from cdh.doctor import FAIL, PASS, SKIP, Check, Node, Options
 
 TEST_SYSCTL_ROOT = "CDH_TEST_SYSCTL_ROOT"  # as the agent's (cdh/agent/main.py)
@@ -205,17 +205,17 @@ def check_cri(settings: config.Settings, node: Node) -> Check:
     """As the composer finds the runtime (cdh.composer.sources): its CRI socket, else crictl."""
     if settings.ignore_cri:
         return Check("cri", SKIP, "CDH_IGNORE_CRI is set: zips carry no pod metadata")
-    from cdh.composer import crigrpc
-    from cdh.composer.h2grpc import GrpcError
+    from cdh.composer.cri import grpc
+    from cdh.composer.cri.h2 import GrpcError
 
     try:
-        sockets = ([crigrpc.socket_path(settings.cri_endpoint)] if settings.cri_endpoint
-                   else [p for p in crigrpc.DEFAULT_SOCKETS if os.path.exists(node.path(p))])
+        sockets = ([grpc.socket_path(settings.cri_endpoint)] if settings.cri_endpoint
+                   else [p for p in grpc.DEFAULT_SOCKETS if os.path.exists(node.path(p))])
     except ValueError as err:
         return Check("cri", FAIL, str(err), "set CDH_CRI_ENDPOINT=unix:///run/containerd/containerd.sock")
     reasons = []
     for path in dict.fromkeys(sockets):
-        client = crigrpc.CriClient(node.path(path), settings.cri_timeout_s)
+        client = grpc.CriClient(node.path(path), settings.cri_timeout_s)
         try:
             client.version()
             pods = len(client.list_pod_sandboxes()["items"])

@@ -52,7 +52,8 @@ def missing_peers() -> list[str]:
 def ours(cdc: Path, mode: str, out_dir: Path) -> Tool:
     """The composer as the kernel runs it: argv from core_pattern, settings from the environment."""
     env = {"PATH": "/usr/bin:/bin", "CDH_HOST_DIR": str(cdc.parent), "CDH_CORE_DIR": str(out_dir),
-           "CDH_COMPRESSION": mode, "CDH_IGNORE_CRI": "true", "CDH_CORE_EVENTS": "false"}
+           "CDH_COMPRESSION": mode, "CDH_IGNORE_CRI": "true", "CDH_CORE_EVENTS": "false",
+           "CDH_RATE_LIMIT": "off"}  # every round is the same "crash": never rate-limited here
     return Tool(f"cdh compose {mode}", [str(cdc), *KERNEL_ARGS, f"-P={os.getpid()}"], env=env)
 
 

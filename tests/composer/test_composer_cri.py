@@ -274,12 +274,14 @@ def test_selector_with_a_hanging_runtime_still_captures(tmp_path, node):
 
 
 def test_selector_lookup_cut_short_captures_and_completes_metadata_later(tmp_path, node):
-    # Each call takes 0.6 s with a 1 s CRI timeout: the pre-stream step (one timeout in
-    # all) cannot finish, so the core is captured; after stdin is closed every call succeeds.
-    node.fault("*", mode="slow", seconds=0.6)
+    # Each call sleeps 1.5 s with a 2.5 s CRI timeout: the pre-stream step (one timeout in all)
+    # needs two calls, 3 s at the very least, so it is always cut short and the core captured
+    # although this pod does not match; after stdin is closed every call succeeds, with 1 s to
+    # spare for the stub's own start on a loaded machine.
+    node.fault("*", mode="slow", seconds=1.5)
     node.save()
     r = compose(tmp_path, node, cgroup_v2_systemd(node.blog, node.blog_app["id"]),
-                env={"CDH_POD_SELECTOR": "info.coredump.owner", "CDH_CRI_TIMEOUT": "1s"})
+                env={"CDH_POD_SELECTOR": "info.coredump.owner", "CDH_CRI_TIMEOUT": "2.5s"})
     assert_core_kept(r)
     assert r.dump_info["namespace"] == "blog" and r.dump_info["metadata_errors"] == []
 

@@ -14,22 +14,10 @@ import subprocess
 import time
 import zipfile
 
-import pytest
-
 from cdh.agent import host, runtime
 from cdh.config import load
 
 KERNEL_ARGS = ["-c=unlimited", "-e=crasher", "-p=4242", "-s=11", "-h=node", "-E=!bin!crasher"]
-
-
-@pytest.fixture
-def fake_sysctl(tmp_path):
-    root = tmp_path / "proc-sys"
-    for name, value in (("kernel/core_pattern", "core"), ("kernel/core_pipe_limit", "0"),
-                        ("fs/suid_dumpable", "0")):
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        (root / name).write_text(value + "\n")
-    return host.Sysctl(str(root))
 
 
 def install(host_dir, source, sysctl):

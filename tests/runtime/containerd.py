@@ -23,8 +23,8 @@ import signal
 import subprocess
 import time
 
-from cdh.composer.crigrpc import CriClient
-from cdh.composer.h2grpc import GrpcError
+from cdh.composer.cri.grpc import CriClient
+from cdh.composer.cri.h2 import GrpcError
 
 CGROUP_ROOT = "/sys/fs/cgroup"
 TOOLS = ("containerd", "containerd-shim-runc-v2", "runc", "ctr")

@@ -19,7 +19,7 @@ import os
 import time
 import uuid
 
-from cdh.composer.crigrpc import CriClient
+from cdh.composer.cri.grpc import CriClient
 from tests.runtime import kubelet_api as k
 
 NODE_NAMESPACES = {"network": "NODE", "pid": "CONTAINER", "ipc": "POD"}

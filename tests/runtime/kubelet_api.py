@@ -1,14 +1,14 @@
 """The CRI v1 messages only the test harness sends (acting as kubelet), as protowire tables.
 
-Their source of truth is cdh/composer/cri.proto (the messages marked "harness");
+Their source of truth is cdh/composer/cri/cri.proto (the messages marked "harness");
 tests/unit/test_cri_proto.py checks these tables against it.
 """
 
 from __future__ import annotations
 
-from cdh.composer import criapi as c
-from cdh.composer.protowire import BOOL, MAP, STRING, Message
-from cdh.composer.protowire import field as f
+from cdh.composer.cri import api as c
+from cdh.composer.cri.protowire import BOOL, MAP, STRING, Message
+from cdh.composer.cri.protowire import field as f
 
 DNSConfig = Message("DNSConfig", f(1, "servers", STRING, repeated=True),
                     f(2, "searches", STRING, repeated=True), f(3, "options", STRING, repeated=True))

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from cdh.composer.h2grpc import NOT_FOUND, GrpcError
+from cdh.composer.cri.h2 import NOT_FOUND, GrpcError
 from tests.runtime.conftest import CRASHERS
 
 ELF_MAGIC, ET_CORE = b"\x7fELF", 4

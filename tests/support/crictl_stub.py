@@ -13,7 +13,8 @@ uses on a pipe, with exit 1.
 Faults (``scenario["faults"][command or "*"]``), ``mode`` one of:
 ``hang`` (sleep), ``slow`` (sleep ``seconds`` then answer), ``exit`` (print
 ``stderr``, exit ``code``), ``garbage`` (non-JSON on stdout, exit 0), ``empty``,
-``huge`` (``mib`` MiB on stdout), ``warn`` (extra warning lines, then answer).
+``huge`` (``mib`` MiB on stdout), ``truncated`` (the answer cut after ``bytes``), ``warn``
+(extra warning lines, then answer).
 ``scenario["warn"]``: print the default-endpoint warning on every call, as an
 unconfigured crictl does.
 """
@@ -248,6 +249,12 @@ def apply_fault(fault):
         for _ in range(int(fault.get("mib", 64)) * 16):
             sys.stdout.write(chunk)
         sys.exit(0)
+    elif mode == "truncated":  # the answer cut after ``bytes`` bytes, exit 0 (a crictl killed mid-write)
+        import atexit
+        import io
+
+        real, sys.stdout = sys.stdout, io.StringIO()
+        atexit.register(lambda: real.write(sys.stdout.getvalue()[:int(fault.get("bytes", 100))]))
     elif mode == "warn":
         for _ in range(int(fault.get("lines", 3))):
             print(logfmt("warning", "something odd but harmless"), file=sys.stderr)

@@ -75,6 +75,7 @@ class FaultProxy:
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True, name="faultproxy")
         self._server: asyncio.AbstractServer | None = None
         self._stopping: asyncio.Event | None = None
+        self._clients: set[asyncio.StreamWriter] = set()
         self.port = 0
 
     # ------------------------------------------------------------ control (any thread)
@@ -112,6 +113,14 @@ class FaultProxy:
         for rule in rules:
             rule.released.set()
 
+    def down(self) -> None:
+        """The server is gone: the port refuses connections, open ones are reset, until :meth:`up`."""
+        asyncio.run_coroutine_threadsafe(self._down(), self._loop).result(10)
+
+    def up(self) -> None:
+        """Listen again on the same port."""
+        asyncio.run_coroutine_threadsafe(self._listen(self.port), self._loop).result(10)
+
     def count(self, method: str | None = None, path: str | None = None) -> int:
         with self._lock:
             return sum(1 for m, t in self.requests
@@ -121,8 +130,18 @@ class FaultProxy:
 
     async def _start(self) -> None:
         self._stopping = asyncio.Event()
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        await self._listen(0)
+
+    async def _listen(self, port: int) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", port)
         self.port = self._server.sockets[0].getsockname()[1]
+
+    async def _down(self) -> None:
+        assert self._server
+        self._server.close()  # no new connections
+        for writer in list(self._clients):
+            _reset(writer)
+        await self._server.wait_closed()
 
     async def _stop(self) -> None:
         assert self._server and self._stopping
@@ -142,6 +161,7 @@ class FaultProxy:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         upstream: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+        self._clients.add(writer)
         try:
             while True:
                 req = await _read_request(reader)
@@ -166,6 +186,7 @@ class FaultProxy:
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError, ValueError):
             return
         finally:
+            self._clients.discard(writer)
             for w in (writer, upstream[1] if upstream else None):
                 if w is not None:
                     w.close()

@@ -15,7 +15,7 @@ import threading
 import hpack as reference
 import pytest
 
-from cdh.composer import h2grpc
+from cdh.composer.cri import h2
 
 
 def frame(ftype: int, flags: int, sid: int, payload: bytes) -> bytes:
@@ -56,16 +56,16 @@ class ScriptedServer:
         encoder, decoder = reference.Encoder(), reference.Decoder()
         with conn:
             try:
-                assert _recv(conn, 24) == h2grpc.PREFACE
+                assert _recv(conn, 24) == h2.PREFACE
                 while True:
                     head = _recv(conn, 9)
                     length, ftype, flags = int.from_bytes(head[:3], "big"), head[3], head[4]
                     sid = int.from_bytes(head[5:], "big")
                     payload = _recv(conn, length)
                     self.frames.append((ftype, flags, sid))
-                    if ftype == h2grpc.HEADERS:
+                    if ftype == h2.HEADERS:
                         self.requests.append(decoder.decode(payload))
-                    if ftype == h2grpc.DATA and flags & h2grpc.END_STREAM:
+                    if ftype == h2.DATA and flags & h2.END_STREAM:
                         reply = self.script(sid, encoder)
                         if reply is None:
                             continue  # hang: never answer
@@ -86,23 +86,23 @@ def _recv(conn: socket.socket, n: int) -> bytes:
 
 def ok_reply(body: bytes, *, pad: bool = False, split: bool = False, continuation: bool = False):
     def script(sid: int, enc) -> bytes:
-        out = frame(h2grpc.SETTINGS, 0, 0, struct.pack(">HI", h2grpc.SETTINGS_MAX_FRAME_SIZE, 16384))
-        out += frame(h2grpc.PING, 0, 0, b"12345678")
-        out += frame(h2grpc.HEADERS, h2grpc.END_HEADERS, sid, enc.encode(
+        out = frame(h2.SETTINGS, 0, 0, struct.pack(">HI", h2.SETTINGS_MAX_FRAME_SIZE, 16384))
+        out += frame(h2.PING, 0, 0, b"12345678")
+        out += frame(h2.HEADERS, h2.END_HEADERS, sid, enc.encode(
             [(":status", "200"), ("content-type", "application/grpc")], huffman=True))
         msg = grpc_message(body)
         pieces = [msg[:3], msg[3:]] if split else [msg]
         for piece in pieces:
             if pad:
-                out += frame(h2grpc.DATA, h2grpc.PADDED, sid, bytes((4,)) + piece + b"\0" * 4)
+                out += frame(h2.DATA, h2.PADDED, sid, bytes((4,)) + piece + b"\0" * 4)
             else:
-                out += frame(h2grpc.DATA, 0, sid, piece)
+                out += frame(h2.DATA, 0, sid, piece)
         block = enc.encode([("grpc-status", "0"), ("grpc-message", "")], huffman=True)
         if continuation:
-            out += frame(h2grpc.HEADERS, h2grpc.END_STREAM, sid, block[:2])
-            out += frame(h2grpc.CONTINUATION, h2grpc.END_HEADERS, sid, block[2:])
+            out += frame(h2.HEADERS, h2.END_STREAM, sid, block[:2])
+            out += frame(h2.CONTINUATION, h2.END_HEADERS, sid, block[2:])
         else:
-            out += frame(h2grpc.HEADERS, h2grpc.END_STREAM | h2grpc.END_HEADERS, sid, block)
+            out += frame(h2.HEADERS, h2.END_STREAM | h2.END_HEADERS, sid, block)
         return out
     return script
 

@@ -46,3 +46,12 @@ def test_relative_core_dir_becomes_absolute(tmp_path, monkeypatch):
 
 def test_double_dash_form_is_accepted():
     assert kernel.parse(["--p=9"]).pid == 9
+
+
+def test_bytes_that_are_not_utf8_become_escapes():
+    # comm cut by the kernel at 15 bytes inside "💥", as Python hands it over (surrogateescape)
+    import os
+
+    k = kernel.parse([os.fsdecode(b"-e=\xf0\x9f\x92\xa5\xf0\x9f\x92"), os.fsdecode(b"-h=\xff.x")])
+    assert k.exe_name == "💥\\xf0\\x9f\\x92" and k.hostname == "\\xff.x"
+    k.exe_name.encode()  # every writer can take it now

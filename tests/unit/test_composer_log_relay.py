@@ -167,3 +167,22 @@ def test_an_unreadable_position_file_means_from_the_end(host_dir):
     assert cap.events("composer_log.position_unreadable") and cap.events("composer_log.following")
     relay.pump()
     assert seqs(cap) == []
+
+
+async def test_a_stop_while_a_composer_writes_is_never_lost(host_dir):
+    """Cancelling the relay at the moment a line arrives must end it (asyncio.wait_for in Python 3.11
+    returns the result instead of raising when both happen at once: the agent then hung on SIGTERM)."""
+    import asyncio
+    import random
+
+    rng = random.Random(7)
+    for i in range(100):
+        relay = ComposerLogRelay(str(host_dir), Captured().log)
+        task = asyncio.create_task(relay.run())
+        await asyncio.sleep(0.002)
+        write(host_dir, 1, start=i)
+        for _ in range(rng.randrange(4)):
+            await asyncio.sleep(0)
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=3)
+        assert done, f"the relay did not stop after cancel (round {i})"

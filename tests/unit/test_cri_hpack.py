@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cdh.composer import hpack
+from cdh.composer.cri import hpack
 
 # RFC 7541 Appendix C.4: requests with Huffman coding, one connection.
 C4 = [

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cdh.composer import crilog
+from cdh.composer.cri import logtail
 
 TS = "2024-06-10T06:13:20.123456789Z"
 
@@ -43,17 +43,17 @@ def test_pieces_are_joined_per_stream_in_file_order(tmp_path):
     records = [("stdout", "F", "one"), ("stdout", "P", "tw"), ("stderr", "F", "err"), ("stdout", "P", "o "),
                ("stdout", "F", "done"), ("stderr", "P", "unfinished")]
     path = write_log(tmp_path / "0.log", records)
-    assert crilog.tail(path, 10, 1 << 20) == (b"one\nerr\ntwo done\nunfinished", False)
-    assert crilog.tail(path, 2, 1 << 20) == (b"two done\nunfinished", False)
-    assert crilog.tail(path, 1, 1 << 20) == (b"unfinished", False)
-    assert crilog.tail(path, 0, 1 << 20) == (b"", False)
+    assert logtail.tail(path, 10, 1 << 20) == (b"one\nerr\ntwo done\nunfinished", False)
+    assert logtail.tail(path, 2, 1 << 20) == (b"two done\nunfinished", False)
+    assert logtail.tail(path, 1, 1 << 20) == (b"unfinished", False)
+    assert logtail.tail(path, 0, 1 << 20) == (b"", False)
 
 
 def test_empty_text_tags_with_flags_and_bad_records(tmp_path):
     path = tmp_path / "0.log"
     path.write_bytes(f"{TS} stdout F \n{TS} stdout F\nnot a record\n\n{TS} stdin F x\n{TS} stdout X y\n"
                      f"{TS} stdout P:future a\n{TS} stdout F:future b\n".encode())
-    assert crilog.tail(str(path), 10, 1 << 20) == (b"\n\nab\n", False)
+    assert logtail.tail(str(path), 10, 1 << 20) == (b"\n\nab\n", False)
 
 
 def test_docker_json_log_lines(tmp_path):
@@ -63,13 +63,13 @@ def test_docker_json_log_lines(tmp_path):
                     '{"log":"tial\\n","stream":"stderr","time":"t"}\n'
                     '{"log":"\\u00e9\\n","stream":"stdout","time":"t"}\n'
                     '{"broken\n')
-    assert crilog.tail(str(path), 10, 1 << 20) == ("hello\npartial\n\u00e9\n".encode(), False)
+    assert logtail.tail(str(path), 10, 1 << 20) == ("hello\npartial\n\u00e9\n".encode(), False)
 
 
 def test_bytes_are_bounded_newest_kept_from_a_line_start(tmp_path):
     records = [("stdout", "F", f"line {i:04d}") for i in range(100)]
     path = write_log(tmp_path / "0.log", records)
-    data, cut = crilog.tail(path, 50, 64)
+    data, cut = logtail.tail(path, 50, 64)
     assert cut and len(data) <= 64
     assert data.endswith(b"line 0099\n") and data.startswith(b"line ")
     assert data == b"".join(f"line {i:04d}\n".encode() for i in range(100 - len(data) // 10, 100))
@@ -77,7 +77,7 @@ def test_bytes_are_bounded_newest_kept_from_a_line_start(tmp_path):
 
 def test_one_line_longer_than_the_bound_keeps_its_end(tmp_path):
     path = write_log(tmp_path / "0.log", [("stdout", "F", "old"), ("stdout", "F", "x" * 5000 + "END")])
-    data, cut = crilog.tail(path, 5, 100)
+    data, cut = logtail.tail(path, 5, 100)
     assert cut and data == b"x" * 96 + b"END\n"
 
 
@@ -91,10 +91,10 @@ def test_a_huge_file_is_read_from_the_end_only(tmp_path, monkeypatch):
     size = os.path.getsize(path)
     read = []
     real = os.pread
-    monkeypatch.setattr(crilog.os, "pread", lambda fd, n, off: read.append(n) or real(fd, n, off))
-    data, cut = crilog.tail(str(path), 3, 1 << 20)
+    monkeypatch.setattr(logtail.os, "pread", lambda fd, n, off: read.append(n) or real(fd, n, off))
+    data, cut = logtail.tail(str(path), 3, 1 << 20)
     assert data == b"filler line 9998\nfiller line 9999\nthe last words\n" and not cut
-    assert sum(read) <= crilog.MARGIN + 2 * crilog.BLOCK < size / 100
+    assert sum(read) <= logtail.MARGIN + 2 * logtail.BLOCK < size / 100
 
 
 def test_a_file_of_garbage_stops_at_the_scan_bound(tmp_path, monkeypatch):
@@ -105,18 +105,18 @@ def test_a_file_of_garbage_stops_at_the_scan_bound(tmp_path, monkeypatch):
         f.write(f"\n{TS} stdout F after the hole\n".encode())
     read = []
     real = os.pread
-    monkeypatch.setattr(crilog.os, "pread", lambda fd, n, off: read.append(n) or real(fd, n, off))
-    data, cut = crilog.tail(str(path), 500, 1 << 16)
+    monkeypatch.setattr(logtail.os, "pread", lambda fd, n, off: read.append(n) or real(fd, n, off))
+    data, cut = logtail.tail(str(path), 500, 1 << 16)
     assert data == b"after the hole\n" and cut
-    assert sum(read) <= (1 << 16) + crilog.HEADER_SLACK + 2 * crilog.BLOCK
+    assert sum(read) <= (1 << 16) + logtail.HEADER_SLACK + 2 * logtail.BLOCK
 
 
 def test_a_file_with_no_record_in_reach(tmp_path):
     path = tmp_path / "0.log"
     path.write_bytes(b"x" * 300_000)
-    assert crilog.tail(str(path), 10, 1000) == (b"", True)
+    assert logtail.tail(str(path), 10, 1000) == (b"", True)
     path.write_bytes(b"")
-    assert crilog.tail(str(path), 10, 1000) == (b"", False)
+    assert logtail.tail(str(path), 10, 1000) == (b"", False)
 
 
 def test_endless_empty_pieces_stop_at_the_scan_bound(tmp_path, monkeypatch):
@@ -127,15 +127,15 @@ def test_endless_empty_pieces_stop_at_the_scan_bound(tmp_path, monkeypatch):
         f.write(f"{TS} stdout F end\n".encode())
     read = []
     real = os.pread
-    monkeypatch.setattr(crilog.os, "pread", lambda fd, n, off: read.append(n) or real(fd, n, off))
-    data, cut = crilog.tail(str(path), 1, 4096)
+    monkeypatch.setattr(logtail.os, "pread", lambda fd, n, off: read.append(n) or real(fd, n, off))
+    data, cut = logtail.tail(str(path), 1, 4096)
     assert data == b"end\n" and cut
-    assert sum(read) <= crilog.MARGIN + 2 * crilog.BLOCK
+    assert sum(read) <= logtail.MARGIN + 2 * logtail.BLOCK
 
 
 def test_a_missing_file_raises(tmp_path):
     with pytest.raises(FileNotFoundError):
-        crilog.tail(str(tmp_path / "nope.log"), 10, 100)
+        logtail.tail(str(tmp_path / "nope.log"), 10, 100)
 
 
 record_text = st.text(st.characters(min_codepoint=32, max_codepoint=0x24F), max_size=12)
@@ -147,12 +147,12 @@ records_strategy = st.lists(st.tuples(st.sampled_from(["stdout", "stderr"]), st.
 @given(records=records_strategy, lines=st.integers(0, 45), block=st.sampled_from([7, 64, 65536]))
 def test_matches_a_whole_file_reading(tmp_path_factory, records, lines, block):
     path = write_log(tmp_path_factory.mktemp("log") / "0.log", records)
-    old = crilog.BLOCK
-    crilog.BLOCK = block  # small blocks: records and pieces straddle block edges
+    old = logtail.BLOCK
+    logtail.BLOCK = block  # small blocks: records and pieces straddle block edges
     try:
-        data, cut = crilog.tail(path, lines, 1 << 20)
+        data, cut = logtail.tail(path, lines, 1 << 20)
     finally:
-        crilog.BLOCK = old
+        logtail.BLOCK = old
     assert (data, cut) == (reference(records, lines), False)
 
 
@@ -160,7 +160,7 @@ def test_matches_a_whole_file_reading(tmp_path_factory, records, lines, block):
 @given(records=records_strategy, lines=st.integers(1, 45), max_bytes=st.integers(1, 80))
 def test_a_byte_bound_keeps_a_true_tail(tmp_path_factory, records, lines, max_bytes):
     path = write_log(tmp_path_factory.mktemp("log") / "0.log", records)
-    data, cut = crilog.tail(path, lines, max_bytes)
+    data, cut = logtail.tail(path, lines, max_bytes)
     full = reference(records, lines)
     assert len(data) <= max_bytes
     assert full.endswith(data)

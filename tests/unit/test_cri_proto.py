@@ -1,4 +1,4 @@
-"""cri.proto is the source of truth; the Python tables (criapi, the harness's kubelet_api) must say
+"""cri.proto is the source of truth; the Python tables (cri/api.py, the harness's kubelet_api) must say
 exactly the same, message by message and field by field. Also the codec on hand-made bytes."""
 
 from __future__ import annotations
@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from cdh.composer import criapi, protowire
-from cdh.composer.protowire import Enum, Message
+from cdh.composer.cri import api, protowire
+from cdh.composer.cri.protowire import Enum, Message
 from tests.runtime import kubelet_api
 
-PROTO = Path(criapi.__file__).with_name("cri.proto")
+PROTO = Path(api.__file__).with_name("cri.proto")
 BLOCK = re.compile(r"^(message|enum)\s+(\w+)\s*\{([^{}]*)\}", re.M)  # cri.proto nests no blocks
 FIELD = re.compile(r"^\s*(repeated\s+)?(map<string,\s*string>|\w+)\s+(\w+)\s*=\s*(\d+);", re.M)
 ENUM_VALUE = re.compile(r"^\s*(\w+)\s*=\s*(\d+);", re.M)
@@ -46,7 +46,7 @@ def _tables(module) -> dict[str, Message]:
     return {v.name: v for v in vars(module).values() if isinstance(v, Message)}
 
 
-PY_MESSAGES = {**_tables(criapi), **_tables(kubelet_api)}
+PY_MESSAGES = {**_tables(api), **_tables(kubelet_api)}
 
 
 def test_every_proto_message_has_a_table_and_back():
@@ -64,7 +64,7 @@ def test_message_fields_match_the_proto(name):
 
 
 def test_enums_match_the_proto():
-    enums = {v.name: v for v in vars(criapi).values() if isinstance(v, Enum)}
+    enums = {v.name: v for v in vars(api).values() if isinstance(v, Enum)}
     assert sorted(enums) == sorted(PROTO_ENUMS)
     for name, values in PROTO_ENUMS.items():
         assert list(enumerate(enums[name].by_number)) == [(n, v) for v, n in values]
@@ -79,7 +79,7 @@ def test_every_rpc_names_messages_that_exist():
 
 
 def test_decode_fills_defaults_like_crictl():
-    got = protowire.decode(criapi.Container, b"")
+    got = protowire.decode(api.Container, b"")
     assert got == {"id": "", "podSandboxId": "", "imageRef": "", "state": "CONTAINER_CREATED",
                    "createdAt": "0", "labels": {}, "annotations": {}, "imageId": ""}
     assert list(got) == ["id", "podSandboxId", "imageRef", "state", "createdAt", "labels", "annotations",
@@ -91,8 +91,8 @@ def test_round_trip_of_a_nested_message():
               "createdAt": "1718000000123456789", "exitCode": -11, "labels": {"b": "2", "a": "1"},
               "mounts": [{"containerPath": "/x", "readonly": True}, {"containerPath": "/y"}],
               "image": {"image": "sha256:" + "a" * 64}, "logPath": "/var/log/pods/ns_p_u/app/1.log"}
-    raw = protowire.encode(criapi.ContainerStatus, status)
-    got = protowire.decode(criapi.ContainerStatus, raw)
+    raw = protowire.encode(api.ContainerStatus, status)
+    got = protowire.decode(api.ContainerStatus, raw)
     assert got["metadata"] == {"name": "app", "attempt": 1}
     assert got["exitCode"] == -11 and got["createdAt"] == "1718000000123456789"
     assert got["state"] == "CONTAINER_EXITED" and got["startedAt"] == "0"
@@ -104,18 +104,18 @@ def test_round_trip_of_a_nested_message():
 
 def test_known_bytes():
     # ContainerMetadata{name: "app", attempt: 300}: field 1 len 3 "app", field 2 varint 300 (ac 02)
-    assert protowire.encode(criapi.ContainerMetadata, {"name": "app", "attempt": 300}) == bytes.fromhex(
+    assert protowire.encode(api.ContainerMetadata, {"name": "app", "attempt": 300}) == bytes.fromhex(
         "0a03617070" "10ac02")
     # Int64Value{-1}: ten-byte varint
-    assert protowire.decode(criapi.Int64Value, bytes.fromhex("08ffffffffffffffffff01")) == {"value": "-1"}
+    assert protowire.decode(api.Int64Value, bytes.fromhex("08ffffffffffffffffff01")) == {"value": "-1"}
     # Image.size is uint64: max value stays positive
-    assert protowire.decode(criapi.Image, bytes.fromhex("20ffffffffffffffffff01"))["size"] == str(2**64 - 1)
+    assert protowire.decode(api.Image, bytes.fromhex("20ffffffffffffffffff01"))["size"] == str(2**64 - 1)
 
 
 def test_unknown_fields_and_enum_values_are_tolerated():
     # field 99 (varint), field 98 (fixed64), field 97 (fixed32), field 96 (bytes), then state = 7
     raw = bytes.fromhex("98067b" "91060102030405060708" "8d0601020304" "82060161" "3007")
-    got = protowire.decode(criapi.Container, raw)
+    got = protowire.decode(api.Container, raw)
     assert got["state"] == 7 and got["id"] == ""
 
 
@@ -134,11 +134,11 @@ def test_packed_and_unpacked_repeated_varints():
 ])
 def test_malformed_input_raises(raw, why):
     with pytest.raises(protowire.WireError, match=why):
-        protowire.decode(criapi.Container, bytes.fromhex(raw))
+        protowire.decode(api.Container, bytes.fromhex(raw))
 
 
 def test_encode_rejects_unknown_names_and_enum_values():
     with pytest.raises(protowire.WireError, match="no field"):
-        protowire.encode(criapi.ContainerMetadata, {"nam": "x"})
+        protowire.encode(api.ContainerMetadata, {"nam": "x"})
     with pytest.raises(protowire.WireError, match="not a ContainerState"):
-        protowire.encode(criapi.ContainerStateValue, {"state": "RUNNING"})
+        protowire.encode(api.ContainerStateValue, {"state": "RUNNING"})

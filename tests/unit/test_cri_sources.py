@@ -11,22 +11,22 @@ import time
 
 import pytest
 
-from cdh.composer import criapi, h2grpc, protowire
-from cdh.composer.cri import CriError, CriNotFound, OutOfBudget
-from cdh.composer.sources import CrictlSource, GrpcSource, Link
+from cdh.composer.cri import api, h2, protowire
+from cdh.composer.cri.crictl import CriError, CriNotFound, OutOfBudget
+from cdh.composer.cri.sources import CrictlSource, GrpcSource, Link
 from cdh.config import load
 from tests.support import h2server
 from tests.support.h2server import frame, ok_reply
 
 serve = h2server.serve  # the fixture
 
-VERSION = protowire.encode(criapi.VersionResponse, {"version": "0.1.0", "runtimeName": "containerd",
+VERSION = protowire.encode(api.VersionResponse, {"version": "0.1.0", "runtimeName": "containerd",
                                                     "runtimeVersion": "v1.7.20", "runtimeApiVersion": "v1"})
 
 
 def status_only(code: int, message: str):
     def script(sid, enc):
-        return frame(h2grpc.HEADERS, h2grpc.END_STREAM | h2grpc.END_HEADERS, sid, enc.encode(
+        return frame(h2.HEADERS, h2.END_STREAM | h2.END_HEADERS, sid, enc.encode(
             [(":status", "200"), ("content-type", "application/grpc"), ("grpc-status", str(code)),
              ("grpc-message", message)]))
     return script

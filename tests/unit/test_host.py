@@ -11,13 +11,8 @@ from cdh.config import load
 
 
 @pytest.fixture
-def sysctl(tmp_path):
-    root = tmp_path / "proc-sys"
-    for name, value in (("kernel/core_pattern", "core"), ("kernel/core_pipe_limit", "0"),
-                        ("fs/suid_dumpable", "0")):
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        (root / name).write_text(value + "\n")
-    return host.Sysctl(str(root))
+def sysctl(fake_sysctl):
+    return fake_sysctl
 
 
 def settings(host_dir, **extra):

@@ -3,7 +3,7 @@
 :class:`Link` is what a composer run holds. It decides on first use (usually after the dying
 process is released, so the gRPC modules are imported only then):
 
-1. the CRI socket: ``CDH_CRI_ENDPOINT`` or the usual paths (cdh.composer.crigrpc), the first
+1. the CRI socket: ``CDH_CRI_ENDPOINT`` or the usual paths (cdh.composer.cri.grpc), the first
    that answers ``Version`` → :class:`GrpcSource`;
 2. no socket answers (none there, refused, not a CRI v1 runtime) → :class:`CrictlSource`,
    crictl from ``CDH_CRICTL_PATH`` (with ``-r CDH_CRI_ENDPOINT`` when set);
@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 import time
 
-from cdh.composer.cri import SLACK_S, Crictl, CriError, CriNotFound, OutOfBudget, find_crictl
+from cdh.composer.cri.crictl import SLACK_S, Crictl, CriError, CriNotFound, OutOfBudget, find_crictl
 
 _CRICTL_OWN_LINE = re.compile(rb'time="[^"\n]*" level=(?:debug|info|warning|error) msg="[^\n]*"\n')
 
@@ -59,12 +59,12 @@ class Link:
         return self.source
 
     def _discover(self, budget: float | None) -> None:
-        from cdh.composer import crigrpc  # imported only when the runtime is first asked
-        from cdh.composer.h2grpc import DEADLINE_EXCEEDED, GrpcError
+        from cdh.composer.cri import grpc  # imported only when the runtime is first asked
+        from cdh.composer.cri.h2 import DEADLINE_EXCEEDED, GrpcError
 
         s = self.settings
         try:
-            paths = crigrpc.candidates(s.cri_endpoint)
+            paths = grpc.candidates(s.cri_endpoint)
         except ValueError as err:
             paths, reasons = [], [str(err)]
         else:
@@ -73,7 +73,7 @@ class Link:
             timeout, cut_by_budget, by_deadline = _limits(s.cri_timeout_s, self.deadline, budget)
             if timeout <= 0:
                 self._out_of_time(cut_by_budget, by_deadline, "CRI Version")
-            client = crigrpc.CriClient(path, s.cri_timeout_s)
+            client = grpc.CriClient(path, s.cri_timeout_s)
             try:
                 client.version(timeout=timeout)
             except GrpcError as err:
@@ -113,7 +113,7 @@ def _limits(timeout_s: float, deadline: float, budget: float | None) -> tuple[fl
 
 
 class GrpcSource:
-    """The runtime's answers over CRI gRPC (cdh.composer.crigrpc), logs read from ``logPath``."""
+    """The runtime's answers over CRI gRPC (cdh.composer.cri.grpc), logs read from ``logPath``."""
 
     def __init__(self, client, timeout_s: float, deadline: float) -> None:
         self.client = client
@@ -129,7 +129,7 @@ class GrpcSource:
         return self.client.calls
 
     def _call(self, what: str, fn, *args, budget: float | None = None):
-        from cdh.composer.h2grpc import DEADLINE_EXCEEDED, NOT_FOUND, GrpcError
+        from cdh.composer.cri.h2 import DEADLINE_EXCEEDED, NOT_FOUND, GrpcError
 
         if self.hung:
             raise CriError(f"CRI {what}: skipped, an earlier call timed out")
@@ -179,13 +179,13 @@ class GrpcSource:
         return self._call(f"ImageStatus {ref}", self.client.image_status, ref)["status"]
 
     def log_tail(self, cid: str, lines: int, max_bytes: int) -> bytes:
-        from cdh.composer import crilog
+        from cdh.composer.cri import logtail
 
         path = self.container(cid)["status"].get("logPath")
         if not path:
             raise CriError(f"container {cid[:12]} has no logPath")
         try:
-            return crilog.tail(path, lines, max_bytes)[0]
+            return logtail.tail(path, lines, max_bytes)[0]
         except OSError as err:
             raise CriError(f'failed to open log file "{path}": {err.strerror or err}') from None
 

@@ -22,8 +22,8 @@ choice                      size                    import time
 grpcio + protobuf           19.1 MiB (compiled)     +59 ms; needs protoc-generated code
 h2 + hpack + hyperframe     0.54 MiB (pure)         +27 ms; imports logging, typing,
                                                     dataclasses, enum, base64
-this: h2grpc, hpack,        +0.28 MiB host runtime  +1.5 ms over the composer's own imports,
-protowire, criapi ...       (with ``_socket``)      paid after the crasher is released
+this: h2, hpack,            +0.28 MiB host runtime  +1.5 ms over the composer's own imports,
+protowire, api ...          (with ``_socket``)      paid after the crasher is released
 =========================  ======================  =======================================
 
 A unary gRPC call is a small, fixed part of HTTP/2 (one stream, no push, no priorities),
@@ -38,8 +38,8 @@ import stat
 import time
 from json import loads as _loads  # not orjson: its imports cost more than it saves (cdh.jsonline)
 
-from cdh.composer import criapi, protowire
-from cdh.composer.h2grpc import DEADLINE_EXCEEDED, INTERNAL, NOT_FOUND, Channel, GrpcError
+from cdh.composer.cri import api, protowire
+from cdh.composer.cri.h2 import DEADLINE_EXCEEDED, INTERNAL, NOT_FOUND, Channel, GrpcError
 
 # crictl's defaults first (containerd, CRI-O, cri-dockerd), then k3s; /var/run is /run on most
 # hosts (the same socket is asked once), not on all.
@@ -112,15 +112,15 @@ class CriClient:
     # ------------------------------------------------------------ the composer's questions
 
     def version(self, timeout: float | None = None) -> dict:
-        out = self.call(criapi.RUNTIME_SERVICE + "Version", criapi.VersionRequest, {"version": "v1"},
-                        criapi.VersionResponse, timeout)
+        out = self.call(api.RUNTIME_SERVICE + "Version", api.VersionRequest, {"version": "v1"},
+                        api.VersionResponse, timeout)
         self.runtime = f"{out['runtimeName']} {out['runtimeVersion']}".strip()
         return out
 
     def container_status(self, container_id: str, timeout: float | None = None) -> dict:
         """``crictl inspect ID``: ``{"info": {...}, "status": {...}}``."""
-        out = self.call(criapi.RUNTIME_SERVICE + "ContainerStatus", criapi.ContainerStatusRequest,
-                        {"containerId": container_id, "verbose": True}, criapi.ContainerStatusResponse,
+        out = self.call(api.RUNTIME_SERVICE + "ContainerStatus", api.ContainerStatusRequest,
+                        {"containerId": container_id, "verbose": True}, api.ContainerStatusResponse,
                         timeout)
         status = out.get("status")
         if status is None:
@@ -130,8 +130,8 @@ class CriClient:
 
     def pod_sandbox_status(self, pod_id: str, timeout: float | None = None) -> dict:
         """``crictl inspectp ID``: ``{"info": {...}, "status": {...}}``."""
-        out = self.call(criapi.RUNTIME_SERVICE + "PodSandboxStatus", criapi.PodSandboxStatusRequest,
-                        {"podSandboxId": pod_id, "verbose": True}, criapi.PodSandboxStatusResponse, timeout)
+        out = self.call(api.RUNTIME_SERVICE + "PodSandboxStatus", api.PodSandboxStatusRequest,
+                        {"podSandboxId": pod_id, "verbose": True}, api.PodSandboxStatusResponse, timeout)
         status = out.get("status")
         if status is None:
             raise GrpcError(NOT_FOUND, f"pod sandbox {pod_id!r}: the runtime gave no status")
@@ -140,8 +140,8 @@ class CriClient:
 
     def pod_sandbox(self, pod_id: str, timeout: float | None = None) -> dict:
         """The ``crictl pods --id ID -o json`` item of exactly this pod."""
-        out = self.call(criapi.RUNTIME_SERVICE + "ListPodSandbox", criapi.ListPodSandboxRequest,
-                        {"filter": {"id": pod_id}}, criapi.ListPodSandboxResponse, timeout)
+        out = self.call(api.RUNTIME_SERVICE + "ListPodSandbox", api.ListPodSandboxRequest,
+                        {"filter": {"id": pod_id}}, api.ListPodSandboxResponse, timeout)
         for item in out["items"]:
             if item.get("id") == pod_id:
                 return item
@@ -149,8 +149,8 @@ class CriClient:
 
     def list_pod_sandboxes(self, timeout: float | None = None) -> dict:
         """``crictl pods -o json``: every pod sandbox, newest first."""
-        out = self.call(criapi.RUNTIME_SERVICE + "ListPodSandbox", criapi.ListPodSandboxRequest, {},
-                        criapi.ListPodSandboxResponse, timeout)
+        out = self.call(api.RUNTIME_SERVICE + "ListPodSandbox", api.ListPodSandboxRequest, {},
+                        api.ListPodSandboxResponse, timeout)
         out["items"].sort(key=lambda p: int(p.get("createdAt") or 0), reverse=True)
         return out
 
@@ -158,16 +158,16 @@ class CriClient:
                         timeout: float | None = None) -> dict:
         """``crictl ps -a -p POD -o json`` (or ``--id ID``): containers in any state, newest first."""
         wanted = {"podSandboxId": pod_id, "id": container_id}
-        out = self.call(criapi.RUNTIME_SERVICE + "ListContainers", criapi.ListContainersRequest,
-                        {"filter": {k: v for k, v in wanted.items() if v}}, criapi.ListContainersResponse,
+        out = self.call(api.RUNTIME_SERVICE + "ListContainers", api.ListContainersRequest,
+                        {"filter": {k: v for k, v in wanted.items() if v}}, api.ListContainersResponse,
                         timeout)
         out["containers"].sort(key=lambda c: int(c.get("createdAt") or 0), reverse=True)
         return out
 
     def image_status(self, image: str, timeout: float | None = None) -> dict:
         """``crictl inspecti IMAGE``: ``{"info": {...}, "status": <Image>}``."""
-        out = self.call(criapi.IMAGE_SERVICE + "ImageStatus", criapi.ImageStatusRequest,
-                        {"image": {"image": image}, "verbose": True}, criapi.ImageStatusResponse, timeout)
+        out = self.call(api.IMAGE_SERVICE + "ImageStatus", api.ImageStatusRequest,
+                        {"image": {"image": image}, "verbose": True}, api.ImageStatusResponse, timeout)
         if out.get("image") is None:
             raise GrpcError(NOT_FOUND, f"no such image {image!r} present")
         return _inspect_shape(out["image"], out["info"])

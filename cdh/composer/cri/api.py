@@ -7,7 +7,7 @@ sends are in tests/runtime/kubelet_api.py.
 
 from __future__ import annotations
 
-from cdh.composer.protowire import (
+from cdh.composer.cri.protowire import (
     BOOL,
     INT32,
     INT64,
@@ -18,7 +18,7 @@ from cdh.composer.protowire import (
     Enum,
     Message,
 )
-from cdh.composer.protowire import field as f
+from cdh.composer.cri.protowire import field as f
 
 RUNTIME_SERVICE = "/runtime.v1.RuntimeService/"
 IMAGE_SERVICE = "/runtime.v1.ImageService/"

@@ -1,0 +1,52 @@
+"""What the reliability suite observed, per area, for the summary it prints at the end of the run.
+
+Every number comes from a test's own observations (zips seen, objects checked, faults the proxy
+or the test actually injected), never from a constant. ``bytes_lost`` counts the bytes of every
+finished zip that did not arrive byte-identical in the bucket, or left the node before its
+object was confirmed; it must stay 0.
+"""
+
+from __future__ import annotations
+
+AREAS = ("storage", "process", "node", "load", "hostile", "secrets", "retention")
+FIELDS = ("cases", "faults", "captured", "intact", "lost")
+TOTALS: dict[str, dict[str, int]] = {area: dict.fromkeys(FIELDS, 0) for area in AREAS}
+NOTES: dict[str, list[str]] = {area: [] for area in AREAS}
+
+
+class Recorder:
+    """One area's counters, handed to a test by the ``figures`` fixture."""
+
+    def __init__(self, area: str) -> None:
+        assert area in AREAS, area
+        self.area = area
+        self.totals = TOTALS[area]
+
+    def case(self, n: int = 1) -> None:
+        self.totals["cases"] += n
+
+    def faults(self, n: int) -> None:
+        self.totals["faults"] += n
+
+    def captured(self, n: int) -> None:
+        self.totals["captured"] += n
+
+    def delivered(self, intact: int, lost_bytes: int) -> None:
+        self.totals["intact"] += intact
+        self.totals["lost"] += lost_bytes
+
+    def note(self, text: str) -> None:
+        NOTES[self.area].append(text)
+
+
+def summary_lines() -> list[str]:
+    lines = []
+    for area in AREAS:
+        t = TOTALS[area]
+        if not t["cases"]:
+            continue
+        lines.append(f"{area:<10} cases {t['cases']:>4}  faults injected {t['faults']:>5}  "
+                     f"cores captured {t['captured']:>4}  uploaded intact {t['intact']:>4}  "
+                     f"bytes lost {t['lost']}")
+        lines += [f"{'':<10} {note}" for note in NOTES[area]]
+    return lines

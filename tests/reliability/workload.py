@@ -1,0 +1,34 @@
+"""Zips made by the real composer (run as the kernel runs it), and small helpers the areas share."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from tests.support.composer import run_composer
+
+MiB = 1 << 20
+# Small parts so that a few MiB already go in several parts (the threshold S3 allows: 5 MiB).
+SMALL_PARTS = {"CDH_MULTIPART_THRESHOLD": "5MiB", "CDH_PART_SIZE": "5MiB", "CDH_PART_CONCURRENCY": "2"}
+
+
+def composer_zips(host_dir: Path, sizes: list[int], env: dict | None = None) -> list[Path]:
+    """One zip per size, each from a random (incompressible) core streamed into the composer."""
+    made = []
+    core_dir = Path((env or {}).get("CDH_CORE_DIR", host_dir / "cores"))
+    for i, size in enumerate(sizes):
+        before = set(core_dir.glob("*.zip"))
+        core = b"\x7fELF" + os.urandom(max(size - 4, 0))
+        r = run_composer(host_dir, core=core, env={"CDH_COMPRESSION": "none", "CDH_RATE_LIMIT": "off",
+                                                   **(env or {})},
+                         args=[f"-e=app{i}", f"-p={100 + i}", "-P=999999", "-s=11", "-t=1718000000",
+                               "-h=web-0", "-E=!usr!bin!app"])
+        assert r.rc == 0, r.stderr
+        (new,) = set(core_dir.glob("*.zip")) - before
+        made.append(new)
+    assert len({p.name for p in made}) == len(made)
+    return made
+
+
+def zips_left(core_dir) -> list[str]:
+    return sorted(n for n in os.listdir(core_dir) if n.endswith(".zip") and not n.startswith("."))
