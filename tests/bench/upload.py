@@ -1,7 +1,7 @@
 """Upload: the agent's uploader against `aws s3 cp`, on the same moto_server process, same file.
 
 The file is a zip our composer wrote (stored, so its size is the core's; about 2 GiB by
-default). Per round, interleaved:
+default). Per round, interleaved (the order rotates from round to round):
 
 - ``cdh sweep FILE``: the agent's Uploader (same settings, multipart, verify, then delete)
   in a one-shot process; a fresh copy of the zip is placed in CORE_DIR first, fsync'd as
@@ -114,11 +114,13 @@ class UploadBench:
         names = (*TOOLS, "cdh sweep, 1 KB", "aws s3 cp, 1 KB")
         samples: dict[str, list[Upload]] = {name: [] for name in names}
         agent = Agent(self)  # watches a CORE_DIR of its own: sweep's copies are not for it
+        runs = {"cdh sweep": lambda i: self.sweep(self.zip_path),
+                "aws s3 cp": lambda i: self.aws(self.zip_path, i),
+                "cdh agent": lambda i: agent.upload(self.zip_path)}
         try:
             for i in range(n):
-                samples["cdh sweep"].append(self._server_cpu(lambda: self.sweep(self.zip_path)))
-                samples["aws s3 cp"].append(self._server_cpu(lambda i=i: self.aws(self.zip_path, i)))
-                samples["cdh agent"].append(self._server_cpu(lambda: agent.upload(self.zip_path)))
+                for name in TOOLS[i % 3:] + TOOLS[:i % 3]:  # each tool in each position, in turn
+                    samples[name].append(self._server_cpu(lambda name=name, i=i: runs[name](i)))
         finally:
             agent.stop()
         for i in range(n):
