@@ -18,7 +18,8 @@ for both the same way: each uploads a 1 KB zip (start-up, one PUT; sweep also it
 delete); the notes give both per-GB figures without it ((CPU of the big file - CPU of the
 small one) / GB). For every upload the CPU moto_server spent is read from /proc: the server
 shares the two CPUs and is most often the bottleneck. After each upload the object's size is
-checked and the object deleted (moto keeps objects in memory).
+checked and the object deleted (moto keeps objects in temp files, on a tmpfs here). Before
+each upload the machine settles: dirty pages written back, moto_server idle.
 """
 
 from __future__ import annotations
@@ -154,9 +155,22 @@ class UploadBench:
         return sample
 
     def _server_cpu(self, upload) -> Upload:
+        self.settle()
         before = cpu_s(self.server.proc.pid)
         sample = upload()
         return Upload(sample, cpu_s(self.server.proc.pid) - before)
+
+    def settle(self, quiet_s: float = 0.5, timeout_s: float = 30.0) -> None:
+        """Start every upload alike: dirty pages written back, moto_server idle."""
+        os.sync()
+        deadline = time.monotonic() + timeout_s
+        last = cpu_s(self.server.proc.pid)
+        while time.monotonic() < deadline:
+            time.sleep(quiet_s)
+            now = cpu_s(self.server.proc.pid)
+            if now - last < 0.02:
+                return
+            last = now
 
     def _aws_env(self) -> dict[str, str]:
         return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "AWS_ACCESS_KEY_ID": ACCESS_KEY,
