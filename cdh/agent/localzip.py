@@ -9,6 +9,7 @@ so a SIGKILLed agent leaves no stale lock behind).
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import os
 import stat
@@ -73,6 +74,14 @@ class LocalZip:
         os.close(self.fd)  # releases the lock
         self.fd = -1
 
+    async def __aenter__(self) -> LocalZip:
+        return self.__enter__()  # an open and a non-blocking flock: quick
+
+    async def __aexit__(self, *exc) -> None:
+        # Off the event loop: the last close of a deleted zip frees its page cache and its
+        # blocks, which blocked ~0.5 s per 2 GiB here (every other upload and the probes with it).
+        await asyncio.to_thread(self.__exit__)
+
     def still_there(self) -> bool:
         """The path still names the file we hold (not deleted, not replaced)."""
         try:
@@ -85,10 +94,6 @@ class LocalZip:
         """The dump-info (blocking). Reads through our descriptor, so it is the locked file."""
         with os.fdopen(os.dup(self.fd), "rb") as f:
             return dumpinfo.read(f)
-
-    def open_at(self) -> str:
-        """A path that opens this very file again, for the part readers (aiofiles)."""
-        return f"/proc/self/fd/{self.fd}"
 
     def delete(self) -> None:
         """Remove the zip we hold (only after the object is confirmed)."""

@@ -1,16 +1,13 @@
-"""How a file is cut into parts, and how many bytes of them may be in memory at once.
+"""How a file is cut into parts.
 
-S3's multipart limits, named as s3transfer names them. A part is read from
-disk into memory, sent, and dropped; :class:`ByteBudget` caps the bytes held
-across every upload, so the agent's memory is about
-``CDH_PART_CONCURRENCY x part size`` whatever the size of the cores.
+S3's multipart limits, named as s3transfer names them. A part is never held in
+memory: it streams from the file (body.py), so its size costs no memory and only
+sets how many requests a file takes (fewer, bigger parts: less work per byte on
+both ends; a retry resends one part).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 KiB, MiB, GiB, TiB = 1 << 10, 1 << 20, 1 << 30, 1 << 40
@@ -29,7 +26,7 @@ class Part:
 
 class PartSizer:
     """Part size for a file: the configured size, grown (in whole MiB) so the file fits in
-    :data:`MAX_PARTS` parts. At 8 MiB that is files up to 78 GiB; a 1 TiB core gets
+    :data:`MAX_PARTS` parts. At 16 MiB (the default) that is files up to 156 GiB; a 1 TiB core gets
     105 MiB parts; the largest file is 10,000 x 5 GiB (48.8 TiB)."""
 
     def __init__(self, part_size_bytes: int) -> None:
@@ -49,45 +46,3 @@ class PartSizer:
         size = self.part_size(file_size)
         return [Part(number=i + 1, offset=off, length=min(size, file_size - off))
                 for i, off in enumerate(range(0, max(file_size, 1), size))]
-
-
-class ByteBudget:
-    """At most ``capacity`` bytes of part data in memory, across every upload.
-
-    Taken *before* a part is read or scheduled (s3transfer's rule), released when
-    it is sent. A request larger than the capacity waits for the budget to be
-    empty and then runs alone, so a grown part (a core over 156 GiB) still goes.
-    """
-
-    def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
-        self.used = 0
-        self._waiters: list[asyncio.Future] = []
-
-    async def acquire(self, nbytes: int) -> int:
-        """Wait until ``nbytes`` fit; returns the amount to :meth:`release` later."""
-        n = min(nbytes, self.capacity)
-        while self.used + n > self.capacity:
-            waiter = asyncio.get_running_loop().create_future()
-            self._waiters.append(waiter)
-            try:
-                await waiter
-            finally:
-                self._waiters.remove(waiter)
-        self.used += n
-        return n
-
-    def release(self, n: int) -> None:
-        """Synchronous, so a cancelled part can always give its bytes back."""
-        self.used -= n
-        for waiter in self._waiters:
-            if not waiter.done():
-                waiter.set_result(None)
-
-    @contextlib.asynccontextmanager
-    async def hold(self, nbytes: int) -> AsyncIterator[None]:
-        n = await self.acquire(nbytes)
-        try:
-            yield
-        finally:
-            self.release(n)

@@ -5,10 +5,12 @@ deleted only after HEAD shows the object with the right size, ETag and (where
 the store returns it) CRC32; see verify.py. Every failure leaves the zip where
 it is and says why; the caller decides when to try again (retry.py).
 
-Memory: a file below ``CDH_MULTIPART_THRESHOLD`` that also fits the byte budget
-is sent in one PUT (read whole into memory, under the budget); everything
-else goes in parts (multipart.py). So bytes in memory stay within
-``CDH_PART_CONCURRENCY x CDH_PART_SIZE`` across every upload.
+Memory: a file below ``CDH_MULTIPART_THRESHOLD`` is sent in one PUT, anything
+bigger in parts (multipart.py); either way the body streams from the file
+(body.FileSlice) and each request takes one of ``CDH_PART_CONCURRENCY`` slots
+shared by every upload. So the bytes of zips in memory stay within
+``CDH_PART_CONCURRENCY x 2 x body.CHUNK_BYTES`` (16 MiB at the default 8),
+whatever the part size, the file sizes and ``CDH_UPLOAD_CONCURRENCY``.
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from cdh.agent import dumpinfo, retry, verify
+from cdh.agent.body import FileSlice, crc32_of_slice
 from cdh.agent.localzip import Busy, Gone, LocalZip, NotAZip
-from cdh.agent.multipart import MultipartUpload, abort_stale, crc32_of, read_part
-from cdh.agent.parts import MIN_PART_BYTES, ByteBudget, PartSizer
+from cdh.agent.multipart import MultipartUpload, abort_stale
+from cdh.agent.parts import MAX_SINGLE_PUT_BYTES, MIN_PART_BYTES, PartSizer
 
 if TYPE_CHECKING:
     from cdh.agent.clients import Clients
@@ -77,14 +80,15 @@ class Uploader:
         self.configure(settings)
 
     def configure(self, settings: Settings) -> None:
-        """New settings (reload). Uploads in flight keep the sizer and budget they started with."""
+        """New settings (reload). Uploads in flight keep the sizer and slots they started with."""
         self.settings = settings
         self.sizer = PartSizer(settings.part_size_bytes)
-        self.budget = ByteBudget(settings.part_concurrency * settings.part_size_bytes)
+        # Requests carrying file data in flight, across every upload: what bounds memory.
+        self.slots = asyncio.Semaphore(settings.part_concurrency)
 
     async def upload(self, path: str) -> Result:
         try:
-            with LocalZip(path) as held:
+            async with LocalZip(path) as held:
                 return await self._upload_held(held)
         except Busy:
             return Result(Outcome.BUSY, detail="held by another process")
@@ -109,7 +113,7 @@ class Uploader:
             checked = await self._send_and_verify(held, key, info)
         except Exception as err:  # anything: the zip stays, the caller retries
             return self._failed(held, key, err)
-        held.delete()
+        await asyncio.to_thread(held.delete)  # unlink and fsync the directory: off the loop
         self.storage_ok = True
         elapsed = time.monotonic() - started
         self.log.info("upload.done", file=held.path, key=key, bytes=held.size, seconds=round(elapsed, 3),
@@ -120,24 +124,25 @@ class Uploader:
         s = self.settings
         extra = object_args(s, info)
         async with self.clients.lease() as client:
-            if held.size < min(s.multipart_threshold_bytes, self.budget.capacity):
+            if held.size < s.multipart_threshold_bytes and held.size <= MAX_SINGLE_PUT_BYTES:
                 if held.size >= MIN_PART_BYTES:  # may have gone in parts under an older threshold
                     await abort_stale(client, s.s3_bucket, key, self.log)
                 expected = await self._put_single(client, held, key, extra)
             else:
                 expected = await MultipartUpload(client, s.s3_bucket, key, held, self.sizer,
-                                                 self.budget, self.log).run(extra)
+                                                 self.slots, self.log).run(extra)
             head = await client.head_object(Bucket=s.s3_bucket, Key=key, ChecksumMode="ENABLED")
         if not held.still_there():
             raise verify.VerifyError("the zip changed on disk during the upload")
         return verify.check(head, expected)
 
     async def _put_single(self, client: Any, held: LocalZip, key: str, extra: dict) -> verify.Expected:
-        async with self.budget.hold(held.size):
-            data = await read_part(held, 0, held.size)
-            crc = verify.b64(await asyncio.to_thread(crc32_of, data))
-            resp = await client.put_object(Bucket=self.settings.s3_bucket, Key=key, Body=data,
-                                           ChecksumAlgorithm="CRC32", ChecksumCRC32=crc, **extra)
+        async with self.slots:
+            crc = verify.b64(await asyncio.to_thread(crc32_of_slice, held.fd, 0, held.size, held.path))
+            body = FileSlice(held.fd, 0, held.size, held.path)
+            resp = await body.sent_by(client.put_object(
+                Bucket=self.settings.s3_bucket, Key=key, Body=body, ChecksumAlgorithm="CRC32",
+                ChecksumCRC32=crc, **extra))
         return verify.Expected(size=held.size, etag=resp["ETag"], crc32=crc)
 
     def _failed(self, held: LocalZip, key: str, err: Exception) -> Result:

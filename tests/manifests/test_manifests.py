@@ -13,6 +13,7 @@ import pytest
 
 import cdh
 from cdh import config
+from cdh.agent.body import memory_bound_bytes
 from cdh.config import BY_NAME
 from tests.manifests import agentspec as spec
 from tests.manifests.kustomize import PROVIDERS, ROOT, find, load_file
@@ -22,7 +23,7 @@ SELECTOR = {"app.kubernetes.io/name": "cdh", "app.kubernetes.io/component": "age
 OPENSHIFT = ("aro", "openshift", "roks", "rosa")
 CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "SecurityContextConstraints"}
 # Resident memory of the agent's Python stack with its S3 client (measured: ~62 MiB; re-measure with
-# `nox -s bench`). Part buffers come on top: CDH_PART_CONCURRENCY x CDH_PART_SIZE.
+# `nox -s bench`). Bodies stream from disk: on top, at most cdh.agent.body.memory_bound_bytes().
 AGENT_BASELINE = 64 << 20
 # Between SIGTERM's upload deadline and the kubelet's SIGKILL: the preStop hook and the final uninstall.
 STOP_MARGIN_S = 10
@@ -110,7 +111,7 @@ def test_stopping_restores_the_node_within_the_grace_period(objs):
 
 def test_memory_covers_the_part_buffers(objs):
     s = spec.settings(objs)
-    uploading = AGENT_BASELINE + s.part_concurrency * s.part_size_bytes
+    uploading = AGENT_BASELINE + memory_bound_bytes(s.part_concurrency)
     res = spec.container(objs)["resources"]
     assert spec.parse_quantity(res["requests"]["memory"]) >= uploading
     # Room for the agent and one `kubectl exec ... cdh sweep`, each with its own part buffers.

@@ -11,6 +11,7 @@ import hashlib
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -36,21 +37,24 @@ def _moto_server() -> list[str]:
 
 
 class S3Server:
-    def __init__(self, log_path: str, env: dict | None = None) -> None:
+    def __init__(self, log_path: str, env: dict | None = None, tls: tuple[str, str] | None = None) -> None:
+        """``tls``: (certificate, key) PEM files: serve HTTPS with them (the certificate is its own CA)."""
         self.log_path = log_path
         self.env = env or {}
+        self.tls = tls
         self.port = 0
         self.proc: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 30.0) -> S3Server:
         self.port = free_port()
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the process
+        tls_args = ["-c", self.tls[0], "-k", self.tls[1]] if self.tls else []
         self.proc = subprocess.Popen(
-            [*_moto_server(), "-H", "127.0.0.1", "-p", str(self.port)],
+            [*_moto_server(), "-H", "127.0.0.1", "-p", str(self.port), *tls_args],
             stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **self.env})
         log.close()
         deadline = time.monotonic() + timeout
@@ -58,7 +62,8 @@ class S3Server:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"moto_server exited with {self.proc.returncode}; see {self.log_path}")
             try:
-                urllib.request.urlopen(self.url + "/", timeout=1).close()
+                context = ssl.create_default_context(cafile=self.tls[0]) if self.tls else None
+                urllib.request.urlopen(self.url + "/", timeout=1, context=context).close()
                 return self
             except OSError:
                 time.sleep(0.1)
@@ -80,6 +85,7 @@ class S3Server:
 
         return boto3.client("s3", endpoint_url=url or self.url, region_name=REGION,
                             aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY,
+                            verify=self.tls[0] if self.tls else None,
                             config=Config(s3={"addressing_style": "path"},
                                           retries={"mode": "standard", "max_attempts": 2}))
 

@@ -1,8 +1,7 @@
-"""Part sizing, the byte budget, retry policy, key rendering and verification rules."""
+"""Part sizing, retry policy, key rendering and verification rules."""
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 import random
@@ -11,7 +10,7 @@ import zipfile
 import pytest
 
 from cdh.agent import dumpinfo, retry, verify
-from cdh.agent.parts import MAX_PART_BYTES, MAX_PARTS, ByteBudget, MiB, PartSizer, TiB
+from cdh.agent.parts import MAX_PART_BYTES, MAX_PARTS, MiB, PartSizer, TiB
 from cdh.config import load
 
 
@@ -37,32 +36,6 @@ def test_too_big_for_s3_is_refused():
         PartSizer(16 * MiB).part_size(MAX_PARTS * MAX_PART_BYTES + 1)
     with pytest.raises(ValueError):
         PartSizer(1 * MiB)
-
-
-async def test_byte_budget_caps_bytes_in_flight():
-    budget = ByteBudget(10)
-    peak = 0
-
-    async def part(n: int) -> None:
-        nonlocal peak
-        async with budget.hold(n):
-            peak = max(peak, budget.used)
-            await asyncio.sleep(0.001)
-
-    await asyncio.gather(*(part(n) for n in (4, 4, 4, 6, 3, 25, 2)))
-    assert peak <= 10
-    assert budget.used == 0
-
-
-async def test_byte_budget_release_survives_cancellation():
-    budget = ByteBudget(4)
-    held = await budget.acquire(4)
-    waiter = asyncio.create_task(budget.acquire(4))
-    await asyncio.sleep(0)
-    waiter.cancel()
-    budget.release(held)
-    assert budget.used == 0
-    assert await budget.acquire(4) == 4
 
 
 def test_backoff_grows_with_jitter_and_caps():
