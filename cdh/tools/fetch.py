@@ -15,6 +15,8 @@ import hashlib
 import os
 import re
 
+import aiofiles
+
 from cdh.tools import keys
 from cdh.tools.bucket import BucketError, describe_error, head_all, http_status, list_zip_objects
 from cdh.tools.progress import Progress
@@ -72,14 +74,15 @@ async def download(client, bucket: str, key: str, head: dict, target: str,
     tmp = target + ".part"
     try:
         resp = await client.get_object(Bucket=bucket, Key=key, IfMatch=head["ETag"])
-        with open(tmp, "wb") as out:
-            async with resp["Body"] as body:
-                while chunk := await body.read(CHUNK):
-                    out.write(chunk)
-                    whole.update(chunk)
-                    got += len(chunk)
-                    if progress:
-                        progress.update(len(chunk))
+        # aiofiles: each disk write runs in a worker thread while the event loop goes on
+        # receiving the next bytes into aiohttp's buffer (a slow disk does not stall the socket).
+        async with aiofiles.open(tmp, "wb") as out, resp["Body"] as body:
+            while chunk := await body.read(CHUNK):
+                await out.write(chunk)
+                whole.update(chunk)
+                got += len(chunk)
+                if progress:
+                    progress.update(len(chunk))
         if progress:
             progress.finish()
         if got != size:

@@ -6,7 +6,7 @@ default). Per round, interleaved (the order rotates from round to round):
 - ``cdh sweep FILE``: the agent's Uploader (same settings, multipart, verify, then delete)
   in a one-shot process; a fresh copy of the zip is placed in CORE_DIR first, fsync'd as
   the composer leaves it (sweep deletes it once the object is confirmed);
-- ``aws s3 cp FILE s3://...`` with its defaults;
+- ``aws s3 cp FILE s3://...`` with its defaults, on a fresh copy made the same way (see aws());
 - a running ``cdh agent`` (started once, host setup against a fake /proc/sys) picks a copy
   up from CORE_DIR: wall from the zip's arrival until it is deleted and closed (uploaded
   and verified), the CPU it spent meanwhile, its peak RSS (VmHWM) after the round, read
@@ -147,10 +147,21 @@ class UploadBench:
         return sample
 
     def aws(self, src: Path, i: int) -> measure.Sample:
+        # A fresh copy, made as sweep's and the agent's are: on this VM, writing 2 GiB just
+        # before an upload leaves the guest's warm free memory in the page cache, and the
+        # server's allocations then fault in memory the host had reclaimed (free page
+        # reporting): measured here, aws on the long-cached original 10.3-12.4 s per 2 GiB,
+        # on a fresh copy 13.3-16.4 s, moto's system time up by half. All tools alike.
+        copy = self.work / "upload-aws" / src.name
+        copy.parent.mkdir(mode=0o700, exist_ok=True)
+        copy_synced(src, copy)
         key = f"aws/{i}/{src.name}"
-        argv = [aws_cli(), "s3", "cp", "--no-progress", "--only-show-errors", str(src),
+        argv = [aws_cli(), "s3", "cp", "--no-progress", "--only-show-errors", str(copy),
                 f"s3://{self.bucket}/{key}", "--endpoint-url", self.server.url]
-        sample = measure.run(self.runner, argv, env=self._aws_env())
+        try:
+            sample = measure.run(self.runner, argv, env=self._aws_env())
+        finally:
+            copy.unlink()
         self.check_and_delete(key, src.stat().st_size)
         return sample
 
