@@ -11,6 +11,40 @@ pytest_plugins = ["tests.support.fixtures"]
 
 
 @pytest.fixture
+def kernel():
+    """Exclusive use of the kernel's core dump sysctls (one lock for every suite); restored after.
+
+    Skips where the machine does not allow it, unless CDH_REQUIRE_KERNEL=1 (CI): then it fails.
+    """
+    from tests.support import kernel as kernel_support
+
+    why = kernel_support.unavailable()
+    if why:
+        if os.environ.get("CDH_REQUIRE_KERNEL") == "1":
+            pytest.fail(f"kernel tests required (CDH_REQUIRE_KERNEL=1) but cannot run: {why}")
+        pytest.skip(f"kernel tests cannot run here: {why}")
+    with kernel_support.exclusive() as saved:
+        yield saved
+
+
+@pytest.fixture
+def start_agent(tmp_path):
+    """start_agent(env, args=("agent",)) -> Proc; every process started is killed at teardown."""
+    from tests.support.agentproc import Proc
+
+    procs: list[Proc] = []
+
+    def start(env: dict[str, str], args: tuple[str, ...] = ("agent",)) -> Proc:
+        proc = Proc(list(args), env, tmp_path / f"agent-{len(procs)}.log")
+        procs.append(proc)
+        return proc
+
+    yield start
+    for p in procs:
+        p.stop()
+
+
+@pytest.fixture
 def host_dir(tmp_path):
     """A temporary HOST_DIR; private, as the agent creates it."""
     d = tmp_path / "host"

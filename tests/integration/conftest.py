@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.agentproc import Proc, base_env
+from tests.support.agentproc import base_env
 
 
 @pytest.fixture
@@ -18,18 +18,3 @@ def core_dir(tmp_path):
 def agent_env(tmp_path, s3_server, bucket, core_dir):
     """Environment for an agent uploading to ``bucket`` directly (no proxy)."""
     return base_env(tmp_path, s3_server.agent_env(bucket))
-
-
-@pytest.fixture
-def start_agent(tmp_path):
-    """start_agent(env) -> Proc; every agent started is killed at teardown."""
-    procs: list[Proc] = []
-
-    def start(env: dict[str, str], args: tuple[str, ...] = ("agent",)) -> Proc:
-        proc = Proc(list(args), env, tmp_path / f"agent-{len(procs)}.log")
-        procs.append(proc)
-        return proc
-
-    yield start
-    for p in procs:
-        p.stop()

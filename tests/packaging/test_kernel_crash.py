@@ -14,7 +14,6 @@ import pytest
 
 from cdh.agent import host
 from cdh.config import load
-from tests.kernel.conftest import kernel  # noqa: F401  (the machine-wide core_pattern lock)
 
 
 def crash(exe: str = "sleep") -> int:
@@ -39,7 +38,7 @@ def wait_for_zip(core_dir: str, deadline_s: float = 60.0) -> str:
 
 
 @pytest.mark.kernel
-def test_a_real_crash_is_captured_by_the_installed_runtime(kernel, image_runtime, short_host_dir):  # noqa: F811
+def test_a_real_crash_is_captured_by_the_installed_runtime(kernel, image_runtime, short_host_dir):
     settings = load([{"CDH_HOST_DIR": short_host_dir, "CDH_RUNTIME_DIR": str(image_runtime),
                       "CDH_CRICTL_PATH": short_host_dir}])
     host.install(settings)

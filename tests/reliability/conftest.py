@@ -14,20 +14,6 @@ import pytest
 
 from tests.reliability import figures as figures_mod
 from tests.reliability.node import Node, build_crasher
-from tests.support import kernel as kernel_support
-from tests.support.agentproc import Proc
-
-
-@pytest.fixture
-def kernel():
-    """Exclusive use of the kernel's core dump sysctls; restored afterwards (as in tests/kernel)."""
-    why = kernel_support.unavailable()
-    if why:
-        if os.environ.get("CDH_REQUIRE_KERNEL") == "1":
-            pytest.fail(f"kernel tests required (CDH_REQUIRE_KERNEL=1) but cannot run: {why}")
-        pytest.skip(f"kernel tests cannot run here: {why}")
-    with kernel_support.exclusive() as saved:
-        yield saved
 
 
 @pytest.fixture(scope="session")
@@ -54,26 +40,3 @@ def figures(request) -> figures_mod.Recorder:
     """This test's area's counters (the area is the module's name: test_<area>.py)."""
     area = request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_")
     return figures_mod.Recorder(area)
-
-
-@pytest.fixture
-def start_agent(tmp_path):
-    """start_agent(env, args=("agent",)) -> Proc; every process started is killed at teardown."""
-    procs: list[Proc] = []
-
-    def start(env: dict[str, str], args: tuple[str, ...] = ("agent",)) -> Proc:
-        proc = Proc(list(args), env, tmp_path / f"agent-{len(procs)}.log")
-        procs.append(proc)
-        return proc
-
-    yield start
-    for p in procs:
-        p.stop()
-
-
-def pytest_terminal_summary(terminalreporter):
-    lines = figures_mod.summary_lines()
-    if lines:
-        terminalreporter.section("reliability figures")
-        for line in lines:
-            terminalreporter.write_line(line)

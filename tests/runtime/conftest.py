@@ -10,7 +10,7 @@ Fixtures:
   (:meth:`Containerd.cleanup`).
 - ``installed`` (function): the composer installed by ``cdh.agent.host.install`` into a temporary
   HOST_DIR, on the self-contained runtime (tests/conftest.py ``image_runtime``), with
-  ``CDH_CRI_ENDPOINT`` on our socket, inside the ``kernel`` fixture (tests/kernel/conftest.py: the
+  ``CDH_CRI_ENDPOINT`` on our socket, inside the ``kernel`` fixture (tests/conftest.py: the
   machine-wide lock, sysctls restored).
 
 Where containerd cannot run (not root, packages missing) the tests skip, unless
@@ -27,7 +27,6 @@ import pytest
 
 from cdh.agent import host
 from cdh.config import load
-from tests.kernel.conftest import kernel  # noqa: F401  (the fixture, shared with tests/kernel)
 from tests.runtime import images as image_builder
 from tests.runtime.containerd import Containerd, missing_tools
 from tests.runtime.kubelet import Kubelet
@@ -103,7 +102,7 @@ def node(images):
 
 
 @pytest.fixture
-def installed(kernel, node, image_runtime):  # noqa: F811  (the kernel fixture imported above)
+def installed(kernel, node, image_runtime):
     """The composer installed for real, on the self-contained runtime the image ships (so the CRI
     client runs with only what that runtime carries), asking our containerd; 5 log lines a container."""
     host_dir = tempfile.mkdtemp(prefix="cdhr-", dir="/tmp")  # core_pattern is at most 127 bytes

@@ -1,6 +1,6 @@
 """Real crashes for tests: compile a small C program, let it die, collect the kernel's core.
 
-The caller must hold the ``kernel`` fixture (tests/kernel/conftest.py): it owns
+The caller must hold the ``kernel`` fixture (tests/conftest.py): it owns
 kernel.core_pattern for the duration and restores it. Cores go to a plain file
 pattern (no pipe), so these crashes need no composer.
 """
