@@ -111,7 +111,7 @@ class Agent:
         await self.clients.open(s)
         await self.telemetry.start()
         await self._start_health()
-        await self._check_storage()
+        await self.check_storage()
         self._start_triggers()
         self._resize_workers()
         self.log.info("agent.started", pid=os.getpid())
@@ -150,11 +150,21 @@ class Agent:
         self.telemetry.add_routes(self._health)
         await self._health.start()
 
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def running_tasks(self) -> tuple[list[asyncio.Task], list[asyncio.Task]]:
+        """The upload workers the settings ask for, and the intake tasks: for the liveness probe."""
+        workers = [t for i, t in self._workers.items() if i < self.settings.upload_concurrency]
+        intake = [t for t in self._triggers if t.get_name().startswith("intake-")]
+        return workers, intake
+
     def readiness(self) -> dict[str, bool]:
         return {"host_setup": self.host_ready, "core_pattern": self.telemetry.core_pattern_ours(),
                 "storage": self.uploader.storage_ok is True}
 
-    async def _check_storage(self) -> None:
+    async def check_storage(self) -> None:
         """HEAD the bucket once, so a wrong bucket or key shows at start, not at the first crash."""
         try:
             async with self.clients.lease() as client:
@@ -262,7 +272,7 @@ class Agent:
         await self.telemetry.configure(new)
         await cancel_all(self._triggers)
         self._triggers = []
-        await self._check_storage()
+        await self.check_storage()
         self._start_triggers()
         self._resize_workers()
         requeued = self.intake.retry_now()

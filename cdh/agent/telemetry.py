@@ -87,10 +87,8 @@ class Telemetry:
         return self.core_pattern.check(self.agent.settings.host_dir)
 
     def liveness(self) -> dict[str, bool]:
-        a = self.agent
-        stopping = a._stop.is_set()
-        workers = [t for i, t in a._workers.items() if i < a.settings.upload_concurrency]
-        intake = [t for t in a._triggers if t.get_name().startswith("intake-")]
+        stopping = self.agent.stopping
+        workers, intake = self.agent.running_tasks()
         return {"loop": self.heartbeat.ok(),
                 "workers": stopping or tasks_alive(workers),
                 "intake": stopping or tasks_alive(intake)}
@@ -105,7 +103,7 @@ class Telemetry:
             if self.agent.uploader.storage_ok is not False:
                 wait, due = 1, time.monotonic()
             elif time.monotonic() >= due:
-                await self.agent._check_storage()
+                await self.agent.check_storage()
                 wait = min(wait * 2, STORAGE_RECHECK_MAX)
                 due = time.monotonic() + wait * self.agent.settings.check_interval_s
 
