@@ -21,7 +21,7 @@ from __future__ import annotations
 import time
 
 from cdh.composer.cri.crictl import CriError, OutOfBudget
-from cdh.composer.cri.sources import Link
+from cdh.composer.cri.sources import POD_NAME_LABEL, Link
 
 
 class PodMeta:
@@ -104,7 +104,7 @@ def _by_container(meta: PodMeta, call, errors: list[str]) -> None:
     attempt = metadata.get("attempt")
     meta.restart_count = attempt if isinstance(attempt, int) and not isinstance(attempt, bool) else None
     meta.namespace = _str(labels.get("io.kubernetes.pod.namespace"))
-    meta.podname = _str(labels.get("io.kubernetes.pod.name"))
+    meta.podname = _str(labels.get(POD_NAME_LABEL))
     meta.pod_uid = _str(labels.get("io.kubernetes.pod.uid"))
     meta.image = _str(_dict(status.get("image")).get("image"))
     meta.image_digest = digest_of(_str(status.get("imageRef")))

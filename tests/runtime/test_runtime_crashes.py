@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import uuid
 import zipfile
 from pathlib import Path
 
@@ -175,6 +176,21 @@ def test_runtime_stopped_before_the_crash_keeps_the_core(installed, node):
     assert error.endswith("crictl was not found (CDH_CRICTL_PATH)")
     assert set(dump.entries) == {".core", "-dump-info.json"} | {e for e in dump.entries if "-proc/" in e}
     crasher.wait_exited()
+
+
+def test_pods_are_looked_up_by_name_on_the_runtime(node):
+    """The hostname fallback asks the runtime for the pods of one name (kubelet's label), not all."""
+    name = f"lookup-{uuid.uuid4().hex[:8]}"  # the runtime is shared by this module's tests
+    web = [node.kubelet.run_pod(name, ns) for ns in ("shop", "blog")]
+    node.kubelet.run_pod(f"{name}-db", "shop")
+    client = node.containerd.client(timeout=10)
+    try:
+        every = client.list_pod_sandboxes()["items"]
+        named = client.list_pod_sandboxes({"io.kubernetes.pod.name": name})["items"]
+    finally:
+        client.close()
+    assert {p["metadata"]["name"] for p in every} >= {name, f"{name}-db"}
+    assert sorted(p["id"] for p in named) == sorted(p.id for p in web)
 
 
 def test_cri_client_against_containerd(node):

@@ -147,9 +147,10 @@ class CriClient:
                 return item
         raise GrpcError(NOT_FOUND, f"pod sandbox {pod_id!r} is not listed")
 
-    def list_pod_sandboxes(self, timeout: float | None = None) -> dict:
-        """``crictl pods -o json``: every pod sandbox, newest first."""
-        out = self.call(api.RUNTIME_SERVICE + "ListPodSandbox", api.ListPodSandboxRequest, {},
+    def list_pod_sandboxes(self, labels: dict[str, str] | None = None, timeout: float | None = None) -> dict:
+        """``crictl pods -o json`` (``--label k=v`` for ``labels``): pod sandboxes, newest first."""
+        request = {"filter": {"labelSelector": labels}} if labels else {}
+        out = self.call(api.RUNTIME_SERVICE + "ListPodSandbox", api.ListPodSandboxRequest, request,
                         api.ListPodSandboxResponse, timeout)
         out["items"].sort(key=lambda p: int(p.get("createdAt") or 0), reverse=True)
         return out

@@ -23,6 +23,7 @@ import time
 
 from cdh.composer.cri.crictl import SLACK_S, Crictl, CriError, CriNotFound, OutOfBudget, find_crictl
 
+POD_NAME_LABEL = "io.kubernetes.pod.name"  # kubelet's label on every pod sandbox
 _CRICTL_OWN_LINE = re.compile(rb'time="[^"\n]*" level=(?:debug|info|warning|error) msg="[^\n]*"\n')
 
 
@@ -166,7 +167,10 @@ class GrpcSource:
         return {"items": [item]}
 
     def pods_named(self, name: str, budget: float | None = None) -> dict:
-        return self._call("ListPodSandbox", self.client.list_pod_sandboxes, budget=budget)
+        # The runtime filters by the label kubelet puts on every sandbox, so a node with hundreds
+        # of pods answers with the few of that name (runtime.py still keeps exact names only).
+        return self._call(f"ListPodSandbox {POD_NAME_LABEL}={name}", self.client.list_pod_sandboxes,
+                          {POD_NAME_LABEL: name}, budget=budget)
 
     def containers_with_id(self, cid: str, budget: float | None = None) -> dict:
         return self._call(f"ListContainers {cid[:12]}", self.client.list_containers, None, cid,
