@@ -101,6 +101,16 @@ class Blocks:
         """A block to read into (waits while every block is in flight)."""
         return self._free.get()
 
+    def write(self, data) -> None:
+        """Hand over ``data`` (any size), copied into free blocks."""
+        view = memoryview(data).cast("B")
+        while view:
+            block = self.free()
+            n = min(len(block), len(view))
+            block[:n] = view[:n]
+            self.submit(block, n)
+            view = view[n:]
+
     def submit(self, block: bytearray, n: int) -> None:
         """Hand over ``block[:n]``; raises the writer's error (disk full) if it has one."""
         if self.error is not None or n == 0:

@@ -207,13 +207,7 @@ class StreamEntry:
 
     def write(self, data) -> None:
         """Add ``data`` (any size), copied into blocks."""
-        view = memoryview(data).cast("B")
-        while view:
-            block = self.free()
-            n = min(len(block), len(view))
-            block[:n] = view[:n]
-            self.submit(block, n)
-            view = view[n:]
+        self._blocks.write(data)
 
     def finish(self) -> None:
         self._blocks.close()  # everything written, or the write error raised

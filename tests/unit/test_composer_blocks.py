@@ -34,15 +34,6 @@ class Sink:
         return b"".join(self.parts)
 
 
-def push(b: blocks.Blocks, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        block = b.free()
-        n = min(len(block), len(view))
-        block[:n] = view[:n]
-        b.submit(block, n)
-        view = view[n:]
-
 
 def log_text(n: int) -> bytes:
     """Log-like lines: compressible, with repeats across block boundaries."""
@@ -58,7 +49,7 @@ def test_deflate_blocks_are_one_stream_as_good_as_unsplit(monkeypatch, workers):
     data = log_text(4 * BLOCK + 12345)
     sink = Sink()
     b = blocks.Blocks(compress.DEFLATED, sink)
-    push(b, data)
+    b.write(data)
     b.close()
     inflater = zlib.decompressobj(-15)
     assert inflater.decompress(sink.data) == data and inflater.eof
@@ -82,7 +73,7 @@ def test_stored_and_zstd_blocks_round_trip(monkeypatch, method, cpus):
     data = os.urandom(BLOCK // 3) + bytes(2 * BLOCK) + log_text(3 * BLOCK)
     sink = Sink()
     b = blocks.Blocks(method, sink)
-    push(b, data)
+    b.write(data)
     b.close()
     if method == compress.ZSTD:
         zstandard = pytest.importorskip("zstandard")
@@ -113,7 +104,7 @@ def test_blocks_are_written_in_the_order_they_were_read(monkeypatch):
     monkeypatch.setattr(blocks, "codec", lambda method, cpus: Slow())
     sink = Sink()
     b = blocks.Blocks(compress.DEFLATED, sink)
-    push(b, bytes(BLOCK) + b"\1" * BLOCK)
+    b.write(bytes(BLOCK) + b"\1" * BLOCK)
     b.close()
     assert sink.parts == [b"\0", b"\1", b"."]
 
@@ -123,7 +114,7 @@ def test_a_write_error_reaches_the_caller_and_nothing_hangs(method):
     sink = Sink(fail_at=3)
     b = blocks.Blocks(method, sink)
     with pytest.raises(OSError) as raised:
-        push(b, os.urandom(20 * BLOCK))  # raised by a later submit ...
+        b.write(os.urandom(20 * BLOCK))  # raised by a later submit ...
         b.close()  # ... or, at the latest, here
     assert raised.value.errno == errno.ENOSPC
     b.abort()  # the caller drops the entry: returns, the threads are gone
@@ -143,7 +134,7 @@ def test_an_encoder_error_reaches_the_caller(monkeypatch):
     monkeypatch.setattr(blocks, "codec", lambda method, cpus: Broken())
     b = blocks.Blocks(compress.DEFLATED, Sink())
     with pytest.raises(MemoryError):
-        push(b, bytes(8 * BLOCK))
+        b.write(bytes(8 * BLOCK))
         b.close()
     b.abort()
 
@@ -201,7 +192,7 @@ def test_no_threads_to_be_had_still_writes_the_whole_core(monkeypatch, method, t
     data = log_text(3 * BLOCK + 777)
     sink = Sink()
     b = blocks.Blocks(method, sink)
-    push(b, data)
+    b.write(data)
     b.close()
     if method == compress.DEFLATED:
         assert zlib.decompressobj(-15).decompress(sink.data) == data
@@ -220,6 +211,6 @@ def test_no_threads_a_write_error_still_reaches_the_caller(monkeypatch):
     monkeypatch.setattr(blocks, "_start", start)
     b = blocks.Blocks(compress.DEFLATED, Sink(fail_at=2))
     with pytest.raises(OSError):
-        push(b, log_text(4 * BLOCK))
+        b.write(log_text(4 * BLOCK))
         b.close()
     b.abort()
