@@ -9,7 +9,7 @@ import zipfile
 
 import pytest
 
-from cdh.agent import dumpinfo, retry, verify
+from cdh.agent import body, dumpinfo, retry, verify
 from cdh.agent.parts import MAX_PART_BYTES, MAX_PARTS, MiB, PartSizer, TiB
 from cdh.config import load
 
@@ -102,7 +102,7 @@ def test_dump_info_problems_are_one_clear_error():
 
 def test_verify_checks_size_etag_and_checksum():
     data = b"x" * 100
-    exp = verify.Expected(size=100, etag='"e"', crc32=verify.b64(verify.crc32(data)))
+    exp = verify.Expected(size=100, etag='"e"', crc32=verify.b64(body.crc32(data)))
     assert verify.check({"ContentLength": 100, "ETag": '"e"'}, exp) == "size+etag"
     with_crc = {"ContentLength": 100, "ETag": '"e"', "ChecksumCRC32": exp.crc32}
     assert verify.check(with_crc, exp) == "size+etag+crc32"
@@ -114,6 +114,6 @@ def test_verify_checks_size_etag_and_checksum():
 
 def test_composite_checksum_matches_s3s_multipart_form():
     a, b = b"a" * 10, b"b" * 10
-    comp = verify.composite([verify.crc32(a), verify.crc32(b)])
+    comp = verify.composite([body.crc32(a), body.crc32(b)])
     exp = verify.Expected(size=20, etag="", crc32=comp)
     assert verify.check({"ContentLength": 20, "ChecksumCRC32": comp + "-2"}, exp)
