@@ -10,13 +10,9 @@ from __future__ import annotations
 import os
 import sys
 
-# Named exit codes (also documented in the README).
-OK = 0
-FAILURE = 1          # a command failed (sweep: at least one file not uploaded)
-USAGE = 2            # bad command line (argparse's own code)
-CONFIG_ERROR = 3     # a setting is invalid: one line on stderr names it
+from cdh import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, ondisk
 
-COMPOSER_NAMES = ("cdc", "cdc.pyz")
+COMPOSER_NAMES = (ondisk.COMPOSER, ondisk.COMPOSER + ".pyz")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,13 +68,13 @@ def _dispatch(args: list[str]) -> int:
         return handler(ns)
     except ConfigError as err:
         print(f"cdh: {err}", file=sys.stderr)
-        return CONFIG_ERROR
+        return EXIT_CONFIG
     except BrokenPipeError:
         if ns.command == "agent":
             raise
         # `cdh ls | head`: the reader left; end quietly, as the Python docs advise.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return OK
+        return EXIT_OK
 
 
 def _settings():
@@ -95,8 +91,8 @@ def _install(ns) -> int:
             print(line)
     except host.HostError as err:
         print(f"cdh install: {err}", file=sys.stderr)
-        return FAILURE
-    return OK
+        return EXIT_FAILURE
+    return EXIT_OK
 
 
 def _uninstall(ns) -> int:
@@ -114,7 +110,7 @@ def _uninstall(ns) -> int:
         settings = config.from_environment("agent", env)
     for line in host.uninstall(settings):
         print(line)
-    return OK
+    return EXIT_OK
 
 
 def _agent(ns) -> int:
@@ -140,12 +136,12 @@ def _config(ns) -> int:
 
     if ns.list and ns.markdown:
         print(config.markdown_table())
-        return OK
+        return EXIT_OK
     if ns.list:
         for name, aliases, default, doc in config.describe():
             alias = f" (IBM: {aliases})" if aliases else ""
             print(f"{name}{alias}\n    default: {default}\n    {doc}")
-        return OK
+        return EXIT_OK
     settings = _settings()
     for spec in config.SPECS:
         value = settings.raw.get(spec.attr, "")
@@ -154,4 +150,4 @@ def _config(ns) -> int:
                                         if settings.sources[spec.attr] != spec.name else ""))
     for note in settings.notes:
         print(f"# note: {note}")
-    return OK
+    return EXIT_OK

@@ -12,12 +12,13 @@ from __future__ import annotations
 import re
 import time
 
+from cdh.config.values import render_template
+
 MAX_VALUE_CHARS = 128         # per key component and per metadata value
 UNKNOWN = "unknown"
 METADATA_NAMES = ("namespace", "pod", "container", "node", "signal", "exe", "uuid", "timestamp")
 DATE_VARIABLES = ("date", "year", "month", "day", "hour")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
-_FIELD = re.compile(r"\{([^{}]*)\}")
 
 
 def sanitise(value: object) -> str:
@@ -40,6 +41,20 @@ def date_values(t: float) -> dict[str, str]:
             "month": f"{g.tm_mon:02d}", "day": f"{g.tm_mday:02d}", "hour": f"{g.tm_hour:02d}"}
 
 
+def crash_time(info: dict, fallback: float) -> float:
+    """Epoch seconds of the crash (dump-info's ``timestamp``, the kernel's %t), or ``fallback``."""
+    try:
+        t = float(info.get("timestamp"))
+    except (TypeError, ValueError):
+        return fallback
+    return t if 0 < t < 1e11 else fallback
+
+
+def node_of(info: dict, node_name: str | None) -> object:
+    """The crash's node: the agent's CDH_NODE_NAME, else the host name the composer saw."""
+    return node_name or info.get("node_hostname")
+
+
 def crash_values(info: dict, node: object) -> dict[str, object]:
     """What a dump-info says about the crash, by metadata / key variable name (unsanitised)."""
     return {
@@ -55,7 +70,7 @@ def object_key(template: str, info: dict, node: object, crash_time: float, zip_n
     variables = {k: sanitise(v) for k, v in values.items()}
     variables["exe_name"] = variables.pop("exe")
     variables.update(date_values(crash_time))
-    return _FIELD.sub(lambda m: variables[m.group(1)], template).lstrip("/") + zip_name
+    return render_template(template, variables.__getitem__).lstrip("/") + zip_name
 
 
 def metadata(info: dict, node: object) -> dict[str, str]:

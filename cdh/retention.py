@@ -49,16 +49,6 @@ import stat
 CHECK_EVERY = 16 << 20  # the composer re-scans CORE_DIR's usage this often while it streams
 MIN_ROOM = 1 << 20      # a limit counts as reached with less left under it: a composer block (blocks.BLOCK)
 PART_GRACE_S = 5.0      # a .part younger than this is never judged abandoned (open → flock window)
-PART_PREFIX, PART_SUFFIX = ".", ".zip.part"
-
-
-def is_part(name: str) -> bool:
-    """``.<name>.zip.part``: a zip being written (or left by a composer that died)."""
-    return name.startswith(PART_PREFIX) and name.endswith(PART_SUFFIX) and len(name) > len(PART_SUFFIX) + 1
-
-
-def zip_name_of_part(name: str) -> str:
-    return name[len(PART_PREFIX):-len(PART_SUFFIX)] + ".zip"
 
 
 def resolve(limit: tuple[float, str] | None, fs_total: int) -> int | None:

@@ -34,14 +34,12 @@ from typing import TYPE_CHECKING
 
 import orjson
 
-from cdh import fsutil
+from cdh import fsutil, ondisk
 from cdh.agent.log import LEVELS
 
 if TYPE_CHECKING:
     from cdh.agent.log import Log
 
-LOG_NAME = "composer.log"            # cdh.composer.log.LOG_NAME (not imported: keep the two stacks apart)
-POSITION_NAME = ".composer-log.position"
 COMPONENT = "composer"
 CHUNK = 256 << 10
 READ_MAX = 4 << 20       # per wake: a flood is relayed over several turns of the loop
@@ -109,8 +107,9 @@ def relay_line(log: Log, raw: bytes) -> None:
 class ComposerLogRelay:
     def __init__(self, host_dir: str, log: Log) -> None:
         self.host_dir = host_dir
-        self.path = os.path.join(host_dir, LOG_NAME)
-        self.position_path = os.path.join(host_dir, POSITION_NAME)
+        files = ondisk.HostDir(host_dir)
+        self.path, self.rotated_path = files.composer_log, files.rotated_log
+        self.position_path = files.log_position
         self.log = log
         self.current: _Tail | None = None
         self.rotated: _Tail | None = None
@@ -129,16 +128,16 @@ class ComposerLogRelay:
                           note="lines from before the agent's first start stay in the file, not relayed")
             return
         ident, offset = pos[:2], pos[2]
-        here, rotated = _stat(self.path), _stat(self.path + ".1")
+        here, rotated = _stat(self.path), _stat(self.rotated_path)
         if here is not None and (here.st_dev, here.st_ino) == ident and here.st_size >= offset:
             self.current = self._open(self.path, offset)
             self.log.info("composer_log.resumed", path=self.path, offset=offset,
                           behind_bytes=here.st_size - offset)
         elif rotated is not None and (rotated.st_dev, rotated.st_ino) == ident and rotated.st_size >= offset:
-            self.rotated = self._open(self.path + ".1", offset)
+            self.rotated = self._open(self.rotated_path, offset)
             self.rotated_until = time.monotonic() + KEEP_ROTATED_S
             self.current = self._open(self.path, 0)
-            self.log.info("composer_log.resumed", path=self.path + ".1", offset=offset,
+            self.log.info("composer_log.resumed", path=self.rotated_path, offset=offset,
                           behind_bytes=rotated.st_size - offset + (here.st_size if here else 0))
         else:
             self.current = self._open(self.path, 0)

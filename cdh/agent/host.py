@@ -22,9 +22,8 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
 
-from cdh import fsutil
+from cdh import fsutil, ondisk
 from cdh.agent import runtime
 from cdh.config import Settings, render_env
 
@@ -40,34 +39,12 @@ class HostError(RuntimeError):
     """Host setup failed; the message says what and how to fix it."""
 
 
-@dataclass(frozen=True)
-class Layout:
-    """Paths inside HOST_DIR."""
-
-    host_dir: str
-
-    @property
-    def composer(self) -> str:
-        return os.path.join(self.host_dir, "cdc")
-
-    @property
-    def composer_env(self) -> str:
-        return os.path.join(self.host_dir, "composer.env")
-
-    @property
-    def crictl_yaml(self) -> str:
-        return os.path.join(self.host_dir, "crictl.yaml")
-
-    def backup(self, sysctl: str) -> str:
-        return os.path.join(self.host_dir, sysctl.rsplit(".", 1)[-1] + ".bak")
-
-
 def core_pattern(settings: Settings) -> str:
-    return f"|{Layout(settings.host_dir).composer} {PATTERN_ARGS}"
+    return f"|{ondisk.HostDir(settings.host_dir).composer} {PATTERN_ARGS}"
 
 
 def is_ours(pattern: str, host_dir: str) -> bool:
-    return pattern.startswith(f"|{Layout(host_dir).composer} ")
+    return pattern.startswith(f"|{ondisk.HostDir(host_dir).composer} ")
 
 
 def desired_sysctls(settings: Settings) -> dict[str, str]:
@@ -106,7 +83,7 @@ class Sysctl:
 def install(settings: Settings, sysctl: Sysctl | None = None, composer: bytes | None = None) -> list[str]:
     """Install the composer and set the sysctls. Returns what was done, one line each."""
     sysctl = sysctl or Sysctl()
-    layout = Layout(settings.host_dir)
+    layout = ondisk.HostDir(settings.host_dir)
     pattern = core_pattern(settings)
     if len(pattern.encode()) > CORE_PATTERN_MAX:
         raise HostError(
@@ -119,8 +96,8 @@ def install(settings: Settings, sysctl: Sysctl | None = None, composer: bytes | 
     fsutil.write_if_changed(layout.composer_env, render_env(settings).encode(), mode=0o600)
     done.append(f"composer settings written to {layout.composer_env}")
     if settings.deploy_crictl_config:
-        fsutil.write_if_changed(layout.crictl_yaml, crictl_yaml(settings).encode(), mode=0o600)
-        done.append(f"crictl config written to {layout.crictl_yaml}")
+        fsutil.write_if_changed(layout.crictl_config, crictl_yaml(settings).encode(), mode=0o600)
+        done.append(f"crictl config written to {layout.crictl_config}")
     for name, value in desired_sysctls(settings).items():
         done.append(_apply(sysctl, layout, name, value))
     got = sysctl.read("kernel.core_pattern")
@@ -131,7 +108,7 @@ def install(settings: Settings, sysctl: Sysctl | None = None, composer: bytes | 
     return done
 
 
-def install_composer(settings: Settings, layout: Layout, composer: bytes | None = None) -> list[str]:
+def install_composer(settings: Settings, layout: ondisk.HostDir, composer: bytes | None = None) -> list[str]:
     """cdc on the bundled runtime; or ``composer`` as given; or, in a checkout, the launcher."""
     source = settings.runtime_dir or runtime.running_runtime()
     if composer is None and source:
@@ -147,25 +124,24 @@ def install_composer(settings: Settings, layout: Layout, composer: bytes | None 
 def prune_runtimes(settings: Settings) -> list[str]:
     """Remove runtimes retired by an upgrade once no composer uses them (the agent calls this now
     and then: install retires the old runtime but may not remove it yet)."""
-    current = _current_runtime(Layout(settings.host_dir))
+    current = _current_runtime(ondisk.HostDir(settings.host_dir))
     return runtime.prune(settings.host_dir, keep=current) if current else []
 
 
-def _current_runtime(layout: Layout) -> str | None:
+def _current_runtime(layout: ondisk.HostDir) -> str | None:
     """The runtime id cdc's first line names, or None (a launcher, or no cdc)."""
     try:
         with open(layout.composer, "rb") as f:
             first = f.readline(4096).decode(errors="replace")
     except FileNotFoundError:
         return None
-    prefix = runtime.root(layout.host_dir) + os.sep
-    return first[2 + len(prefix):].split("/", 1)[0] if first.startswith("#!" + prefix) else None
+    return layout.runtime_id(first)
 
 
-def _apply(sysctl: Sysctl, layout: Layout, name: str, value: str) -> str:
+def _apply(sysctl: Sysctl, layout: ondisk.HostDir, name: str, value: str) -> str:
     current = sysctl.read(name)
     backup = layout.backup(name)
-    ours = is_ours(current, layout.host_dir) if name == "kernel.core_pattern" else False
+    ours = is_ours(current, layout.path) if name == "kernel.core_pattern" else False
     if not ours and current != value and not os.path.exists(backup):
         fsutil.atomic_write(backup, current.encode(), mode=0o600)  # saved once, never replaced
     if current != value:
@@ -210,21 +186,21 @@ def crictl_yaml(settings: Settings) -> str:
 def uninstall(settings: Settings, sysctl: Sysctl | None = None) -> list[str]:
     """Restore the sysctls and remove what install wrote. Cores and events are kept."""
     sysctl = sysctl or Sysctl()
-    layout = Layout(settings.host_dir)
+    layout = ondisk.HostDir(settings.host_dir)
     done: list[str] = []
     for name in desired_sysctls(settings):
         done.append(_restore(sysctl, layout, name))
-    for path in (layout.composer, layout.composer_env, layout.crictl_yaml):
+    for path in (layout.composer, layout.composer_env, layout.crictl_config):
         if fsutil.remove_quietly(path):
             done.append(f"removed {path}")
     return done + runtime.remove_all(settings.host_dir)
 
 
-def _restore(sysctl: Sysctl, layout: Layout, name: str) -> str:
+def _restore(sysctl: Sysctl, layout: ondisk.HostDir, name: str) -> str:
     backup = layout.backup(name)
     current = sysctl.read(name)
     original = _read(backup)
-    if name == "kernel.core_pattern" and not is_ours(current, layout.host_dir):
+    if name == "kernel.core_pattern" and not is_ours(current, layout.path):
         fsutil.remove_quietly(backup)
         return f"{name} left as {current!r}: it is not ours"
     if original is None:

@@ -17,8 +17,7 @@ import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from cdh import fsutil, retention
-from cdh.agent.localzip import is_candidate
+from cdh import fsutil, ondisk
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -43,7 +42,7 @@ class Intake:
 
     def offer(self, path: str) -> bool:
         """Queue ``path`` if it is a finished zip we do not already have."""
-        if self._closed.is_set() or path in self.known or not is_candidate(os.path.basename(path)):
+        if self._closed.is_set() or path in self.known or not ondisk.is_finished_zip(os.path.basename(path)):
             return False
         try:
             if not stat.S_ISREG(os.lstat(path).st_mode):
@@ -155,7 +154,7 @@ class Intake:
 
     def _on_event(self, name: str) -> None:
         path = os.path.join(self.core_dir, name)
-        if not retention.is_part(name):
+        if not ondisk.is_part(name):
             self.offer(path)
         elif self.on_part_closed is not None:
             self.on_part_closed(path)

@@ -26,8 +26,7 @@ import stat
 import time
 from typing import TYPE_CHECKING
 
-from cdh import retention
-from cdh.agent import dumpinfo
+from cdh import ondisk, retention
 
 if TYPE_CHECKING:
     from cdh.agent.log import Log
@@ -35,8 +34,6 @@ if TYPE_CHECKING:
 
 INTERVAL_S = 60.0
 OVER_LIMIT_REPEAT_S = 600.0  # while over a limit, say so again this often
-EVENT_SUFFIX = "-event.json"
-ROTATED_LOG = "composer.log.1"
 
 
 class Janitor:
@@ -105,7 +102,7 @@ class Janitor:
             return
         try:
             for name in sorted(os.listdir(dfd)):
-                if retention.is_part(name):
+                if ondisk.is_part(name):
                     self._part(dfd, name)
         finally:
             os.close(dfd)
@@ -145,10 +142,10 @@ class Janitor:
         """Rename a whole zip left unrenamed to ``<name>.zip``; False when it is not one."""
         try:
             with os.fdopen(os.dup(fd), "rb") as f:
-                dumpinfo.read(f)
-        except dumpinfo.DumpInfoError:
+                ondisk.read_dump_info(f)
+        except ondisk.DumpInfoError:
             return False
-        target = retention.zip_name_of_part(name)
+        target = ondisk.zip_name_of_part(name)
         try:
             os.stat(target, dir_fd=dfd, follow_symlinks=False)
             return False  # never over an existing file
@@ -209,7 +206,7 @@ class Janitor:
         s = self.settings
         found = []
         try:
-            names = [n for n in os.listdir(s.event_dir) if n.endswith(EVENT_SUFFIX)]
+            names = [n for n in os.listdir(s.event_dir) if n.endswith(ondisk.EVENT_SUFFIX)]
         except OSError:
             names = []
         for name in names:
@@ -218,9 +215,10 @@ class Janitor:
             if st is not None and st.st_dev == device and not self._zip_still_here(path):
                 found.append((path, st))
         found.sort(key=lambda item: item[1].st_mtime)
-        log = _regular(os.path.join(s.host_dir, ROTATED_LOG))
+        rotated = ondisk.HostDir(s.host_dir).rotated_log
+        log = _regular(rotated)
         if log is not None and log.st_dev == device:
-            found.append((os.path.join(s.host_dir, ROTATED_LOG), log))
+            found.append((rotated, log))
         return found
 
     def _zip_still_here(self, event_path: str) -> bool:
@@ -240,7 +238,7 @@ class Janitor:
             return
         self._over_since = self._over_since or now
         self._over_logged = now
-        zips = [n for n in os.listdir(self.settings.core_dir) if n.endswith(".zip") and not n.startswith(".")]
+        zips = [n for n in os.listdir(self.settings.core_dir) if ondisk.is_finished_zip(n)]
         self.log.warning("retention.over_limit", limit=which, detail=limits.describe(which), used=used,
                          free=free, zips_kept=len(zips),
                          action="zips not yet uploaded are never deleted; new cores are cut short "

@@ -14,8 +14,7 @@ import fcntl
 import os
 import stat
 
-from cdh import fsutil
-from cdh.agent import dumpinfo
+from cdh import fsutil, ondisk
 
 
 class Busy(Exception):
@@ -28,11 +27,6 @@ class Gone(Exception):
 
 class NotAZip(Exception):
     """Not a regular file (a symlink, a fifo ...): never uploaded, never deleted."""
-
-
-def is_candidate(name: str) -> bool:
-    """A finished zip's name: ``*.zip``, not hidden (``.<name>.zip.part`` is in progress)."""
-    return name.endswith(".zip") and not name.startswith(".")
 
 
 class LocalZip:
@@ -93,7 +87,7 @@ class LocalZip:
     def read_info(self) -> dict:
         """The dump-info (blocking). Reads through our descriptor, so it is the locked file."""
         with os.fdopen(os.dup(self.fd), "rb") as f:
-            return dumpinfo.read(f)
+            return ondisk.read_dump_info(f)
 
     def delete(self) -> None:
         """Remove the zip we hold (only after the object is confirmed)."""

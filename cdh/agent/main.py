@@ -17,7 +17,7 @@ import errno
 import os
 import signal
 
-from cdh import __version__, config, fsutil
+from cdh import EXIT_FAILURE, EXIT_OK, __version__, config, fsutil, ondisk
 from cdh.agent import host, reload
 from cdh.agent.clients import Clients
 from cdh.agent.intake import Intake, cancel_all
@@ -27,8 +27,6 @@ from cdh.agent.retry import Backoff, error_code, is_permanent
 from cdh.agent.telemetry import Telemetry
 from cdh.agent.upload import Outcome, Uploader
 
-OK = 0
-FAILURE = 1
 # Tests only: a fake /proc/sys tree for host setup, so integration tests run the whole
 # host path (composer, composer.env, backups, read-back) without touching the machine's
 # core_pattern, which other test runs share. CDH_TEST_* names are ignored by config.
@@ -92,10 +90,10 @@ class Agent:
         except host.HostError as err:
             self.log.error("agent.host_setup_failed", error=str(err))
             await self._close()
-            return FAILURE
+            return EXIT_FAILURE
         await self.run()
         await self.stop()
-        return OK
+        return EXIT_OK
 
     # ------------------------------------------------------------ start
 
@@ -289,7 +287,7 @@ class Agent:
         self._write_composer_env()
 
     def _write_composer_env(self) -> None:
-        path = host.Layout(self.settings.host_dir).composer_env
+        path = ondisk.HostDir(self.settings.host_dir).composer_env
         try:
             fsutil.write_if_changed(path, config.render_env(self.settings).encode(), mode=0o600)
         except OSError as err:

@@ -24,16 +24,12 @@ import os
 import shutil
 import time
 
-from cdh import fsutil
+from cdh import fsutil, ondisk
+from cdh.ondisk import RUNTIME_LOCK, RUNTIME_MANIFEST, SHEBANG_MAX_NEW, SHEBANG_MAX_OLD
 
-MANIFEST = "runtime.json"
-LOCK = "lock"
-RETIRED = "retired"
+RETIRED = "retired"  # in a runtime: the time an upgrade retired it (the marker's mtime)
 RETIRE_GRACE_S = 60.0
 ABANDONED_S = 3600.0  # a temp directory this old is no installer's work in progress
-# The kernel reads at most this much of a script's first line: 256 bytes since Linux 5.1
-# (BINPRM_BUF_SIZE), 128 before, where a longer line is cut without an error.
-SHEBANG_MAX_NEW, SHEBANG_MAX_OLD = 256, 128
 
 
 class RuntimeInstallError(Exception):
@@ -51,7 +47,7 @@ def running_runtime() -> str | None:
 
 def read_manifest(source: str) -> dict:
     try:
-        with open(os.path.join(source, MANIFEST), encoding="utf-8") as f:
+        with open(os.path.join(source, RUNTIME_MANIFEST), encoding="utf-8") as f:
             return json.load(f)
     except (OSError, ValueError) as err:
         raise RuntimeInstallError(f"no usable runtime at {source} ({err}); set CDH_RUNTIME_DIR "
@@ -59,7 +55,7 @@ def read_manifest(source: str) -> dict:
 
 
 def root(host_dir: str) -> str:
-    return os.path.join(host_dir, "runtime")
+    return ondisk.HostDir(host_dir).runtimes
 
 
 def shebang(target: str, manifest: dict) -> bytes:
@@ -87,7 +83,7 @@ def install(host_dir: str, source: str, composer_path: str, grace_s: float = RET
             f"({shebang_max()}): use a shorter CDH_HOST_DIR (now {host_dir!r})")
     fsutil.makedirs_private(root(host_dir))
     done = []
-    if not os.path.isfile(os.path.join(target, MANIFEST)):
+    if not os.path.isfile(os.path.join(target, RUNTIME_MANIFEST)):
         copy_host_part(source, manifest, target)
         done.append(f"runtime {manifest['id']} installed at {target} "
                     f"({manifest['host_bytes'] / 2**20:.1f} MiB, python {manifest['python']})")
@@ -102,7 +98,7 @@ def copy_host_part(source: str, manifest: dict, target: str) -> None:
     """Copy into a temp directory beside the target, fsync, rename: complete or absent."""
     tmp = os.path.join(os.path.dirname(target), f".{manifest['id']}.tmp.{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
-    for rel in [*manifest["host_files"], MANIFEST]:  # the manifest last: it marks a complete copy
+    for rel in [*manifest["host_files"], RUNTIME_MANIFEST]:  # the manifest last: it marks a complete copy
         dst = os.path.join(tmp, rel)
         os.makedirs(os.path.dirname(dst), mode=0o755, exist_ok=True)
         shutil.copy2(os.path.join(source, rel), dst)
@@ -144,7 +140,7 @@ def zipapp_body(pyz: str) -> bytes:
 def _remove_if_unused(path: str, name: str) -> str:
     """Remove the runtime unless a composer uses it; the exclusive lock is held throughout."""
     try:
-        fd = os.open(os.path.join(path, LOCK), os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(os.path.join(path, RUNTIME_LOCK), os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
         fd = None
     try:

@@ -16,15 +16,11 @@ import os
 import sys
 import time
 
-from cdh import config
+from cdh import EXIT_FAILURE, EXIT_OK, config, ondisk
 from cdh.agent import reload
 from cdh.agent.clients import Clients
-from cdh.agent.localzip import is_candidate
 from cdh.agent.log import Log, route_stdlib
 from cdh.agent.upload import Outcome, Uploader
-
-OK = 0
-FAILURE = 1
 
 
 def run(settings: config.Settings, files: list[str]) -> int:
@@ -36,7 +32,7 @@ def run(settings: config.Settings, files: list[str]) -> int:
     route_stdlib(log)
     paths = select(settings.core_dir, files, log)
     if paths is None:
-        return FAILURE
+        return EXIT_FAILURE
     return uvloop.run(sweep(settings, paths, log))
 
 
@@ -44,7 +40,8 @@ def select(core_dir: str, files: list[str], log: Log) -> list[str] | None:
     """The zips to upload; None (after one error line each) when a given file is not acceptable."""
     if not files:
         try:
-            return sorted(os.path.join(core_dir, n) for n in os.listdir(core_dir) if is_candidate(n))
+            names = os.listdir(core_dir)
+            return sorted(os.path.join(core_dir, n) for n in names if ondisk.is_finished_zip(n))
         except OSError as err:
             log.error("sweep.failed", dir=core_dir, error=err.strerror)
             return None
@@ -53,7 +50,7 @@ def select(core_dir: str, files: list[str], log: Log) -> list[str] | None:
     for f in files:
         path = os.path.abspath(f)
         real = os.path.realpath(path)
-        if os.path.dirname(real) != root or not is_candidate(os.path.basename(real)):
+        if os.path.dirname(real) != root or not ondisk.is_finished_zip(os.path.basename(real)):
             print(f"cdh sweep: {f}: not a finished zip in CDH_CORE_DIR ({core_dir})", file=sys.stderr)
             bad = True
         elif not os.path.isfile(real):
@@ -80,7 +77,7 @@ async def sweep(settings: config.Settings, paths: list[str], log: Log) -> int:
         await clients.close()
     failed = results.count(False)
     log.info("sweep.done", files=len(paths), uploaded=len(paths) - failed, failed=failed)
-    return OK if failed == 0 else FAILURE
+    return EXIT_OK if failed == 0 else EXIT_FAILURE
 
 
 async def _upload_waiting(uploader: Uploader, path: str, wait_s: float) -> bool:

@@ -22,9 +22,9 @@ from urllib.parse import quote
 
 from aiohttp import web
 
+from cdh import keys, ondisk
 from cdh.agent import k8sevents
 from cdh.agent.composerlog import ComposerLogRelay
-from cdh.agent.localzip import is_candidate
 from cdh.agent.metrics import Metrics
 from cdh.agent.probes import CorePatternCheck, Heartbeat, tasks_alive
 
@@ -158,7 +158,7 @@ class Telemetry:
             self.events.post(event)
 
     def _node(self, info: dict) -> str:
-        return str(self.agent.settings.node_name or info.get("node_hostname") or "unknown")
+        return str(keys.node_of(info, self.agent.settings.node_name) or keys.UNKNOWN)
 
 
 def object_url(settings: Settings, key: str) -> str:
@@ -174,7 +174,7 @@ def scan_core_dir(core_dir: str) -> tuple[int, float | None, int | None]:
     try:
         with os.scandir(core_dir) as it:
             for entry in it:
-                if not is_candidate(entry.name):
+                if not ondisk.is_finished_zip(entry.name):
                     continue
                 try:
                     st = entry.stat(follow_symlinks=False)

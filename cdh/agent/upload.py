@@ -22,7 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from cdh.agent import dumpinfo, retry, verify
+from cdh import keys, ondisk
+from cdh.agent import retry, verify
 from cdh.agent.body import FileSlice, crc32_of_slice
 from cdh.agent.localzip import Busy, Gone, LocalZip, NotAZip
 from cdh.agent.multipart import MultipartUpload, abort_stale
@@ -50,9 +51,16 @@ class Result:
     detail: str = ""
 
 
+def object_key(settings: Settings, info: dict, zip_name: str, mtime: float) -> str:
+    """Rendered CDH_S3_KEY_PREFIX + zip name (cdh/keys.py); the date is the crash's, else the zip's mtime."""
+    return keys.object_key(settings.s3_key_prefix, info, keys.node_of(info, settings.node_name),
+                           keys.crash_time(info, mtime), zip_name)
+
+
 def object_args(settings: Settings, info: dict) -> dict[str, Any]:
     """What every PUT / CreateMultipartUpload carries besides bucket and key."""
-    args: dict[str, Any] = {"Metadata": dumpinfo.metadata(settings, info), "ContentType": "application/zip",
+    metadata = keys.metadata(info, keys.node_of(info, settings.node_name))
+    args: dict[str, Any] = {"Metadata": metadata, "ContentType": "application/zip",
                             **encryption_args(settings)}
     if settings.s3_storage_class:
         args["StorageClass"] = settings.s3_storage_class
@@ -101,13 +109,13 @@ class Uploader:
     async def _upload_held(self, held: LocalZip) -> Result:
         try:
             info = await asyncio.to_thread(held.read_info)
-        except dumpinfo.DumpInfoError as err:
+        except ondisk.DumpInfoError as err:
             self.log.error("upload.invalid", file=held.path, error=str(err),
                            action="left in place, not uploaded")
             return Result(Outcome.INVALID, detail=str(err))
         if self.on_zip is not None:
             self.on_zip(held, info)
-        key = dumpinfo.object_key(self.settings, info, held.name, held.mtime)
+        key = object_key(self.settings, info, held.name, held.mtime)
         started = time.monotonic()
         try:
             checked = await self._send_and_verify(held, key, info)

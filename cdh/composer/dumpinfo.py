@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 
-from cdh import __version__
+from cdh import __version__, ondisk
 
 
 def dumps(obj: object) -> bytes:
@@ -23,7 +23,7 @@ def dump_info(*, uuid: str, name: str, kargs, node: str, meta, core_size: int, c
     return {
         # IBM's fields
         "uuid": uuid,
-        "dump_file": f"{name}.core",
+        "dump_file": name + ondisk.CORE,
         "timestamp": kargs.timestamp,
         "hostname": kargs.hostname,
         "exe": kargs.exe_name,
@@ -56,15 +56,15 @@ def dump_info(*, uuid: str, name: str, kargs, node: str, meta, core_size: int, c
 def metadata_entries(name: str, meta, proc_files: dict[str, bytes]) -> list[tuple[str, bytes]]:
     """(entry name, bytes) for everything after the core, in IBM's order; absent facts are left out."""
     entries: list[tuple[str, bytes]] = []
-    for suffix, obj in (("pod-info", meta.pod_item), ("runtime-info", meta.runtime_info),
-                        ("ps-info", meta.ps_info)):
+    for suffix, obj in ((ondisk.POD_INFO, meta.pod_item), (ondisk.RUNTIME_INFO, meta.runtime_info),
+                        (ondisk.PS_INFO, meta.ps_info)):
         if obj is not None:
-            entries.append((f"{name}-{suffix}.json", dumps(obj)))
+            entries.append((name + suffix, dumps(obj)))
     for i, c in enumerate(meta.containers):
         if c.log is not None:
-            entries.append((f"{name}-{i}.log", c.log))
+            entries.append((name + ondisk.log_entry(i), c.log))
         if c.image_info is not None:
-            entries.append((f"{name}-{i}-image-info.json", dumps(c.image_info)))
+            entries.append((name + ondisk.image_info_entry(i), dumps(c.image_info)))
     for fname, data in proc_files.items():
-        entries.append((f"{name}-proc/{fname}", data))
+        entries.append((f"{name}{ondisk.PROC_DIR}/{fname}", data))
     return entries

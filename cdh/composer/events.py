@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from cdh import fsutil
+from cdh import fsutil, ondisk
 from cdh.composer.dumpinfo import dumps
 
 LABEL_PREFIX = "info.coredump"
@@ -49,7 +49,7 @@ def write_event(event_dir: str, record: dict) -> str:
     fsutil.makedirs_private(event_dir)
     dfd = os.open(event_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        name = f"{record['uuid']}-event.json"
+        name = ondisk.event_file_name(record['uuid'])
         tmp = f".{name}.{os.getpid()}.{os.urandom(4).hex()}.tmp"  # unguessable: cannot be pre-planted
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                      0o600, dir_fd=dfd)

@@ -12,15 +12,14 @@ from __future__ import annotations
 import fcntl
 import os
 
-from cdh import jsonline
+from cdh import jsonline, ondisk
 
 LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
-LOG_NAME = "composer.log"
 
 
 class ComposerLog:
     def __init__(self, host_dir: str | None, level: str = "info", max_bytes: int = 4 << 20) -> None:
-        self.path = os.path.join(host_dir, LOG_NAME) if host_dir else None
+        self.path = ondisk.HostDir(host_dir).composer_log if host_dir else None
         self.threshold = LEVELS.get(level, 20)
         self.max_bytes = max_bytes
         self.fd: int | None = None
@@ -78,7 +77,7 @@ class ComposerLog:
             except FileNotFoundError:
                 still_ours = False
             if still_ours and mine.st_size + incoming > self.max_bytes:
-                os.replace(self.path, self.path + ".1")
+                os.replace(self.path, self.path + ondisk.ROTATED_SUFFIX)
         finally:
             fcntl.flock(self.fd, fcntl.LOCK_UN)
         os.close(self.fd)

@@ -28,13 +28,12 @@ import resource
 import sys
 import time
 
+from cdh import EXIT_FAILURE, EXIT_OK, ondisk
 from cdh.composer import capture, kernel
 from cdh.composer.log import ComposerLog
-from cdh.composer.run import EXIT_DEADLINE, EXIT_ERROR, EXIT_OK, PROC_ROOT_VAR, Run
+from cdh.composer.run import PROC_ROOT_VAR, Run
 
-ENV_FILE_NAME = "composer.env"
 ENV_FILE_VAR = "CDH_COMPOSER_ENV"  # names the env-file for manual runs
-__all__ = ["EXIT_DEADLINE", "EXIT_ERROR", "EXIT_OK", "load_settings", "main"]
 
 
 def main(args: list[str]) -> int:
@@ -47,7 +46,7 @@ def main(args: list[str]) -> int:
         return _compose(args, started)
     except BaseException as err:  # never fail back into the kernel
         _last_words(err)
-        return EXIT_ERROR
+        return EXIT_FAILURE
     finally:
         try:
             capture.release_stdin()
@@ -114,7 +113,7 @@ def load_settings(core_dir: str | None):
     errors: list[str] = []
     layers: list[dict[str, str]] = []
     env_file = os.environ.get(ENV_FILE_VAR) or os.path.join(
-        os.path.dirname(os.path.realpath(sys.argv[0] or ".")), ENV_FILE_NAME)
+        os.path.dirname(os.path.realpath(sys.argv[0] or ".")), ondisk.COMPOSER_ENV)
     if os.path.isfile(env_file):
         try:
             layers.append(config.read_env_file(env_file))

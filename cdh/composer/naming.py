@@ -13,13 +13,12 @@ from __future__ import annotations
 import re
 
 from cdh.config.table import DEFAULT_FILENAME_TEMPLATE, FILENAME_VARIABLES
-from cdh.config.values import template_fields
+from cdh.config.values import render_template, template_fields
 
 MAX_NAME = 200  # + ".zip.part", "-<i>-image-info.json" or a "-<uuid8>" clash suffix stays < 255
 POD_VARIABLES = frozenset({"namespace", "podname", "container"})
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 _DOT_BEFORE_DOT = re.compile(r"\.(?=\.)")
-_FIELD = re.compile(r"\{([^{}]*)\}")
 
 
 def sanitize(value: object) -> str:
@@ -62,5 +61,5 @@ def render(template: str, values: dict[str, object]) -> tuple[str, str | None]:
     if error is not None:
         error = f"filename template {template!r} not usable ({error}); using the default"
         template = DEFAULT_FILENAME_TEMPLATE
-    rendered = _FIELD.sub(lambda m: sanitize(values.get(m.group(1))), template)
+    rendered = render_template(template, lambda field: sanitize(values.get(field)))
     return safe_name(rendered), error

@@ -17,7 +17,7 @@ from __future__ import annotations
 import fcntl
 import os
 
-from cdh import fsutil
+from cdh import fsutil, ondisk
 from cdh.composer.naming import MAX_NAME, safe_name
 
 
@@ -36,15 +36,15 @@ class PartFile:
 
     @property
     def part_name(self) -> str:
-        return f".{self.name}.zip.part"
+        return ondisk.part_name(self.name)
 
     def _create(self, name: str, uuid: str) -> str:
         candidates = (name, safe_name(f"{name[:MAX_NAME - 9]}-{uuid[:8]}"), safe_name(uuid))
         for candidate in candidates:
-            if self._exists(f"{candidate}.zip"):
+            if self._exists(ondisk.zip_name(candidate)):
                 continue
             try:
-                self.fd = os.open(f".{candidate}.zip.part",
+                self.fd = os.open(ondisk.part_name(candidate),
                                   os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                                   0o600, dir_fd=self.dfd)
             except FileExistsError:
@@ -75,9 +75,9 @@ class PartFile:
         """
         os.fsync(self.fd)
         fcntl.flock(self.fd, fcntl.LOCK_UN)
-        final = f"{self.name}.zip"
+        final = ondisk.zip_name(self.name)
         if self._exists(final):  # appeared while we wrote: keep both
-            final = f"{self.name}-{os.getpid()}.zip"
+            final = ondisk.zip_name(f"{self.name}-{os.getpid()}")
         os.rename(self.part_name, final, src_dir_fd=self.dfd, dst_dir_fd=self.dfd)
         os.fsync(self.dfd)
         self.zip_name = final

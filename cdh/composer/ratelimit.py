@@ -23,7 +23,8 @@ import os
 import re
 import time
 
-STATE_NAME = "ratelimit.json"
+from cdh import ondisk
+
 MAX_KEYS = 1000
 MAX_KEY_CHARS = 300
 _POD_UID = re.compile(r"pod([0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12}"
@@ -62,7 +63,7 @@ def check(host_dir: str | None, key: str, limit: tuple[int, float] | None,
     count, window = limit
     now = time.time() if now is None else now
     try:
-        fd = os.open(os.path.join(host_dir, STATE_NAME),
+        fd = os.open(ondisk.HostDir(host_dir).rate_limit_state,
                      os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     except OSError:
         return None

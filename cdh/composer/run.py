@@ -5,13 +5,10 @@ from __future__ import annotations
 import os
 import time
 
+from cdh import EXIT_DEADLINE, EXIT_FAILURE, EXIT_OK, ondisk
 from cdh.composer import capture, dumpinfo, events, naming, proc, ratelimit, runtime, space, zipstream
 from cdh.composer.cri.sources import Link
 from cdh.composer.output import PartFile
-
-EXIT_OK = 0
-EXIT_ERROR = 1
-EXIT_DEADLINE = 32
 
 PROC_ROOT_VAR = "CDH_TEST_PROC_ROOT"  # tests point /proc elsewhere (apport does the same)
 
@@ -59,7 +56,7 @@ class Run:
             part = PartFile(s.core_dir, name, self.uuid)
         except OSError as err:
             self.log.error("compose.failed", error=f"cannot create the zip in {s.core_dir}: {err}")
-            return EXIT_ERROR
+            return EXIT_FAILURE
         try:
             return self._write(part)
         except BaseException:
@@ -118,17 +115,17 @@ class Run:
         self._gather()
         if not self._finish_zip(zw, part):
             part.discard()
-            return EXIT_ERROR
+            return EXIT_FAILURE
         self._write_event(part.zip_name)
         self._log_done(part, zw)
         if self.write_failed:
-            return EXIT_ERROR  # the zip is valid and says why, but the core is not in it
+            return EXIT_FAILURE  # the zip is valid and says why, but the core is not in it
         deadline_hit = self.truncated == "deadline" or (self.cri is not None and self.cri.deadline_hit)
         return EXIT_DEADLINE if deadline_hit else EXIT_OK
 
     def _stream_core(self, zw: zipstream.ZipWriter, part: PartFile) -> None:
         capture.enlarge_pipe()
-        entry = zw.stream(f"{part.name}.core", zipstream.METHODS[self.compression])
+        entry = zw.stream(part.name + ondisk.CORE, zipstream.METHODS[self.compression])
         # Blocks in flight on the writer thread will land too: counted as written.
         guard = space.SpaceGuard(self.settings, part.dfd, lambda: zw.offset, lambda: entry.pending)
         try:
@@ -167,7 +164,7 @@ class Run:
                 self.errors.append(f"{entry_name} not written: {err.strerror}")
                 break  # the disk is full: keep room for dump-info and the directory
         try:
-            zw.add(f"{part.name}-dump-info.json", dumpinfo.dumps(self._dump_info(part.name)), method)
+            zw.add(part.name + ondisk.DUMP_INFO, dumpinfo.dumps(self._dump_info(part.name)), method)
             zw.close()
             part.publish()
             return True

@@ -206,14 +206,22 @@ def template(allowed: frozenset[str]) -> Callable[[str], str]:
     return parse
 
 
-_FIELD_RE = re.compile(r"\{([^{}]*)\}")
+# The one definition of a template field, for every template cdh renders (CDH_FILENAME_TEMPLATE,
+# CDH_S3_KEY_PREFIX) and every reader of one (the bucket tools' listing prefixes).
+TEMPLATE_FIELD = re.compile(r"\{([^{}]*)\}")
 
 
 def template_fields(tpl: str) -> list[str] | None:
     """The ``{names}`` in ``tpl``, or None when braces are unbalanced."""
-    if _FIELD_RE.sub("", tpl).count("{") or _FIELD_RE.sub("", tpl).count("}"):
+    bare = TEMPLATE_FIELD.sub("", tpl)
+    if bare.count("{") or bare.count("}"):
         return None
-    return _FIELD_RE.findall(tpl)
+    return TEMPLATE_FIELD.findall(tpl)
+
+
+def render_template(tpl: str, value_of: Callable[[str], str]) -> str:
+    """``tpl`` with each ``{name}`` replaced by ``value_of(name)``."""
+    return TEMPLATE_FIELD.sub(lambda m: value_of(m.group(1)), tpl)
 
 
 _LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")

@@ -24,10 +24,8 @@ import os
 import sys
 from dataclasses import asdict, dataclass
 
-from cdh import config
+from cdh import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, config, ondisk
 
-OK = 0
-FAILURE = 1
 PASS, FAIL, SKIP = "pass", "fail", "skip"
 
 
@@ -62,7 +60,7 @@ def load_settings(node: Node, environ: dict[str, str] | None = None) -> tuple[co
     first = config.from_environment("agent", env)
     layers: list[dict[str, str]] = []
     problem = None
-    composer_env = node.path(os.path.join(first.host_dir, "composer.env"))
+    composer_env = node.path(ondisk.HostDir(first.host_dir).composer_env)
     if os.path.isfile(composer_env):
         try:
             layers.append(config.read_env_file(composer_env))
@@ -86,7 +84,7 @@ def run(opts: Options) -> int:
     checks = node_checks.run_all(settings, node, opts, env_problem)
     checks.append(bucket.check(settings))
     print(render_json(checks) if opts.as_json else render_text(checks))
-    return FAILURE if any(c.status == FAIL for c in checks) else OK
+    return EXIT_FAILURE if any(c.status == FAIL for c in checks) else EXIT_OK
 
 
 def render_text(checks: list[Check]) -> str:
@@ -114,5 +112,5 @@ def main(host_root: str, min_free: str, as_json: bool) -> int:
         min_free_bytes = size(0)(min_free)
     except ValueError as err:
         print(f"cdh doctor: --min-free={min_free!r} is not valid: {err}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     return run(Options(host_root=host_root, min_free_bytes=min_free_bytes, as_json=as_json))

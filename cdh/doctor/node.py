@@ -11,8 +11,8 @@ import tempfile
 import time
 import zipfile
 
-from cdh import config
-from cdh.agent import host, runtime
+from cdh import config, ondisk
+from cdh.agent import host
 from cdh.composer.cri.crictl import find_crictl
 from cdh.doctor import FAIL, PASS, SKIP, Check, Node, Options
 
@@ -43,7 +43,7 @@ def check_core_pattern(settings: config.Settings, node: Node, sysctl: host.Sysct
         pattern = sysctl.read("kernel.core_pattern")
     except OSError as err:
         return Check("core_pattern", FAIL, f"cannot read it: {err.strerror}", "run as root")
-    cdc = host.Layout(settings.host_dir).composer
+    cdc = ondisk.HostDir(settings.host_dir).composer
     if host.is_ours(pattern, settings.host_dir):
         if not os.access(node.path(cdc), os.X_OK):
             return Check("core_pattern", FAIL, f"{pattern!r} pipes into {cdc}, which is missing or not "
@@ -73,12 +73,12 @@ def check_pipe_limit(sysctl: host.Sysctl) -> Check:
 def first_line(path: str) -> list[str]:
     """The words of a script's ``#!`` line (empty when there is none)."""
     with open(path, "rb") as f:
-        line = f.readline(runtime.SHEBANG_MAX_NEW).decode(errors="replace")
+        line = f.readline(ondisk.SHEBANG_MAX_NEW).decode(errors="replace")
     return line[2:].split() if line.startswith("#!") else []
 
 
 def check_composer(settings: config.Settings, node: Node) -> Check:
-    cdc = host.Layout(settings.host_dir).composer
+    cdc = ondisk.HostDir(settings.host_dir).composer
     here = node.path(cdc)
     if not os.path.isfile(here):
         return Check("composer", FAIL, f"{cdc} is missing", RESTART + "; or run `cdh install` on the node")
@@ -95,21 +95,21 @@ def check_composer(settings: config.Settings, node: Node) -> Check:
 
 
 def check_runtime(settings: config.Settings, node: Node) -> Check:
-    cdc = host.Layout(settings.host_dir).composer
+    cdc = ondisk.HostDir(settings.host_dir).composer
     try:
         words = first_line(node.path(cdc))
     except OSError:
         return Check("runtime", SKIP, f"{cdc} is missing")
-    prefix = runtime.root(settings.host_dir) + os.sep
-    if not words or not words[0].startswith(prefix):
+    host_dir = ondisk.HostDir(settings.host_dir)
+    rid = host_dir.runtime_id("#!" + words[0]) if words else None
+    if rid is None:
         return Check("runtime", SKIP, f"{cdc} does not run on a bundled runtime (a development install)")
-    rid = words[0][len(prefix):].split("/", 1)[0]
-    target = os.path.join(runtime.root(settings.host_dir), rid)
+    target = os.path.join(host_dir.runtimes, rid)
     try:
-        with open(node.path(os.path.join(target, runtime.MANIFEST)), encoding="utf-8") as f:
+        with open(node.path(os.path.join(target, ondisk.RUNTIME_MANIFEST)), encoding="utf-8") as f:
             manifest = json.load(f)
     except (OSError, ValueError) as err:
-        return Check("runtime", FAIL, f"{target}/{runtime.MANIFEST} is unreadable: {err}", RESTART)
+        return Check("runtime", FAIL, f"{target}/{ondisk.RUNTIME_MANIFEST} is unreadable: {err}", RESTART)
     lost = [rel for rel in manifest.get("host_files", []) if not os.path.exists(node.path(f"{target}/{rel}"))]
     if lost:
         return Check("runtime", FAIL, f"runtime {rid} lacks {len(lost)} files (first: {lost[0]})",
@@ -119,7 +119,7 @@ def check_runtime(settings: config.Settings, node: Node) -> Check:
 
 
 def check_composer_env(settings: config.Settings, node: Node, problem: str | None) -> Check:
-    path = host.Layout(settings.host_dir).composer_env
+    path = ondisk.HostDir(settings.host_dir).composer_env
     if problem:
         return Check("composer_env", FAIL, problem, "fix the value in cdh.env and reload, or " + RESTART)
     if not os.path.isfile(node.path(path)):
@@ -140,7 +140,7 @@ def dry_run(settings: config.Settings, node: Node) -> Check:
 
 def _dry_run(settings: config.Settings, node: Node, scratch: str, inside: str) -> Check:
     pid = os.getpid()
-    argv = [host.Layout(settings.host_dir).composer, "-c=0", "-e=cdh-doctor", f"-p={pid}", f"-P={pid}",
+    argv = [ondisk.HostDir(settings.host_dir).composer, "-c=0", "-e=cdh-doctor", f"-p={pid}", f"-P={pid}",
             "-s=11", f"-t={int(time.time())}", f"-h={os.uname().nodename}", "-E=!cdh-doctor"]
     # composer.env is read as on a crash; these win over it: a private log and core directory, no CRI.
     env = {"CDH_HOST_DIR": inside, "CDH_CORE_DIR": f"{inside}/cores", "CDH_IGNORE_CRI": "true",
@@ -150,10 +150,10 @@ def _dry_run(settings: config.Settings, node: Node, scratch: str, inside: str) -
         proc = run_on_node(node, argv, env, FAKE_CORE, DRY_RUN_TIMEOUT_S)
     except (OSError, subprocess.TimeoutExpired) as err:
         return Check("capture", FAIL, f"cdc did not run: {err}", RESTART)
-    zips = [n for n in os.listdir(os.path.join(scratch, "cores")) if n.endswith(".zip")]
+    zips = [n for n in os.listdir(os.path.join(scratch, "cores")) if ondisk.is_finished_zip(n)]
     problem = _zip_problem(os.path.join(scratch, "cores", zips[0])) if len(zips) == 1 else \
         f"{len(zips)} zips written"
-    errors = _log_errors(os.path.join(scratch, "composer.log"))
+    errors = _log_errors(ondisk.HostDir(scratch).composer_log)
     if proc.returncode != 0 or problem or errors:
         stderr = proc.stderr.decode(errors="replace").strip()[-300:]
         said = "; ".join(x for x in (*errors[:1], stderr, problem) if x)
@@ -165,8 +165,8 @@ def _zip_problem(path: str) -> str | None:
     try:
         with zipfile.ZipFile(path) as zf:
             bad = zf.testzip()
-            cores = [n for n in zf.namelist() if n.endswith(".core")]
-            infos = [n for n in zf.namelist() if n.endswith("-dump-info.json")]
+            cores = [n for n in zf.namelist() if n.endswith(ondisk.CORE)]
+            infos = [n for n in zf.namelist() if n.endswith(ondisk.DUMP_INFO)]
             if bad or len(cores) != 1 or len(infos) != 1:
                 return f"the zip is not what the composer writes (bad entry {bad}, entries {zf.namelist()})"
             if zf.read(cores[0]) != FAKE_CORE:
@@ -239,8 +239,8 @@ def check_crictl(settings: config.Settings, node: Node) -> Check:
                      "set CDH_CRI_ENDPOINT to the runtime's socket, or install crictl on the node")
     exe = found if node.root == "/" else "/" + os.path.relpath(found, node.root)
     argv = [exe]
-    if os.path.isfile(node.path(host.Layout(settings.host_dir).crictl_yaml)):
-        argv += ["-c", host.Layout(settings.host_dir).crictl_yaml]
+    if os.path.isfile(node.path(ondisk.HostDir(settings.host_dir).crictl_config)):
+        argv += ["-c", ondisk.HostDir(settings.host_dir).crictl_config]
     if settings.cri_endpoint:
         argv += ["-r", settings.cri_endpoint]
     try:

@@ -14,7 +14,8 @@ import asyncio
 import fnmatch
 from dataclasses import asdict, dataclass, field
 
-from cdh.tools import keys, signals
+from cdh import ondisk
+from cdh.tools import signals
 
 DEFAULT_CONCURRENCY = 16
 
@@ -68,7 +69,7 @@ async def list_zip_objects(client, bucket: str, prefixes: list[str]) -> list[dic
     try:
         for prefix in prefixes:
             async for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
-                out.extend(o for o in page.get("Contents", []) if o["Key"].endswith(".zip"))
+                out.extend(o for o in page.get("Contents", []) if o["Key"].endswith(ondisk.ZIP_SUFFIX))
     except Exception as err:
         raise BucketError(f"cannot list s3://{bucket}/{prefixes[0] if prefixes else ''}: "
                           f"{describe_error(err)}") from None
@@ -95,7 +96,7 @@ async def head_all(client, bucket: str, objects: list[dict], concurrency: int) -
 
 def from_head(key: str, head: dict) -> DumpObject:
     meta = {k.lower(): v for k, v in (head.get("Metadata") or {}).items()}
-    named = keys.parse_name(key)
+    named = ondisk.parse_default_name(key)
     modified = head["LastModified"].timestamp()
     signal = meta.get("signal") or named.get("signal")
     return DumpObject(

@@ -9,7 +9,7 @@ import json
 import os
 import sys
 
-OK, FAILURE, USAGE, CONFIG_ERROR = 0, 1, 2, 3   # the same codes as cdh.cli
+from cdh import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 
 
 def add_commands(sub) -> dict:
@@ -49,8 +49,8 @@ def _bucket(ns):
     if not bucket:
         print(f"cdh {ns.command}: no bucket: set CDH_S3_BUCKET (or S3_BUCKET_NAME), or pass --bucket",
               file=sys.stderr)
-        return None, CONFIG_ERROR
-    return (settings, bucket), OK
+        return None, EXIT_CONFIG
+    return (settings, bucket), EXIT_OK
 
 
 def run_ls(ns) -> int:
@@ -68,7 +68,7 @@ def run_ls(ns) -> int:
         since = parse_since(ns.since) if ns.since else None
     except ValueError as err:
         print(f"cdh ls: --since {ns.since!r}: {err}", file=sys.stderr)
-        return USAGE
+        return EXIT_USAGE
     filters = Filters(namespace=ns.namespace, pod=ns.pod, node=ns.node, since=since)
     prefixes = [ns.prefix] if ns.prefix is not None else keys.listing_prefixes(
         settings.s3_key_prefix, {"node": ns.node, "namespace": ns.namespace, "pod": ns.pod}, since)
@@ -83,10 +83,10 @@ def run_ls(ns) -> int:
         dumps = asyncio.run(work())
     except BucketError as err:
         print(f"cdh ls: {err}", file=sys.stderr)
-        return FAILURE
+        return EXIT_FAILURE
     dumps = dumps[: ns.limit] if ns.limit else dumps
     _print_dumps(dumps, ns.json, f"s3://{bucket}/" + (prefixes[0] if len(prefixes) == 1 else "..."))
-    return OK
+    return EXIT_OK
 
 
 def _print_dumps(dumps, as_json: bool, where: str) -> None:
@@ -122,10 +122,11 @@ def run_get(ns) -> int:
         return asyncio.run(_get(ns, settings, bucket))
     except (BucketError, DumpError, VerifyError, OSError) as err:
         print(f"cdh get: {err}", file=sys.stderr)
-        return FAILURE
+        return EXIT_FAILURE
 
 
 async def _get(ns, settings, bucket: str) -> int:
+    from cdh import ondisk
     from cdh.s3 import create_client
     from cdh.tools import keys
     from cdh.tools.dumpzip import DumpError, unpack
@@ -137,8 +138,9 @@ async def _get(ns, settings, bucket: str) -> int:
     async with create_client(settings, max_pool_connections=ns.concurrency) as client:
         key, head = await resolve(client, bucket, ns.dump, prefixes, ns.concurrency)
         base = key.rsplit("/", 1)[-1]
-        if os.path.exists(os.path.join(ns.output, base.removesuffix(".zip"))):
-            raise DumpError(f"{os.path.join(ns.output, base.removesuffix('.zip'))} already exists")
+        unpacked = os.path.join(ns.output, base.removesuffix(ondisk.ZIP_SUFFIX))
+        if os.path.exists(unpacked):
+            raise DumpError(f"{unpacked} already exists")
         zip_path = os.path.join(ns.output, base)
         try:
             checked = await download(client, bucket, key, head, zip_path,
@@ -153,20 +155,21 @@ async def _get(ns, settings, bucket: str) -> int:
     if not ns.keep_zip:
         os.unlink(zip_path)
     _print_layout(f"s3://{bucket}/{key}", where, checked, zip_path if ns.keep_zip else None)
-    return OK
+    return EXIT_OK
 
 
 def _print_layout(source: str, where: str, checked: list[str], kept_zip: str | None) -> None:
+    from cdh import ondisk
     from cdh.tools.dumpzip import Dump
 
     with Dump(where) as dump:
         n = len(dump.entries)
-        rows = [("core", dump.entry(".core"))]
-        rows += [("metadata", dump.entry(s)) for s in ("-dump-info.json", "-pod-info.json",
-                                                        "-runtime-info.json", "-ps-info.json")]
-        rows += [(f"image {i}", dump.entry(f"-{i}-image-info.json")) for i in dump.containers()]
-        rows += [(f"log {i}", dump.entry(f"-{i}.log")) for i in dump.containers()]
-        proc = f"{dump.name}-proc"
+        rows = [("core", dump.entry(ondisk.CORE))]
+        rows += [("metadata", dump.entry(s)) for s in (ondisk.DUMP_INFO, ondisk.POD_INFO,
+                                                        ondisk.RUNTIME_INFO, ondisk.PS_INFO)]
+        rows += [(f"image {i}", dump.entry(ondisk.image_info_entry(i))) for i in dump.containers()]
+        rows += [(f"log {i}", dump.entry(ondisk.log_entry(i))) for i in dump.containers()]
+        proc = dump.name + ondisk.PROC_DIR
         if any(e.startswith(proc + "/") for e in dump.entries):
             rows.append(("proc", proc + "/"))
     print(f"{source} -> {where}/")
@@ -188,9 +191,9 @@ def run_inspect(ns) -> int:
         summary = summarize(ns.path, log_lines=ns.log_lines)
     except (DumpError, OSError) as err:
         print(f"cdh inspect: {err}", file=sys.stderr)
-        return FAILURE
+        return EXIT_FAILURE
     if ns.json:
         print(json.dumps(summary, indent=2, default=str))
     else:
         sys.stdout.write(render(summary))
-    return OK
+    return EXIT_OK

@@ -13,7 +13,6 @@ the zstandard package. Every unpacked byte is checked against the entry's CRC-32
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import struct
 import zipfile
@@ -21,12 +20,12 @@ import zlib
 from collections.abc import Callable
 from typing import BinaryIO
 
+from cdh import ondisk
+
 ZIP_ZSTD = 93
 CHUNK = 1 << 20
 MAX_SMALL_ENTRY = 64 << 20   # JSON and logs are read into memory; a bigger one is not ours
 METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflate", ZIP_ZSTD: "zstd"}
-_LOG = re.compile(r"-(\d+)\.log$")
-_IMAGE_INFO = re.compile(r"-(\d+)-image-info\.json$")
 
 
 class DumpError(Exception):
@@ -67,7 +66,8 @@ class Dump:
         return name if name in self.entries else None
 
     def containers(self) -> list[int]:
-        found = {int(m.group(1)) for e in self.entries for m in [_LOG.search(e) or _IMAGE_INFO.search(e)]
+        found = {int(m.group(1)) for e in self.entries
+                 for m in [ondisk.LOG_ENTRY.search(e) or ondisk.IMAGE_INFO_ENTRY.search(e)]
                  if m and e.startswith(self.name + "-")}
         return sorted(found)
 
@@ -272,11 +272,11 @@ def _extract(zf: zipfile.ZipFile, info: zipfile.ZipInfo, target: str) -> None:
 
 def _dump_dir(path: str) -> str:
     """``path`` itself, or its one subdirectory holding a dump (what ``cdh get -o`` made)."""
-    if any(n.endswith(("-dump-info.json", ".core")) for n in os.listdir(path)):
+    if any(n.endswith((ondisk.DUMP_INFO, ondisk.CORE)) for n in os.listdir(path)):
         return path
     subs = [os.path.join(path, n) for n in sorted(os.listdir(path))
             if os.path.isdir(os.path.join(path, n)) and not n.startswith(".")]
-    found = [s for s in subs if any(n.endswith("-dump-info.json") for n in os.listdir(s))]
+    found = [s for s in subs if any(n.endswith(ondisk.DUMP_INFO) for n in os.listdir(s))]
     if len(found) != 1:
         raise DumpError(f"{path}: no dump here (expected a *-dump-info.json)" if not found
                         else f"{path}: several dumps here; name one of its subdirectories")
@@ -292,7 +292,7 @@ def _walk(root: str) -> list[str]:
 
 
 def _dump_name(entries: list[str], path: str) -> str:
-    for suffix in ("-dump-info.json", ".core"):
+    for suffix in (ondisk.DUMP_INFO, ondisk.CORE):
         names = [e[: -len(suffix)] for e in entries if e.endswith(suffix) and "/" not in e]
         if names:
             return min(names, key=len)

@@ -17,7 +17,7 @@ import re
 
 import aiofiles
 
-from cdh.tools import keys
+from cdh import ondisk
 from cdh.tools.bucket import BucketError, describe_error, head_all, http_status, list_zip_objects
 from cdh.tools.progress import Progress
 
@@ -34,8 +34,9 @@ class VerifyError(Exception):
 async def resolve(client, bucket: str, wanted: str, prefixes: list[str],
                   concurrency: int = 16) -> tuple[str, dict]:
     """(key, HEAD response) for a key or a dump uuid."""
-    if not keys.UUID_RE.match(wanted):
-        for key in (wanted, wanted + ".zip") if not wanted.endswith(".zip") else (wanted,):
+    if not ondisk.UUID_RE.match(wanted):
+        zipped = ondisk.zip_name(wanted)
+        for key in (wanted, zipped) if not wanted.endswith(ondisk.ZIP_SUFFIX) else (wanted,):
             head = await _head(client, bucket, key)
             if head is not None:
                 return key, head

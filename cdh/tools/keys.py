@@ -9,19 +9,13 @@ filtered on object metadata after listing.
 
 from __future__ import annotations
 
-import re
 import time
 
-from cdh.config.values import template_fields
+from cdh.config.values import TEMPLATE_FIELD, template_fields
 from cdh.keys import DATE_VARIABLES, date_values, is_key_safe
 
 MAX_PREFIXES = 400          # more date slots than this: list from the first date variable instead
 DAY, HOUR = 86400, 3600
-_UUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
-UUID_RE = re.compile(rf"^{_UUID}$")
-# The default zip name: {uuid}-dump-{timestamp}-{hostname}-{exe_name}-{pid}-{signal}.zip
-DEFAULT_NAME_RE = re.compile(rf"^(?P<uuid>{_UUID})-dump-(?P<timestamp>\d+)-(?P<host_exe>.*)"
-                             r"-(?P<pid>\d+)-(?P<signal>\d+)\.zip$")
 
 
 def listing_prefixes(template: str, known: dict[str, str | None], since: float | None = None,
@@ -49,7 +43,7 @@ def listing_prefixes(template: str, known: dict[str, str | None], since: float |
 def _render_until_unknown(template: str, values: dict[str, str]) -> str:
     """The template rendered up to (not including) the first variable without a value."""
     out, pos = [], 0
-    for m in re.finditer(r"\{([^{}]*)\}", template):
+    for m in TEMPLATE_FIELD.finditer(template):
         out.append(template[pos:m.start()])
         if m.group(1) not in values:
             break
@@ -68,8 +62,3 @@ def _drop_nested(prefixes: set[str]) -> list[str]:
             out.append(p)
     return out
 
-
-def parse_name(key: str) -> dict[str, str]:
-    """What the default zip name says (uuid, timestamp, pid, signal), or {} for other names."""
-    m = DEFAULT_NAME_RE.match(key.rsplit("/", 1)[-1])
-    return {k: v for k, v in m.groupdict().items() if k != "host_exe"} if m else {}

@@ -10,6 +10,7 @@ import json
 import os
 import time
 
+from cdh import ondisk
 from cdh.tools import debugger, signals
 from cdh.tools.buildid import mapped_elves
 from cdh.tools.dumpzip import Dump, DumpError
@@ -22,11 +23,11 @@ def summarize(path: str, log_lines: int = 20) -> dict:
         return _summarize_core_file(path)
     with Dump(path) as dump:
         problems: list[str] = []
-        info = _json(dump, "-dump-info.json", problems) or {}
+        info = _json(dump, ondisk.DUMP_INFO, problems) or {}
         out = {"source": os.path.abspath(path), "name": dump.name, "dump_info": info,
                "crash": _crash(info), "pod": _pod(dump, info, problems),
                "containers": _containers(dump, log_lines, problems)}
-        core_entry = dump.entry(".core")
+        core_entry = dump.entry(ondisk.CORE)
         if core_entry is None:
             problems.append("no core in this dump")
             out["core"] = None
@@ -108,10 +109,10 @@ def _iso(ts) -> str | None:
 
 
 def _pod(dump: Dump, info: dict, problems: list[str]) -> dict:
-    pod = _json(dump, "-pod-info.json", problems) or {}
+    pod = _json(dump, ondisk.POD_INFO, problems) or {}
     if "items" in pod:  # the whole `crictl pods` output rather than one item
         pod = (pod["items"] or [{}])[0]
-    runtime = _json(dump, "-runtime-info.json", problems) or {}
+    runtime = _json(dump, ondisk.RUNTIME_INFO, problems) or {}
     created = _first(pod, "createdAt")
     return {
         "namespace": info.get("namespace") or _first(pod, "metadata", "namespace"),
@@ -130,7 +131,7 @@ def _pod(dump: Dump, info: dict, problems: list[str]) -> dict:
 def _containers(dump: Dump, log_lines: int, problems: list[str]) -> list[dict]:
     out = []
     for i in dump.containers():
-        image = _json(dump, f"-{i}-image-info.json", problems) or {}
+        image = _json(dump, ondisk.image_info_entry(i), problems) or {}
         status = _first(image, "status") or image
         out.append({
             "index": i,
@@ -138,8 +139,8 @@ def _containers(dump: Dump, log_lines: int, problems: list[str]) -> list[dict]:
             "repo_tags": _first(status, "repoTags") or [],
             "repo_digests": _first(status, "repoDigests") or [],
             "image_size": _first(status, "size"),
-            "log": dump.entry(f"-{i}.log"),
-            "log_tail": _tail(dump, f"-{i}.log", log_lines, problems),
+            "log": dump.entry(ondisk.log_entry(i)),
+            "log_tail": _tail(dump, ondisk.log_entry(i), log_lines, problems),
         })
     return out
 
@@ -219,7 +220,7 @@ def _image(info: dict, containers: list[dict]) -> dict | None:
 
 def _debug(out: dict, dump: Dump, core_entry: str | None) -> dict:
     core_path = (out["core"] or {}).get("path") or (
-        f"{dump.name}/{core_entry}" if core_entry else f"{dump.name}/{dump.name}.core")
+        f"{dump.name}/{core_entry}" if core_entry else f"{dump.name}/{dump.name}{ondisk.CORE}")
     cmds = _commands(out, core_path)
     if dump.root is None:
         cmds["unpack"] = f"cdh get {out['dump_info'].get('uuid') or dump.name}    # or: unzip the zip"

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import io
-import json
 import random
-import zipfile
 
 import pytest
 
-from cdh.agent import body, dumpinfo, retry, verify
+from cdh import keys
+from cdh.agent import body, retry, upload, verify
 from cdh.agent.parts import MAX_PART_BYTES, MAX_PARTS, MiB, PartSizer, TiB
 from cdh.config import load
 
@@ -70,34 +68,20 @@ def _settings(**env):
 def test_key_prefix_is_rendered_from_dump_info_and_sanitised():
     s = _settings(CDH_S3_KEY_PREFIX="{node}/{namespace}/{pod}/{date}/{hour}/")
     info = {"namespace": "../../etc", "podname": "web/1", "timestamp": 1700000000}
-    key = dumpinfo.object_key(s, info, "a.zip", mtime=0)
+    key = upload.object_key(s, info, "a.zip", mtime=0)
     assert key == "node-1/.._.._etc/web_1/2023-11-14/22/a.zip"
     assert ".." not in key.split("/")
-    assert dumpinfo.object_key(_settings(), info, "a.zip", 0) == "a.zip"
-    assert dumpinfo.object_key(_settings(CDH_S3_KEY_PREFIX="{container}-"), {}, "a.zip", 0) == "unknown-a.zip"
+    assert upload.object_key(_settings(), info, "a.zip", 0) == "a.zip"
+    assert upload.object_key(_settings(CDH_S3_KEY_PREFIX="{container}-"), {}, "a.zip", 0) == "unknown-a.zip"
 
 
 def test_metadata_names_are_the_shared_ones_and_ascii():
     s = _settings()
-    md = dumpinfo.metadata(s, {"namespace": "shop", "podname": "web", "container": None, "signal": 11,
-                               "exe": "crash\u00e9\n", "uuid": "u", "timestamp": 1700000000})
+    md = upload.object_args(s, {"namespace": "shop", "podname": "web", "container": None, "signal": 11,
+                                "exe": "crash\u00e9\n", "uuid": "u", "timestamp": 1700000000})["Metadata"]
     assert set(md) == {"namespace", "pod", "node", "signal", "exe", "uuid", "timestamp"}
-    assert set(md) <= set(dumpinfo.METADATA_NAMES)
+    assert set(md) <= set(keys.METADATA_NAMES)
     assert md["exe"] == "crash\\xe9?" and md["signal"] == "11" and md["node"] == "node-1"
-
-
-def test_dump_info_problems_are_one_clear_error():
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        zf.writestr("x.core", b"core")
-    with pytest.raises(dumpinfo.DumpInfoError, match="dump-info"):
-        dumpinfo.read(io.BytesIO(buf.getvalue()))
-    with pytest.raises(dumpinfo.DumpInfoError, match="not a readable zip"):
-        dumpinfo.read(io.BytesIO(b"PK\x03\x04garbage"))
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        zf.writestr("x-dump-info.json", json.dumps({"uuid": "u"}))
-    assert dumpinfo.read(io.BytesIO(buf.getvalue())) == {"uuid": "u"}
 
 
 def test_verify_checks_size_etag_and_checksum():

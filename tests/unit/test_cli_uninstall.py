@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cdh import cli
+from cdh import EXIT_OK, cli
 from cdh.agent import host
 
 
@@ -23,7 +23,7 @@ def test_uninstall_falls_back_to_the_environment(clean_env, tmp_path, uninstalle
         cfg.write_text(env_file)
     clean_env.setenv("CDH_HOST_DIR", str(tmp_path / "host"))
     clean_env.setenv("CDH_CONFIG_FILE", str(cfg))
-    assert cli.main(["cdh", "uninstall"]) == cli.OK
+    assert cli.main(["cdh", "uninstall"]) == EXIT_OK
     assert [s.host_dir for s in uninstalled] == [str(tmp_path / "host")]
     assert "using the environment alone" in capsys.readouterr().err
 
@@ -33,6 +33,6 @@ def test_uninstall_reads_a_valid_env_file(clean_env, tmp_path, uninstalled, caps
     cfg.write_text(f"CDH_HOST_DIR={tmp_path / 'from-file'}\n")
     clean_env.setenv("CDH_HOST_DIR", str(tmp_path / "from-env"))
     clean_env.setenv("CDH_CONFIG_FILE", str(cfg))
-    assert cli.main(["cdh", "uninstall"]) == cli.OK
+    assert cli.main(["cdh", "uninstall"]) == EXIT_OK
     assert [s.host_dir for s in uninstalled] == [str(tmp_path / "from-file")]
     assert capsys.readouterr().err == ""

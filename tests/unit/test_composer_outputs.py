@@ -8,15 +8,10 @@ import stat
 
 import pytest
 
+from cdh import ondisk
 from cdh.composer import dumpinfo, events, kernel
 from cdh.composer.log import ComposerLog
 from cdh.composer.runtime import ContainerFacts, PodMeta
-
-IBM_FIELDS = ("uuid", "dump_file", "timestamp", "hostname", "exe", "real_pid", "signal", "node_hostname",
-              "path")
-CDH_FIELDS = ("host_pid", "namespace", "podname", "pod_uid", "container", "container_id", "image",
-              "image_digest", "core_size", "compression", "truncated", "truncated_reason", "pod_found_by",
-              "metadata_errors", "cdh_version")
 
 
 def kargs(**over):
@@ -41,7 +36,7 @@ def test_dump_info_has_every_field_typed():
     info = dumpinfo.dump_info(uuid="u-1", name="n", kargs=kargs(), node="node-1", meta=meta(),
                               core_size=123, compression="deflate", truncated_reason=None,
                               errors=["a", "a", "b"])
-    assert set(IBM_FIELDS + CDH_FIELDS) <= set(info)
+    assert tuple(info) == ondisk.DUMP_INFO_FIELDS  # every field, in the contract's order
     assert info["dump_file"] == "n.core" and info["exe"] == 'we"ird\\exe\n'
     typed = (info["real_pid"], info["host_pid"], info["signal"], info["timestamp"])
     assert typed == (7, 4242, 11, 1718000000)

@@ -8,6 +8,7 @@ import stat
 
 import pytest
 
+from cdh import ondisk
 from cdh.composer import ratelimit
 from cdh.config import ConfigError, load
 
@@ -40,13 +41,13 @@ def test_n_per_window_then_skipped_and_the_window_slides(tmp_path):
     assert ratelimit.check(str(tmp_path), "other", limit, now=1010) is None  # per key
     assert ratelimit.check(str(tmp_path), "k", limit, now=1599) is not None  # skips are not counted
     assert ratelimit.check(str(tmp_path), "k", limit, now=1600.5) is None    # the first one left the window
-    state = tmp_path / ratelimit.STATE_NAME
+    state = tmp_path / ondisk.RATE_LIMIT_STATE
     assert stat.S_IMODE(state.stat().st_mode) == 0o600
     assert json.loads(state.read_text())["k"] == [1001, 1002, 1600.5]
 
 
 def test_fails_open(tmp_path):
-    state = tmp_path / ratelimit.STATE_NAME
+    state = tmp_path / ondisk.RATE_LIMIT_STATE
     state.write_bytes(b"\x00{not json")  # a composer killed mid-write
     assert ratelimit.check(str(tmp_path), "k", (1, 60.0), now=5) is None
     assert ratelimit.check(str(tmp_path), "k", (1, 60.0), now=6) is not None  # and it is sane again
@@ -62,7 +63,7 @@ def test_state_stays_bounded(tmp_path, monkeypatch):
     monkeypatch.setattr(ratelimit, "MAX_KEYS", 5)
     for i in range(20):
         ratelimit.check(str(tmp_path), f"k{i}", (1, 600.0), now=100 + i)
-    kept = json.loads((tmp_path / ratelimit.STATE_NAME).read_text())
+    kept = json.loads((tmp_path / ondisk.RATE_LIMIT_STATE).read_text())
     assert sorted(kept) == [f"k{i}" for i in range(15, 20)]
 
 

@@ -67,12 +67,6 @@ def test_usage_counts_regular_files_only(tmp_path):
         os.close(fd)
 
 
-def test_part_names():
-    assert retention.is_part(".x-dump.zip.part") and not retention.is_part("x.zip")
-    assert not retention.is_part(".zip.part") and not retention.is_part("x.zip.part")
-    assert retention.zip_name_of_part(".x-dump.zip.part") == "x-dump.zip"
-
-
 # ---------------------------------------------------------------- the janitor: parts
 
 

@@ -15,6 +15,7 @@ import zipfile
 
 import pytest
 
+from cdh import ondisk
 from cdh.agent import host, runtime
 from cdh.config import load
 
@@ -128,7 +129,7 @@ def test_uninstall_removes_cdc_and_every_unused_runtime(host_dir, source, tmp_pa
 def test_a_missing_runtime_is_a_clear_error(host_dir, tmp_path):
     settings = load([{"CDH_HOST_DIR": str(host_dir), "CDH_RUNTIME_DIR": str(tmp_path / "nothing")}])
     with pytest.raises(host.HostError, match="CDH_RUNTIME_DIR"):
-        host.install_composer(settings, host.Layout(str(host_dir)))
+        host.install_composer(settings, ondisk.HostDir(str(host_dir)))
 
 
 def test_a_first_line_longer_than_the_kernel_reads_is_refused(tmp_path, source, monkeypatch):

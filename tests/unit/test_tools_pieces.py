@@ -45,13 +45,6 @@ def test_listing_prefixes_fall_back_when_since_spans_too_much():
     assert got == ["n1/"]
 
 
-def test_parse_name_of_the_default_template():
-    key = "node-1/8d7f2c1e-0b7a-4a53-9d0e-3f1c2b4a5d6e-dump-1718000000-web-0-my-app-12-11.zip"
-    assert keys.parse_name(key) == {"uuid": "8d7f2c1e-0b7a-4a53-9d0e-3f1c2b4a5d6e",
-                                    "timestamp": "1718000000", "pid": "12", "signal": "11"}
-    assert keys.parse_name("custom.zip") == {}
-
-
 def test_parse_since():
     assert parse_since("2h", now=T) == T - 7200
     assert parse_since("7d", now=T) == T - 7 * 86400

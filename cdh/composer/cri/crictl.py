@@ -22,6 +22,8 @@ import signal
 import time
 from json import loads as _loads  # not orjson: its imports cost more than it saves here
 
+from cdh import ondisk
+
 MAX_JSON_BYTES = 4 << 20  # inspect output is ~100 KiB; parsed JSON takes ~10x its size
 SLACK_S = 0.05
 READ_CHUNK = 65536
@@ -63,7 +65,7 @@ class Crictl:
         self.deadline_hit = False  # a call was skipped or cut short by the composer's deadline
         self.calls = 0
         self.flags: list[str] = []
-        config = os.path.join(host_dir, "crictl.yaml")
+        config = ondisk.HostDir(host_dir).crictl_config
         if os.path.isfile(config):
             self.flags += ["-c", config]
         if endpoint:

@@ -1,0 +1,207 @@
+"""What cdh keeps on a node's disk, named once: the composer writes these files; the agent, ``cdh
+doctor`` and the bucket tools read them. This module is that contract (as cdh/keys.py is for object
+keys), and its test is the contract's test: every writer and reader imports the names from here.
+
+- HOST_DIR (:class:`HostDir`): the composer ``cdc`` and its Python runtime, the composer's settings,
+  log and rate-limit state, crictl's config, the sysctl backups.
+- CORE_DIR: ``.<name>.zip.part`` while a composer writes it (under its exclusive flock), then
+  ``<name>.zip``, never partial (:func:`is_finished_zip`).
+- The zip: entries named after it, ``<name>`` + a suffix below; ``<name>-dump-info.json`` holds
+  :data:`DUMP_INFO_FIELDS` (:func:`read_dump_info` reads it back).
+- EVENT_DIR: ``<uuid>-event.json``, one per finished zip (``CDH_CORE_EVENTS``).
+
+Stdlib only and cheap to import: the composer loads it for every crash (``json`` and ``zipfile``
+are imported by :func:`read_dump_info` alone, which the composer never calls).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+# ---------------------------------------------------------------- HOST_DIR
+
+COMPOSER = "cdc"                       # the zipapp; its first line runs the bundled Python
+COMPOSER_ENV = "composer.env"          # the composer's settings, written by the agent
+COMPOSER_LOG = "composer.log"          # JSON lines; rotated once, to composer.log.1
+ROTATED_SUFFIX = ".1"
+LOG_POSITION = ".composer-log.position"  # how far the agent has relayed the composer's log
+RATE_LIMIT_STATE = "ratelimit.json"    # CDH_RATE_LIMIT: capture times per container
+CRICTL_CONFIG = "crictl.yaml"          # CDH_DEPLOY_CRICTL_CONFIG
+BACKUP_SUFFIX = ".bak"                 # <sysctl leaf>.bak: the value before cdh set it
+RUNTIMES = "runtime"                   # runtime/<id>/: the bundled Python, one directory per build
+RUNTIME_MANIFEST = "runtime.json"      # in a runtime: its id, files and the composer's part
+RUNTIME_LOCK = "lock"                  # in a runtime: every composer holds it shared while it runs
+# The kernel reads at most this much of cdc's first line: 256 bytes since Linux 5.1
+# (BINPRM_BUF_SIZE), 128 before, where a longer line is cut without an error.
+SHEBANG_MAX_NEW, SHEBANG_MAX_OLD = 256, 128
+
+
+class HostDir:
+    """Paths inside HOST_DIR."""
+
+    __slots__ = ("path",)
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def _join(self, name: str) -> str:
+        return os.path.join(self.path, name)
+
+    @property
+    def composer(self) -> str:
+        return self._join(COMPOSER)
+
+    @property
+    def composer_env(self) -> str:
+        return self._join(COMPOSER_ENV)
+
+    @property
+    def composer_log(self) -> str:
+        return self._join(COMPOSER_LOG)
+
+    @property
+    def rotated_log(self) -> str:
+        return self._join(COMPOSER_LOG + ROTATED_SUFFIX)
+
+    @property
+    def log_position(self) -> str:
+        return self._join(LOG_POSITION)
+
+    @property
+    def rate_limit_state(self) -> str:
+        return self._join(RATE_LIMIT_STATE)
+
+    @property
+    def crictl_config(self) -> str:
+        return self._join(CRICTL_CONFIG)
+
+    @property
+    def runtimes(self) -> str:
+        return self._join(RUNTIMES)
+
+    def backup(self, sysctl: str) -> str:
+        """``kernel.core_pattern`` → ``HOST_DIR/core_pattern.bak``."""
+        return self._join(sysctl.rsplit(".", 1)[-1] + BACKUP_SUFFIX)
+
+    def runtime_id(self, first_line: str) -> str | None:
+        """The runtime cdc's first line (``#!HOST_DIR/runtime/<id>/lib/ld.so ...``) runs on, or None
+        (a development launcher, or no ``#!`` line)."""
+        prefix = "#!" + self.runtimes + os.sep
+        return first_line[len(prefix):].split("/", 1)[0] if first_line.startswith(prefix) else None
+
+
+# ---------------------------------------------------------------- CORE_DIR
+
+ZIP_SUFFIX = ".zip"
+PART_PREFIX, PART_SUFFIX = ".", ".zip.part"
+
+
+def zip_name(name: str) -> str:
+    return name + ZIP_SUFFIX
+
+
+def part_name(name: str) -> str:
+    """``.<name>.zip.part``: hidden, so nothing that looks for ``*.zip`` takes it."""
+    return PART_PREFIX + name + PART_SUFFIX
+
+
+def is_finished_zip(filename: str) -> bool:
+    """A finished zip's name: ``*.zip``, not hidden (``.<name>.zip.part`` is in progress)."""
+    return filename.endswith(ZIP_SUFFIX) and not filename.startswith(".")
+
+
+def is_part(filename: str) -> bool:
+    """``.<name>.zip.part``: a zip being written (or left by a composer that died)."""
+    return (filename.startswith(PART_PREFIX) and filename.endswith(PART_SUFFIX)
+            and len(filename) > len(PART_SUFFIX) + 1)
+
+
+def zip_name_of_part(filename: str) -> str:
+    return zip_name(filename[len(PART_PREFIX):-len(PART_SUFFIX)])
+
+
+# ---------------------------------------------------------------- the zip's entries: <name> + suffix
+
+CORE = ".core"                          # the core (deflate, stored or zstd)
+DUMP_INFO = "-dump-info.json"           # DUMP_INFO_FIELDS; written last
+POD_INFO = "-pod-info.json"             # the `crictl pods` item of the pod
+RUNTIME_INFO = "-runtime-info.json"     # `crictl inspectp`
+PS_INFO = "-ps-info.json"               # `crictl ps -a -p <pod>`
+PROC_DIR = "-proc"                      # <name>-proc/<file>: the crasher's /proc files
+LOG_ENTRY = re.compile(r"-(\d+)\.log$")
+IMAGE_INFO_ENTRY = re.compile(r"-(\d+)-image-info\.json$")
+
+
+def log_entry(i: int) -> str:
+    """Container *i*'s log tail."""
+    return f"-{i}.log"
+
+
+def image_info_entry(i: int) -> str:
+    """Container *i*'s image item (`crictl inspecti`)."""
+    return f"-{i}-image-info.json"
+
+
+# ---------------------------------------------------------------- dump-info
+
+IBM_FIELDS = ("uuid", "dump_file", "timestamp", "hostname", "exe", "real_pid", "signal",
+              "node_hostname", "path")
+CDH_FIELDS = ("host_pid", "namespace", "podname", "pod_uid", "container", "container_id",
+              "restart_count", "pod_id", "image", "image_digest", "core_size", "compression",
+              "truncated", "truncated_reason", "pod_found_by", "metadata_source", "metadata_errors",
+              "cdh_version")
+DUMP_INFO_FIELDS = IBM_FIELDS + CDH_FIELDS   # in this order
+MAX_DUMP_INFO_BYTES = 1 << 20  # dump-info is a few hundred bytes; a bigger entry is refused (zip bomb)
+
+
+class DumpInfoError(ValueError):
+    """The zip cannot be read or has no usable dump-info: it is reported and left in place."""
+
+
+def read_dump_info(fileobj) -> dict:
+    """The dump-info of an open zip file (blocking: call it in a thread)."""
+    import json
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(fileobj) as zf:
+            found = [i for i in zf.infolist() if i.filename.endswith(DUMP_INFO)]
+            if len(found) != 1:
+                raise DumpInfoError(f"expected one *{DUMP_INFO} entry, found {len(found)}")
+            if found[0].file_size > MAX_DUMP_INFO_BYTES:
+                raise DumpInfoError(f"{found[0].filename} is {found[0].file_size} bytes, too big")
+            info = json.loads(zf.read(found[0]))
+    except DumpInfoError:
+        raise
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError, EOFError) as err:
+        raise DumpInfoError(f"not a readable zip: {err}") from None
+    if not isinstance(info, dict):
+        raise DumpInfoError("dump-info is not a JSON object")
+    return info
+
+
+# ---------------------------------------------------------------- EVENT_DIR
+
+EVENT_SUFFIX = "-event.json"
+
+
+def event_file_name(uuid: str) -> str:
+    return f"{uuid}{EVENT_SUFFIX}"
+
+
+# ---------------------------------------------------------------- the default zip name, read back
+
+# CDH_FILENAME_TEMPLATE's default (cdh/config/table.py), {uuid}-dump-{timestamp}-{hostname}-
+# {exe_name}-{pid}-{signal}: what a zip's name, or an object key ending in it, says without its
+# dump-info.
+_UUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+UUID_RE = re.compile(rf"^{_UUID}$")
+DEFAULT_NAME_RE = re.compile(rf"^(?P<uuid>{_UUID})-dump-(?P<timestamp>\d+)-(?P<host_exe>.*)"
+                             r"-(?P<pid>\d+)-(?P<signal>\d+)\.zip$")
+
+
+def parse_default_name(key: str) -> dict[str, str]:
+    """What a default zip name says (uuid, timestamp, pid, signal), or {} for other names."""
+    m = DEFAULT_NAME_RE.match(key.rsplit("/", 1)[-1])
+    return {k: v for k, v in m.groupdict().items() if k != "host_exe"} if m else {}
