@@ -1,4 +1,4 @@
-"""cdh's entry under a runtime laid out by packaging/runtime.py (copied into its site-packages).
+"""cdh's entry under a runtime laid out by packaging/pyruntime.py (copied into its site-packages).
 
 The zipapp's ``__main__`` calls ``run()`` when this module is importable. Only ``os`` and
 ``sys`` (both loaded by then) at module level: this runs before every composer.

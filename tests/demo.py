@@ -45,14 +45,14 @@ def run(*cmd: str, env: dict | None = None, check: bool = True) -> subprocess.Co
 
 
 def build(work: str) -> tuple[str, str]:
-    say("1. Build the zipapp and the self-contained runtime (packaging/zipapp.py, packaging/runtime.py)")
+    say("1. Build the zipapp and the self-contained runtime (packaging/zipapp.py, packaging/pyruntime.py)")
     pyz, runtime = os.path.join(work, "build", "cdh.pyz"), os.path.join(work, "build", "runtime")
     run(sys.executable, os.path.join(REPO, "packaging", "zipapp.py"), "-o", pyz)
-    print(run(sys.executable, os.path.join(REPO, "packaging", "runtime.py"), "--pyz", pyz,
+    print(run(sys.executable, os.path.join(REPO, "packaging", "pyruntime.py"), "--pyz", pyz,
               "--out", runtime).stdout.strip())
     # The image's entrypoint: the zipapp whose first line names the runtime's loader and python.
     entry = os.path.join(work, "build", "entry.pyz")
-    subprocess.run([f"{runtime}/lib/ld.so", f"{runtime}/bin/python3", "-m", "cdh.agent.runtime",
+    subprocess.run([f"{runtime}/lib/ld.so", f"{runtime}/bin/python3", "-m", "cdh.agent.pyruntime",
                     runtime, entry], check=True, env={}, cwd="/")
     return entry, runtime
 

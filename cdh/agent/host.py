@@ -13,7 +13,7 @@ Rules (DESIGN.md, host contract):
 - The composer is replaced atomically, never copied over a running binary.
 
 The composer is HOST_DIR/cdc: the zipapp on the self-contained runtime copied into
-HOST_DIR/runtime/<id>/ (cdh/agent/runtime.py), taken from CDH_RUNTIME_DIR or from the runtime
+HOST_DIR/runtime/<id>/ (cdh/agent/pyruntime.py), taken from CDH_RUNTIME_DIR or from the runtime
 the agent itself runs on (the image's /opt/cdh/runtime). A development checkout has neither:
 there cdc is a launcher script for the current interpreter and checkout.
 """
@@ -24,7 +24,7 @@ import os
 import sys
 
 from cdh import fsutil, ondisk
-from cdh.agent import runtime
+from cdh.agent import pyruntime
 from cdh.config import Settings, render_env
 
 PROC_SYS = "/proc/sys"
@@ -110,11 +110,11 @@ def install(settings: Settings, sysctl: Sysctl | None = None, composer: bytes | 
 
 def install_composer(settings: Settings, layout: ondisk.HostDir, composer: bytes | None = None) -> list[str]:
     """cdc on the bundled runtime; or ``composer`` as given; or, in a checkout, the launcher."""
-    source = settings.runtime_dir or runtime.running_runtime()
+    source = settings.runtime_dir or pyruntime.running_runtime()
     if composer is None and source:
         try:
-            return runtime.install(settings.host_dir, source, layout.composer)
-        except runtime.RuntimeInstallError as err:
+            return pyruntime.install(settings.host_dir, source, layout.composer)
+        except pyruntime.RuntimeInstallError as err:
             raise HostError(str(err)) from None
     fsutil.write_if_changed(layout.composer, composer or launcher_script(), mode=0o700)
     how = "as given" if composer else "development launcher for this interpreter and checkout"
@@ -125,7 +125,7 @@ def prune_runtimes(settings: Settings) -> list[str]:
     """Remove runtimes retired by an upgrade once no composer uses them (the agent calls this now
     and then: install retires the old runtime but may not remove it yet)."""
     current = _current_runtime(ondisk.HostDir(settings.host_dir))
-    return runtime.prune(settings.host_dir, keep=current) if current else []
+    return pyruntime.prune(settings.host_dir, keep=current) if current else []
 
 
 def _current_runtime(layout: ondisk.HostDir) -> str | None:
@@ -193,7 +193,7 @@ def uninstall(settings: Settings, sysctl: Sysctl | None = None) -> list[str]:
     for path in (layout.composer, layout.composer_env, layout.crictl_config):
         if fsutil.remove_quietly(path):
             done.append(f"removed {path}")
-    return done + runtime.remove_all(settings.host_dir)
+    return done + pyruntime.remove_all(settings.host_dir)
 
 
 def _restore(sysctl: Sysctl, layout: ondisk.HostDir, name: str) -> str:

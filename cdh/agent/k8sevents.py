@@ -31,8 +31,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from cdh import __version__
-from cdh.tools import signals
+from cdh import __version__, signals
 
 if TYPE_CHECKING:
     import aiohttp

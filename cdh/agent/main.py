@@ -18,7 +18,7 @@ import os
 import signal
 
 from cdh import EXIT_FAILURE, EXIT_OK, __version__, config, fsutil, ondisk
-from cdh.agent import host, reload
+from cdh.agent import configload, host
 from cdh.agent.clients import Clients
 from cdh.agent.intake import Intake, cancel_all
 from cdh.agent.janitor import Janitor
@@ -38,7 +38,7 @@ def run(settings: config.Settings) -> int:
     """Run the agent until SIGTERM/SIGINT. Raises ConfigError (exit 3) on a missing bucket."""
     import uvloop
 
-    reload.check(settings)
+    configload.check(settings)
     log = Log()
     log.configure(settings)
     route_stdlib(log)
@@ -141,9 +141,9 @@ class Agent:
     async def _start_health(self) -> None:
         if not self.settings.metrics_port:
             return
-        from cdh.agent.health import HealthServer
+        from cdh.agent.httpserver import HttpServer
 
-        self._health = HealthServer(self.settings.metrics_port, self.readiness, self.log,
+        self._health = HttpServer(self.settings.metrics_port, self.readiness, self.log,
                                     live_checks=self.telemetry.liveness)
         self.telemetry.add_routes(self._health)
         await self._health.start()
@@ -190,7 +190,7 @@ class Agent:
         self._triggers.append(asyncio.create_task(self.janitor.every(), name="retention"))
         if s.config_file:
             self._triggers.append(asyncio.create_task(
-                reload.watch_file(s.config_file, self._reload.set, self.log), name="config-watch"))
+                configload.watch_file(s.config_file, self._reload.set, self.log), name="config-watch"))
         if names:
             intake.sweep("start")
             self.log.info("intake.triggers", triggers=names)
@@ -250,11 +250,11 @@ class Agent:
     async def reload(self) -> None:
         old = self.settings
         try:
-            new = reload.load()
+            new = configload.load()
         except config.ConfigError as err:
             self.log.error("config.rejected", error=str(err), action="keeping the previous settings")
             return
-        kept = reload.keep_restart_only(new, old)
+        kept = configload.keep_restart_only(new, old)
         try:
             await self.clients.open(new)
         except Exception as err:
@@ -274,7 +274,7 @@ class Agent:
         self._start_triggers()
         self._resize_workers()
         requeued = self.intake.retry_now()
-        self.log.info("config.reloaded", changed=reload.changed(new, old), requeued=requeued,
+        self.log.info("config.reloaded", changed=configload.changed(new, old), requeued=requeued,
                       kept_until_restart=kept)
 
     async def _refresh_host(self) -> None:

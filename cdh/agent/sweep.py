@@ -17,7 +17,7 @@ import sys
 import time
 
 from cdh import EXIT_FAILURE, EXIT_OK, config, ondisk
-from cdh.agent import reload
+from cdh.agent import configload
 from cdh.agent.clients import Clients
 from cdh.agent.log import Log, route_stdlib
 from cdh.agent.upload import Outcome, Uploader
@@ -26,7 +26,7 @@ from cdh.agent.upload import Outcome, Uploader
 def run(settings: config.Settings, files: list[str]) -> int:
     import uvloop
 
-    reload.check(settings)
+    configload.check(settings)
     log = Log()
     log.configure(settings)
     route_stdlib(log)

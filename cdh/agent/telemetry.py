@@ -29,7 +29,7 @@ from cdh.agent.metrics import Metrics
 from cdh.agent.probes import CorePatternCheck, Heartbeat, tasks_alive
 
 if TYPE_CHECKING:
-    from cdh.agent.health import HealthServer
+    from cdh.agent.httpserver import HttpServer
     from cdh.agent.localzip import LocalZip
     from cdh.agent.main import Agent
     from cdh.config import Settings
@@ -63,7 +63,7 @@ class Telemetry:
         if self.agent.settings.k8s_events:
             await self.events.start()
 
-    def add_routes(self, health: HealthServer) -> None:
+    def add_routes(self, health: HttpServer) -> None:
         health.route("/metrics", self._metrics)
 
     async def configure(self, settings: Settings) -> None:

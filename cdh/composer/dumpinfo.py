@@ -1,9 +1,9 @@
-"""``<name>-dump-info.json`` and the other small zip entries (IBM names, real JSON).
+"""What the composer says about a crash besides the core, in IBM's shapes and real JSON: dump-info,
+the zip's other small entries, and the event file's record.
 
-dump-info keeps IBM's field names (``uuid, dump_file, timestamp, hostname,
-exe, real_pid, signal, node_hostname, path``) and adds what IBM lacked. Values
-are typed: ints are ints, unknown is null. The agent reads ``namespace,
-podname, container, signal, uuid, exe, node_hostname, timestamp``.
+dump-info keeps IBM's field names and adds what IBM lacked (cdh/ondisk.py lists them: the contract
+the agent and the tools read). Values are typed: ints are ints, unknown is null. The event record
+keeps IBM's fields, as IBM wrote them (strings), plus podname, container, node and zip.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 
 from cdh import __version__, ondisk
+
+LABEL_PREFIX = "info.coredump"
 
 
 def dumps(obj: object) -> bytes:
@@ -68,3 +70,35 @@ def metadata_entries(name: str, meta, proc_files: dict[str, bytes]) -> list[tupl
     for fname, data in proc_files.items():
         entries.append((f"{name}{ondisk.PROC_DIR}/{fname}", data))
     return entries
+
+
+def event_record(info: dict, kargs, meta, zip_name: str) -> dict:
+    """IBM's event fields (strings, as IBM wrote them) plus podname, container, node and zip."""
+    labels = {k: str(v) for k, v in (meta.labels or {}).items() if k.startswith(LABEL_PREFIX)}
+    images = []
+    for c in meta.containers:
+        digests = (c.image_info or {}).get("repoDigests") or []
+        if digests:
+            images.append(str(digests[0]))
+    return {
+        "image_list": images,
+        "key": zip_name,
+        "exe_path": kargs.pathname,
+        "labels": labels,
+        "limit_size": kargs.limit_size,
+        "exe_name": kargs.exe_name,
+        "pid": _text(kargs.pid),
+        "signal": _text(kargs.signal),
+        "timestamp": _text(kargs.timestamp),
+        "hostname": kargs.hostname,
+        "namespace": meta.namespace,
+        "uuid": info["uuid"],
+        "podname": meta.podname,
+        "container": meta.container,
+        "node": info["node_hostname"],
+        "zip": zip_name,
+    }
+
+
+def _text(v) -> str:
+    return "" if v is None else str(v)

@@ -1,4 +1,5 @@
-"""The zip on disk: ``CORE_DIR/.<name>.zip.part`` while written, ``<name>.zip`` when complete.
+"""What the composer leaves on disk: the zip (``CORE_DIR/.<name>.zip.part`` while written,
+``<name>.zip`` when complete) and its event file (``EVENT_DIR/<uuid>-event.json``).
 
 The part file is created through a handle on CORE_DIR with
 O_CREAT|O_EXCL|O_NOFOLLOW, mode 0600, and held under an exclusive flock
@@ -10,6 +11,10 @@ directory: after a power cut there is a whole ``<name>.zip`` or none.
 
 Two crashes may render the same name (a template without ``{uuid}``): the
 second gets a short uuid suffix rather than overwrite anything.
+
+The event file is written the same careful way (a temp file created with O_EXCL|O_NOFOLLOW
+through a handle on the directory, fsynced, renamed over the final name): a consumer sees a
+whole file or none, and a symlink planted in the directory is never followed.
 """
 
 from __future__ import annotations
@@ -97,3 +102,29 @@ class PartFile:
         if self.dfd >= 0:
             os.close(self.dfd)
             self.dfd = -1
+
+
+def write_event(event_dir: str, uuid: str, data: bytes) -> str:
+    """Write the event file of dump ``uuid``; returns its path. Raises OSError (the caller logs it;
+    the zip stays)."""
+    fsutil.makedirs_private(event_dir)
+    dfd = os.open(event_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        name = ondisk.event_file_name(uuid)
+        tmp = f".{name}.{os.getpid()}.{os.urandom(4).hex()}.tmp"  # unguessable: cannot be pre-planted
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o600, dir_fd=dfd)
+        try:
+            while data:
+                data = data[os.write(fd, data):]
+            os.fsync(fd)
+        except BaseException:
+            os.close(fd)
+            os.unlink(tmp, dir_fd=dfd)
+            raise
+        os.close(fd)
+        os.rename(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
+        os.fsync(dfd)
+        return os.path.join(event_dir, name)
+    finally:
+        os.close(dfd)

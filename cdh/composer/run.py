@@ -6,9 +6,9 @@ import os
 import time
 
 from cdh import EXIT_DEADLINE, EXIT_FAILURE, EXIT_OK, ondisk
-from cdh.composer import capture, dumpinfo, events, naming, proc, ratelimit, runtime, space, zipstream
+from cdh.composer import capture, dumpinfo, naming, podmeta, proc, ratelimit, space, zipstream
 from cdh.composer.cri.sources import Link
-from cdh.composer.output import PartFile
+from cdh.composer.output import PartFile, write_event
 
 PROC_ROOT_VAR = "CDH_TEST_PROC_ROOT"  # tests point /proc elsewhere (apport does the same)
 
@@ -25,7 +25,7 @@ class Run:
         self.started = started
         self.node = os.uname().nodename
         self.facts: proc.ProcFacts | None = None
-        self.meta = runtime.PodMeta(None)
+        self.meta = podmeta.PodMeta(None)
         self.cri: Link | None = None
         self.errors: list[str] = []
         self.truncated: str | None = None
@@ -46,7 +46,7 @@ class Run:
             self.log.warning("compose.environ_included", setting="CDH_INCLUDE_PROC_ENVIRON",
                              note="the zip holds the process's environment, which may hold secrets; "
                                   "cdh's own S3 keys in it are redacted")
-        self.meta = runtime.PodMeta(self.facts.container_id)
+        self.meta = podmeta.PodMeta(self.facts.container_id)
         if not s.ignore_cri:
             self.cri = Link(s, self.deadline)  # opened on first use: the socket, else crictl
         if self._skipped_by_selector() or self._rate_limited():
@@ -70,11 +70,11 @@ class Run:
         selector = self.settings.pod_selector
         if self.cri is None or not (selector or naming.needs_pod(self.settings.filename_template)):
             return False
-        runtime.identify(self.cri, self.meta, self.kargs.hostname,
+        podmeta.identify(self.cri, self.meta, self.kargs.hostname,
                          budget_end=time.monotonic() + self.settings.cri_timeout_s)
         if not selector:
             return False
-        verdict = runtime.selector_verdict(self.meta, selector)
+        verdict = podmeta.selector_verdict(self.meta, selector)
         if verdict != "no-match":
             return False
         capture.release_stdin()
@@ -149,7 +149,7 @@ class Run:
             return
         s = self.settings
         try:
-            runtime.gather(self.cri, self.meta, self.kargs.hostname, s.log_lines, s.log_max_bytes)
+            podmeta.gather(self.cri, self.meta, self.kargs.hostname, s.log_lines, s.log_max_bytes)
         except Exception as err:  # a bug here must cost metadata, not the core
             self.meta.errors.append(f"internal error while gathering metadata: {err!r}")
 
@@ -184,8 +184,8 @@ class Run:
             return
         info = {"uuid": self.uuid, "node_hostname": self.node}
         try:
-            events.write_event(self.settings.event_dir,
-                               events.event_record(info, self.kargs, self.meta, zip_name))
+            record = dumpinfo.event_record(info, self.kargs, self.meta, zip_name)
+            write_event(self.settings.event_dir, self.uuid, dumpinfo.dumps(record))
         except OSError as err:
             self.log.error("event.failed", error=str(err))
 

@@ -155,7 +155,7 @@ SPECS: tuple[Spec, ...] = (
     Spec("CDH_DEPLOY_CRICTL_CONFIG", "deploy_crictl_config", parse_bool, "false",
          "Write HOST_DIR/crictl.yaml pointing at CDH_CRI_ENDPOINT.", (("DEPLOY_CRIO_CONFIG", None),)),
     Spec("CDH_RUNTIME_DIR", "runtime_dir", optional(abs_path), "",
-         "The runtime (laid out by packaging/runtime.py) whose host part `cdh install` copies into "
+         "The runtime (laid out by packaging/pyruntime.py) whose host part `cdh install` copies into "
          "HOST_DIR/runtime/ (empty: the one the agent runs on, /opt/cdh/runtime in the image)."),
     Spec("CDH_UNINSTALL_ON_STOP", "uninstall_on_stop", parse_bool, "false",
          "Restore the host (sysctls, composer) when the agent stops."),

@@ -202,7 +202,7 @@ def run_on_node(node: Node, argv: list[str], env: dict[str, str], stdin: bytes |
 
 
 def check_cri(settings: config.Settings, node: Node) -> Check:
-    """As the composer finds the runtime (cdh.composer.sources): its CRI socket, else crictl."""
+    """As the composer finds the runtime (cdh.composer.cri.sources): its CRI socket, else crictl."""
     if settings.ignore_cri:
         return Check("cri", SKIP, "CDH_IGNORE_CRI is set: zips carry no pod metadata")
     from cdh.composer.cri import grpc

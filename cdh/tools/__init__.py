@@ -1,14 +1,17 @@
 """From bucket to debugger: ``cdh ls``, ``cdh get`` and ``cdh inspect``.
 
 - ``commands`` the three subcommands' arguments and runners (imported by cdh.cli)
-- ``bucket``   list dumps from object metadata (``cdh ls``); ``keys`` narrows the listing prefix
+- ``bucket``   list dumps from object metadata (``cdh ls``); cdh/keys.py narrows the listing prefix
 - ``fetch``    find one dump by key or uuid, download, verify (``cdh get``)
 - ``dumpzip``  read a dump zip or its unpacked directory: entries by role, zstd, CRCs, unpack
 - ``elfcore``  the core's ELF notes: threads, registers, signal info, mapped files
 - ``buildid``  GNU build ids of the mapped ELF files, read from the core's memory
 - ``summary``  what ``cdh inspect`` reports, as data (``--json``); ``render`` makes it text
-- ``debugger`` the gdb / lldb / debuginfod command lines; ``signals`` names and meanings
+- ``debugger`` the gdb / lldb / debuginfod command lines
+- ``timespec``, ``fmt``, ``progress``: ``--since``, sizes and tables, the download's progress line
 
-Everything here runs on a developer's laptop as well as in a pod; the composer
-imports none of it.
+What they share with the agent lives above both: the zip's names (cdh/ondisk.py), object keys
+(cdh/keys.py), the S3 client and its errors (cdh/s3.py), signal names (cdh/signals.py).
+Everything here runs on a developer's laptop as well as in a pod; the composer and the agent
+import none of it.
 """

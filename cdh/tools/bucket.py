@@ -14,8 +14,7 @@ import asyncio
 import fnmatch
 from dataclasses import asdict, dataclass, field
 
-from cdh import ondisk
-from cdh.tools import signals
+from cdh import ondisk, signals
 
 DEFAULT_CONCURRENCY = 16
 

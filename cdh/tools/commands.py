@@ -56,7 +56,7 @@ def _bucket(ns):
 def run_ls(ns) -> int:
     import asyncio
 
-    from cdh.tools import keys
+    from cdh import keys
     from cdh.tools.bucket import BucketError, Filters, find_dumps
     from cdh.tools.timespec import parse_since
 
@@ -90,7 +90,7 @@ def run_ls(ns) -> int:
 
 
 def _print_dumps(dumps, as_json: bool, where: str) -> None:
-    from cdh.tools import signals
+    from cdh import signals
     from cdh.tools.fmt import human_size, table, utc
 
     if as_json:
@@ -126,9 +126,8 @@ def run_get(ns) -> int:
 
 
 async def _get(ns, settings, bucket: str) -> int:
-    from cdh import ondisk
+    from cdh import keys, ondisk
     from cdh.s3 import create_client
-    from cdh.tools import keys
     from cdh.tools.dumpzip import DumpError, unpack
     from cdh.tools.fetch import VerifyError, download, resolve
     from cdh.tools.progress import Progress

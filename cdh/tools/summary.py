@@ -10,8 +10,8 @@ import json
 import os
 import time
 
-from cdh import ondisk
-from cdh.tools import debugger, signals
+from cdh import ondisk, signals
+from cdh.tools import debugger
 from cdh.tools.buildid import mapped_elves
 from cdh.tools.dumpzip import Dump, DumpError
 from cdh.tools.elfcore import PC, SP, Core, CoreError, read_core

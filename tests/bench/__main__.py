@@ -36,7 +36,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--json", type=Path, metavar="FILE", help="also write the figures and samples here")
     p.add_argument("--cache", type=Path, metavar="DIR",
                    help="keep the generated cores here and reuse them (default: a temp dir, removed)")
-    p.add_argument("--runtime", metavar="DIR", help="a runtime laid out by packaging/runtime.py (else built)")
+    p.add_argument("--runtime", metavar="DIR",
+                   help="a runtime laid out by packaging/pyruntime.py (else built)")
     p.add_argument("--work", type=Path, default=Path("/var/tmp"),
                    help="where outputs are written (the disk measured; default /var/tmp)")
     args = p.parse_args(argv)

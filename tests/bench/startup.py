@@ -1,7 +1,7 @@
 """Composer start-up through the installed runtime, against `python3 -S -c pass`, and its size.
 
 The composer is installed as the agent installs it: the zipapp and the runtime are built
-(packaging/zipapp.py, packaging/runtime.py; or an existing runtime given with ``--runtime``), then
+(packaging/zipapp.py, packaging/pyruntime.py; or an existing runtime given with ``--runtime``), then
 ``cdh install`` writes HOST_DIR/cdc with the sysctls going to a fake /proc/sys. The capture
 figures (tests/bench/capture.py) run that same HOST_DIR/cdc. Measured here:
 
@@ -67,7 +67,7 @@ def _build(work: Path) -> str:
     subprocess.run([sys.executable, str(REPO / "packaging" / "zipapp.py"), "-o", pyz],
                    check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     rt = str(work / "image-runtime")
-    subprocess.run([sys.executable, str(REPO / "packaging" / "runtime.py"), "--pyz", pyz, "--out", rt],
+    subprocess.run([sys.executable, str(REPO / "packaging" / "pyruntime.py"), "--pyz", pyz, "--out", rt],
                    check=True, stdout=subprocess.DEVNULL)
     return rt
 

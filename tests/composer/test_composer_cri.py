@@ -311,7 +311,7 @@ def test_composer_stays_lean(tmp_path, node):
                           "-P=4242"], input=CORE, env=env, capture_output=True)
     assert out.returncode == 0, out.stderr[-2000:]
     imported = set(re.findall(r"\|\s+(\S+)$", out.stderr.decode(), re.M))
-    assert "cdh.composer.runtime" in imported  # the run did reach crictl
+    assert "cdh.composer.podmeta" in imported  # the run did reach crictl
     heavy = {"typing", "dataclasses", "argparse", "logging", "asyncio", "subprocess", "uuid", "inspect",
              "orjson", "aiobotocore", "botocore", "uvloop", "cdh.agent", "zipfile", "shutil"}
     assert imported.isdisjoint(heavy), sorted(imported & heavy)

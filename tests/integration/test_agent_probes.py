@@ -1,5 +1,5 @@
 """/readyz and cdh_core_pattern_ours flip when core_pattern changes behind the agent's back (a fake
-/proc/sys here; tests/kernel/test_probes_kernel.py does it with the real kernel), and come back; the
+/proc/sys here; tests/kernel/test_ops_kernel.py does it with the real kernel), and come back; the
 bucket's readiness recovers without an upload or a reload."""
 
 from __future__ import annotations

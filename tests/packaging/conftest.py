@@ -1,7 +1,7 @@
 """Packaging fixtures: a short HOST_DIR and a bare chroot.
 
 `pyz`, `image_runtime` and `image_entry` (tests/conftest.py) are packaging/zipapp.py's and
-packaging/runtime.py's output, built once per session. Tests that chroot need root: they skip
+packaging/pyruntime.py's output, built once per session. Tests that chroot need root: they skip
 without it, unless CDH_REQUIRE_KERNEL=1 (CI), which makes that a failure.
 """
 

@@ -14,7 +14,7 @@ import subprocess
 import time
 import zipfile
 
-from cdh.agent import host, runtime
+from cdh.agent import host, pyruntime
 from cdh.config import load
 
 KERNEL_ARGS = ["-c=unlimited", "-e=crasher", "-p=4242", "-s=11", "-h=node", "-E=!bin!crasher"]
@@ -36,7 +36,7 @@ def current(host_dir) -> str:
 def test_cdc_first_line_fits_every_kernel_with_a_short_host_dir(image_runtime, short_host_dir, fake_sysctl):
     install(short_host_dir, image_runtime, fake_sysctl)
     with open(os.path.join(short_host_dir, "cdc"), "rb") as f:
-        assert len(f.readline()) <= runtime.SHEBANG_MAX_OLD
+        assert len(f.readline()) <= pyruntime.SHEBANG_MAX_OLD
 
 
 def test_runtime_libraries_load_in_an_empty_chroot(image_runtime, short_host_dir, fake_sysctl, chroot):
@@ -138,12 +138,12 @@ def test_upgrade_while_a_composer_runs_keeps_its_runtime_until_it_ends(
         (new_source / "runtime.json").write_text(json.dumps(manifest))
         install(short_host_dir, new_source, fake_sysctl)
         assert current(short_host_dir).endswith("/0123456789ab")
-        done = runtime.prune(short_host_dir, keep="0123456789ab", grace_s=0)
+        done = pyruntime.prune(short_host_dir, keep="0123456789ab", grace_s=0)
         assert os.path.isdir(old) and "holds its lock" in " ".join(done)
         _out, err = composer.communicate(os.urandom(1 << 20), timeout=120)
         assert composer.returncode == 0, err.decode()
     finally:
         composer.kill()
         composer.wait()
-    done = runtime.prune(short_host_dir, keep="0123456789ab", grace_s=0)
+    done = pyruntime.prune(short_host_dir, keep="0123456789ab", grace_s=0)
     assert not os.path.exists(old), done

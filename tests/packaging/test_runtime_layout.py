@@ -1,4 +1,4 @@
-"""packaging/runtime.py's output: self-contained, relocatable, and a small host part."""
+"""packaging/pyruntime.py's output: self-contained, relocatable, and a small host part."""
 
 from __future__ import annotations
 

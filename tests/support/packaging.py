@@ -23,12 +23,12 @@ def build_pyz(out: str) -> str:
 
 
 def lay_out_runtime(pyz: str, out: str) -> str:
-    script("runtime.py", "--pyz", pyz, "--out", out)
+    script("pyruntime.py", "--pyz", pyz, "--out", out)
     return out
 
 
 def write_image_entry(runtime_dir: str, entry: str) -> str:
     """The image's /opt/cdh/cdh.pyz, written as the Containerfile writes it."""
-    subprocess.run([f"{runtime_dir}/lib/ld.so", f"{runtime_dir}/bin/python3", "-m", "cdh.agent.runtime",
+    subprocess.run([f"{runtime_dir}/lib/ld.so", f"{runtime_dir}/bin/python3", "-m", "cdh.agent.pyruntime",
                     runtime_dir, entry], check=True, env={}, cwd="/")
     return entry

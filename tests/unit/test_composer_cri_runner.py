@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from cdh.composer.cri.crictl import Crictl, CriError, CriNotFound, OutOfBudget, find_crictl
+from cdh.composer.cri import CriError, CriNotFound, OutOfBudget
+from cdh.composer.cri.crictl import Crictl, find_crictl
 
 
 def script(tmp_path, body: str, name: str = "crictl"):

@@ -9,9 +9,10 @@ import stat
 import pytest
 
 from cdh import ondisk
-from cdh.composer import dumpinfo, events, kernel
+from cdh.composer import dumpinfo, kernel
 from cdh.composer.log import ComposerLog
-from cdh.composer.runtime import ContainerFacts, PodMeta
+from cdh.composer.output import write_event
+from cdh.composer.podmeta import ContainerFacts, PodMeta
 
 
 def kargs(**over):
@@ -64,14 +65,14 @@ def test_metadata_entries_names():
 
 
 def test_event_file_fields_and_atomic_write(tmp_path):
-    record = events.event_record({"uuid": "u-1", "node_hostname": "node-1"}, kargs(), meta(), "n.zip")
+    record = dumpinfo.event_record({"uuid": "u-1", "node_hostname": "node-1"}, kargs(), meta(), "n.zip")
     ibm = ("image_list", "key", "exe_path", "labels", "limit_size", "exe_name", "pid", "signal",
            "timestamp", "hostname", "namespace", "uuid")
     assert set(ibm) | {"podname", "node", "zip"} <= set(record)
     assert record["labels"] == {"info.coredump.owner": "team-a", "info.coredumpx": "y"}
     assert record["image_list"] == ["docker.io/library/nginx@sha256:" + "d" * 64]
     assert (record["key"], record["node"], record["pid"]) == ("n.zip", "node-1", "7")
-    path = events.write_event(str(tmp_path / "events"), record)
+    path = write_event(str(tmp_path / "events"), "u-1", dumpinfo.dumps(record))
     with open(path) as f:
         assert json.loads(f.read()) == record
     assert os.path.basename(path) == "u-1-event.json"
@@ -85,8 +86,8 @@ def test_event_never_follows_a_planted_symlink(tmp_path):
     victim = tmp_path / "victim"
     victim.write_text("keep me")
     (d / "u-1-event.json").symlink_to(victim)
-    record = events.event_record({"uuid": "u-1", "node_hostname": "n"}, kargs(), meta(), "n.zip")
-    events.write_event(str(d), record)
+    record = dumpinfo.event_record({"uuid": "u-1", "node_hostname": "n"}, kargs(), meta(), "n.zip")
+    write_event(str(d), "u-1", dumpinfo.dumps(record))
     assert victim.read_text() == "keep me"
     assert not (d / "u-1-event.json").is_symlink()  # the link itself was replaced
     assert json.loads((d / "u-1-event.json").read_text())["uuid"] == "u-1"

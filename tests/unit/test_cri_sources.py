@@ -1,4 +1,4 @@
-"""How the composer picks its way to the runtime (cdh.composer.sources.Link): the CRI socket when it
+"""How the composer picks its way to the runtime (cdh.composer.cri.sources.Link): the CRI socket when it
 answers Version, crictl when no socket answers, nothing when a socket hangs (crictl would hang too).
 
 The sockets are scripted HTTP/2 servers (tests/support/h2server.py); tests/runtime does the same
@@ -11,8 +11,7 @@ import time
 
 import pytest
 
-from cdh.composer.cri import api, h2, protowire
-from cdh.composer.cri.crictl import CriError, CriNotFound, OutOfBudget
+from cdh.composer.cri import CriError, CriNotFound, OutOfBudget, api, h2, protowire
 from cdh.composer.cri.sources import CrictlSource, GrpcSource, Link
 from cdh.config import load
 from tests.support import h2server

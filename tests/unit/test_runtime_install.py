@@ -1,6 +1,6 @@
 """Installing the runtime into HOST_DIR: cdc's first line, atomic replacement, safe removal.
 
-A small fake runtime stands in for one laid out by packaging/runtime.py (tests/packaging/ runs the
+A small fake runtime stands in for one laid out by packaging/pyruntime.py (tests/packaging/ runs the
 real one); what is checked here is the installer's bookkeeping.
 """
 
@@ -16,7 +16,7 @@ import zipfile
 import pytest
 
 from cdh import ondisk
-from cdh.agent import host, runtime
+from cdh.agent import host, pyruntime
 from cdh.config import load
 
 
@@ -43,7 +43,7 @@ def source(tmp_path):
 
 
 def install(host_dir, source, **kw):
-    return runtime.install(str(host_dir), str(source), str(host_dir / "cdc"), **kw)
+    return pyruntime.install(str(host_dir), str(source), str(host_dir / "cdc"), **kw)
 
 
 def test_cdc_is_the_zipapp_on_the_bundled_loader_and_interpreter(host_dir, source):
@@ -82,16 +82,16 @@ def test_old_runtime_is_removed_only_after_the_grace_and_when_unlocked(host_dir,
     install(host_dir, source)
     install(host_dir, make_source(tmp_path / "new", rid="bbbbbbbbbbbb"))
     old = host_dir / "runtime/aaaaaaaaaaaa"
-    past = time.time() - runtime.RETIRE_GRACE_S - 1
+    past = time.time() - pyruntime.RETIRE_GRACE_S - 1
     os.utime(old / "retired", (past, past))
     fd = os.open(old / "lock", os.O_RDONLY)
     fcntl.flock(fd, fcntl.LOCK_SH)  # what packaging/_cdh_runtime.py does in every composer
     try:
-        done = runtime.prune(str(host_dir), keep="bbbbbbbbbbbb")
+        done = pyruntime.prune(str(host_dir), keep="bbbbbbbbbbbb")
         assert old.exists() and "holds its lock" in " ".join(done)
     finally:
         os.close(fd)
-    done = runtime.prune(str(host_dir), keep="bbbbbbbbbbbb")
+    done = pyruntime.prune(str(host_dir), keep="bbbbbbbbbbbb")
     assert not old.exists(), done
     assert sorted(os.listdir(host_dir / "runtime")) == ["bbbbbbbbbbbb"]
 
@@ -133,9 +133,9 @@ def test_a_missing_runtime_is_a_clear_error(host_dir, tmp_path):
 
 
 def test_a_first_line_longer_than_the_kernel_reads_is_refused(tmp_path, source, monkeypatch):
-    monkeypatch.setattr(runtime, "shebang_max", lambda: runtime.SHEBANG_MAX_OLD)
+    monkeypatch.setattr(pyruntime, "shebang_max", lambda: pyruntime.SHEBANG_MAX_OLD)
     long_dir = tmp_path / ("h" * 40)  # fine for core_pattern, too long for a pre-5.1 kernel's #! line
-    with pytest.raises(runtime.RuntimeInstallError, match="CDH_HOST_DIR"):
+    with pytest.raises(pyruntime.RuntimeInstallError, match="CDH_HOST_DIR"):
         install(long_dir, source)
     assert not (long_dir / "cdc").exists()
 
@@ -144,13 +144,13 @@ def test_a_first_line_longer_than_the_kernel_reads_is_refused(tmp_path, source, 
     ("6.18.44-fc-v657", 256), ("5.1.0", 256), ("5.10.0-27-amd64", 256),
     ("4.18.0-553.el8_10.x86_64", 128), ("3.10.0-1160.el7.x86_64", 128), ("garbage", 128)])
 def test_kernel_first_line_limit(release, limit):
-    assert runtime.shebang_max(release) == limit
+    assert pyruntime.shebang_max(release) == limit
 
 
 def test_two_installers_at_once_leave_one_complete_runtime(host_dir, source):
     install(host_dir, source)
-    manifest = runtime.read_manifest(str(source))
+    manifest = pyruntime.read_manifest(str(source))
     target = str(host_dir / "runtime" / manifest["id"])
-    runtime.copy_host_part(str(source), manifest, target)  # the slower one renames onto a finished copy
+    pyruntime.copy_host_part(str(source), manifest, target)  # the slower one renames onto a finished copy
     assert sorted(os.listdir(host_dir / "runtime")) == ["aaaaaaaaaaaa"]
     assert (host_dir / "runtime/aaaaaaaaaaaa/runtime.json").is_file()

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from cdh.tools import keys, signals
+from cdh import keys, signals
 from cdh.tools.dumpzip import Dump, DumpError, unpack
 from cdh.tools.timespec import parse_since
 from tests.support import dumpbuild

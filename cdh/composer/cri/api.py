@@ -1,4 +1,4 @@
-"""The CRI v1 messages the composer reads, as tables for cdh.composer.protowire.
+"""The CRI v1 messages the composer reads, as tables for cdh.composer.cri.protowire.
 
 The same messages, with the same names and numbers, are in cri.proto beside this file
 (tests/unit/test_cri_proto.py keeps the two in step). The messages only the test harness

@@ -1,12 +1,11 @@
 """Running crictl: found only where configured, each call bounded in time and output.
 
 Under the kernel there is no PATH, so crictl is looked up in
-``CDH_CRICTL_PATH`` only. Every call has its own timeout (and never outlives
-the composer's deadline); stdout is capped and the call is killed when it
-prints more. Warnings on stderr are normal (crictl warns about default
-endpoints on every call): only the exit code and parseable output decide.
-After one call times out the runtime is taken to be hung and later calls are
-skipped, so a dead socket costs one timeout, not one per call.
+``CDH_CRICTL_PATH`` only. Every call has its own timeout and never outlives
+the composer's deadline (cdh.composer.cri.CallBudget, as for the CRI socket);
+stdout is capped and the call is killed when it prints more. Warnings on stderr
+are normal (crictl warns about default endpoints on every call): only the exit
+code and parseable output decide.
 
 Processes are started with ``posix_spawn`` in their own process group (so a
 timeout kills the whole group) with stdin on /dev/null: a child must never
@@ -23,25 +22,13 @@ import time
 from json import loads as _loads  # not orjson: its imports cost more than it saves here
 
 from cdh import ondisk
+from cdh.composer.cri import CallBudget, CriError, CriNotFound
 
 MAX_JSON_BYTES = 4 << 20  # inspect output is ~100 KiB; parsed JSON takes ~10x its size
-SLACK_S = 0.05
 READ_CHUNK = 65536
 STDERR_KEEP = 4096
 CHILD_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/"}
 _LOGFMT_MSG = re.compile(r'msg="((?:[^"\\]|\\.)*)"')
-
-
-class CriError(Exception):
-    """A crictl call gave nothing usable; ``str()`` is one line for metadata_errors."""
-
-
-class CriNotFound(CriError):
-    """crictl answered: no such container / pod / image."""
-
-
-class OutOfBudget(CriError):
-    """The caller's time budget (not crictl) ended the call: it may be retried later."""
 
 
 def find_crictl(places: tuple[str, ...]) -> str | None:
@@ -54,15 +41,12 @@ def find_crictl(places: tuple[str, ...]) -> str | None:
 
 
 class Crictl:
-    """One composer run's view of crictl: fixed flags, a deadline, and a circuit breaker."""
+    """One composer run's view of crictl: fixed flags and its calls' time (:class:`CallBudget`)."""
 
     def __init__(self, exe: str | None, host_dir: str, endpoint: str, timeout_s: float,
                  deadline: float) -> None:
         self.exe = exe
-        self.timeout_s = timeout_s
-        self.deadline = deadline  # time.monotonic() value after which nothing is started
-        self.hung = False
-        self.deadline_hit = False  # a call was skipped or cut short by the composer's deadline
+        self.call_budget = CallBudget(timeout_s, deadline)
         self.calls = 0
         self.flags: list[str] = []
         config = ondisk.HostDir(host_dir).crictl_config
@@ -70,6 +54,14 @@ class Crictl:
             self.flags += ["-c", config]
         if endpoint:
             self.flags += ["-r", endpoint]
+
+    @property
+    def hung(self) -> bool:
+        return self.call_budget.hung
+
+    @property
+    def deadline_hit(self) -> bool:
+        return self.call_budget.deadline_hit
 
     def json(self, *args: str, budget: float | None = None):
         out = self.run(*args, max_bytes=MAX_JSON_BYTES, budget=budget)
@@ -94,30 +86,13 @@ class Crictl:
         """
         if self.exe is None:
             raise CriError("crictl not found (looked in CDH_CRICTL_PATH)")
-        if self.hung:
-            raise CriError(f"crictl {args[0]}: skipped, an earlier call timed out")
-        left = self.deadline - time.monotonic()
-        timeout = min(self.timeout_s, left)
-        by_deadline = left < self.timeout_s
-        # A budget within SLACK_S of a full timeout counts as one: the first call of a step
-        # bounded by one CRI timeout must be able to mark the runtime hung.
-        cut_by_budget = budget is not None and budget < timeout - SLACK_S
-        if cut_by_budget:
-            timeout = budget
-        if timeout <= 0:
-            if cut_by_budget:
-                raise OutOfBudget(f"crictl {args[0]}: no time left in this step")
-            self.deadline_hit = True
-            raise CriError(f"crictl {args[0]}: skipped, the composer's deadline was reached")
+        what = f"crictl {args[0]}"
+        limits = self.call_budget.start(what, budget)
         self.calls += 1
-        status, out, err, why = _spawn_and_collect([self.exe, *self.flags, *args], timeout, max_bytes,
+        status, out, err, why = _spawn_and_collect([self.exe, *self.flags, *args], limits[0], max_bytes,
                                                    keep_tail, merge_stderr)
         if why == "timeout":
-            if cut_by_budget:
-                raise OutOfBudget(f"crictl {args[0]}: no time left in this step")
-            self.hung = timeout >= self.timeout_s  # a full timeout: the runtime is hung
-            self.deadline_hit = self.deadline_hit or by_deadline
-            raise CriError(f"crictl {args[0]}: timed out after {timeout:.1f}s")
+            raise self.call_budget.timed_out(what, limits)
         if why == "overflow":
             raise CriError(f"crictl {args[0]}: output over {max_bytes} bytes, dropped")
         if why:

@@ -7,7 +7,7 @@ returned shaped like crictl's JSON (``inspect``, ``inspectp``, ``pods``, ``ps``,
 ``inspecti``), so the zip entries read the same whichever way they were fetched, and
 IBM's consumers keep working.
 
-Finding the runtime (:func:`candidates`; cdh.composer.sources asks each for ``Version``):
+Finding the runtime (:func:`candidates`; cdh.composer.cri.sources asks each for ``Version``):
 ``CDH_CRI_ENDPOINT`` (``unix:///path`` or a path) when set, otherwise each of
 :data:`DEFAULT_SOCKETS` that is a socket. A socket that answers ``Unimplemented`` (docker's
 own containerd, CRI plugin off) is passed over.

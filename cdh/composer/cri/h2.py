@@ -15,7 +15,7 @@ Flow control: we announce a 16 MiB stream window and open the connection window 
 give back what DATA used in steps of half that, so a response never waits on us (and we never
 block writing WINDOW_UPDATEs to a server busy writing); responses over ``max_bytes`` are
 refused. Requests must fit the peer's initial window (64 KiB by default); CRI requests are a
-few hundred bytes. See cdh/composer/grpc.py for why this is hand-written.
+few hundred bytes. See cdh/composer/cri/grpc.py for why this is hand-written.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """A small protobuf (proto3) wire codec for the few CRI messages cdh uses.
 
-Messages are described by :class:`Message` tables (cdh/composer/api.py) instead of
+Messages are described by :class:`Message` tables (cdh/composer/cri/api.py) instead of
 generated code, and decode to plain dicts shaped the way crictl prints them (protobuf's
 JSON mapping as crictl uses it), so a zip made from gRPC answers reads like one made from
 crictl's output:

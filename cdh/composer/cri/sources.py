@@ -10,18 +10,18 @@ process is released, so the gRPC modules are imported only then):
 3. a socket accepted but did not answer in time → nothing: crictl would hang on it too.
 
 Both sources answer the same questions with the same crictl-shaped dicts and fail with the
-same errors (:class:`CriError`, :class:`CriNotFound`, :class:`OutOfBudget`), so
-cdh.composer.runtime fills the zip one way whichever answered. Both take an optional
+same errors (cdh.composer.cri: :class:`CriError`, :class:`CriNotFound`, :class:`OutOfBudget`),
+so cdh.composer.podmeta fills the zip one way whichever answered. Both take an optional
 ``budget`` (seconds this step may still spend), keep to the per-call timeout and the run's
-deadline, and stop asking a runtime that timed out once (``hung``).
+deadline, and stop asking a runtime that timed out once: one :class:`CallBudget` each.
 """
 
 from __future__ import annotations
 
 import re
-import time
 
-from cdh.composer.cri.crictl import SLACK_S, Crictl, CriError, CriNotFound, OutOfBudget, find_crictl
+from cdh.composer.cri import CallBudget, CriError, CriNotFound, OutOfBudget, call_limits
+from cdh.composer.cri.crictl import Crictl, find_crictl
 
 POD_NAME_LABEL = "io.kubernetes.pod.name"  # kubelet's label on every pod sandbox
 _CRICTL_OWN_LINE = re.compile(rb'time="[^"\n]*" level=(?:debug|info|warning|error) msg="[^\n]*"\n')
@@ -71,7 +71,7 @@ class Link:
         else:
             reasons = [] if paths else ["no CRI socket found"]
         for path in paths:
-            timeout, cut_by_budget, by_deadline = _limits(s.cri_timeout_s, self.deadline, budget)
+            timeout, cut_by_budget, by_deadline = call_limits(s.cri_timeout_s, self.deadline, budget)
             if timeout <= 0:
                 self._out_of_time(cut_by_budget, by_deadline, "CRI Version")
             client = grpc.CriClient(path, s.cri_timeout_s)
@@ -104,24 +104,12 @@ class Link:
         raise CriError(self.failure)
 
 
-def _limits(timeout_s: float, deadline: float, budget: float | None) -> tuple[float, bool, bool]:
-    """(timeout of one call, cut by the caller's budget, cut by the run's deadline)."""
-    left = deadline - time.monotonic()
-    timeout = min(timeout_s, left)
-    # A budget within SLACK_S of a full timeout counts as one (as in cdh.composer.cri).
-    cut_by_budget = budget is not None and budget < timeout - SLACK_S
-    return (budget if cut_by_budget else timeout), cut_by_budget, left < timeout_s
-
-
 class GrpcSource:
     """The runtime's answers over CRI gRPC (cdh.composer.cri.grpc), logs read from ``logPath``."""
 
     def __init__(self, client, timeout_s: float, deadline: float) -> None:
         self.client = client
-        self.timeout_s = timeout_s
-        self.deadline = deadline
-        self.hung = False
-        self.deadline_hit = False
+        self.call_budget = CallBudget(timeout_s, deadline)
         self.statuses: dict[str, dict] = {}  # container id → inspect shape (logPath for the logs)
         self.via = f"cri unix://{client.path} ({client.runtime})"
 
@@ -129,28 +117,26 @@ class GrpcSource:
     def calls(self) -> int:
         return self.client.calls
 
+    @property
+    def hung(self) -> bool:
+        return self.call_budget.hung
+
+    @property
+    def deadline_hit(self) -> bool:
+        return self.call_budget.deadline_hit
+
     def _call(self, what: str, fn, *args, budget: float | None = None):
         from cdh.composer.cri.h2 import DEADLINE_EXCEEDED, NOT_FOUND, GrpcError
 
-        if self.hung:
-            raise CriError(f"CRI {what}: skipped, an earlier call timed out")
-        timeout, cut_by_budget, by_deadline = _limits(self.timeout_s, self.deadline, budget)
-        if timeout <= 0:
-            if cut_by_budget:
-                raise OutOfBudget(f"CRI {what}: no time left in this step")
-            self.deadline_hit = True
-            raise CriError(f"CRI {what}: skipped, the composer's deadline was reached")
+        what = f"CRI {what}"
+        limits = self.call_budget.start(what, budget)
         try:
-            return fn(*args, timeout=timeout)
+            return fn(*args, timeout=limits[0])
         except GrpcError as err:
             if err.code == DEADLINE_EXCEEDED:
-                if cut_by_budget:
-                    raise OutOfBudget(f"CRI {what}: no time left in this step") from None
-                self.hung = timeout >= self.timeout_s  # a full timeout: the runtime is hung
-                self.deadline_hit = self.deadline_hit or by_deadline
-                raise CriError(f"CRI {what}: timed out after {timeout:.1f}s") from None
+                raise self.call_budget.timed_out(what, limits) from None
             cls = CriNotFound if err.code == NOT_FOUND else CriError
-            raise cls(f"CRI {what}: {err}") from None
+            raise cls(f"{what}: {err}") from None
 
     def container(self, cid: str, budget: float | None = None) -> dict:
         if cid not in self.statuses:
@@ -168,7 +154,7 @@ class GrpcSource:
 
     def pods_named(self, name: str, budget: float | None = None) -> dict:
         # The runtime filters by the label kubelet puts on every sandbox, so a node with hundreds
-        # of pods answers with the few of that name (runtime.py still keeps exact names only).
+        # of pods answers with the few of that name (podmeta.py still keeps exact names only).
         return self._call(f"ListPodSandbox {POD_NAME_LABEL}={name}", self.client.list_pod_sandboxes,
                           {POD_NAME_LABEL: name}, budget=budget)
 
@@ -195,7 +181,7 @@ class GrpcSource:
 
 
 class CrictlSource:
-    """The same answers from crictl's JSON (cdh.composer.cri runs it)."""
+    """The same answers from crictl's JSON (cdh.composer.cri.crictl runs it)."""
 
     def __init__(self, crictl: Crictl, image_cmd: str) -> None:
         self.crictl = crictl

@@ -1,4 +1,4 @@
-"""Settings for the agent: loaded and checked at start and on every reload.
+"""The agent's settings: checked at start (:func:`check`), loaded again on every reload (:func:`load`).
 
 A reload reads the same sources as the start (environment, ``CDH_CONFIG_FILE``,
 ``*_FILE`` secret files). It is asked for by SIGHUP or by a change of the

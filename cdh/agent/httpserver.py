@@ -5,7 +5,7 @@
   cdh/agent/probes.py).
 - ``/readyz``: 200 when every readiness check passes, else 503.
 
-Both bodies are JSON naming each check. Routes are a table (:meth:`HealthServer.route`);
+Both bodies are JSON naming each check. Routes are a table (:meth:`HttpServer.route`);
 ``/metrics`` is one more entry (cdh/agent/telemetry.py).
 """
 
@@ -25,7 +25,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Checks = Callable[[], dict[str, bool]]
 
 
-class HealthServer:
+class HttpServer:
     def __init__(self, port: int, ready_checks: Checks, log: Log,
                  host: str = "0.0.0.0",  # kubelet probes come from the node
                  live_checks: Checks | None = None) -> None:

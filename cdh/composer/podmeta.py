@@ -1,6 +1,6 @@
 """Pod, container and image facts from the container runtime (its CRI socket, or crictl).
 
-The questions are asked through cdh.composer.sources, which answers with crictl-shaped
+The questions are asked through cdh.composer.cri.sources, which answers with crictl-shaped
 dicts whichever way it reached the runtime, so this module fills the zip one way. Two steps
 (named here by the crictl command each question matches):
 
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 
-from cdh.composer.cri.crictl import CriError, OutOfBudget
+from cdh.composer.cri import CriError, OutOfBudget
 from cdh.composer.cri.sources import POD_NAME_LABEL, Link
 
 

@@ -1,7 +1,8 @@
 """Signal names and what they usually mean for a crash, with the si_code detail (siginfo.h).
 
 Linux numbering (the same on x86_64 and aarch64), so a dump from a node reads
-the same on a developer's Mac.
+the same on a developer's Mac. Shared by the agent (its Kubernetes Events) and
+the bucket tools (``ls``, ``inspect``); stdlib only, no imports.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The composer's runtime in HOST_DIR: copy it in, point cdc at it, remove old ones safely.
 
-A runtime laid out by packaging/runtime.py (the image's /opt/cdh/runtime) lists in runtime.json
+A runtime laid out by packaging/pyruntime.py (the image's /opt/cdh/runtime) lists in runtime.json
 the part the composer uses ("host_files"). Install copies that part to HOST_DIR/runtime/<id>/
 (a temp directory, renamed when complete) and writes HOST_DIR/cdc: the zipapp whose first line
 runs the bundled loader on the bundled interpreter, so nothing of the host is needed::
@@ -51,7 +51,7 @@ def read_manifest(source: str) -> dict:
             return json.load(f)
     except (OSError, ValueError) as err:
         raise RuntimeInstallError(f"no usable runtime at {source} ({err}); set CDH_RUNTIME_DIR "
-                                  "to a directory laid out by packaging/runtime.py") from None
+                                  "to a directory laid out by packaging/pyruntime.py") from None
 
 
 def root(host_dir: str) -> str:
@@ -123,7 +123,7 @@ def write_zipapp(dest: str, target: str, manifest: dict, pyz: str, mode: int = 0
 
 
 def write_image_entry(runtime_dir: str, dest: str) -> None:
-    """The image's executable zipapp (Containerfile: ``python -m cdh.agent.runtime RUNTIME DEST``)."""
+    """The image's executable zipapp (Containerfile: ``python -m cdh.agent.pyruntime RUNTIME DEST``)."""
     manifest = read_manifest(runtime_dir)
     write_zipapp(dest, runtime_dir, manifest, os.path.join(runtime_dir, manifest["pyz"]), mode=0o755)
 

@@ -1,6 +1,6 @@
 """Lay out a self-contained Python runtime for cdh: the image's /opt/cdh/runtime, and its host part.
 
-    python packaging/runtime.py --pyz dist/cdh.pyz --out /opt/cdh/runtime [--python /usr/local/bin/python3.11]
+    python packaging/pyruntime.py --pyz dist/cdh.pyz --out /opt/cdh/runtime [--python PYTHON]
 
 The Containerfile runs this; so do the tests. From an interpreter (the real binary, not a pyenv shim:
 its realpath is used) and the zipapp it writes::
@@ -58,7 +58,7 @@ AGENT_ONLY = ("aiobotocore", "botocore", "aiohttp", "uvloop", "asyncio", "aiofil
 
 def layout(python: str, pyz: str, out: str) -> dict:
     if os.path.exists(out) and os.listdir(out):
-        sys.exit(f"packaging/runtime.py: {out} is not empty")
+        sys.exit(f"packaging/pyruntime.py: {out} is not empty")
     facts = query(os.path.realpath(python))
     copy_interpreter(facts, out)
     copy_stdlib(facts, out)
@@ -210,11 +210,11 @@ def probe(out: str) -> dict[str, str | None]:
         done = subprocess.run([os.path.join(out, LOADER), os.path.join(out, INTERPRETER), app],
                               env={}, cwd="/", capture_output=True, text=True)
     if done.returncode != 0:
-        sys.exit(f"packaging/runtime.py: the new runtime failed to import the composer:\n{done.stderr}")
+        sys.exit(f"packaging/pyruntime.py: the new runtime failed to import the composer:\n{done.stderr}")
     modules = ast.literal_eval(done.stdout)
     leaked = sorted(n for n in modules if n.split(".")[0] in AGENT_ONLY or n.startswith("cdh.agent"))
     if leaked:
-        sys.exit(f"packaging/runtime.py: the composer imports the agent's modules: {leaked}")
+        sys.exit(f"packaging/pyruntime.py: the composer imports the agent's modules: {leaked}")
     return {n: f for n, f in modules.items() if n != "__main__"}
 
 
