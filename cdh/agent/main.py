@@ -16,6 +16,7 @@ import asyncio
 import errno
 import os
 import signal
+import time
 
 from cdh import EXIT_FAILURE, EXIT_OK, __version__, config, fsutil, ondisk
 from cdh.agent import configload, host
@@ -32,6 +33,7 @@ from cdh.agent.upload import Outcome, Uploader
 # core_pattern, which other test runs share. CDH_TEST_* names are ignored by config.
 TEST_SYSCTL_ROOT = "CDH_TEST_SYSCTL_ROOT"
 CANCEL_TIMEOUT_S = 15.0  # after the grace period: cancelled uploads abort their multipart
+STORAGE_RECHECK_MAX = 10  # while the bucket fails: re-check after 1, 2, 4 ... up to 10 check intervals
 
 
 def run(settings: config.Settings) -> int:
@@ -78,11 +80,15 @@ class Agent:
         self.in_flight: set[str] = set()
         self._workers: dict[int, asyncio.Task] = {}
         self._triggers: list[asyncio.Task] = []
-        self._health = None
+        self._storage_watch: asyncio.Task | None = None
         self._stop = asyncio.Event()
         self._now = asyncio.Event()
         self._reload = asyncio.Event()
-        self.telemetry = Telemetry(self)  # metrics, probes, Kubernetes Events, composer log relay
+        # Metrics, probes, Kubernetes Events, the composer's log relay: they read this agent's status
+        # and hear what it logs and which zips it takes up, and change nothing.
+        self.telemetry = Telemetry(self, self.sysctl, log)
+        log.taps += self.telemetry.log_taps()
+        self.uploader.on_zip = self.telemetry.zip_taken
 
     async def serve(self) -> int:
         try:
@@ -108,8 +114,8 @@ class Agent:
         await self._set_up_host()
         await self.clients.open(s)
         await self.telemetry.start()
-        await self._start_health()
         await self.check_storage()
+        self._storage_watch = asyncio.create_task(self._recheck_storage(), name="storage-check")
         self._start_triggers()
         self._resize_workers()
         self.log.info("agent.started", pid=os.getpid())
@@ -138,19 +144,15 @@ class Agent:
     def _on_stop_signal(self) -> None:
         (self._now if self._stop.is_set() else self._stop).set()
 
-    async def _start_health(self) -> None:
-        if not self.settings.metrics_port:
-            return
-        from cdh.agent.httpserver import HttpServer
-
-        self._health = HttpServer(self.settings.metrics_port, self.readiness, self.log,
-                                    live_checks=self.telemetry.liveness)
-        self.telemetry.add_routes(self._health)
-        await self._health.start()
+    # ------------------------------------------------------------ status (telemetry.AgentStatus)
 
     @property
     def stopping(self) -> bool:
         return self._stop.is_set()
+
+    @property
+    def storage_ok(self) -> bool | None:
+        return self.uploader.storage_ok
 
     def running_tasks(self) -> tuple[list[asyncio.Task], list[asyncio.Task]]:
         """The upload workers the settings ask for, and the intake tasks: for the liveness probe."""
@@ -158,9 +160,11 @@ class Agent:
         intake = [t for t in self._triggers if t.get_name().startswith("intake-")]
         return workers, intake
 
-    def readiness(self) -> dict[str, bool]:
-        return {"host_setup": self.host_ready, "core_pattern": self.telemetry.core_pattern_ours(),
-                "storage": self.uploader.storage_ok is True}
+    def queue_depth(self) -> dict[str, int]:
+        return {"queued": self.intake.queue.qsize(), "uploading": len(self.in_flight),
+                "retry_wait": self.intake.waiting}
+
+    # ------------------------------------------------------------ storage
 
     async def check_storage(self) -> None:
         """HEAD the bucket once, so a wrong bucket or key shows at start, not at the first crash."""
@@ -175,6 +179,20 @@ class Agent:
             return
         self.uploader.storage_ok = True
         self.log.info("storage.ok", bucket=self.settings.s3_bucket)
+
+    async def _recheck_storage(self) -> None:
+        """While the bucket is unreachable, check it again every CDH_CHECK_INTERVAL, then at growing
+        intervals: readiness comes back by itself, without an upload or a reload."""
+        wait = 1
+        due = time.monotonic()
+        while True:
+            await asyncio.sleep(self.settings.check_interval_s)
+            if self.storage_ok is not False:
+                wait, due = 1, time.monotonic()
+            elif time.monotonic() >= due:
+                await self.check_storage()
+                wait = min(wait * 2, STORAGE_RECHECK_MAX)
+                due = time.monotonic() + wait * self.settings.check_interval_s
 
     def _start_triggers(self) -> None:
         s, intake, names = self.settings, self.intake, []
@@ -327,7 +345,8 @@ class Agent:
         return cut
 
     async def _close(self) -> None:
-        if self._health is not None:
-            await self._health.stop()
         await self.telemetry.stop()
+        if self._storage_watch is not None:
+            self._storage_watch.cancel()
+            await asyncio.gather(self._storage_watch, return_exceptions=True)
         await self.clients.close()

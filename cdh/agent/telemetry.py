@@ -1,13 +1,13 @@
 """What the agent shows the people who run it: metrics, probes, Kubernetes Events, the composer's log.
 
-One object per agent, wired in at a few points of cdh/agent/main.py (start, reload,
-close, readiness) and otherwise fed by what the agent already says: it taps the
-agent's log (cdh/agent/log.py) and the uploader's ``on_zip`` hook. It reads the
-agent's state (queue, workers, triggers) but never changes it, and nothing here
-can fail or delay an upload: Events are queued, log taps swallow their errors.
+One object per agent. It sees the agent through :class:`AgentStatus`, a narrow read-only view,
+and is fed by what the agent already says: the agent, where it is assembled (cdh/agent/main.py),
+adds :meth:`Telemetry.log_taps` to its log (cdh/agent/log.py) and :meth:`Telemetry.zip_taken` as
+the uploader's ``on_zip`` hook. It never changes the agent, and nothing here can fail or delay an
+upload: Events are queued, log taps swallow their errors.
 
-Parts: metrics.py (/metrics), probes.py (/healthz, /readyz), k8sevents.py (Events),
-composerlog.py (the composer's lines on stdout).
+Parts: metrics.py (/metrics), probes.py (the checks of /healthz and /readyz), httpserver.py
+(serves all three), k8sevents.py (Events), composerlog.py (the composer's lines on stdout).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import os
 import stat
 import time
 from collections import OrderedDict
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import quote
 
 from aiohttp import web
@@ -29,42 +29,75 @@ from cdh.agent.metrics import Metrics
 from cdh.agent.probes import CorePatternCheck, Heartbeat, tasks_alive
 
 if TYPE_CHECKING:
+    from cdh.agent.host import Sysctl
     from cdh.agent.httpserver import HttpServer
     from cdh.agent.localzip import LocalZip
-    from cdh.agent.main import Agent
+    from cdh.agent.log import Log, Tap
     from cdh.config import Settings
 
 REMEMBERED = 4096          # dump-infos kept between "taken up" and "uploaded" (zips in flight or retrying)
-STORAGE_RECHECK_MAX = 10   # while the bucket fails: re-check after 1, 2, 4 ... up to 10 check intervals
+
+
+class AgentStatus(Protocol):
+    """What telemetry reads of the agent, and all it may touch: it only reads."""
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def host_ready(self) -> bool: ...  # host setup done
+
+    @property
+    def storage_ok(self) -> bool | None: ...  # the last bucket check or upload succeeded (None: not yet)
+
+    @property
+    def stopping(self) -> bool: ...
+
+    def running_tasks(self) -> tuple[list[asyncio.Task], list[asyncio.Task]]: ...  # workers, intake
+
+    def queue_depth(self) -> dict[str, int]: ...  # zips queued, uploading, waiting to retry
 
 
 class Telemetry:
-    def __init__(self, agent: Agent) -> None:
+    def __init__(self, agent: AgentStatus, sysctl: Sysctl, log: Log) -> None:
         self.agent = agent
+        self.log = log
         self.metrics = Metrics()
         self.heartbeat = Heartbeat()
-        self.core_pattern = CorePatternCheck(agent.sysctl, agent.log)
-        self.events = k8sevents.EventPoster(agent.log)
-        self.relay = ComposerLogRelay(agent.settings.host_dir, agent.log)
+        self.core_pattern = CorePatternCheck(sysctl, log)
+        self.events = k8sevents.EventPoster(log)
+        self.relay = ComposerLogRelay(agent.settings.host_dir, log)
         self._infos: OrderedDict[str, dict] = OrderedDict()  # zip path -> dump-info
         self._captured: OrderedDict[str, None] = OrderedDict()  # uuids whose CoreDumpCaptured is out
         self._tasks: list[asyncio.Task] = []
-        agent.log.taps += [self.metrics.tap, self._tap]
-        agent.uploader.on_zip = self.zip_taken
+        self._server: HttpServer | None = None
+
+    def log_taps(self) -> list[Tap]:
+        """What the agent's log feeds: the metrics (they count what the log says) and the Events."""
+        return [self.metrics.tap, self._tap]
 
     # ------------------------------------------------------------ life
 
     async def start(self) -> None:
-        """After host setup (HOST_DIR exists), before the health server."""
+        """After host setup (HOST_DIR exists): the checks, the relay, Events, then the HTTP server."""
         self.heartbeat.start()
         self.core_pattern_ours()  # logs the first state; later changes are logged as they are seen
         self._tasks = [asyncio.create_task(self.relay.run(), name="composer-log"),
-                       asyncio.create_task(self._checks(), name="checks")]
+                       asyncio.create_task(self._watch_core_pattern(), name="checks")]
         if self.agent.settings.k8s_events:
             await self.events.start()
+        await self._serve()
 
-    def add_routes(self, health: HttpServer) -> None:
-        health.route("/metrics", self._metrics)
+    async def _serve(self) -> None:
+        """/healthz, /readyz and /metrics on CDH_METRICS_PORT (0: none)."""
+        if not self.agent.settings.metrics_port:
+            return
+        from cdh.agent.httpserver import HttpServer
+
+        self._server = HttpServer(self.agent.settings.metrics_port, self.readiness, self.log,
+                                  live_checks=self.liveness)
+        self._server.route("/metrics", self._metrics)
+        await self._server.start()
 
     async def configure(self, settings: Settings) -> None:
         """After a reload: Events follow CDH_K8S_EVENTS."""
@@ -72,9 +105,12 @@ class Telemetry:
             await self.events.start()
         elif not settings.k8s_events and self.events.enabled:
             await self.events.stop()
-            self.agent.log.info("k8s_events.stopped")
+            self.log.info("k8s_events.stopped")
 
     async def stop(self) -> None:
+        if self._server is not None:
+            await self._server.stop()
+            self._server = None
         self.heartbeat.stop()
         for t in self._tasks:
             t.cancel()
@@ -93,19 +129,15 @@ class Telemetry:
                 "workers": stopping or tasks_alive(workers),
                 "intake": stopping or tasks_alive(intake)}
 
-    async def _checks(self) -> None:
-        """Every CDH_CHECK_INTERVAL: core_pattern; and the bucket while it is unreachable."""
-        wait = 1
-        due = time.monotonic()
+    def readiness(self) -> dict[str, bool]:
+        return {"host_setup": self.agent.host_ready, "core_pattern": self.core_pattern_ours(),
+                "storage": self.agent.storage_ok is True}
+
+    async def _watch_core_pattern(self) -> None:
+        """Every CDH_CHECK_INTERVAL, so a change behind the agent's back is logged even unasked."""
         while True:
             await asyncio.sleep(self.agent.settings.check_interval_s)
             self.core_pattern_ours()
-            if self.agent.uploader.storage_ok is not False:
-                wait, due = 1, time.monotonic()
-            elif time.monotonic() >= due:
-                await self.agent.check_storage()
-                wait = min(wait * 2, STORAGE_RECHECK_MAX)
-                due = time.monotonic() + wait * self.agent.settings.check_interval_s
 
     # ------------------------------------------------------------ metrics
 
@@ -116,8 +148,7 @@ class Telemetry:
 
     async def _sample(self) -> None:
         a, m = self.agent, self.metrics
-        queued, uploading, waiting = a.intake.queue.qsize(), len(a.in_flight), a.intake.waiting
-        for state, n in (("queued", queued), ("uploading", uploading), ("retry_wait", waiting)):
+        for state, n in a.queue_depth().items():
             m.queue_depth.labels(state).set(n)
         count, oldest, free = await asyncio.to_thread(scan_core_dir, a.settings.core_dir)
         m.pending_zips.set(count)
@@ -125,7 +156,7 @@ class Telemetry:
         if free is not None:
             m.core_dir_free.set(free)
         m.core_pattern_ours.set(1 if self.core_pattern_ours() else 0)
-        m.storage_ok.set(1 if a.uploader.storage_ok else 0)
+        m.storage_ok.set(1 if a.storage_ok else 0)
 
     # ------------------------------------------------------------ Events
 
@@ -134,7 +165,7 @@ class Telemetry:
         try:
             self._zip_taken(held, info)
         except Exception as err:  # never in the upload's way
-            self.agent.log.debug("k8s_events.internal_error", error=repr(err))
+            self.log.debug("k8s_events.internal_error", error=repr(err))
 
     def _zip_taken(self, held: LocalZip, info: dict) -> None:
         _remember(self._infos, held.path, info)
