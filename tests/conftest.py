@@ -54,11 +54,11 @@ def host_dir(tmp_path):
 
 @pytest.fixture
 def fake_sysctl(tmp_path):
-    """A cdh.agent.host.Sysctl over a fake /proc/sys tree (core_pattern "core", pipe limit 0)."""
-    from cdh.agent import host
+    """A cdh.sysctl.Sysctl over a fake /proc/sys tree (core_pattern "core", pipe limit 0)."""
+    from cdh.sysctl import Sysctl
     from tests.support.agentproc import fake_sysctl_root
 
-    return host.Sysctl(fake_sysctl_root(tmp_path / "proc-sys"))
+    return Sysctl(fake_sysctl_root(tmp_path / "proc-sys"))
 
 
 @pytest.fixture

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 import orjson
 
 from cdh import fsutil, ondisk
-from cdh.agent.log import LEVELS
+from cdh.jsonline import LEVELS
 
 if TYPE_CHECKING:
     from cdh.agent.log import Log

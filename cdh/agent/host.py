@@ -1,9 +1,9 @@
 """Host setup: install the composer into HOST_DIR, set and restore the kernel's sysctls.
 
 Used by ``cdh install`` / ``cdh uninstall`` and by the agent at start and stop.
-Stdlib only. Writes go to /proc/sys directly (no ``sysctl`` binary on the node).
+Stdlib only. The sysctls and what "ours" means: cdh/sysctl.py; the files: cdh/ondisk.py.
 
-Rules (DESIGN.md, host contract):
+Rules:
 - ``kernel.core_pattern`` is at most 127 bytes; we read it back and refuse a
   truncated value with an error naming HOST_DIR.
 - The original value of each sysctl is backed up once. When the current value
@@ -26,12 +26,8 @@ import sys
 from cdh import fsutil, ondisk
 from cdh.agent import pyruntime
 from cdh.config import Settings, render_env
+from cdh.sysctl import CORE_PATTERN_MAX, Sysctl, core_pattern, is_ours
 
-PROC_SYS = "/proc/sys"
-CORE_PATTERN_MAX = 127  # the kernel silently truncates longer values (CORENAME_MAX_SIZE - 1)
-# Kernel specifiers the composer reads: see core(5). -d is omitted: CORE_DIR comes
-# from composer.env, which keeps the pattern short for long HOST_DIRs.
-PATTERN_ARGS = "-c=%c -e=%e -p=%p -P=%P -s=%s -t=%t -h=%h -E=%E"
 DEFAULT_CORE_PATTERN = "core"  # what we leave behind when no backup survives
 
 
@@ -39,42 +35,12 @@ class HostError(RuntimeError):
     """Host setup failed; the message says what and how to fix it."""
 
 
-def core_pattern(settings: Settings) -> str:
-    return f"|{ondisk.HostDir(settings.host_dir).composer} {PATTERN_ARGS}"
-
-
-def is_ours(pattern: str, host_dir: str) -> bool:
-    return pattern.startswith(f"|{ondisk.HostDir(host_dir).composer} ")
-
-
 def desired_sysctls(settings: Settings) -> dict[str, str]:
     return {
-        "kernel.core_pattern": core_pattern(settings),
+        "kernel.core_pattern": core_pattern(settings.host_dir),
         "kernel.core_pipe_limit": str(settings.core_pipe_limit),
         "fs.suid_dumpable": str(settings.suid_dumpable),
     }
-
-
-class Sysctl:
-    """Reads and writes /proc/sys (a different root can be given for unit tests)."""
-
-    def __init__(self, root: str = PROC_SYS) -> None:
-        self.root = root
-
-    def path(self, name: str) -> str:
-        return os.path.join(self.root, *name.split("."))
-
-    def read(self, name: str) -> str:
-        with open(self.path(name), encoding="utf-8") as f:
-            return f.read().rstrip("\n")
-
-    def write(self, name: str, value: str) -> None:
-        # One write() call: /proc/sys handlers take the value from a single write.
-        fd = os.open(self.path(name), os.O_WRONLY | os.O_TRUNC)
-        try:
-            os.write(fd, value.encode())
-        finally:
-            os.close(fd)
 
 
 # ---------------------------------------------------------------- install
@@ -84,7 +50,7 @@ def install(settings: Settings, sysctl: Sysctl | None = None, composer: bytes | 
     """Install the composer and set the sysctls. Returns what was done, one line each."""
     sysctl = sysctl or Sysctl()
     layout = ondisk.HostDir(settings.host_dir)
-    pattern = core_pattern(settings)
+    pattern = core_pattern(settings.host_dir)
     if len(pattern.encode()) > CORE_PATTERN_MAX:
         raise HostError(
             f"kernel.core_pattern would be {len(pattern.encode())} bytes, over the kernel's "

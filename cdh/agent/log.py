@@ -24,13 +24,12 @@ from cdh import jsonline
 if TYPE_CHECKING:
     from cdh.config import Settings
 
-LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
 Tap = Callable[[str, str, dict], None]  # (level, event, fields)
 
 
-class Log:
+class Log(jsonline.Logger):
     def __init__(self, level: str = "info", secrets: tuple[str, ...] = (), stream=None) -> None:
-        self.threshold = LEVELS[level]
+        self.threshold = jsonline.LEVELS[level]
         self.secrets = secrets
         self.stream = stream or sys.stdout.buffer
         self.taps: list[Tap] = []
@@ -40,7 +39,7 @@ class Log:
         # Old secrets stay redacted after a reload: uploads in flight still use the old client.
         # Longest first, so a secret that contains another is redacted whole.
         self.secrets = tuple(sorted(set(self.secrets) | set(settings.secrets), key=len, reverse=True))
-        self.threshold = LEVELS[settings.log_level]
+        self.threshold = jsonline.LEVELS[settings.log_level]
         logging.getLogger().setLevel(logging.DEBUG if settings.log_level == "debug" else logging.WARNING)
 
     def emit(self, level: str, event: str, fields: dict) -> None:
@@ -49,22 +48,10 @@ class Log:
                 tap(level, event, fields)
             except Exception:  # a metric must never cost a log line, nor an upload
                 pass
-        if LEVELS[level] < self.threshold:
+        if not self.enabled(level):
             return
         self.stream.write(jsonline.line(level, event, fields, self.secrets, encode=_orjson))
         self.stream.flush()
-
-    def debug(self, event: str, **fields) -> None:
-        self.emit("debug", event, fields)
-
-    def info(self, event: str, **fields) -> None:
-        self.emit("info", event, fields)
-
-    def warning(self, event: str, **fields) -> None:
-        self.emit("warning", event, fields)
-
-    def error(self, event: str, **fields) -> None:
-        self.emit("error", event, fields)
 
 
 def _orjson(obj: object) -> bytes:
@@ -93,4 +80,4 @@ def route_stdlib(log: Log) -> None:
     """Send every stdlib logging record (botocore, aiobotocore, aiohttp) through ``log``."""
     root = logging.getLogger()
     root.handlers[:] = [_Bridge(log)]
-    root.setLevel(logging.DEBUG if log.threshold <= LEVELS["debug"] else logging.WARNING)
+    root.setLevel(logging.DEBUG if log.threshold <= jsonline.LEVELS["debug"] else logging.WARNING)

@@ -24,14 +24,12 @@ from cdh.agent.clients import Clients
 from cdh.agent.intake import Intake, cancel_all
 from cdh.agent.janitor import Janitor
 from cdh.agent.log import Log, route_stdlib
-from cdh.agent.retry import Backoff, error_code, is_permanent
+from cdh.agent.retry import Backoff, is_permanent
 from cdh.agent.telemetry import Telemetry
 from cdh.agent.upload import Outcome, Uploader
+from cdh.s3 import error_code
+from cdh.sysctl import Sysctl
 
-# Tests only: a fake /proc/sys tree for host setup, so integration tests run the whole
-# host path (composer, composer.env, backups, read-back) without touching the machine's
-# core_pattern, which other test runs share. CDH_TEST_* names are ignored by config.
-TEST_SYSCTL_ROOT = "CDH_TEST_SYSCTL_ROOT"
 CANCEL_TIMEOUT_S = 15.0  # after the grace period: cancelled uploads abort their multipart
 STORAGE_RECHECK_MAX = 10  # while the bucket fails: re-check after 1, 2, 4 ... up to 10 check intervals
 
@@ -69,7 +67,7 @@ class Agent:
     def __init__(self, settings: config.Settings, log: Log) -> None:
         self.settings = settings
         self.log = log
-        self.sysctl = host.Sysctl(os.environ.get(TEST_SYSCTL_ROOT) or host.PROC_SYS)
+        self.sysctl = Sysctl.here()  # or the fake tree of CDH_TEST_SYSCTL_ROOT (cdh/sysctl.py)
         self.clients = Clients()
         self.uploader = Uploader(settings, self.clients, log)
         self.intake = Intake(settings.core_dir, log)

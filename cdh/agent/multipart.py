@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
+from cdh import s3
 from cdh.agent import verify
 from cdh.agent.body import FileSlice, crc32_of_slice
 from cdh.agent.parts import Part, PartSizer
@@ -101,8 +102,8 @@ class MultipartUpload:
         body = FileSlice(z.fd, part.offset, part.length, z.path)
         resp = await body.sent_by(self.client.upload_part(
             Bucket=self.bucket, Key=self.key, UploadId=self.upload_id, PartNumber=part.number,
-            Body=body, ChecksumCRC32=verify.b64(crc)))
-        return {"PartNumber": part.number, "ETag": resp["ETag"], "ChecksumCRC32": verify.b64(crc)}, crc
+            Body=body, ChecksumCRC32=s3.crc32_b64(crc)))
+        return {"PartNumber": part.number, "ETag": resp["ETag"], "ChecksumCRC32": s3.crc32_b64(crc)}, crc
 
     async def _abort(self) -> None:
         """Abort this upload, also when we are being cancelled (shielded, bounded)."""

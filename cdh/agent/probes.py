@@ -17,7 +17,7 @@ import asyncio
 import time
 from typing import TYPE_CHECKING
 
-from cdh.agent import host
+from cdh import sysctl as sysctls
 
 if TYPE_CHECKING:
     from cdh.agent.log import Log
@@ -55,7 +55,7 @@ def tasks_alive(tasks: list[asyncio.Task]) -> bool:
 class CorePatternCheck:
     """Is kernel.core_pattern still ours? Logs each change, once."""
 
-    def __init__(self, sysctl: host.Sysctl, log: Log) -> None:
+    def __init__(self, sysctl: sysctls.Sysctl, log: Log) -> None:
         self.sysctl = sysctl
         self.log = log
         self.ours: bool | None = None  # unknown until host setup has run
@@ -63,7 +63,7 @@ class CorePatternCheck:
     def check(self, host_dir: str) -> bool:
         try:
             pattern = self.sysctl.read("kernel.core_pattern")
-            ours = host.is_ours(pattern, host_dir)
+            ours = sysctls.is_ours(pattern, host_dir)
         except OSError as err:
             pattern, ours = f"<unreadable: {err.strerror}>", False
         if ours != self.ours:

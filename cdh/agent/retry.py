@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import random
 
+from cdh.s3 import error_code, http_status
+
 # Error codes that no retry will fix; the files wait for a config change.
 PERMANENT_CODES = frozenset({
     "AccessDenied", "AllAccessDisabled", "NoSuchBucket", "InvalidAccessKeyId",
@@ -19,23 +21,14 @@ PERMANENT_CODES = frozenset({
 })
 
 
-def error_code(err: BaseException) -> str:
-    """The S3 error code of a botocore ClientError, else the exception's class name."""
-    response = getattr(err, "response", None)
-    if isinstance(response, dict):
-        return str(response.get("Error", {}).get("Code") or type(err).__name__)
-    return type(err).__name__
-
-
 def is_permanent(err: BaseException) -> bool:
     from botocore.exceptions import NoCredentialsError, PartialCredentialsError
 
     if isinstance(err, NoCredentialsError | PartialCredentialsError):
         return True
     code = error_code(err)
-    status = getattr(err, "response", {}).get("ResponseMetadata", {}).get("HTTPStatusCode")
     # A HEAD answers 403/404 without a body, so botocore has only the status as code.
-    return code in PERMANENT_CODES or (code == "403" and status == 403)
+    return code in PERMANENT_CODES or (code == "403" and http_status(err) == 403)
 
 
 class Backoff:

@@ -29,11 +29,11 @@ from cdh.agent.metrics import Metrics
 from cdh.agent.probes import CorePatternCheck, Heartbeat, tasks_alive
 
 if TYPE_CHECKING:
-    from cdh.agent.host import Sysctl
     from cdh.agent.httpserver import HttpServer
     from cdh.agent.localzip import LocalZip
     from cdh.agent.log import Log, Tap
     from cdh.config import Settings
+    from cdh.sysctl import Sysctl
 
 REMEMBERED = 4096          # dump-infos kept between "taken up" and "uploaded" (zips in flight or retrying)
 

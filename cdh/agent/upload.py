@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from cdh import keys, ondisk
+from cdh import keys, ondisk, s3
 from cdh.agent import retry, verify
 from cdh.agent.body import FileSlice, crc32_of_slice
 from cdh.agent.localzip import Busy, Gone, LocalZip, NotAZip
@@ -61,19 +61,9 @@ def object_args(settings: Settings, info: dict) -> dict[str, Any]:
     """What every PUT / CreateMultipartUpload carries besides bucket and key."""
     metadata = keys.metadata(info, keys.node_of(info, settings.node_name))
     args: dict[str, Any] = {"Metadata": metadata, "ContentType": "application/zip",
-                            **encryption_args(settings)}
+                            **s3.encryption_args(settings)}
     if settings.s3_storage_class:
         args["StorageClass"] = settings.s3_storage_class
-    return args
-
-
-def encryption_args(settings: Settings) -> dict[str, Any]:
-    """CDH_S3_SSE as request arguments (also for `cdh doctor`'s probe: a bucket policy may demand them)."""
-    args: dict[str, Any] = {}
-    if settings.s3_sse != "none":
-        args["ServerSideEncryption"] = settings.s3_sse
-        if settings.s3_sse_kms_key_id:
-            args["SSEKMSKeyId"] = settings.s3_sse_kms_key_id
     return args
 
 
@@ -146,7 +136,7 @@ class Uploader:
 
     async def _put_single(self, client: Any, held: LocalZip, key: str, extra: dict) -> verify.Expected:
         async with self.slots:
-            crc = verify.b64(await asyncio.to_thread(crc32_of_slice, held.fd, 0, held.size, held.path))
+            crc = s3.crc32_b64(await asyncio.to_thread(crc32_of_slice, held.fd, 0, held.size, held.path))
             body = FileSlice(held.fd, 0, held.size, held.path)
             resp = await body.sent_by(client.put_object(
                 Bucket=self.settings.s3_bucket, Key=key, Body=body, ChecksumAlgorithm="CRC32",
@@ -155,7 +145,7 @@ class Uploader:
 
     def _failed(self, held: LocalZip, key: str, err: Exception) -> Result:
         permanent = retry.is_permanent(err)
-        code = retry.error_code(err)
+        code = s3.error_code(err)
         fields = {"file": held.path, "key": key, "bucket": self.settings.s3_bucket, "code": code,
                   "error": str(err) or repr(err), "action": "left in place, will retry"}
         if permanent:

@@ -21,22 +21,19 @@ size and ETag; their transport is still TLS- and TCP-checked.
 
 from __future__ import annotations
 
-import base64
 import zlib
 from dataclasses import dataclass
+
+from cdh.s3 import crc32_b64
 
 
 class VerifyError(RuntimeError):
     """The object in the bucket is not the file on disk: keep the zip, upload again."""
 
 
-def b64(crc: int) -> str:
-    return base64.b64encode(crc.to_bytes(4, "big")).decode()
-
-
 def composite(part_crcs: list[int]) -> str:
     """S3's checksum of a multipart object: CRC32 over the parts' big-endian CRC32s."""
-    return b64(zlib.crc32(b"".join(c.to_bytes(4, "big") for c in part_crcs)))
+    return crc32_b64(zlib.crc32(b"".join(c.to_bytes(4, "big") for c in part_crcs)))
 
 
 @dataclass(frozen=True)

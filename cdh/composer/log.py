@@ -14,13 +14,11 @@ import os
 
 from cdh import jsonline, ondisk
 
-LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
 
-
-class ComposerLog:
+class ComposerLog(jsonline.Logger):
     def __init__(self, host_dir: str | None, level: str = "info", max_bytes: int = 4 << 20) -> None:
         self.path = ondisk.HostDir(host_dir).composer_log if host_dir else None
-        self.threshold = LEVELS.get(level, 20)
+        self.threshold = jsonline.LEVELS.get(level, jsonline.LEVELS["info"])
         self.max_bytes = max_bytes
         self.fd: int | None = None
         self.context: dict = {}  # fields on every line (the dump's uuid)
@@ -39,21 +37,9 @@ class ComposerLog:
             pass
         return fd
 
-    def debug(self, event: str, **fields) -> None:
-        self.write("debug", event, fields)
-
-    def info(self, event: str, **fields) -> None:
-        self.write("info", event, fields)
-
-    def warning(self, event: str, **fields) -> None:
-        self.write("warning", event, fields)
-
-    def error(self, event: str, **fields) -> None:
-        self.write("error", event, fields)
-
-    def write(self, level: str, event: str, fields: dict) -> None:
+    def emit(self, level: str, event: str, fields: dict) -> None:
         """Never raises: a log that cannot be written must not cost the core."""
-        if LEVELS[level] < self.threshold:
+        if not self.enabled(level):
             return
         try:
             data = jsonline.line(level, event, {**self.context, **fields})

@@ -40,7 +40,7 @@ def check(settings: config.Settings) -> Check:
         note = asyncio.run(asyncio.wait_for(_probe(settings, key), TIMEOUT_S))
     except Exception as err:
         code = _code(err)
-        return Check("bucket", FAIL, f"{where}: {code}: {_message(err)}",
+        return Check("bucket", FAIL, f"{where}: {code}: {s3.error_message(err)}",
                      HINTS.get(code, "check the bucket settings and credentials"))
     return Check("bucket", PASS, f"{where}: written, read back, {note}")
 
@@ -51,13 +51,10 @@ def probe_key(settings: config.Settings) -> str:
 
 
 async def _probe(settings: config.Settings, key: str) -> str:
-    from cdh.agent.upload import encryption_args
-    from cdh.agent.verify import b64
-
     body = f"cdh doctor probe, {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}\n".encode()
     async with s3.create_client(settings) as client:
         await client.put_object(Bucket=settings.s3_bucket, Key=key, Body=body, ChecksumAlgorithm="CRC32",
-                                ChecksumCRC32=b64(zlib.crc32(body)), **encryption_args(settings))
+                                ChecksumCRC32=s3.crc32_b64(zlib.crc32(body)), **s3.encryption_args(settings))
         got = await client.get_object(Bucket=settings.s3_bucket, Key=key)
         async with got["Body"] as stream:
             data = await stream.read()
@@ -71,14 +68,6 @@ async def _probe(settings: config.Settings, key: str) -> str:
 
 
 def _code(err: BaseException) -> str:
-    from cdh.agent.retry import error_code
-
-    code = error_code(err)
+    """The S3 error code; a HEAD's bare 403 / 404 named as the GET's would be, to find its hint."""
+    code = s3.error_code(err)
     return {"403": "AccessDenied", "404": "NoSuchBucket"}.get(code, code)
-
-
-def _message(err: BaseException) -> str:
-    response = getattr(err, "response", None)
-    if isinstance(response, dict) and response.get("Error", {}).get("Message"):
-        return str(response["Error"]["Message"])
-    return str(err) or type(err).__name__

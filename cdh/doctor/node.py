@@ -12,18 +12,17 @@ import time
 import zipfile
 
 from cdh import config, ondisk
-from cdh.agent import host
 from cdh.composer.cri.crictl import find_crictl
 from cdh.doctor import FAIL, PASS, SKIP, Check, Node, Options
+from cdh.sysctl import Sysctl, is_ours
 
-TEST_SYSCTL_ROOT = "CDH_TEST_SYSCTL_ROOT"  # as the agent's (cdh/agent/main.py)
 FAKE_CORE = b"\x7fELF cdh doctor: not a real core\n" * 64
 DRY_RUN_TIMEOUT_S = 60.0
 RESTART = "restart the agent pod (it installs the composer and sets the sysctls at start)"
 
 
 def run_all(settings: config.Settings, node: Node, opts: Options, env_problem: str | None) -> list[Check]:
-    sysctl = host.Sysctl(os.environ.get(TEST_SYSCTL_ROOT) or host.PROC_SYS)
+    sysctl = Sysctl.here()
     composer = check_composer(settings, node)
     checks = [check_core_pattern(settings, node, sysctl), check_pipe_limit(sysctl), composer,
               check_runtime(settings, node), check_composer_env(settings, node, env_problem)]
@@ -38,13 +37,13 @@ def run_all(settings: config.Settings, node: Node, opts: Options, env_problem: s
 # ---------------------------------------------------------------- sysctls
 
 
-def check_core_pattern(settings: config.Settings, node: Node, sysctl: host.Sysctl) -> Check:
+def check_core_pattern(settings: config.Settings, node: Node, sysctl: Sysctl) -> Check:
     try:
         pattern = sysctl.read("kernel.core_pattern")
     except OSError as err:
         return Check("core_pattern", FAIL, f"cannot read it: {err.strerror}", "run as root")
     cdc = ondisk.HostDir(settings.host_dir).composer
-    if host.is_ours(pattern, settings.host_dir):
+    if is_ours(pattern, settings.host_dir):
         if not os.access(node.path(cdc), os.X_OK):
             return Check("core_pattern", FAIL, f"{pattern!r} pipes into {cdc}, which is missing or not "
                          "executable: every crash is lost", RESTART)
@@ -55,7 +54,7 @@ def check_core_pattern(settings: config.Settings, node: Node, sysctl: host.Sysct
     return Check("core_pattern", FAIL, f"{pattern!r} does not pipe into {cdc}: no crash is captured", hint)
 
 
-def check_pipe_limit(sysctl: host.Sysctl) -> Check:
+def check_pipe_limit(sysctl: Sysctl) -> Check:
     try:
         value = sysctl.read("kernel.core_pipe_limit")
     except OSError as err:

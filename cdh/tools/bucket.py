@@ -15,6 +15,7 @@ import fnmatch
 from dataclasses import asdict, dataclass, field
 
 from cdh import ondisk, signals
+from cdh.s3 import describe_error, http_status
 
 DEFAULT_CONCURRENCY = 16
 
@@ -124,17 +125,3 @@ async def find_dumps(client, bucket: str, prefixes: list[str], filters: Filters,
     return sorted((d for d in dumps if filters.match(d)), key=lambda d: (d.time, d.key), reverse=True)
 
 
-def describe_error(err: Exception) -> str:
-    """One line for an S3 or connection error: the S3 code and message, never request details."""
-    response = getattr(err, "response", None)
-    if isinstance(response, dict) and "Error" in response:
-        e = response["Error"]
-        return f"{e.get('Code', '?')}: {e.get('Message') or 'HTTP ' + str(http_status(err))}"
-    return f"{type(err).__name__}: {err}"
-
-
-def http_status(err: Exception) -> int | None:
-    response = getattr(err, "response", None)
-    if isinstance(response, dict):
-        return response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-    return None

@@ -18,7 +18,8 @@ import re
 import aiofiles
 
 from cdh import ondisk
-from cdh.tools.bucket import BucketError, describe_error, head_all, http_status, list_zip_objects
+from cdh.s3 import describe_error, http_status
+from cdh.tools.bucket import BucketError, head_all, list_zip_objects
 from cdh.tools.progress import Progress
 
 CHUNK = 1 << 20

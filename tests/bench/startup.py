@@ -27,6 +27,7 @@ from pathlib import Path
 
 from cdh.agent import host
 from cdh.config import load
+from cdh.sysctl import Sysctl
 from tests.bench.report import Figure
 
 REPO = Path(__file__).resolve().parents[2]
@@ -51,13 +52,13 @@ class Installed:
         # Many runs of one "crash": the composer's per-container rate limit would skip all but 5.
         self.settings = load([{"CDH_HOST_DIR": host_dir, "CDH_RUNTIME_DIR": runtime_dir,
                                "CDH_RATE_LIMIT": "off"}])
-        host.install(self.settings, host.Sysctl(str(self.proc_sys)))
+        host.install(self.settings, Sysctl(str(self.proc_sys)))
         self.cdc = Path(host_dir) / "cdc"
         with open(self.cdc, "rb") as f:
             self.runtime = f.readline().decode().split()[0][2:].rsplit("/lib/", 1)[0]
 
     def remove(self) -> None:
-        host.uninstall(self.settings, host.Sysctl(str(self.proc_sys)))
+        host.uninstall(self.settings, Sysctl(str(self.proc_sys)))
         shutil.rmtree(self.settings.host_dir, ignore_errors=True)
 
 

@@ -14,6 +14,7 @@ import pytest
 
 from cdh.agent import host
 from cdh.config import load
+from cdh.sysctl import Sysctl
 from tests.support.composer import REPO, composer_env, fake_proc, run_composer, unzip_test
 
 CORE = b"\x7fELF" + os.urandom(50_000) + bytes(200_000)
@@ -55,7 +56,7 @@ def test_installed_launcher_reads_composer_env_beside_it(tmp_path, host_dir):
         (root / name).write_text(value + "\n")
     cores = tmp_path / "elsewhere"
     settings = load([{"CDH_HOST_DIR": str(host_dir), "CDH_CORE_DIR": str(cores), "CDH_COMPRESSION": "none"}])
-    host.install(settings, host.Sysctl(str(root)))
+    host.install(settings, Sysctl(str(root)))
     args = ["-c=0", "-e=app", "-p=1", "-P=999999", "-s=6", "-t=1718000000", "-h=h", "-E=!app"]
     out = subprocess.run([str(host_dir / "cdc"), *args], input=CORE, env={}, capture_output=True)
     assert out.returncode == 0, out.stderr

@@ -13,6 +13,7 @@ import pytest
 
 from cdh import config
 from cdh.agent import host
+from cdh.sysctl import Sysctl
 from tests.support.agentproc import base_env
 from tests.support.cli import run_cdh
 from tests.support.cri import FakeNode
@@ -32,7 +33,7 @@ def node_env(tmp_path, s3_server, bucket):
     fake.add_container(fake.add_pod("web-0", namespace="shop"), "web")
     fake.install(Path(env["CDH_HOST_DIR"]))  # HOST_DIR is first in the default CDH_CRICTL_PATH
     settings = config.load([env])
-    host.install(settings, host.Sysctl(env["CDH_TEST_SYSCTL_ROOT"]))
+    host.install(settings, Sysctl(env["CDH_TEST_SYSCTL_ROOT"]))
     return env
 
 

@@ -16,8 +16,8 @@ from cdh.agent.body import FileSlice, SourceChanged, crc32_of_slice
 from cdh.agent.clients import Clients
 from cdh.agent.log import Log
 from cdh.agent.upload import Outcome, Uploader
-from cdh.agent.verify import b64
 from cdh.config import load
+from cdh.s3 import crc32_b64
 from tests.support.faultproxy import Rule
 from tests.support.s3server import list_keys, pending_uploads
 from tests.support.zips import make_zip
@@ -43,7 +43,7 @@ async def put(settings, bucket, fd, size, crc):
     body = FileSlice(fd, 0, size, "blob")
     async with s3factory.create_client(settings) as client:
         return await body.sent_by(client.put_object(Bucket=bucket, Key="k", Body=body,
-                                                    ChecksumAlgorithm="CRC32", ChecksumCRC32=b64(crc)))
+                                                    ChecksumAlgorithm="CRC32", ChecksumCRC32=crc32_b64(crc)))
 
 
 async def test_retries_resend_the_body_from_its_first_byte(tmp_path, s3_server, fault_proxy, s3, bucket,

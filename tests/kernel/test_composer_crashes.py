@@ -23,6 +23,7 @@ import pytest
 
 from cdh.agent import host
 from cdh.config import load
+from cdh.sysctl import core_pattern, is_ours
 
 HERE = Path(__file__).parent
 ET_CORE, PT_NOTE, NT_PRSTATUS = 4, 4, 1
@@ -57,7 +58,7 @@ def installed(kernel, request, image_runtime):
     settings = load([{"CDH_HOST_DIR": str(host_dir), "CDH_CRICTL_PATH": str(host_dir),
                       "CDH_RUNTIME_DIR": str(image_runtime), **extra}])
     host.install(settings)
-    assert _read_sysctl("kernel/core_pattern") == host.core_pattern(settings)
+    assert _read_sysctl("kernel/core_pattern") == core_pattern(settings.host_dir)
     try:
         yield settings
     finally:
@@ -273,7 +274,7 @@ def test_uninstall_restores_the_previous_pattern(kernel):
         settings = load([{"CDH_HOST_DIR": str(host_dir)}])
         previous = _read_sysctl("kernel/core_pattern")
         host.install(settings)
-        assert host.is_ours(_read_sysctl("kernel/core_pattern"), str(host_dir))
+        assert is_ours(_read_sysctl("kernel/core_pattern"), str(host_dir))
         assert int(_read_sysctl("kernel/core_pipe_limit")) > 0
         host.uninstall(settings)
         assert _read_sysctl("kernel/core_pattern") == previous

@@ -8,6 +8,7 @@ import pytest
 
 from cdh.agent import host
 from cdh.config import load
+from cdh.sysctl import PATTERN_ARGS
 
 
 @pytest.fixture
@@ -22,7 +23,7 @@ def settings(host_dir, **extra):
 def test_install_sets_sysctls_and_backs_up_originals(host_dir, sysctl):
     s = settings(host_dir)
     host.install(s, sysctl)
-    assert sysctl.read("kernel.core_pattern") == f"|{host_dir}/cdc {host.PATTERN_ARGS}"
+    assert sysctl.read("kernel.core_pattern") == f"|{host_dir}/cdc {PATTERN_ARGS}"
     assert sysctl.read("kernel.core_pipe_limit") == "128"
     assert sysctl.read("fs.suid_dumpable") == "2"
     assert (host_dir / "core_pattern.bak").read_text() == "core"

@@ -22,7 +22,7 @@ def modules() -> dict[str, Path]:
 
 
 def imported_names(path: Path) -> set[str]:
-    """Every module ``path`` imports (``from cdh import x`` names cdh.x too, in case x is a module)."""
+    """Every module ``path`` imports (``from cdh import name`` counts cdh.<name> too, in case it is one)."""
     names = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
@@ -75,3 +75,36 @@ def test_no_import_cycle_inside_cdh():
     # of code, so only edges between modules that are not each other's package count.
     edges = {m: {n for n in targets if not m.startswith(n + ".")} for m, targets in graph().items()}
     assert find_cycle(edges) is None
+
+
+def reaches(start: str, edges: dict[str, set[str]]) -> set[str]:
+    seen, todo = set(), [start]
+    while todo:
+        for nxt in edges.get(todo.pop(), ()):
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    return seen
+
+
+def imports_of(package: str) -> set[str]:
+    inside = [m for m in graph() if m == package or m.startswith(package + ".")]
+    return {n for m in inside for n in graph()[m]}
+
+
+def test_doctor_and_tools_import_nothing_of_the_agent():
+    # What they share with it lives above both: cdh/ondisk.py, cdh/sysctl.py, cdh/s3.py, cdh/keys.py ...
+    for package in ("cdh.doctor", "cdh.tools"):
+        assert sorted(n for n in imports_of(package) if n.startswith("cdh.agent")) == [], package
+
+
+def test_the_composer_reaches_nothing_of_the_agent_the_tools_or_the_doctor():
+    g = graph()
+    composer = [m for m in g if m.startswith("cdh.composer")]
+    reached = set().union(*(reaches(m, g) for m in composer))
+    never = ("cdh.agent", "cdh.tools", "cdh.doctor", "cdh.s3")  # s3: aiobotocore's, the agent's stack
+    assert sorted(n for n in reached if n.startswith(never)) == []
+
+
+def test_the_daemon_imports_nothing_of_the_laptop_tools():
+    assert sorted(n for n in imports_of("cdh.agent") if n.startswith("cdh.tools")) == []

@@ -18,6 +18,7 @@ import pytest
 from cdh import ondisk
 from cdh.agent import host, pyruntime
 from cdh.config import load
+from cdh.sysctl import Sysctl
 
 
 def make_source(path, rid="aaaaaaaaaaaa", payload=b"v1"):
@@ -119,9 +120,9 @@ def test_uninstall_removes_cdc_and_every_unused_runtime(host_dir, source, tmp_pa
         (proc_sys / name).parent.mkdir(parents=True, exist_ok=True)
         (proc_sys / name).write_text(value + "\n")
     settings = load([{"CDH_HOST_DIR": str(host_dir), "CDH_RUNTIME_DIR": str(source)}])
-    host.install(settings, host.Sysctl(str(proc_sys)))
+    host.install(settings, Sysctl(str(proc_sys)))
     assert (host_dir / "runtime/aaaaaaaaaaaa").is_dir()
-    host.uninstall(settings, host.Sysctl(str(proc_sys)))
+    host.uninstall(settings, Sysctl(str(proc_sys)))
     assert not (host_dir / "cdc").exists()
     assert not (host_dir / "runtime").exists()
 
