@@ -14,7 +14,7 @@ its realpath is used) and the zipapp it writes::
     OUT/cdh.pyz, OUT/lock      the zipapp (source of HOST_DIR/cdc); composers hold a shared flock on lock
     OUT/runtime.json           id, sizes, the composer's import list, and host_files: the part that
                                `cdh install` copies to HOST_DIR/runtime/<id>/ (what the composer loads,
-                               measured by importing its modules through this runtime)
+                               measured by importing what its code imports through this runtime)
 
 Byte-code is unchecked-hash (no stat of sources per import; reproducible). Needs ldd, patchelf, strip.
 """
@@ -46,12 +46,11 @@ STDLIB_SKIP = {"test", "idlelib", "tkinter", "turtledemo", "ensurepip", "lib2to3
                "site-packages", "__phello__", "__pycache__", "venv", "turtle.py", "sqlite3"}
 DYNLOAD_SKIP = ("_test", "_ctypes_test", "xxlimited", "_xx", "_tkinter", "_curses", "readline",
                 "nis", "ossaudiodev", "spwd", "audioop", "_sqlite3", "_crypt")
-# What the composer imports, beyond every module of cdh/composer: the zipapp entry, settings, files,
-# log lines, the optional fast codecs, and what runs only on its error paths or in _cdh_runtime.
-COMPOSER_ENTRY = ("_cdh_runtime", "cdh.cli", "cdh.config", "cdh.fsutil", "cdh.jsonline",
-                  "orjson", "isal.isal_zlib", "zstandard", "fcntl", "traceback")
-# The agent's stack: the composer must never load it (typing/dataclasses come in through orjson and
-# zstandard; their cost shows in the start-up benchmark, tests/bench/startup.py, in `nox -s bench`).
+# What runs before the composer's own code: the zipapp's entry under a runtime, and cdh.cli, which
+# hands a `cdc` run to cdh.composer.main before it imports anything else.
+COMPOSER_ENTRY = ("_cdh_runtime", "cdh.cli")
+# The agent's stack: the composer must never load it. The tests measure a real composer run against
+# this list (tests/packaging/test_host_runtime.py).
 AGENT_ONLY = ("aiobotocore", "botocore", "aiohttp", "uvloop", "asyncio", "aiofiles", "asyncinotify",
               "croniter", "prometheus_client", "argparse", "logging")
 
@@ -197,10 +196,17 @@ def compile_bytecode(facts: dict, out: str) -> None:
 
 
 def probe(out: str) -> dict[str, str | None]:
-    """Import the composer's modules through the new runtime, run as a zipapp the way cdc is."""
-    names = [*COMPOSER_ENTRY, *composer_modules(out)]
-    main = ("import sys\n"
-            f"for name in {names!r}:\n    __import__(name)\n"
+    """Import what the composer imports through the new runtime, run as a zipapp the way cdc is:
+    the entry, every module of cdh/composer, and every module those name in an import statement
+    (at any depth: the zstd codec and the CRI client are imported when first used). What they
+    import in turn is whatever importing them loads, so the list is measured, never written down:
+    a module the composer stops using leaves the host part with the next build."""
+    modules, maybe = composer_imports(out)
+    main = ("import importlib, sys\n"
+            f"for name in {[*COMPOSER_ENTRY, *modules]!r}:\n    importlib.import_module(name)\n"
+            f"for name in {maybe!r}:  # `from x import y`: y may be a module\n"
+            "    try:\n        importlib.import_module(name)\n"
+            "    except ModuleNotFoundError as err:\n        if err.name != name:\n            raise\n"
             "spec = lambda m: getattr(getattr(m, '__spec__', None), 'origin', None)\n"
             "sys.stdout.write(repr({n: spec(m) for n, m in sys.modules.items()}))\n")
     with tempfile.TemporaryDirectory(prefix="cdh-probe-") as tmp:
@@ -218,14 +224,39 @@ def probe(out: str) -> dict[str, str | None]:
     return {n: f for n, f in modules.items() if n != "__main__"}
 
 
-def composer_modules(out: str) -> list[str]:
-    """Every module of cdh/composer, its sub-packages included (cdh.composer.cri ...)."""
+def composer_imports(out: str) -> tuple[list[str], list[str]]:
+    """(modules, maybe modules): every module of cdh/composer (sub-packages included) and what their
+    import statements name, at any depth but under ``if TYPE_CHECKING:``; for ``from x import y``,
+    x is a module and x.y maybe one."""
     site = os.path.join(out, "site-packages")
-    names = []
+    modules, maybe = set(), set()
     for root, _dirs, files in os.walk(os.path.join(site, "cdh", "composer")):
         package = os.path.relpath(root, site).replace(os.sep, ".")
-        names += [package + ("" if n == "__init__.py" else "." + n[:-3]) for n in files if n.endswith(".py")]
-    return sorted(names)
+        for name in (n for n in files if n.endswith(".py")):
+            modules.add(package + ("" if name == "__init__.py" else "." + name[:-3]))
+            with open(os.path.join(root, name), encoding="utf-8") as f:
+                imported, named = imports_in(ast.parse(f.read()))
+            modules |= imported
+            maybe |= named
+    return sorted(modules), sorted(maybe - modules)
+
+
+def imports_in(tree: ast.AST) -> tuple[set[str], set[str]]:
+    """(modules, maybe modules) named by the import statements in ``tree``."""
+    modules, maybe = set(), set()
+    todo = [tree]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
+            todo += node.orelse  # annotations only: never imported at run time
+            continue
+        if isinstance(node, ast.Import):
+            modules |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module != "__future__":
+            modules.add(node.module)
+            maybe |= {f"{node.module}.{a.name}" for a in node.names}
+        todo += ast.iter_child_nodes(node)
+    return modules, maybe
 
 
 def host_files(out: str, tag: str, modules: dict[str, str | None], deps: dict[str, list[str]]) -> list[str]:

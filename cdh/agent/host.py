@@ -135,7 +135,7 @@ def launcher_script() -> bytes:
 
 
 def _site_dirs() -> list[str]:
-    # -S skips site for a faster start, so name the dirs that hold orjson / isal.
+    # -S skips site for a faster start, so name the dirs that hold isal / zstandard.
     import site
 
     return [p for p in site.getsitepackages() if os.path.isdir(p)]

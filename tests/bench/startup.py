@@ -29,9 +29,9 @@ from cdh.agent import host
 from cdh.config import load
 from cdh.sysctl import Sysctl
 from tests.bench.report import Figure
+from tests.support.packaging import agent_only
 
 REPO = Path(__file__).resolve().parents[2]
-AGENT_STACK = ("aiobotocore", "botocore", "aiohttp", "uvloop", "asyncio", "argparse", "logging", "cdh.agent")
 
 
 class Installed:
@@ -166,7 +166,7 @@ def figures(r: dict) -> list[Figure]:
 
 
 def notes(r: dict) -> list[str]:
-    agent = [n for n, _ in r["imports"] if n.split(".")[0] in AGENT_STACK or n.startswith("cdh.agent")]
+    agent = agent_only(n for n, _ in r["imports"])
     mib = 1 << 20
     return [f"composer path imports {len(r['imports'])} modules; agent stack: {agent or 'none'}; slowest: "
             + ", ".join(f"{name} {us / 1000:.1f} ms" for name, us in r["imports"][:5]),

@@ -5,11 +5,32 @@ The fixtures (`pyz`, `image_runtime`, `image_entry` in tests/conftest.py) build 
 
 from __future__ import annotations
 
+import ast
 import os
 import subprocess
 import sys
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def pyruntime_constant(name: str):
+    """A constant of packaging/pyruntime.py, read without importing it (it is a script, not a module)."""
+    with open(os.path.join(REPO, "packaging", "pyruntime.py"), encoding="utf-8") as f:
+        tree = ast.parse(f.read())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == name for t in node.targets):
+            return ast.literal_eval(node.value)
+    raise KeyError(name)
+
+
+# The agent's stack, which the composer must never load: the list packaging/pyruntime.py checks its
+# measured import list against, so the tests and the packaging cannot disagree.
+AGENT_ONLY: tuple[str, ...] = pyruntime_constant("AGENT_ONLY")
+
+
+def agent_only(modules) -> list[str]:
+    """Those of ``modules`` that belong to the agent's stack (or are cdh.agent's)."""
+    return sorted(n for n in modules if n.split(".")[0] in AGENT_ONLY or n.startswith("cdh.agent"))
 
 
 def script(name: str, *args: str) -> subprocess.CompletedProcess:
