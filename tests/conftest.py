@@ -17,12 +17,10 @@ def kernel():
     Skips where the machine does not allow it, unless CDH_REQUIRE_KERNEL=1 (CI): then it fails.
     """
     from tests.support import kernel as kernel_support
+    from tests.support.require import require
 
     why = kernel_support.unavailable()
-    if why:
-        if os.environ.get("CDH_REQUIRE_KERNEL") == "1":
-            pytest.fail(f"kernel tests required (CDH_REQUIRE_KERNEL=1) but cannot run: {why}")
-        pytest.skip(f"kernel tests cannot run here: {why}")
+    require(why is None, f"the real kernel cannot be used here: {why}")
     with kernel_support.exclusive() as saved:
         yield saved
 

@@ -1,6 +1,6 @@
 """Upload one zip: hold it, read its dump-info, send it, confirm the object, then delete it.
 
-Order is the no-loss rule (DESIGN.md, agent contract): the local zip is
+Order is the no-loss rule (README "Agent": verify, then delete): the local zip is
 deleted only after HEAD shows the object with the right size, ETag and (where
 the store returns it) CRC32; see verify.py. Every failure leaves the zip where
 it is and says why; the caller decides when to try again (retry.py).

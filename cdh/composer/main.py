@@ -1,6 +1,6 @@
 """The composer's entry point: ``main(args) -> int``, run by the kernel for every crash.
 
-The order of work (DESIGN.md) is what keeps cores safe:
+The order of work (README "Composer") is what keeps cores safe:
 
 1. a one-line log summary, before anything heavy;
 2. /proc facts of the crasher, while the kernel still holds it;

@@ -90,9 +90,9 @@ def read_bounded(name: str, dir_fd: int, limit: int) -> bytes:
 
 
 # ---------------------------------------------------------------- cgroup → container id
-# One pattern per runtime and cgroup driver (CRICTL.md). Each is tried against one
-# path component, from the last component backwards: the first hit is the innermost
-# container (k3d nests /docker/<node>/kubepods/...; crun adds /container under CRI-O).
+# One pattern per runtime and cgroup driver (tests/unit/test_composer_proc.py holds a real path of
+# each). Each is tried against one path component, from the last component backwards: the first hit
+# is the innermost container (k3d nests /docker/<node>/kubepods/...; crun adds /container under CRI-O).
 
 _LINE = re.compile(r"^(\d+):([^:]*):(.*)$")
 _HEX64 = "([0-9a-f]{64})"

@@ -16,6 +16,7 @@ from cdh.agent import host
 from cdh.config import load
 from cdh.sysctl import Sysctl
 from tests.support.composer import REPO, composer_env, fake_proc, run_composer, unzip_test
+from tests.support.require import require
 
 CORE = b"\x7fELF" + os.urandom(50_000) + bytes(200_000)
 
@@ -157,8 +158,7 @@ def small_fs(tmp_path):
     mnt.mkdir()
     done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m,mode=0700", "tmpfs", str(mnt)],
                           capture_output=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    require(done.returncode == 0, f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
     try:
         yield mnt
     finally:

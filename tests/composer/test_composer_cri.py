@@ -295,7 +295,7 @@ def test_template_with_pod_variables(tmp_path, node):
 
 
 def test_composer_stays_lean(tmp_path, node):
-    """A whole run (selector, crictl, events) imports none of the heavy modules (BRIEF)."""
+    """A whole run (selector, crictl, events) imports none of the heavy modules (README "Start-up")."""
     import re
     import subprocess
     import sys

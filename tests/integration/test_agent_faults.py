@@ -6,24 +6,16 @@ assertion is about what ends up in the bucket and on disk.
 
 from __future__ import annotations
 
-import os
 import signal
 
-from tests.support.agentproc import wait_until
+from tests.support.agentproc import via_proxy, wait_until
+from tests.support.configmap import ConfigMapVolume
 from tests.support.faultproxy import Rule
 from tests.support.s3server import list_keys, object_sha256, pending_uploads
-from tests.support.zips import make_zip
+from tests.support.zips import make_zip, zips_left
 
 MiB = 1 << 20
-SMALL_PARTS = {"CDH_MULTIPART_THRESHOLD": "5MiB", "CDH_PART_SIZE": "5MiB", "CDH_PART_CONCURRENCY": "2"}
 
-
-def zips_left(core_dir) -> list[str]:
-    return sorted(n for n in os.listdir(core_dir) if n.endswith(".zip"))
-
-
-def via_proxy(agent_env, proxy, **extra) -> dict[str, str]:
-    return {**agent_env, "CDH_S3_ENDPOINT": proxy.url, **SMALL_PARTS, **extra}
 
 
 def assert_each_once_and_intact(s3, bucket, zips) -> None:
@@ -64,28 +56,6 @@ def test_nothing_is_deleted_until_head_confirms(agent_env, start_agent, core_dir
     wait_until(lambda: zips_left(core_dir) == [], timeout=60, what="zips deleted once confirmed")
     assert_each_once_and_intact(s3, bucket, zips)
     agent.check_alive()
-
-
-class ConfigMapVolume:
-    """A directory laid out as the kubelet lays out a ConfigMap volume, updated as it does:
-    a new timestamped dir, then the ``..data`` symlink renamed over."""
-
-    def __init__(self, root, name: str = "cdh.env") -> None:
-        self.root, self.name, self.n = root, name, 0
-        root.mkdir()
-        os.symlink(f"..data/{name}", root / name)
-
-    @property
-    def path(self) -> str:
-        return str(self.root / self.name)
-
-    def write(self, text: str) -> None:
-        self.n += 1
-        version = self.root / f"..2024_01_01_00_00_0{self.n}"
-        version.mkdir()
-        (version / self.name).write_text(text)
-        os.symlink(version.name, self.root / "..data_tmp")
-        os.rename(self.root / "..data_tmp", self.root / "..data")
 
 
 def test_wrong_bucket_keeps_files_then_fixed_configmap_uploads_them(agent_env, start_agent, core_dir,

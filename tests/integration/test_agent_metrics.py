@@ -10,13 +10,13 @@ import time
 
 import pytest
 
-from tests.integration.test_agent_faults import ConfigMapVolume, via_proxy
-from tests.support.agentproc import wait_until
+from tests.support.agentproc import via_proxy, wait_until
 from tests.support.composer import fake_proc, run_composer
+from tests.support.configmap import ConfigMapVolume
 from tests.support.faultproxy import Rule
 from tests.support.s3server import free_port
 from tests.support.scrape import probe, scrape
-from tests.support.zips import make_zip
+from tests.support.zips import make_zip, zips_left
 
 MARKER = b"CDH_ENVIRON_MARKER=hunter2-xyzzy"
 
@@ -25,9 +25,6 @@ MARKER = b"CDH_ENVIRON_MARKER=hunter2-xyzzy"
 def port():
     return free_port()
 
-
-def zips_left(core_dir) -> int:
-    return len([n for n in os.listdir(core_dir) if n.endswith(".zip")])
 
 
 def test_counters_follow_uploads_and_the_composers_captures(agent_env, start_agent, core_dir, tmp_path, port):
@@ -111,7 +108,7 @@ def test_failures_retries_and_waiting_zips(agent_env, start_agent, core_dir, fau
     assert m.value("cdh_queue_depth", state="retry_wait") + m.value("cdh_queue_depth", state="uploading") \
         + m.value("cdh_queue_depth", state="queued") == 1
     fault_proxy.clear()
-    wait_until(lambda: zips_left(core_dir) == 0, timeout=30, what="the denied zip uploaded after the fix")
+    wait_until(lambda: zips_left(core_dir) == [], timeout=30, what="the denied zip uploaded after the fix")
     m = scrape(port)
     assert m.value("cdh_pending_zips") == 0 and m.value("cdh_oldest_pending_zip_age_seconds") == 0
     assert m.value("cdh_uploads_succeeded_total") == 2 and m.value("cdh_storage_reachable") == 1

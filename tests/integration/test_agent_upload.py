@@ -12,13 +12,10 @@ import pytest
 
 from tests.support.agentproc import run_sweep, wait_until
 from tests.support.s3server import free_port, list_keys, object_sha256, pending_uploads
-from tests.support.zips import make_broken_zip, make_zip
+from tests.support.zips import make_broken_zip, make_zip, zips_left
 
 SMALL_PARTS = {"CDH_MULTIPART_THRESHOLD": "5MiB", "CDH_PART_SIZE": "5MiB", "CDH_PART_CONCURRENCY": "3"}
 
-
-def zips_left(core_dir) -> list[str]:
-    return sorted(n for n in os.listdir(core_dir) if n.endswith(".zip"))
 
 
 def assert_uploaded_intact(s3, bucket, zips, prefix: str = "") -> None:

@@ -18,6 +18,7 @@ from tests.support.agentproc import base_env
 from tests.support.cli import run_cdh
 from tests.support.cri import FakeNode
 from tests.support.faultproxy import Rule
+from tests.support.require import require
 from tests.support.s3server import free_port, list_keys
 
 ALL = ["core_pattern", "core_pipe_limit", "composer", "runtime", "composer_env", "capture", "cri",
@@ -152,12 +153,12 @@ def test_crictl_that_fails(node_env):
 
 @pytest.fixture
 def full_disk(tmp_path):
-    """A 1 MiB tmpfs, filled (root only; skipped where mounting is not allowed)."""
+    """A 1 MiB tmpfs, filled (root only: required, tests/support/require.py)."""
     mnt = tmp_path / "full"
     mnt.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs", str(mnt)],
-                      capture_output=True).returncode != 0:
-        pytest.skip("cannot mount a tmpfs here")
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs", str(mnt)],
+                          capture_output=True)
+    require(done.returncode == 0, f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
     try:
         with open(mnt / "filler", "wb") as f:
             try:
@@ -180,8 +181,8 @@ def test_a_node_seen_from_elsewhere_with_host_root(node_env, tmp_path):
     """kubectl debug node mounts the node's / at /host: paths resolve under it; cdc, crictl run chrooted."""
     root = tmp_path / "host-root"
     root.mkdir()
-    if subprocess.run(["mount", "--bind", "/", str(root)], capture_output=True).returncode != 0:
-        pytest.skip("cannot bind-mount / here")
+    done = subprocess.run(["mount", "--bind", "/", str(root)], capture_output=True)
+    require(done.returncode == 0, f"cannot bind-mount / here: {done.stderr.decode().strip()}")
     # The crictl stub reads /proc, which a plain bind of / leaves out: a crictl of two lines instead.
     (Path(node_env["CDH_HOST_DIR"]) / "crictl").write_text("#!/bin/sh\necho '{\"items\": [{}, {}]}'\n")
     try:

@@ -3,7 +3,6 @@ kube-apiserver would (tests/support/apiserver.py): path, verb, bearer token, con
 
 from __future__ import annotations
 
-import os
 import signal
 
 import pytest
@@ -12,7 +11,7 @@ from tests.support.agentproc import wait_until
 from tests.support.apiserver import FakeApiServer
 from tests.support.s3server import free_port
 from tests.support.scrape import scrape
-from tests.support.zips import make_zip
+from tests.support.zips import make_zip, zips_left
 
 POD = {"namespace": "shop", "podname": "web-7d4b9c-x2x9q", "pod_uid": "5e0c7f1a-1111-4222-8333-444455556666",
        "container": "web"}
@@ -27,9 +26,6 @@ def api(tmp_path):
 def events_env(agent_env, api, **extra) -> dict[str, str]:
     return {**agent_env, "CDH_K8S_EVENTS": "true", **api.agent_env(), **extra}
 
-
-def zips_left(core_dir) -> int:
-    return len([n for n in os.listdir(core_dir) if n.endswith(".zip")])
 
 
 def warnings(agent) -> list[dict]:
@@ -95,7 +91,7 @@ def test_an_api_server_that_does_not_answer_costs_one_warning_and_no_upload(agen
     wait_until(lambda: warnings(agent), what="the warning")
     (warned,) = warnings(agent)
     assert warned["why"] == "unreachable" and "debug" in warned["then"]
-    assert zips_left(core_dir) == 0
+    assert zips_left(core_dir) == []
 
 
 def test_forbidden_then_granted(agent_env, start_agent, core_dir, api):

@@ -10,6 +10,7 @@ import subprocess
 import pytest
 
 from tests.support.agentproc import base_env, run_sweep
+from tests.support.require import require
 from tests.support.s3server import S3Server, list_keys, object_sha256, pending_uploads
 from tests.support.zips import make_zip
 
@@ -18,8 +19,7 @@ MiB = 1 << 20
 
 @pytest.fixture(scope="module")
 def tls_server(tmp_path_factory):
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is needed to make the test certificate")
+    require(shutil.which("openssl"), "openssl is needed to make the test certificate")
     d = tmp_path_factory.mktemp("tls")
     cert, key = d / "cert.pem", d / "key.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",

@@ -24,6 +24,8 @@ import pytest
 from cdh.agent import host
 from cdh.config import load
 from cdh.sysctl import core_pattern, is_ours
+from tests.support.cgroups import make_container_cgroup, remove_cgroups
+from tests.support.require import require
 
 HERE = Path(__file__).parent
 ET_CORE, PT_NOTE, NT_PRSTATUS = 4, 4, 1
@@ -35,11 +37,7 @@ ET_CORE, PT_NOTE, NT_PRSTATUS = 4, 4, 1
 @pytest.fixture(scope="session")
 def crasher(tmp_path_factory) -> Path:
     """tests/kernel/crasher.c, compiled once per session."""
-    if shutil.which("gcc") is None:
-        message = "gcc is needed to build the crasher (.ci/run installs it)"
-        if os.environ.get("CDH_REQUIRE_KERNEL") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
+    require(shutil.which("gcc"), "gcc is needed to build the crasher (.ci/run installs it)")
     exe = tmp_path_factory.mktemp("crasher") / "crasher"
     subprocess.run(["gcc", "-O1", "-g", "-pthread", "-o", str(exe), str(HERE / "crasher.c")], check=True)
     return exe
@@ -286,39 +284,6 @@ def test_uninstall_restores_the_previous_pattern(kernel):
 # ---------------------------------------------------------------- a real cgroup and the crictl stub
 
 
-def _make_container_cgroup(pod: dict, cid: str) -> list[Path]:
-    """Create a kubelet-shaped cgroup for ``cid``; the directories made, outermost first."""
-    uid = pod["metadata"]["uid"]
-    candidates = []
-    for root in (Path("/sys/fs/cgroup"), Path("/sys/fs/cgroup/unified")):
-        if (root / "cgroup.procs").exists() and (root / "cgroup.controllers").exists():  # cgroup v2
-            slices = ["kubepods.slice", "kubepods-burstable.slice",
-                      f"kubepods-burstable-pod{uid.replace('-', '_')}.slice", f"cri-containerd-{cid}.scope"]
-            candidates.append((root, slices))
-    if (Path("/sys/fs/cgroup/pids") / "cgroup.procs").exists():  # cgroup v1, cgroupfs driver
-        candidates.append((Path("/sys/fs/cgroup/pids"), ["kubepods", "burstable", f"pod{uid}", cid]))
-    for root, parts in candidates:
-        made, path = [], root
-        try:
-            for part in parts:
-                path = path / part
-                if not path.exists():
-                    path.mkdir()
-                    made.append(path)
-            return made or [path]
-        except OSError:
-            _remove_cgroups(made)
-    pytest.skip("no writable cgroup hierarchy to put a process in")
-
-
-def _remove_cgroups(made: list[Path]) -> None:
-    for path in reversed(made):
-        try:
-            path.rmdir()
-        except OSError:
-            pass
-
-
 @pytest.mark.kernel
 def test_container_crash_gets_its_pod_from_the_cgroup(installed, crasher):
     from tests.support.cri import FakeNode
@@ -328,7 +293,7 @@ def test_container_crash_gets_its_pod_from_the_cgroup(installed, crasher):
     node.add_pod("api-0", namespace="test")  # same name elsewhere: the cgroup decides
     app = node.add_container(shop, "server", logs=["listening on :8080"])
     node.install(Path(installed.host_dir))  # HOST_DIR/crictl: first in CDH_CRICTL_PATH
-    made = _make_container_cgroup(shop, app["id"])
+    made = make_container_cgroup(shop, app["id"])
     leaf = made[-1]
 
     def enter_cgroup():
@@ -338,7 +303,7 @@ def test_container_crash_gets_its_pod_from_the_cgroup(installed, crasher):
         run_crash(crasher, "segv", preexec_fn=enter_cgroup)
     finally:
         wait_for(lambda: not (leaf / "cgroup.procs").read_text().strip(), what="an empty cgroup")
-        _remove_cgroups(made)
+        remove_cgroups(made)
     info, zf, name = check_zip(one_zip(installed), Path(installed.core_dir))
     assert info["container_id"] == app["id"], composer_log(installed)
     assert (info["pod_found_by"], info["namespace"], info["podname"], info["container"]) == (

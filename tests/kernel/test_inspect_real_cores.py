@@ -22,6 +22,7 @@ from tests.support import dumpbuild
 from tests.support.cli import run_cdh
 from tests.support.crashes import compile_program, crash
 from tests.support.gdb import core_facts, gdb_batch, readelf_build_id
+from tests.support.require import require
 
 pytestmark = pytest.mark.kernel
 X86_64 = platform.machine() == "x86_64"
@@ -32,8 +33,7 @@ FAULT_ADDRESS = 0x1234DEADBEEF
 
 @pytest.fixture(scope="module")
 def programs(tmp_path_factory):
-    if not shutil.which("gcc") or not shutil.which("gdb"):
-        pytest.fail("gcc and gdb are needed (CI installs them: .ci/run)")
+    require(shutil.which("gcc") and shutil.which("gdb"), "gcc and gdb are needed (.ci/run installs them)")
     out = tmp_path_factory.mktemp("bin")
     return {name: compile_program(name, out) for name in ("segv_regs", "threads")}
 
@@ -162,6 +162,7 @@ def test_gdb_command_from_inspect_opens_the_core_with_the_image_files(unpacked_w
 
 def test_lldb_command_from_inspect_opens_the_core_with_the_image_files(unpacked_with_rootfs):
     if not shutil.which("lldb"):
+        # The one plain skip: CI installs gdb only, on purpose (tests/README.md).
         pytest.skip("lldb is not installed (CI installs gdb only); `apt-get install lldb` to run this")
     summary, work = unpacked_with_rootfs
     argv = shlex.split(summary["debug"]["lldb"])

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.kernel.test_composer_crashes import _make_container_cgroup, _remove_cgroups
 from tests.support.agentproc import Proc, base_env, wait_until
 from tests.support.apiserver import FakeApiServer
+from tests.support.cgroups import make_container_cgroup, remove_cgroups
 from tests.support.cli import run_cdh
 from tests.support.crashes import compile_program
 from tests.support.cri import FakeNode
@@ -90,7 +90,7 @@ def test_a_real_crash_seen_by_metrics_events_logs_probes_and_doctor(kernel, s3_s
 
 
 def crash_in_pod(binary: Path, pod: dict, container_id: str) -> None:
-    made = _make_container_cgroup(pod, container_id)
+    made = make_container_cgroup(pod, container_id)
     leaf = made[-1]
 
     def enter_cgroup():
@@ -101,7 +101,7 @@ def crash_in_pod(binary: Path, pod: dict, container_id: str) -> None:
         assert proc.returncode == -signal.SIGSEGV
     finally:
         wait_until(lambda: not (leaf / "cgroup.procs").read_text().strip(), what="an empty cgroup")
-        _remove_cgroups(made)
+        remove_cgroups(made)
 
 
 def doctor(env: dict[str, str]) -> dict:

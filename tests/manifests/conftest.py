@@ -1,5 +1,5 @@
-"""Rendered manifests for the tests. Without kubectl these tests skip with the reason;
-CI runs `nox -s manifests` as well, which fails instead (see noxfile.py)."""
+"""Rendered manifests for the tests. Without kubectl these tests skip with the reason, and fail under
+CDH_REQUIRE_KERNEL=1 (CI, tests/support/require.py), as `nox -s manifests` does (see noxfile.py)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import shutil
 import pytest
 
 from tests.manifests.kustomize import MISSING_KUBECTL, OVERLAYS, render
+from tests.support.require import require
 
 # What users apply: every provider overlay and the example of a user's own overlay.
 APPLIED = (*OVERLAYS, "examples/my-cluster", "examples/monitoring")
@@ -15,8 +16,7 @@ APPLIED = (*OVERLAYS, "examples/my-cluster", "examples/monitoring")
 
 @pytest.fixture(scope="session")
 def kubectl_present():
-    if shutil.which("kubectl") is None:
-        pytest.skip(MISSING_KUBECTL)
+    require(shutil.which("kubectl"), MISSING_KUBECTL)
 
 
 @pytest.fixture(params=APPLIED)

@@ -5,7 +5,6 @@ the agent exports, and the PodMonitor scrapes the agent's port. Schema validity:
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -16,6 +15,7 @@ import pytest
 from cdh.agent.metrics import Metrics
 from tests.manifests import agentspec as spec
 from tests.manifests.kustomize import ROOT, find, render
+from tests.support.require import require, require_module
 
 TARGET = "examples/monitoring"
 HERE = Path(__file__).parent
@@ -31,11 +31,7 @@ def mon(kubectl_present):
 @pytest.fixture
 def promtool():
     path = shutil.which("promtool")
-    if path is None:
-        message = "promtool not found: apt-get install prometheus (.ci/run installs it)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+    require(path, "promtool not found: apt-get install prometheus (.ci/run installs it)")
     return path
 
 
@@ -123,7 +119,7 @@ def test_the_dashboard_is_a_grafana_dashboard(mon):
 
 
 def test_the_schemas_are_strict():
-    jsonschema = pytest.importorskip("jsonschema")
+    jsonschema = require_module("jsonschema", "jsonschema is needed (moto[server] brings it)")
     pm = {"apiVersion": "monitoring.coreos.com/v1", "kind": "PodMonitor",
           "metadata": {"name": "x", "namespace": "cdh"},
           "spec": {"selector": {}, "podMetricsEndpoints": [{"port": "metrics", "interval": "30s"}]}}

@@ -2,7 +2,7 @@
 
 `pyz`, `image_runtime` and `image_entry` (tests/conftest.py) are packaging/zipapp.py's and
 packaging/pyruntime.py's output, built once per session. Tests that chroot need root: they skip
-without it, unless CDH_REQUIRE_KERNEL=1 (CI), which makes that a failure.
+without it, unless CDH_REQUIRE_KERNEL=1 (CI), which makes that a failure (tests/support/require.py).
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ import subprocess
 import tempfile
 
 import pytest
+
+from tests.support.require import require
 
 
 @pytest.fixture
@@ -44,10 +46,7 @@ def chroot(tmp_path):
     ends, whatever happens to the test.
     """
     why = _chroot_unavailable()
-    if why:
-        if os.environ.get("CDH_REQUIRE_KERNEL") == "1":
-            pytest.fail(f"chroot tests required (CDH_REQUIRE_KERNEL=1) but cannot run: {why}")
-        pytest.skip(f"chroot tests cannot run here: {why}")
+    require(why is None, f"chroot tests cannot run here: {why}")
     root = tmp_path / "chroot"
 
     def run(dirs: list[str], argv: list[str], **kw) -> subprocess.CompletedProcess:

@@ -7,22 +7,18 @@ Real-kernel tests hold the ``kernel`` fixture (a machine-wide lock; the sysctls 
 
 from __future__ import annotations
 
-import os
 import shutil
 
 import pytest
 
 from tests.reliability import figures as figures_mod
 from tests.reliability.node import Node, build_crasher
+from tests.support.require import require
 
 
 @pytest.fixture(scope="session")
 def crasher(tmp_path_factory):
-    if shutil.which("gcc") is None:
-        message = "gcc is needed to build the crasher (.ci/run installs it)"
-        if os.environ.get("CDH_REQUIRE_KERNEL") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
+    require(shutil.which("gcc"), "gcc is needed to build the crasher (.ci/run installs it)")
     return build_crasher(tmp_path_factory.mktemp("reliability-crasher"))
 
 

@@ -14,10 +14,11 @@ import signal
 import time
 
 from tests.reliability import ledger
-from tests.reliability.workload import SMALL_PARTS, MiB, composer_zips, zips_left
-from tests.support.agentproc import base_env, wait_until
+from tests.reliability.workload import MiB, composer_zips
+from tests.support.agentproc import SMALL_PARTS, base_env, wait_until
 from tests.support.faultproxy import Rule
 from tests.support.s3server import pending_uploads
+from tests.support.zips import zips_left
 
 KILLS = 10  # SIGKILLs of the agent, each at a random request of an upload in flight
 

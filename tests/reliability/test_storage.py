@@ -13,10 +13,11 @@ import signal
 import time
 
 from tests.reliability import ledger
-from tests.reliability.workload import SMALL_PARTS, MiB, composer_zips, zips_left
-from tests.support.agentproc import base_env, wait_until
+from tests.reliability.workload import MiB, composer_zips
+from tests.support.agentproc import SMALL_PARTS, base_env, wait_until
 from tests.support.faultproxy import FaultProxy, Rule
 from tests.support.s3server import S3Server, pending_uploads
+from tests.support.zips import zips_left
 
 KiB = 1 << 10
 OUTAGE_S = 20  # "a minute", shortened: with CDH_RETRY_MAX=2s the agent retries ~10 times meanwhile

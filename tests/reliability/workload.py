@@ -8,8 +8,6 @@ from pathlib import Path
 from tests.support.composer import run_composer
 
 MiB = 1 << 20
-# Small parts so that a few MiB already go in several parts (the threshold S3 allows: 5 MiB).
-SMALL_PARTS = {"CDH_MULTIPART_THRESHOLD": "5MiB", "CDH_PART_SIZE": "5MiB", "CDH_PART_CONCURRENCY": "2"}
 
 
 def composer_zips(host_dir: Path, sizes: list[int], env: dict | None = None) -> list[Path]:
@@ -29,6 +27,3 @@ def composer_zips(host_dir: Path, sizes: list[int], env: dict | None = None) -> 
     assert len({p.name for p in made}) == len(made)
     return made
 
-
-def zips_left(core_dir) -> list[str]:
-    return sorted(n for n in os.listdir(core_dir) if n.endswith(".zip") and not n.startswith("."))

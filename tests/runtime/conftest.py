@@ -14,7 +14,7 @@ Fixtures:
   machine-wide lock, sysctls restored).
 
 Where containerd cannot run (not root, packages missing) the tests skip, unless
-CDH_REQUIRE_KERNEL=1 (CI), which makes that a failure.
+CDH_REQUIRE_KERNEL=1 (CI), which makes that a failure (tests/support/require.py).
 """
 
 from __future__ import annotations
@@ -29,10 +29,9 @@ from cdh.agent import host
 from cdh.config import load
 from tests.runtime import images as image_builder
 from tests.runtime.containerd import Containerd, missing_tools
+from tests.runtime.images import CRASHERS, PAUSE
 from tests.runtime.kubelet import Kubelet
-
-PAUSE = "cdh.test/pause:3.9"
-CRASHERS = ("cdh.test/crasher:1", "cdh.test/crasher:2")
+from tests.support.require import require
 
 
 def _unavailable() -> str | None:
@@ -44,17 +43,10 @@ def _unavailable() -> str | None:
     return None
 
 
-def _skip_or_fail(why: str) -> None:
-    if os.environ.get("CDH_REQUIRE_KERNEL") == "1":
-        pytest.fail(f"runtime tests required (CDH_REQUIRE_KERNEL=1) but cannot run: {why}")
-    pytest.skip(f"runtime tests cannot run here: {why}")
-
-
 @pytest.fixture(scope="session")
 def images(tmp_path_factory) -> dict[str, image_builder.Image]:
     why = _unavailable()
-    if why:
-        _skip_or_fail(why)
+    require(why is None, f"containerd cannot run here: {why}")
     d = str(tmp_path_factory.mktemp("images"))
     built = {PAUSE: image_builder.build(d, PAUSE, ["/bin/sleep", "2147483647"])}
     for name in CRASHERS:

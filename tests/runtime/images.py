@@ -16,6 +16,8 @@ import tarfile
 
 BUSYBOX = "/bin/busybox"
 APPLETS = ("sh", "sleep", "cat", "echo", "kill", "ls", "seq", "true", "false", "printf", "test", "[")
+PAUSE = "cdh.test/pause:3.9"  # the images the suite builds (tests/runtime/conftest.py ``images``)
+CRASHERS = ("cdh.test/crasher:1", "cdh.test/crasher:2")
 MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
 CONFIG_TYPE = "application/vnd.oci.image.config.v1+json"
 LAYER_TYPE = "application/vnd.oci.image.layer.v1.tar"

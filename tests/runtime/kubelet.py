@@ -20,7 +20,7 @@ import time
 import uuid
 
 from cdh.composer.cri.grpc import CriClient
-from tests.runtime import kubelet_api as k
+from tests.support import kubelet_api as k
 
 NODE_NAMESPACES = {"network": "NODE", "pid": "CONTAINER", "ipc": "POD"}
 # The child shell's SIGSEGV is the crash; the outer shell then exits with the child's status. The

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from cdh.composer.cri.h2 import NOT_FOUND, GrpcError
-from tests.runtime.conftest import CRASHERS
+from tests.runtime.images import CRASHERS
 
 ELF_MAGIC, ET_CORE = b"\x7fELF", 4
 LOG_LINES = 5  # CDH_LOG_LINES in the `installed` fixture

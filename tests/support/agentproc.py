@@ -140,3 +140,12 @@ class Proc:
 def run_sweep(env: dict[str, str], *files: str, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "cdh", "sweep", *files], env=env, cwd="/",
                           capture_output=True, text=True, timeout=timeout)
+
+
+# Small parts, so that a few MiB already go in several (5 MiB is the smallest part S3 takes).
+SMALL_PARTS = {"CDH_MULTIPART_THRESHOLD": "5MiB", "CDH_PART_SIZE": "5MiB", "CDH_PART_CONCURRENCY": "2"}
+
+
+def via_proxy(agent_env: dict[str, str], proxy, **extra: str) -> dict[str, str]:
+    """``agent_env`` uploading through ``proxy`` (a tests.support.faultproxy.FaultProxy), in small parts."""
+    return {**agent_env, "CDH_S3_ENDPOINT": proxy.url, **SMALL_PARTS, **extra}

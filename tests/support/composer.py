@@ -114,8 +114,7 @@ def unzip_test(path: Path) -> None:
 def ensure_unzip() -> None:
     import shutil
 
-    import pytest
+    from tests.support.require import require
 
-    if shutil.which("unzip") is None:
-        pytest.fail("unzip is needed (apt-get install unzip; .ci/run installs it)")
+    require(shutil.which("unzip"), "unzip is needed (apt-get install unzip; .ci/run installs it)")
 

@@ -7,7 +7,7 @@
     node.fault("inspect", mode="hang")         # then node.save() to apply
     stub.calls()                               # every argv the composer used
 
-Items are shaped like real ``crictl ... -o json`` output (CRICTL.md): ids are
+Items are shaped like real ``crictl ... -o json`` output (crictl >= 1.31): ids are
 64-hex, int64s are strings, enums are names.
 """
 

@@ -1,4 +1,4 @@
-"""A stand-in for crictl that answers like a real node (shapes from /work/shared/CRICTL.md).
+"""A stand-in for crictl that answers like a real node (the shapes crictl >= 1.31 prints).
 
 Installed as an executable named ``crictl`` (see tests/support/cri.py), it reads
 ``scenario.json`` beside itself: the node's pods, containers, images and logs,

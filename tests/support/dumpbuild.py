@@ -1,6 +1,6 @@
 """Dump zips in the composer's format, built around a core for tests of ls/get/inspect.
 
-The layout and JSON shapes follow shared/DESIGN.md and shared/CRICTL.md: what
+The layout and JSON shapes follow cdh/ondisk.py and README "Composer": what
 the composer writes on a node with containerd. The core is any bytes (a real
 core from ``crashes.crash`` for inspect tests). ``compression="zstd"`` writes
 the core as zip method 93, which the stdlib cannot write: the entry is written

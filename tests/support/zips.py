@@ -95,3 +95,10 @@ def file_sha256(path) -> str:
         while chunk := f.read(CHUNK):
             h.update(chunk)
     return h.hexdigest()
+
+
+def zips_left(core_dir) -> list[str]:
+    """The finished zips in CORE_DIR (what the agent would still upload), sorted."""
+    from cdh import ondisk
+
+    return sorted(n for n in os.listdir(core_dir) if ondisk.is_finished_zip(n))

@@ -13,6 +13,7 @@ import pytest
 
 from cdh.composer import blocks, compress
 from tests.support.composer import REPO
+from tests.support.require import require_module
 
 BLOCK = blocks.BLOCK
 
@@ -76,7 +77,7 @@ def test_stored_and_zstd_blocks_round_trip(monkeypatch, method, cpus):
     b.write(data)
     b.close()
     if method == compress.ZSTD:
-        zstandard = pytest.importorskip("zstandard")
+        zstandard = require_module("zstandard", "zstandard is needed (a dependency of cdh)")
         assert zstandard.ZstdDecompressor().decompressobj().decompress(sink.data) == data
     else:
         assert sink.data == data
@@ -197,7 +198,7 @@ def test_no_threads_to_be_had_still_writes_the_whole_core(monkeypatch, method, t
     if method == compress.DEFLATED:
         assert zlib.decompressobj(-15).decompress(sink.data) == data
     elif method == compress.ZSTD:
-        zstandard = pytest.importorskip("zstandard")
+        zstandard = require_module("zstandard", "zstandard is needed (a dependency of cdh)")
         assert zstandard.ZstdDecompressor().decompressobj().decompress(sink.data) == data
     else:
         assert sink.data == data

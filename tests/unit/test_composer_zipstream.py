@@ -12,6 +12,7 @@ import zlib
 import pytest
 
 from cdh.composer import zipstream
+from tests.support.require import require, require_module
 
 CHUNK = 1 << 16
 
@@ -42,8 +43,7 @@ def write_zip(path, method: str, core: bytes, small: dict[str, bytes]) -> None:
 
 
 def unzip_t(path) -> str:
-    if shutil.which("unzip") is None:
-        pytest.fail("unzip is needed (.ci/run installs it)")
+    require(shutil.which("unzip"), "unzip is needed (.ci/run installs it)")
     out = subprocess.run(["unzip", "-t", str(path)], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
     return out.stdout
@@ -90,7 +90,7 @@ def _raw_entry(path, name: str) -> tuple[zipfile.ZipInfo, bytes]:
 
 
 def test_zstd_mode_is_method_93_and_decodes(tmp_path):
-    zstandard = pytest.importorskip("zstandard")
+    zstandard = require_module("zstandard", "zstandard is needed (a dependency of cdh)")
     core = sample()
     path = tmp_path / "z.zip"
     write_zip(path, "zstd", core, {"n-dump-info.json": b"{}"})

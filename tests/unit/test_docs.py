@@ -16,12 +16,14 @@ from cdh import config
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 # Where prose names files: Markdown, Python's docstrings, strings and comments, build files, C comments.
-TEXT_SUFFIXES = {".py", ".md", ".toml", ".txt", ".c", ".cfg", ""}
+TEXT_SUFFIXES = {".py", ".md", ".toml", ".txt", ".c", ".cfg", ".proto", ""}
 # cdh/..., packaging/..., tests/... as the text names them (a "<placeholder>" or glob is not a path).
 PATH = re.compile(r"(?<![\w./-])((?:cdh|packaging|tests|dev|k8s-manifests|\.ci)/[\w./-]*\w)(?![<{*\w])")
 # cdh.composer.cri.sources, cdh.keys.object_key ... (not cdh.pyz, cdh.io/... and other names)
 MODULE = re.compile(r"(?<![\w./-])cdh(?:\.[A-Za-z_]\w*)+(?![\w/-])")
 NOT_MODULES = ("cdh.pyz", "cdh.io", "cdh.test", "cdh.egg", "cdh.env")
+# A Markdown document named by its bare file name: it must be one of this repository's.
+DOCUMENT = re.compile(r"(?<![\w./-])([A-Z][A-Z0-9_-]*\.md)\b")
 
 
 def test_readme_configuration_table_matches_the_settings():
@@ -65,6 +67,15 @@ def test_every_cdh_module_named_exists():
         for n, text in prose(f):
             missing += [f"{f.relative_to(ROOT)}:{n}: {m}" for m in MODULE.findall(text)
                         if not m.startswith(NOT_MODULES) and not resolves(m)]
+    assert missing == []
+
+
+def test_every_document_named_is_in_the_repository():
+    here = {p.name for p in tracked_text_files() if p.suffix == ".md"}
+    missing = []
+    for f in tracked_text_files():
+        for n, text in prose(f):
+            missing += [f"{f.relative_to(ROOT)}:{n}: {d}" for d in DOCUMENT.findall(text) if d not in here]
     assert missing == []
 
 

@@ -1,8 +1,8 @@
 """The CRI v1 messages the composer reads, as tables for cdh.composer.cri.protowire.
 
 The same messages, with the same names and numbers, are in cri.proto beside this file
-(tests/unit/test_cri_proto.py keeps the two in step). The messages only the test harness
-sends are in tests/runtime/kubelet_api.py.
+(tests/unit/test_cri_api.py keeps the two in step). The messages only the test harness
+sends are in tests/support/kubelet_api.py.
 """
 
 from __future__ import annotations

@@ -22,9 +22,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.bench import measure
-from tests.bench.inputs import InputError
-from tests.bench.report import Figure
+from dev.bench import measure
+from dev.bench.inputs import InputError
+from dev.bench.report import Figure
 from tests.support.crashes import allow_core, compile_program
 from tests.support.kernel import exclusive, unavailable
 from tests.support.s3server import S3Server

@@ -1,7 +1,7 @@
 """Capture: our composer against the tools a core would otherwise be written with.
 
 Every tool reads the same core from a pipe and writes a fresh file that is
-fsync'd before the clock stops (tests/bench/measure.py). The runs are
+fsync'd before the clock stops (dev/bench/measure.py). The runs are
 interleaved (one of each tool per round) so that load from other work on
 the machine falls on all of them alike; figures use the median of the rounds.
 """
@@ -16,7 +16,7 @@ import subprocess
 import zipfile
 from pathlib import Path
 
-from tests.bench.measure import Sample, median, run_piped
+from dev.bench.measure import Sample, median, run_piped
 
 MODES = ("none", "deflate", "zstd")
 KERNEL_ARGS = ["-c=18446744073709551615", "-e=heap", "-p=1", "-s=11", "-t=1718000000", "-h=bench",
@@ -156,7 +156,7 @@ class _Slice(io.RawIOBase):
 
 def figures(samples: dict[str, list[Sample]], size: int) -> list:
     """Throughput (core bytes / median wall), output size, peak RSS and CPU, ours against each peer."""
-    from tests.bench.report import MB, MIB, Figure
+    from dev.bench.report import MB, MIB, Figure
 
     cores = os.cpu_count() or 1
 

@@ -68,7 +68,7 @@ def warm(path: Path) -> None:
 
 
 def runner(cache: Path) -> Path:
-    """tests/bench/runner.c built into ``cache``: reports a child's own rusage."""
+    """dev/bench/runner.c built into ``cache``: reports a child's own rusage."""
     out = cache / "runner"
     if not out.exists():
         subprocess.run(["gcc", "-O2", "-o", str(out), str(HERE / "runner.c")], check=True,

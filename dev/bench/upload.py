@@ -33,8 +33,8 @@ import sys
 import time
 from pathlib import Path
 
-from tests.bench import measure
-from tests.bench.report import MB, MIB, Figure
+from dev.bench import measure
+from dev.bench.report import MB, MIB, Figure
 from tests.support.s3server import ACCESS_KEY, REGION, SECRET_KEY, S3Server
 from tests.support.zips import make_zip as make_small_zip
 

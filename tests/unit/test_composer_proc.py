@@ -1,4 +1,4 @@
-"""/proc/<pid>/cgroup → container id, for every runtime and driver in CRICTL.md."""
+"""/proc/<pid>/cgroup → container id, for every runtime and cgroup driver the composer knows."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""``nox -s bench`` (or ``python -m tests.bench``): speed and memory of cdh against peers.
+"""``nox -s bench`` (or ``python -m dev.bench``): speed and memory of cdh against peers.
 
-    python -m tests.bench [--only capture,startup,upload,e2e] [--size-mib 800] [--rounds 3]
+    python -m dev.bench [--only capture,startup,upload,e2e] [--size-mib 800] [--rounds 3]
                           [--json FILE] [--cache DIR] [--runtime DIR]
 
 Builds the zipapp and runtime and installs the composer as the agent does (HOST_DIR/cdc);
@@ -19,13 +19,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.bench import capture, inputs, report, startup
+from dev.bench import capture, inputs, report, startup
 
 SECTIONS = ("startup", "capture", "upload", "e2e")
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m tests.bench", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m dev.bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--only", default=",".join(SECTIONS),
                    help=f"comma-separated sections (default: all of {','.join(SECTIONS)})")
     p.add_argument("--size-mib", type=int, default=800, help="capture: heap of the crashed process (800)")
@@ -136,7 +136,7 @@ class Suite:
 
     def _s3(self):
         """The moto_server process (started once) and the aws CLI."""
-        from tests.bench import upload
+        from dev.bench import upload
         from tests.support.s3server import S3Server
 
         aws = upload.aws_cli()
@@ -152,7 +152,7 @@ class Suite:
         return self.server, aws
 
     def upload(self, installed: startup.Installed) -> None:
-        from tests.bench import upload
+        from dev.bench import upload
 
         server, _ = self._s3()
         core = self._core(self.args.size_mib)
@@ -169,7 +169,7 @@ class Suite:
             "bytes": size, "samples": {name: [s.as_dict() for s in runs] for name, runs in samples.items()}})
 
     def e2e(self, installed: startup.Installed) -> None:
-        from tests.bench import e2e
+        from dev.bench import e2e
 
         server, aws = self._s3()
         print(f"== e2e: a {self.args.e2e_mib} MiB heap crashes; {self.args.rounds} rounds", flush=True)

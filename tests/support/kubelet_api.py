@@ -1,7 +1,7 @@
 """The CRI v1 messages only the test harness sends (acting as kubelet), as protowire tables.
 
 Their source of truth is cdh/composer/cri/cri.proto (the messages marked "harness");
-tests/unit/test_cri_proto.py checks these tables against it.
+tests/unit/test_cri_api.py checks these tables against it.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 The composer is installed as the agent installs it: the zipapp and the runtime are built
 (packaging/zipapp.py, packaging/pyruntime.py; or an existing runtime given with ``--runtime``), then
 ``cdh install`` writes HOST_DIR/cdc with the sysctls going to a fake /proc/sys. The capture
-figures (tests/bench/capture.py) run that same HOST_DIR/cdc. Measured here:
+figures (dev/bench/capture.py) run that same HOST_DIR/cdc. Measured here:
 
 - exec → first read of stdin by HOST_DIR/cdc: the core arrives on a pipe filled to capacity before
   the exec; the composer's first read frees room, which poll() on the write end reports. This is
@@ -28,7 +28,7 @@ from pathlib import Path
 from cdh.agent import host
 from cdh.config import load
 from cdh.sysctl import Sysctl
-from tests.bench.report import Figure
+from dev.bench.report import Figure
 from tests.support.packaging import agent_only
 
 REPO = Path(__file__).resolve().parents[2]

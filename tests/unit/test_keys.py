@@ -1,0 +1,39 @@
+"""Reading object keys back (cdh/keys.py): the listing prefixes that narrow a big bucket."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from cdh import keys
+
+T = datetime(2024, 6, 10, 6, 13, 20, tzinfo=UTC).timestamp()
+
+
+@pytest.mark.parametrize(("template", "known", "want"), [
+    ("", {}, [""]),
+    ("cores/", {"node": "n1"}, ["cores/"]),
+    ("{node}/{namespace}/", {}, [""]),
+    ("{node}/{namespace}/", {"node": "n1"}, ["n1/"]),
+    ("{node}/{namespace}/", {"node": "n1", "namespace": "default"}, ["n1/default/"]),
+    ("{node}/{namespace}/", {"namespace": "default"}, [""]),          # stops at the unknown node
+    ("{node}/{namespace}/", {"node": "n-*"}, [""]),                   # a glob cannot narrow
+    ("{node}/{namespace}/", {"node": "a/b"}, [""]),                   # the agent would rewrite it
+    ("dumps/{namespace}-{pod}/", {"namespace": "shop", "pod": "cart-1"}, ["dumps/shop-cart-1/"]),
+    ("/{node}/", {"node": "n1"}, ["n1/"]),                            # the agent strips a leading /
+])
+def test_listing_prefixes(template, known, want):
+    assert keys.listing_prefixes(template, known) == want
+
+
+def test_listing_prefixes_enumerate_the_days_since():
+    got = keys.listing_prefixes("{node}/{date}/", {"node": "n1"}, since=T - 2 * 86400, now=T)
+    assert got == ["n1/2024-06-08/", "n1/2024-06-09/", "n1/2024-06-10/"]
+    got = keys.listing_prefixes("{year}/{month}/{day}/{hour}/", {}, since=T - 2 * 3600, now=T)
+    assert got == ["2024/06/10/04/", "2024/06/10/05/", "2024/06/10/06/"]
+
+
+def test_listing_prefixes_fall_back_when_since_spans_too_much():
+    got = keys.listing_prefixes("{node}/{date}/", {"node": "n1"}, since=T - 5 * 365 * 86400, now=T)
+    assert got == ["n1/"]
