@@ -1,7 +1,12 @@
 """cdh: a Kubernetes core dump handler.
 
 The composer (``cdh.composer``) runs on the node under the kernel for every
-crash; the agent (``cdh.agent``) installs it and moves finished zips to S3.
+crash; the agent (``cdh.agent``) installs it and moves finished zips to S3;
+``cdh.tools`` (``ls``, ``get``, ``inspect``) and ``cdh.doctor`` read what they
+leave; ``cdh.config`` is every setting; ``cdh.cli`` the one entry point.
+What several of them share lives here, one contract per module: ``ondisk``
+(the files on a node), ``keys`` (object keys), ``s3``, ``sysctl``,
+``jsonline`` (log lines), ``retention``, ``signals``, ``fsutil``.
 
 Exit codes, one set for every command (README "Exit codes"). They live here, in the module every
 entry point has already loaded, so that naming them costs the composer no import.

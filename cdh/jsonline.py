@@ -19,8 +19,8 @@ import time
 
 def dumps(obj: object) -> bytes:
     # stdlib json, not orjson: importing orjson pulls in dataclasses, uuid, inspect and
-    # datetime (~14 ms measured with -X importtime), paid by the composer on every crash
-    # while the kernel holds the dying process. Log lines are small; json is fast enough.
+    # datetime (README "Dependencies"), paid by the composer on every crash while the
+    # kernel holds the dying process. Log lines are small; json is fast enough.
     return json.dumps(obj, default=str, ensure_ascii=False, separators=(",", ":")).encode()
 
 LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}

@@ -22,7 +22,7 @@ def client_config(settings: Settings, max_pool_connections: int = 10):
     return AioConfig(
         # No SHA-256 of the payload: every upload carries a CRC32 the store verifies (see
         # cdh/agent/verify.py), which is what botocore itself does over HTTPS. Over plain HTTP
-        # botocore would otherwise hash every byte (~2.5 CPU-seconds per GB here).
+        # botocore would otherwise hash every byte (its cost: README "Performance").
         s3={"addressing_style": settings.s3_addressing, "payload_signing_enabled": False},
         retries={"mode": "standard", "max_attempts": 3},
         connect_timeout=10,

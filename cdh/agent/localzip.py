@@ -73,7 +73,8 @@ class LocalZip:
 
     async def __aexit__(self, *exc) -> None:
         # Off the event loop: the last close of a deleted zip frees its page cache and its
-        # blocks, which blocked ~0.5 s per 2 GiB here (every other upload and the probes with it).
+        # blocks, a long stall for a big core (README "Performance") that every other upload
+        # and the probes would wait out.
         await asyncio.to_thread(self.__exit__)
 
     def still_there(self) -> bool:

@@ -55,7 +55,7 @@ class Log(jsonline.Logger):
 
 
 def _orjson(obj: object) -> bytes:
-    # The agent logs with orjson (the composer keeps the stdlib json: orjson's import costs it ~14 ms).
+    # The agent logs with orjson (the composer keeps the stdlib json: see cdh.jsonline).
     return orjson.dumps(obj, default=str)
 
 

@@ -26,8 +26,7 @@ class Part:
 
 class PartSizer:
     """Part size for a file: the configured size, grown (in whole MiB) so the file fits in
-    :data:`MAX_PARTS` parts. At 16 MiB (the default) that is files up to 156 GiB; a 1 TiB core gets
-    105 MiB parts; the largest file is 10,000 x 5 GiB (48.8 TiB)."""
+    :data:`MAX_PARTS` parts; the largest file S3 takes is MAX_PARTS x MAX_PART_BYTES."""
 
     def __init__(self, part_size_bytes: int) -> None:
         if part_size_bytes < MIN_PART_BYTES or part_size_bytes > MAX_PART_BYTES:

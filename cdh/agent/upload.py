@@ -9,7 +9,7 @@ Memory: a file below ``CDH_MULTIPART_THRESHOLD`` is sent in one PUT, anything
 bigger in parts (multipart.py); either way the body streams from the file
 (body.FileSlice) and each request takes one of ``CDH_PART_CONCURRENCY`` slots
 shared by every upload. So the bytes of zips in memory stay within
-``CDH_PART_CONCURRENCY x 2 x body.CHUNK_BYTES`` (16 MiB at the default 8),
+``CDH_PART_CONCURRENCY x 2 x body.CHUNK_BYTES`` (body.memory_bound_bytes),
 whatever the part size, the file sizes and ``CDH_UPLOAD_CONCURRENCY``.
 """
 

@@ -13,7 +13,7 @@ threads do run at once.
 
 Memory is bounded whatever the core's size: a fixed pool of blocks
 (workers + 2 of BLOCK bytes) and at most one compressed output per block
-(zstd: plus zstandard's job buffers, ~20 MiB with two workers); when every
+(zstd: plus zstandard's job buffers for its two workers); when every
 block is in flight, :meth:`free` waits.
 
 A write error (disk full) stops the writing; the blocks still come back, and
@@ -34,7 +34,7 @@ from _queue import SimpleQueue
 
 from cdh.composer.compress import WINDOW, codec, crc32
 
-BLOCK = 1 << 20  # measured: 256 KiB costs ~15% more CPU; 4 MiB is slower (out of the CPU caches?)
+BLOCK = 1 << 20  # smaller blocks cost more CPU, bigger ones ran slower (README "What makes capture fast")
 MAX_WORKERS = 4  # 4 ISA-L workers (~1.2 GB/s each) outrun a pipe (~2 GB/s); more only hold memory
 _END = None
 _start = _thread.start_new_thread  # one name, so a test can make it fail

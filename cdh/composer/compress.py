@@ -1,13 +1,13 @@
-"""The compressors, and their levels, chosen by measurement (README "Performance").
+"""The compressors, and their levels, chosen by measurement (the figures: README "Performance",
+"What makes capture fast").
 
-- deflate: ISA-L (the ``isal`` package) raw deflate, level 1: 7x stdlib zlib
-  level 1's speed per CPU with a smaller output than it or ``gzip -1``.
+- deflate: ISA-L (the ``isal`` package) raw deflate, level 1: several times stdlib zlib
+  level 1's speed per CPU, with a smaller output than it or ``gzip -1``.
   Without isal, stdlib zlib level 1 (slower, still a standard zip).
-- zstd: level 1 (zip method 93). On the benchmark core level 1 is about twice
-  level 3's speed for an output 2% larger. With two CPUs, zstandard's own two
-  worker threads with 1 MiB jobs are ~25% faster than one thread, for ~20 MiB
-  more peak RSS (its default job size cost about 40 MiB more); more threads
-  did not go faster on two CPUs.
+- zstd: level 1 (zip method 93): level 3 ran at half its speed for a slightly smaller
+  output. zstandard's own two worker threads with 1 MiB jobs beat one thread for a little
+  more memory (its default job size cost much more); more threads did not go faster on
+  two CPUs.
 
 A core is compressed in blocks on worker threads (cdh.composer.blocks):
 :class:`DeflateBlocks` makes each block an independent piece of one deflate
@@ -22,7 +22,7 @@ try:  # ISA-L: the same raw deflate and CRC-32, several times faster
     from isal import isal_zlib as _deflate
 
     crc32 = _deflate.crc32
-    DEFLATE_LEVEL = 1  # ISA-L levels are 0-3: 0 is not faster here and 20% larger; 2-3 slower
+    DEFLATE_LEVEL = 1  # ISA-L levels are 0-3: 0 is not faster here and larger; 2-3 slower
 except ImportError:  # a node without isal still writes standard zips
     _deflate = zlib
     crc32 = zlib.crc32

@@ -12,19 +12,10 @@ Finding the runtime (:func:`candidates`; cdh.composer.cri.sources asks each for 
 :data:`DEFAULT_SOCKETS` that is a socket. A socket that answers ``Unimplemented`` (docker's
 own containerd, CRI plugin off) is passed over.
 
-Why hand-written (measured on this project's machine, Python 3.11, fastest of 40 runs; the
-README's "How the composer finds container metadata" has the method): the host runtime bundle
-holds only what the composer imports, and its packaging refuses ``logging``.
-
-=========================  ======================  =======================================
-choice                      size                    import time
-=========================  ======================  =======================================
-grpcio + protobuf           19.1 MiB (compiled)     +59 ms; needs protoc-generated code
-h2 + hpack + hyperframe     0.54 MiB (pure)         +27 ms; imports logging, typing,
-                                                    dataclasses, enum, base64
-this: h2, hpack,            +0.28 MiB host runtime  +1.5 ms over the composer's own imports,
-protowire, api ...          (with ``_socket``)      paid after the crasher is released
-=========================  ======================  =======================================
+Why hand-written: the host runtime holds only what the composer imports, and the ready-made
+stacks cost far more on disk and in import time (grpcio + protobuf, or h2 + hpack + hyperframe,
+which bring logging, typing and dataclasses); the README's "How the composer finds container
+metadata" has the measurements.
 
 A unary gRPC call is a small, fixed part of HTTP/2 (one stream, no push, no priorities),
 HPACK decoding is checked against RFC 7541's examples and the ``hpack`` package, and the
