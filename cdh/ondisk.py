@@ -37,6 +37,10 @@ RUNTIME_LOCK = "lock"                  # in a runtime: every composer holds it s
 SHEBANG_MAX_NEW, SHEBANG_MAX_OLD = 256, 128
 
 
+def _in_host_dir(name: str) -> property:
+    return property(lambda host_dir: os.path.join(host_dir.path, name))
+
+
 class HostDir:
     """Paths inside HOST_DIR."""
 
@@ -45,44 +49,18 @@ class HostDir:
     def __init__(self, path: str) -> None:
         self.path = path
 
-    def _join(self, name: str) -> str:
-        return os.path.join(self.path, name)
-
-    @property
-    def composer(self) -> str:
-        return self._join(COMPOSER)
-
-    @property
-    def composer_env(self) -> str:
-        return self._join(COMPOSER_ENV)
-
-    @property
-    def composer_log(self) -> str:
-        return self._join(COMPOSER_LOG)
-
-    @property
-    def rotated_log(self) -> str:
-        return self._join(COMPOSER_LOG + ROTATED_SUFFIX)
-
-    @property
-    def log_position(self) -> str:
-        return self._join(LOG_POSITION)
-
-    @property
-    def rate_limit_state(self) -> str:
-        return self._join(RATE_LIMIT_STATE)
-
-    @property
-    def crictl_config(self) -> str:
-        return self._join(CRICTL_CONFIG)
-
-    @property
-    def runtimes(self) -> str:
-        return self._join(RUNTIMES)
+    composer = _in_host_dir(COMPOSER)
+    composer_env = _in_host_dir(COMPOSER_ENV)
+    composer_log = _in_host_dir(COMPOSER_LOG)
+    rotated_log = _in_host_dir(COMPOSER_LOG + ROTATED_SUFFIX)
+    log_position = _in_host_dir(LOG_POSITION)
+    rate_limit_state = _in_host_dir(RATE_LIMIT_STATE)
+    crictl_config = _in_host_dir(CRICTL_CONFIG)
+    runtimes = _in_host_dir(RUNTIMES)
 
     def backup(self, sysctl: str) -> str:
         """``kernel.core_pattern`` → ``HOST_DIR/core_pattern.bak``."""
-        return self._join(sysctl.rsplit(".", 1)[-1] + BACKUP_SUFFIX)
+        return os.path.join(self.path, sysctl.rsplit(".", 1)[-1] + BACKUP_SUFFIX)
 
     def runtime_id(self, first_line: str) -> str | None:
         """The runtime cdc's first line (``#!HOST_DIR/runtime/<id>/lib/ld.so ...``) runs on, or None

@@ -54,7 +54,7 @@ def test_timeout_kills_and_trips_the_breaker(tmp_path):
     c = cri(exe, timeout=0.5)
     with pytest.raises(CriError, match="timed out"):
         c.json("inspect", "x")
-    assert c.hung
+    assert c.call_budget.hung
     with pytest.raises(CriError, match="earlier call timed out"):
         c.json("pods")
     assert marker.read_text().count("\n") == 1
@@ -99,11 +99,11 @@ def test_deadline_and_budget(tmp_path):
     c = cri(exe, deadline_in=-1)
     with pytest.raises(CriError, match="deadline"):
         c.json("inspect", "x")
-    assert c.deadline_hit and c.calls == 0
+    assert c.call_budget.deadline_hit and c.calls == 0
     c = cri(exe, timeout=2)
     with pytest.raises(OutOfBudget):
         c.json("inspect", "x", budget=0.2)
-    assert not c.hung  # cut by the caller's budget, not a hung runtime
+    assert not c.call_budget.hung  # cut by the caller's budget, not a hung runtime
 
 
 def test_flags_from_host_dir_and_endpoint(tmp_path):

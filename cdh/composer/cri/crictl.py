@@ -55,14 +55,6 @@ class Crictl:
         if endpoint:
             self.flags += ["-r", endpoint]
 
-    @property
-    def hung(self) -> bool:
-        return self.call_budget.hung
-
-    @property
-    def deadline_hit(self) -> bool:
-        return self.call_budget.deadline_hit
-
     def json(self, *args: str, budget: float | None = None):
         out = self.run(*args, max_bytes=MAX_JSON_BYTES, budget=budget)
         text = out.strip()

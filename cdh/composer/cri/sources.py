@@ -44,7 +44,7 @@ class Link:
 
     @property
     def deadline_hit(self) -> bool:
-        return self.connect_deadline_hit or bool(self.source and self.source.deadline_hit)
+        return self.connect_deadline_hit or bool(self.source and self.source.call_budget.deadline_hit)
 
     @property
     def via(self) -> str | None:
@@ -117,14 +117,6 @@ class GrpcSource:
     def calls(self) -> int:
         return self.client.calls
 
-    @property
-    def hung(self) -> bool:
-        return self.call_budget.hung
-
-    @property
-    def deadline_hit(self) -> bool:
-        return self.call_budget.deadline_hit
-
     def _call(self, what: str, fn, *args, budget: float | None = None):
         from cdh.composer.cri.h2 import DEADLINE_EXCEEDED, NOT_FOUND, GrpcError
 
@@ -185,6 +177,7 @@ class CrictlSource:
 
     def __init__(self, crictl: Crictl, image_cmd: str) -> None:
         self.crictl = crictl
+        self.call_budget = crictl.call_budget
         self.image_cmd = image_cmd
         self.listing: list | None = None
         self.via = f"crictl {crictl.exe}"
@@ -193,13 +186,6 @@ class CrictlSource:
     def calls(self) -> int:
         return self.crictl.calls
 
-    @property
-    def hung(self) -> bool:
-        return self.crictl.hung
-
-    @property
-    def deadline_hit(self) -> bool:
-        return self.crictl.deadline_hit
 
     def container(self, cid: str, budget: float | None = None) -> dict:
         return self.crictl.json("inspect", cid, budget=budget)
