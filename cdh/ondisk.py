@@ -11,7 +11,8 @@ keys), and its test is the contract's test: every writer and reader imports the 
 - EVENT_DIR: ``<uuid>-event.json``, one per finished zip (``CDH_CORE_EVENTS``).
 
 Stdlib only and cheap to import: the composer loads it for every crash (``json`` and ``zipfile``
-are imported by :func:`read_dump_info` alone, which the composer never calls).
+are imported by :func:`read_dump_info` alone, which the composer never calls, and the patterns
+the readers match are compiled on first use, by ``re``'s cache, never at import).
 """
 
 from __future__ import annotations
@@ -107,8 +108,6 @@ POD_INFO = "-pod-info.json"             # the `crictl pods` item of the pod
 RUNTIME_INFO = "-runtime-info.json"     # `crictl inspectp`
 PS_INFO = "-ps-info.json"               # `crictl ps -a -p <pod>`
 PROC_DIR = "-proc"                      # <name>-proc/<file>: the crasher's /proc files
-LOG_ENTRY = re.compile(r"-(\d+)\.log$")
-IMAGE_INFO_ENTRY = re.compile(r"-(\d+)-image-info\.json$")
 
 
 def log_entry(i: int) -> str:
@@ -119,6 +118,12 @@ def log_entry(i: int) -> str:
 def image_info_entry(i: int) -> str:
     """Container *i*'s image item (`crictl inspecti`)."""
     return f"-{i}-image-info.json"
+
+
+def container_index(entry: str) -> int | None:
+    """*i* of a ``...-<i>.log`` or ``...-<i>-image-info.json`` entry, else None."""
+    m = re.search(r"-(\d+)\.log$", entry) or re.search(r"-(\d+)-image-info\.json$", entry)
+    return int(m.group(1)) if m else None
 
 
 # ---------------------------------------------------------------- dump-info
@@ -174,12 +179,16 @@ def event_file_name(uuid: str) -> str:
 # {exe_name}-{pid}-{signal}: what a zip's name, or an object key ending in it, says without its
 # dump-info.
 _UUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
-UUID_RE = re.compile(rf"^{_UUID}$")
-DEFAULT_NAME_RE = re.compile(rf"^(?P<uuid>{_UUID})-dump-(?P<timestamp>\d+)-(?P<host_exe>.*)"
-                             r"-(?P<pid>\d+)-(?P<signal>\d+)\.zip$")
+_DEFAULT_NAME = (rf"(?P<uuid>{_UUID})-dump-(?P<timestamp>\d+)-(?P<host_exe>.*)"
+                 r"-(?P<pid>\d+)-(?P<signal>\d+)\.zip$")
+
+
+def is_uuid(text: str) -> bool:
+    """A dump's uuid, as the default name starts with (``cdh get`` takes one for a key)."""
+    return re.match(_UUID + "$", text) is not None
 
 
 def parse_default_name(key: str) -> dict[str, str]:
     """What a default zip name says (uuid, timestamp, pid, signal), or {} for other names."""
-    m = DEFAULT_NAME_RE.match(key.rsplit("/", 1)[-1])
+    m = re.match(_DEFAULT_NAME, key.rsplit("/", 1)[-1])
     return {k: v for k, v in m.groupdict().items() if k != "host_exe"} if m else {}

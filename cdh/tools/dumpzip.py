@@ -66,10 +66,8 @@ class Dump:
         return name if name in self.entries else None
 
     def containers(self) -> list[int]:
-        found = {int(m.group(1)) for e in self.entries
-                 for m in [ondisk.LOG_ENTRY.search(e) or ondisk.IMAGE_INFO_ENTRY.search(e)]
-                 if m and e.startswith(self.name + "-")}
-        return sorted(found)
+        found = {ondisk.container_index(e) for e in self.entries if e.startswith(self.name + "-")}
+        return sorted(found - {None})
 
     def local_path(self, entry: str) -> str | None:
         """Where ``entry`` is on disk (directory dumps only)."""

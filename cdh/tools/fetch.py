@@ -35,7 +35,7 @@ class VerifyError(Exception):
 async def resolve(client, bucket: str, wanted: str, prefixes: list[str],
                   concurrency: int = 16) -> tuple[str, dict]:
     """(key, HEAD response) for a key or a dump uuid."""
-    if not ondisk.UUID_RE.match(wanted):
+    if not ondisk.is_uuid(wanted):
         zipped = ondisk.zip_name(wanted)
         for key in (wanted, zipped) if not wanted.endswith(ondisk.ZIP_SUFFIX) else (wanted,):
             head = await _head(client, bucket, key)

@@ -36,8 +36,8 @@ def test_host_dir_paths():
 
 def test_entry_names():
     assert ondisk.log_entry(3) == "-3.log" and ondisk.image_info_entry(3) == "-3-image-info.json"
-    assert ondisk.LOG_ENTRY.search("N-3.log").group(1) == "3"
-    assert ondisk.IMAGE_INFO_ENTRY.search("N-12-image-info.json").group(1) == "12"
+    assert ondisk.container_index("N-3.log") == 3 and ondisk.container_index("N-12-image-info.json") == 12
+    assert ondisk.container_index("N-pod-info.json") is None and ondisk.container_index("N.core") is None
     assert ondisk.event_file_name("u-1") == "u-1-event.json"
 
 
@@ -76,4 +76,4 @@ def test_the_default_zip_name_reads_back():
     assert ondisk.parse_default_name(key) == {"uuid": "8d7f2c1e-0b7a-4a53-9d0e-3f1c2b4a5d6e",
                                               "timestamp": "1718000000", "pid": "12", "signal": "11"}
     assert ondisk.parse_default_name("custom.zip") == {}
-    assert ondisk.UUID_RE.match(values["uuid"]) and not ondisk.UUID_RE.match(name)
+    assert ondisk.is_uuid(values["uuid"]) and not ondisk.is_uuid(name)
