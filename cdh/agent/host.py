@@ -48,7 +48,7 @@ def desired_sysctls(settings: Settings) -> dict[str, str]:
 
 def install(settings: Settings, sysctl: Sysctl | None = None, composer: bytes | None = None) -> list[str]:
     """Install the composer and set the sysctls. Returns what was done, one line each."""
-    sysctl = sysctl or Sysctl()
+    sysctl = sysctl or Sysctl.here()
     layout = ondisk.HostDir(settings.host_dir)
     pattern = core_pattern(settings.host_dir)
     if len(pattern.encode()) > CORE_PATTERN_MAX:
@@ -151,7 +151,7 @@ def crictl_yaml(settings: Settings) -> str:
 
 def uninstall(settings: Settings, sysctl: Sysctl | None = None) -> list[str]:
     """Restore the sysctls and remove what install wrote. Cores and events are kept."""
-    sysctl = sysctl or Sysctl()
+    sysctl = sysctl or Sysctl.here()
     layout = ondisk.HostDir(settings.host_dir)
     done: list[str] = []
     for name in desired_sysctls(settings):

@@ -119,9 +119,12 @@ def _read_secret_file(name: str, path: str) -> str:
 
 
 def _unknown(name: str) -> str:
-    import difflib  # only on the error path
-
-    close = difflib.get_close_matches(name, list(BY_NAME), n=1)
+    try:
+        import difflib  # only on the error path
+    except ImportError:  # the composer's host runtime carries only what its normal path imports
+        close = []
+    else:
+        close = difflib.get_close_matches(name, list(BY_NAME), n=1)
     hint = f" (did you mean {close[0]}?)" if close else ""
     return f"{name} is not a cdh setting{hint}"
 

@@ -73,6 +73,17 @@ def test_a_core_piped_into_cdc_comes_out_as_a_complete_zip(
     assert info["exe"] == "crasher" and str(info["real_pid"]) == "4242", info
 
 
+def test_a_misspelt_setting_in_composer_env_costs_no_core(image_runtime, short_host_dir, fake_sysctl, chroot):
+    """The error path of the settings loader (a name suggestion) runs on the host runtime too."""
+    settings = install(short_host_dir, image_runtime, fake_sysctl)
+    with open(os.path.join(short_host_dir, ondisk.COMPOSER_ENV), "a") as f:
+        f.write("CDH_COMPRESION=zstd\n")
+    args = [f"{short_host_dir}/cdc", *KERNEL_ARGS, f"-P={os.getpid()}", f"-t={int(time.time())}"]
+    done = chroot([short_host_dir], args, input=b"core" * 1000)
+    assert done.returncode == 0, done.stderr.decode()
+    assert [n for n in os.listdir(settings.core_dir) if n.endswith(".zip")]
+
+
 def test_the_composer_path_imports_what_the_host_part_holds_and_none_of_the_agents_stack(
         image_runtime, short_host_dir, fake_sysctl):
     install(short_host_dir, image_runtime, fake_sysctl)

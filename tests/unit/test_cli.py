@@ -36,3 +36,26 @@ def test_uninstall_reads_a_valid_env_file(clean_env, tmp_path, uninstalled, caps
     assert cli.main(["cdh", "uninstall"]) == EXIT_OK
     assert [s.host_dir for s in uninstalled] == [str(tmp_path / "from-file")]
     assert capsys.readouterr().err == ""
+
+
+def test_install_and_uninstall_write_the_sysctl_tree_tests_name(clean_env, tmp_path):
+    """`cdh install`/`cdh uninstall` honour CDH_TEST_SYSCTL_ROOT as the agent does: a CLI test never
+    writes the machine's core_pattern (which other test runs share)."""
+    from cdh.sysctl import PROC_SYS, Sysctl
+    from tests.support.agentproc import fake_sysctl_root
+
+    real_write = Sysctl.write
+
+    def guarded(self, name, value):  # a regression must fail here, not change the machine
+        assert self.root != PROC_SYS, f"wrote the machine's {name}"
+        real_write(self, name, value)
+
+    clean_env.setattr(Sysctl, "write", guarded)
+    root = fake_sysctl_root(tmp_path / "proc-sys")
+    clean_env.setenv("CDH_TEST_SYSCTL_ROOT", root)
+    clean_env.setenv("CDH_HOST_DIR", str(tmp_path / "host"))
+    pattern = tmp_path / "proc-sys" / "kernel" / "core_pattern"
+    assert cli.main(["cdh", "install"]) == EXIT_OK
+    assert pattern.read_text().startswith(f"|{tmp_path / 'host'}/cdc ")
+    assert cli.main(["cdh", "uninstall"]) == EXIT_OK
+    assert pattern.read_text().strip() == "core"
