@@ -6,8 +6,14 @@ import os
 
 import pytest
 
-# Shared helpers: real S3 server process, fault proxy (tests/support/).
+# Shared helpers: real S3 server processes, fault proxy (tests/support/).
 pytest_plugins = ["tests.support.fixtures"]
+
+
+def pytest_generate_tests(metafunc):
+    from tests.support.fixtures import parametrize_s3
+
+    parametrize_s3(metafunc)
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Integration fixtures: an agent subprocess against the session's moto_server."""
+"""Integration fixtures: an agent subprocess against the session's S3 server (each kind)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The agent when things go wrong: a flaky store, wrong settings, signals, a SIGKILL mid-upload.
 
-The store is the real moto_server behind tests/support/faultproxy.py; every
+The store is each real S3 server (moto, SeaweedFS) behind tests/support/faultproxy.py; every
 assertion is about what ends up in the bucket and on disk.
 """
 
@@ -78,10 +78,9 @@ def test_wrong_bucket_keeps_files_then_fixed_configmap_uploads_them(agent_env, s
 
 
 def test_wrong_keys_keep_files_then_sighup_with_fixed_secret_uploads_them(agent_env, start_agent, core_dir,
-                                                                        tmp_path, fault_proxy, s3, bucket):
-    # moto does not check keys, so the proxy answers as S3 does for an unknown key id.
-    fault_proxy.add(Rule("error", header=("authorization", "AKIAWRONGWRONGWRONG0"), status=403,
-                         code="InvalidAccessKeyId"))
+                                                                        tmp_path, fault_proxy, s3, bucket,
+                                                                        s3_server):
+    fault_proxy.refuse_key("AKIAWRONGWRONGWRONG0", s3_server)
     key_file = tmp_path / "access-key"
     key_file.write_text("AKIAWRONGWRONGWRONG0\n")
     env = via_proxy({k: v for k, v in agent_env.items() if k != "CDH_S3_ACCESS_KEY"}, fault_proxy,

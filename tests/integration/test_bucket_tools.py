@@ -1,4 +1,4 @@
-"""`cdh ls` and `cdh get` against a real S3 server process (moto_server on loopback).
+"""`cdh ls` and `cdh get` against a real S3 server process (moto and SeaweedFS on loopback).
 
 Dumps are uploaded the way the agent uploads them (key prefix + zip name, object
 metadata from dump-info); the tools run as real `cdh` processes.

@@ -17,7 +17,6 @@ from cdh.sysctl import Sysctl
 from tests.support.agentproc import base_env
 from tests.support.cli import run_cdh
 from tests.support.cri import FakeNode
-from tests.support.faultproxy import Rule
 from tests.support.require import require
 from tests.support.s3server import free_port, list_keys
 
@@ -124,10 +123,8 @@ def test_unreachable_bucket(node_env):
     assert "EndpointConnectionError" in checks["bucket"]["detail"]
 
 
-def test_wrong_keys(node_env, fault_proxy):
-    # moto does not check keys: the proxy answers as S3 does for an unknown access key id.
-    fault_proxy.add(Rule("error", header=("authorization", "AKIAWRONGWRONGWRONG0"), status=403,
-                         code="InvalidAccessKeyId"))
+def test_wrong_keys(node_env, fault_proxy, s3_server):
+    fault_proxy.refuse_key("AKIAWRONGWRONGWRONG0", s3_server)
     rc, checks = doctor({**node_env, "CDH_S3_ENDPOINT": fault_proxy.url,
                          "CDH_S3_ACCESS_KEY": "AKIAWRONGWRONGWRONG0"})
     assert rc == 1

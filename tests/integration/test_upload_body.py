@@ -1,4 +1,4 @@
-"""Streamed bodies through the real stack (aiobotocore, aiohttp, botocore's retries) to moto_server:
+"""Streamed bodies through the real stack (aiobotocore, aiohttp, botocore's retries) to each S3 server:
 a retry resends the part from its first byte, a file that shrinks fails the request instead of
 storing a shorter object, and a failed multipart upload gives every request slot back."""
 

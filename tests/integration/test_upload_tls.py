@@ -1,5 +1,5 @@
 """Streamed bodies over HTTPS (what real stores speak): `cdh sweep` on uvloop's TLS transport
-to a moto_server serving TLS with a private CA, one PUT and one multipart upload, byte-identical."""
+to each S3 server kind serving TLS with a private CA, one PUT and one multipart upload, byte-identical."""
 
 from __future__ import annotations
 
@@ -11,21 +11,21 @@ import pytest
 
 from tests.support.agentproc import base_env, run_sweep
 from tests.support.require import require
-from tests.support.s3server import S3Server, list_keys, object_sha256, pending_uploads
+from tests.support.s3server import list_keys, object_sha256, pending_uploads, server_class
 from tests.support.zips import make_zip
 
 MiB = 1 << 20
 
 
 @pytest.fixture(scope="module")
-def tls_server(tmp_path_factory):
+def tls_server(tmp_path_factory, s3_kind):
     require(shutil.which("openssl"), "openssl is needed to make the test certificate")
     d = tmp_path_factory.mktemp("tls")
     cert, key = d / "cert.pem", d / "key.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
                     "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
                     "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
-    server = S3Server(str(d / "moto.log"), tls=(str(cert), str(key))).start()
+    server = server_class(s3_kind)(str(d / f"{s3_kind}.log"), tls=(str(cert), str(key))).start()
     yield server, cert
     server.stop()
 

@@ -1,8 +1,8 @@
 """Storage faults: the store errs, throttles, resets, goes away, freezes, refuses our keys.
 
-Zips come from the real composer; the agent is the real `cdh agent` process; the store is the real
-moto_server, behind tests/support/faultproxy.py where faults are injected. Every zip must arrive
-exactly once and byte-identical (SHA-256 taken before the agent started), no multipart upload may
+Zips come from the real composer; the agent is the real `cdh agent` process; the store is each real
+S3 server (moto, SeaweedFS), behind tests/support/faultproxy.py where faults are injected. Every zip
+must arrive exactly once and byte-identical (SHA-256 taken before the agent started), no multipart upload may
 be left open, and no zip may leave the node before its object is in the bucket (DeletionWatch).
 """
 
@@ -16,7 +16,7 @@ from tests.reliability import ledger
 from tests.reliability.workload import MiB, composer_zips
 from tests.support.agentproc import SMALL_PARTS, base_env, wait_until
 from tests.support.faultproxy import FaultProxy, Rule
-from tests.support.s3server import S3Server, pending_uploads
+from tests.support.s3server import pending_uploads, server_class
 from tests.support.zips import zips_left
 
 KiB = 1 << 10
@@ -84,9 +84,9 @@ def test_a_server_that_goes_away_and_comes_back(tmp_path, s3_server, s3, bucket,
     finish(figures, s3, bucket, expected, watch, faults=1 + len(agent.events("upload.failed")))
 
 
-def test_a_frozen_server_process(tmp_path, start_agent, figures):
+def test_a_frozen_server_process(tmp_path, s3_kind, start_agent, figures):
     """The store's process stops (SIGSTOP) mid-upload: requests hang, nothing answers; then SIGCONT."""
-    server = S3Server(str(tmp_path / "moto.log")).start()
+    server = server_class(s3_kind)(str(tmp_path / f"{s3_kind}.log")).start()
     try:
         s3 = server.client()
         bucket = server.create_bucket()
@@ -117,8 +117,7 @@ def test_wrong_keys_then_a_sighup_with_the_fixed_secret(tmp_path, s3_server, s3,
                                                        start_agent, figures):
     """Keys from files (a Secret volume); S3 refuses the wrong one as AWS does; a SIGHUP after the fix."""
     wrong = "AKIAWRONGWRONGWRONG0"
-    denied = fault_proxy.add(Rule("error", header=("authorization", wrong), status=403,
-                                  code="InvalidAccessKeyId"))
+    fault_proxy.refuse_key(wrong, s3_server)
     right = s3_server.agent_env(bucket, url=fault_proxy.url)
     key_file = tmp_path / "access-key"
     key_file.write_text(wrong + "\n")
@@ -137,4 +136,4 @@ def test_wrong_keys_then_a_sighup_with_the_fixed_secret(tmp_path, s3_server, s3,
         agent.wait_event("config.reloaded")
         wait_until(lambda: zips_left(host / "cores") == [], timeout=60, what="uploads after SIGHUP")
     assert wrong not in agent.text() and right["CDH_S3_SECRET_KEY"] not in agent.text()
-    finish(figures, s3, bucket, expected, watch, faults=denied.hits)
+    finish(figures, s3, bucket, expected, watch, faults=len(agent.events("upload.denied")))

@@ -107,6 +107,14 @@ class FaultProxy:
             self.rules.append(rule)
         return rule
 
+    def refuse_key(self, access_key: str, server) -> None:
+        """Requests signed with ``access_key`` are refused as S3 refuses an unknown key (403
+        InvalidAccessKeyId): by the server itself where it checks keys (SeaweedFS), else (moto takes
+        any key) by this proxy."""
+        if not server.checks_credentials:
+            self.add(Rule("error", header=("authorization", access_key), status=403,
+                          code="InvalidAccessKeyId"))
+
     def clear(self) -> None:
         with self._lock:
             rules, self.rules = self.rules, []

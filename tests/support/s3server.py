@@ -1,8 +1,10 @@
-"""A real S3 HTTP server process (moto's ``moto_server``) on a free loopback port.
+"""A real S3 HTTP server process on a free loopback port: moto's ``moto_server`` (:class:`S3Server`)
+or SeaweedFS (:class:`tests.support.seaweed.SeaweedServer`, the same surface).
 
-One process per test session (see ``tests/support/fixtures.py``); each test
+One process of each kind per test session (see ``tests/support/fixtures.py``); each test
 gets its own bucket. Talk to it with :meth:`S3Server.client` (boto3, sync) or
-point cdh at :attr:`S3Server.url`.
+point cdh at :attr:`S3Server.url`. What a kind checks and what it lacks is in class attributes
+(:attr:`S3Server.checks_credentials` ...), so a test says what it expects of each in one place.
 """
 
 from __future__ import annotations
@@ -37,6 +39,16 @@ def _moto_server() -> list[str]:
 
 
 class S3Server:
+    """moto's server: one Python process; it stores what it is sent and checks little (below)."""
+
+    kind = "moto"
+    # Keys, secrets, session tokens and per-identity permissions: moto accepts anything.
+    checks_credentials = False
+    # A CRC32 that does not match the body: moto stores the object anyway (a real store: BadDigest).
+    checks_checksums = False
+    # SSE-KMS: moto accepts any key id and echoes it back; a store knows its own keys only.
+    kms_key_id = "alias/cores"
+
     def __init__(self, log_path: str, env: dict | None = None, tls: tuple[str, str] | None = None) -> None:
         """``tls``: (certificate, key) PEM files: serve HTTPS with them (the certificate is its own CA)."""
         self.log_path = log_path
@@ -79,15 +91,16 @@ class S3Server:
                 self.proc.kill()
                 self.proc.wait()
 
-    def client(self, url: str | None = None):
+    def client(self, url: str | None = None, access_key: str = ACCESS_KEY, secret_key: str = SECRET_KEY,
+               retries: int = 2):
         import boto3
         from botocore.config import Config
 
         return boto3.client("s3", endpoint_url=url or self.url, region_name=REGION,
-                            aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY,
+                            aws_access_key_id=access_key, aws_secret_access_key=secret_key,
                             verify=self.tls[0] if self.tls else None,
                             config=Config(s3={"addressing_style": "path"},
-                                          retries={"mode": "standard", "max_attempts": 2}))
+                                          retries={"mode": "standard", "max_attempts": retries}))
 
     def create_bucket(self, name: str | None = None) -> str:
         name = name or f"cdh-test-{uuid.uuid4().hex[:12]}"
@@ -99,10 +112,11 @@ class S3Server:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("CDH_", "AWS_", "S3_"))}
         return {**env, **self.agent_env(bucket), **extra}
 
-    def agent_env(self, bucket: str, url: str | None = None) -> dict[str, str]:
-        """The settings that point cdh at this server."""
+    def agent_env(self, bucket: str, url: str | None = None, access_key: str = ACCESS_KEY,
+                  secret_key: str = SECRET_KEY) -> dict[str, str]:
+        """The settings that point cdh at this server (with the admin's keys unless others are given)."""
         return {"CDH_S3_ENDPOINT": url or self.url, "CDH_S3_BUCKET": bucket, "CDH_S3_REGION": REGION,
-                "CDH_S3_ACCESS_KEY": ACCESS_KEY, "CDH_S3_SECRET_KEY": SECRET_KEY,
+                "CDH_S3_ACCESS_KEY": access_key, "CDH_S3_SECRET_KEY": secret_key,
                 "CDH_S3_ADDRESSING": "path"}
 
 
@@ -143,3 +157,17 @@ def list_keys(client, bucket: str) -> list[str]:
 
 def pending_uploads(client, bucket: str) -> list[dict]:
     return client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+
+
+KINDS = ("moto", "seaweedfs")
+
+
+def server_class(kind: str) -> type[S3Server]:
+    """The server class of ``kind`` (one of :data:`KINDS`)."""
+    if kind == "seaweedfs":
+        from tests.support.seaweed import SeaweedServer
+
+        return SeaweedServer
+    if kind != "moto":
+        raise ValueError(f"no S3 server kind {kind!r}: one of {', '.join(KINDS)}")
+    return S3Server
