@@ -11,12 +11,12 @@ nox.options.sessions = ["lint", "tests", "manifests"]
 nox.options.reuse_venv = "yes"
 
 # Variables the tests read, passed through to the session.
-PASSTHROUGH = ("CDH_REQUIRE_KERNEL", "CDH_TEST_KEEP")
+PASSTHROUGH = ("CDH_REQUIRE_KERNEL", "CDH_TEST_KEEP", "CDH_TEST_S3")
 
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """Unit, integration (real S3 server process) and kernel tests (real crashes; root)."""
+    """Unit, integration (real S3 servers: moto and SeaweedFS) and kernel tests (real crashes; root)."""
     session.install("-e", ".[test]")
     env = {k: os.environ[k] for k in PASSTHROUGH if k in os.environ}
     session.run("pytest", *(session.posargs or ["tests"]), env=env)
