@@ -45,6 +45,7 @@ class Destination:
     bucket: str                      # bucket (s3, gs) or container (azblob)
     prefix: str = ""                 # literal key prefix: "" or ending in "/"
     key_template: str = ""           # CDH_S3_KEY_PREFIX, rendered per zip after ``prefix``
+    key_layout: str = "listing"      # CDH_KEY_LAYOUT: the object's name after the rendered template
     s3: S3Access | None = None
     name: str = "main"               # which destination this is (the settings' one is "main")
 
@@ -77,7 +78,7 @@ def from_settings(settings: Settings) -> Destination:
     """The destination the settings name (``CDH_S3_BUCKET`` and the other ``CDH_S3_*``)."""
     s = settings
     return Destination(
-        kind=S3, bucket=s.s3_bucket, key_template=s.s3_key_prefix,
+        kind=S3, bucket=s.s3_bucket, key_template=s.s3_key_prefix, key_layout=s.key_layout,
         s3=S3Access(endpoint=s.s3_endpoint, region=s.s3_region, addressing=s.s3_addressing,
                     access_key=s.s3_access_key, secret_key=s.s3_secret_key,
                     session_token=s.s3_session_token, ca_bundle=s.s3_ca_bundle,

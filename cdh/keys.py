@@ -1,10 +1,17 @@
 """Object keys and metadata: the one definition the agent writes and the bucket tools read.
 
-key = ``CDH_S3_KEY_PREFIX`` rendered + zip name. Every value put into a key is
-sanitised to ``[A-Za-z0-9._-]`` (never ``.``/``..``, never empty), so only the
-template's own ``/`` separate key components. Object metadata
-(``x-amz-meta-<name>``) carries :data:`METADATA_NAMES`; unknown values are left
-out rather than sent empty. Stdlib only.
+key = ``CDH_S3_KEY_PREFIX`` rendered + the object's name, which ``CDH_KEY_LAYOUT`` chooses:
+
+- ``listing`` (the default): ``<YYYY-MM-DD>/<HHMMSS>~<signal>~<signature>~<namespace>~<pod>~
+  <container>~<exe>~<node>~<uuid>~<zip name>`` (:func:`listed_name`, read back by
+  :func:`parse_listed`), so what ``cdh ls`` shows comes from the listing itself, 1,000 objects per
+  request, never one HEAD per object (README "From bucket to debugger" has the measurements);
+- ``plain``: the zip's name, as IBM's agent names objects (for consumers that expect that).
+
+Every value put into a key is sanitised to ``[A-Za-z0-9._-]`` (never ``.``/``..``; in the
+template never empty), so only the template's own ``/`` separate key components and ``~`` never
+occurs in a listed value. Object metadata (``x-amz-meta-<name>``) carries :data:`METADATA_NAMES`;
+unknown values are left out rather than sent empty. Stdlib only.
 
 Reading keys back (``cdh ls``, ``cdh get``): listing a big bucket is cheapest when
 the prefix is narrowed before listing (:func:`listing_prefixes`): the template's
@@ -15,6 +22,7 @@ filtered on object metadata after listing.
 
 from __future__ import annotations
 
+import calendar
 import re
 import time
 
@@ -72,13 +80,78 @@ def crash_values(info: dict, node: object) -> dict[str, object]:
     }
 
 
-def object_key(template: str, info: dict, node: object, crash_time: float, zip_name: str) -> str:
-    """The object key of a zip: the rendered prefix (values sanitised) + the zip's name."""
+def object_key(template: str, info: dict, node: object, crash_time: float, zip_name: str,
+               layout: str = "listing") -> str:
+    """The object key of a zip: the rendered prefix (values sanitised) + its name in ``layout``."""
     values = crash_values(info, node)
     variables = {k: sanitise(v) for k, v in values.items()}
     variables["exe_name"] = variables.pop("exe")
     variables.update(date_values(crash_time))
-    return render_template(template, variables.__getitem__).lstrip("/") + zip_name
+    prefix = render_template(template, variables.__getitem__).lstrip("/")
+    if layout == "plain":
+        return prefix + zip_name
+    return prefix + listed_name({**values, "signature": info.get("signature")}, crash_time, zip_name)
+
+
+# ---------------------------------------------------------------- the listing layout
+
+LAYOUTS = ("listing", "plain")
+# What a listed name carries between its time and the zip's name, in this order.
+LISTED = ("signal", "signature", "namespace", "pod", "container", "exe", "node", "uuid")
+LISTED_SEP = "~"
+# Each listed value is cut here, so a key stays far below S3's 1,024 bytes whatever the pod names
+# (the metadata keeps MAX_VALUE_CHARS); Kubernetes names are at most 63 characters but pods' (253).
+LISTED_VALUE_CHARS = 63
+_LISTED = re.compile(r"(?:^|/)(\d{4})-(\d\d)-(\d\d)/(\d\d)(\d\d)(\d\d)~"
+                     + "~".join(["([A-Za-z0-9._-]*)"] * len(LISTED)) + r"~([^/]+)$")
+DAY_DIR = re.compile(r"\d{4}-\d\d-\d\d/")   # a listing layout's day directory, as a prefix's last part
+TIME_NAME = "%H%M%S"
+
+
+def listed_name(values: dict[str, object], crash_time: float, zip_name: str) -> str:
+    """``<day>/<HHMMSS>~<signal>~...~<uuid>~<zip name>`` (UTC); unknown values are empty, and the
+    uuid is left out (empty) when the zip's name already holds it (the default name does)."""
+    g = time.gmtime(crash_time)
+    cells = []
+    for name in LISTED:
+        v = values.get(name)
+        if v in (None, "") or (name == "uuid" and str(v) in zip_name):
+            cells.append("")
+        else:
+            cells.append(_UNSAFE.sub("_", str(v))[:LISTED_VALUE_CHARS])
+    return LISTED_SEP.join([time.strftime("%Y-%m-%d/" + TIME_NAME, g), *cells, zip_name])
+
+
+def parse_listed(key: str) -> dict[str, object] | None:
+    """What a key in the listing layout says: ``time`` (epoch seconds, UTC, to the second),
+    ``zip_name`` and the :data:`LISTED` values ("" when unknown); None for any other key."""
+    m = _LISTED.search(key)
+    if m is None:
+        return None
+    g = m.groups()
+    year, month, day, hour, minute, second = map(int, g[:6])
+    if not (1 <= month <= 12 and 1 <= day <= 31 and hour < 24 and minute < 60 and second < 61):
+        return None
+    out: dict[str, object] = dict(zip(LISTED, g[6:-1], strict=True))
+    out["time"] = calendar.timegm((year, month, day, hour, minute, second))
+    out["zip_name"] = g[-1]
+    return out
+
+
+def day_start(day_dir: str) -> float | None:
+    """Epoch seconds (UTC) at the start of a day directory (``...YYYY-MM-DD/``), else None."""
+    try:
+        return calendar.timegm(time.strptime(day_dir.rstrip("/")[-10:], "%Y-%m-%d"))
+    except ValueError:
+        return None
+
+
+def listed_start_after(day_dir: str, since: float) -> str | None:
+    """The StartAfter that skips, inside ``day_dir``, every listed name older than ``since``."""
+    start = day_start(day_dir)
+    if start is None or since <= start:
+        return None
+    return day_dir + time.strftime(TIME_NAME, time.gmtime(since - 1)) + LISTED_SEP + LISTED_SEP
 
 
 def metadata(info: dict, node: object) -> dict[str, str]:
@@ -114,6 +187,18 @@ def listing_prefixes(template: str, known: dict[str, str | None], since: float |
         return [_render_until_unknown(template, fixed)]
     prefixes = {_render_until_unknown(template, {**fixed, **date_values(t)}) for t in slots}
     return _drop_nested(prefixes)
+
+
+def listing_levels(template: str, prefix: str) -> int:
+    """Directories of ``template`` below ``prefix`` (one of its :func:`listing_prefixes`): how deep
+    a listing walks before the layout's day directories (rendered values never hold a "/")."""
+    return max(template.lstrip("/").count("/") - prefix.count("/"), 0)
+
+
+def zip_name_of_key(key: str) -> str:
+    """The zip's own name in an object key, whatever the layout."""
+    listed = parse_listed(key)
+    return str(listed["zip_name"]) if listed else key.rsplit("/", 1)[-1]
 
 
 def _render_until_unknown(template: str, values: dict[str, str]) -> str:

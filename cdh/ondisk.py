@@ -188,6 +188,12 @@ def is_uuid(text: str) -> bool:
     return re.match(_UUID + "$", text) is not None
 
 
+def find_uuid(text: str) -> str:
+    """The first uuid in ``text`` (a zip name from any template holding ``{uuid}``), else ""."""
+    m = re.search(_UUID, text)
+    return m.group(0) if m else ""
+
+
 def parse_default_name(key: str) -> dict[str, str]:
     """What a default zip name says (uuid, timestamp, pid, signal), or {} for other names."""
     m = re.match(_DEFAULT_NAME, key.rsplit("/", 1)[-1])

@@ -53,7 +53,7 @@ def object_key(destination: Destination, node_name: str, info: dict, zip_name: s
     """The destination's prefix and key template rendered + zip name (cdh/keys.py); the date is the
     crash's, else the zip's mtime."""
     return keys.object_key(destination.key_prefix_template, info, keys.node_of(info, node_name),
-                           keys.crash_time(info, mtime), zip_name)
+                           keys.crash_time(info, mtime), zip_name, destination.key_layout)
 
 
 def object_metadata(settings: Settings, info: dict) -> dict[str, str]:

@@ -78,6 +78,14 @@ class ObjectInfo:
     facts: Mapping[str, Any] = field(default_factory=dict)  # the kind's own (encryption, generation ...)
 
 
+@dataclass
+class ListPage:
+    """One page of a listing (:meth:`Store.list_pages`)."""
+
+    objects: list[ObjectInfo]
+    directories: list[str]            # prefixes ending in "/", when asked for
+
+
 @dataclass(frozen=True)
 class Failure:
     """A store error, read once per kind."""
@@ -144,6 +152,27 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def list(self, prefix: str) -> AsyncIterator[ObjectInfo]:
         """Every object under ``prefix``, in key order (an async iterator; errors raise while iterating)."""
+
+    async def list_pages(self, prefix: str, start_after: str = "",
+                         directories: bool = False) -> AsyncIterator[ListPage]:
+        """The listing under ``prefix`` in pages, key order: objects after ``start_after``; with
+        ``directories``, one level only, as a listing with the delimiter "/" gives it (the objects
+        right under ``prefix``, and each deeper "directory" once, as a prefix ending in "/").
+
+        This generic one reads the whole tree with :meth:`list`; kinds that can ask their service for
+        exactly this (S3: StartAfter, Delimiter) override it, which is what makes ``cdh ls`` fast."""
+        page = ListPage([], [])
+        async for obj in self.list(prefix):
+            if obj.key <= start_after:
+                continue
+            rest = obj.key[len(prefix):]
+            if directories and "/" in rest:
+                sub = prefix + rest.split("/", 1)[0] + "/"
+                if not page.directories or page.directories[-1] != sub:
+                    page.directories.append(sub)
+            else:
+                page.objects.append(obj)
+        yield page
 
     @abc.abstractmethod
     async def head(self, key: str) -> ObjectInfo | None:

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING, Any
 
-from cdh.store import CHUNK, Failure, ObjectInfo, Store, VerifyError
+from cdh.store import CHUNK, Failure, ListPage, ObjectInfo, Store, VerifyError
 from cdh.store.s3client import (
     HINTS,
     crc32_b64,
@@ -81,11 +81,27 @@ class S3Store(Store):
         await self.client.head_bucket(Bucket=self.bucket)
 
     async def list(self, prefix: str) -> AsyncIterator[ObjectInfo]:
-        paginator = self.client.get_paginator("list_objects_v2")
-        async for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
-            for o in page.get("Contents", []):
-                yield ObjectInfo(key=o["Key"], size=o["Size"], last_modified=o["LastModified"].timestamp(),
-                                 etag=o.get("ETag", ""))
+        async for page in self.list_pages(prefix):
+            for o in page.objects:
+                yield o
+
+    async def list_pages(self, prefix: str, start_after: str = "",
+                         directories: bool = False) -> AsyncIterator[ListPage]:
+        args: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
+        if start_after:
+            args["StartAfter"] = start_after
+        if directories:
+            args["Delimiter"] = "/"
+        while True:
+            got = await self.client.list_objects_v2(**args)
+            yield ListPage([ObjectInfo(key=o["Key"], size=o["Size"], etag=o.get("ETag", ""),
+                                       last_modified=o["LastModified"].timestamp())
+                            for o in got.get("Contents", ())],
+                           [p["Prefix"] for p in got.get("CommonPrefixes", ())])
+            token = got.get("NextContinuationToken")
+            if not got.get("IsTruncated") or not token:
+                return
+            args["ContinuationToken"] = token
 
     async def head(self, key: str, **extra) -> ObjectInfo | None:
         try:

@@ -32,8 +32,11 @@ def client_config(access: S3Access, max_pool_connections: int = 10):
 
 
 def create_client(access: S3Access, max_pool_connections: int = 10):
-    """An async context manager yielding an aiobotocore S3 client for ``access``."""
+    """An async context manager yielding an aiobotocore S3 client for ``access`` (its listings read
+    by cdh/store/s3listing.py)."""
     from aiobotocore.session import get_session
+
+    from cdh.store.s3listing import ParserFactory
 
     kwargs: dict = {
         "region_name": access.region or None,
@@ -45,7 +48,9 @@ def create_client(access: S3Access, max_pool_connections: int = 10):
         kwargs["aws_access_key_id"] = access.access_key
         kwargs["aws_secret_access_key"] = access.secret_key
         kwargs["aws_session_token"] = access.session_token or None
-    return get_session().create_client("s3", **kwargs)
+    session = get_session()
+    session.register_component("response_parser_factory", ParserFactory())
+    return session.create_client("s3", **kwargs)
 
 
 def encryption_args(access: S3Access) -> dict[str, Any]:

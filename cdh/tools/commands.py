@@ -60,7 +60,6 @@ def _destination(ns):
 def run_ls(ns) -> int:
     import asyncio
 
-    from cdh import keys
     from cdh.tools.bucket import BucketError, Filters, find_dumps
     from cdh.tools.timespec import parse_since
 
@@ -73,14 +72,13 @@ def run_ls(ns) -> int:
         print(f"cdh ls: --since {ns.since!r}: {err}", file=sys.stderr)
         return EXIT_USAGE
     filters = Filters(namespace=ns.namespace, pod=ns.pod, node=ns.node, since=since)
-    prefixes = [ns.prefix] if ns.prefix is not None else keys.listing_prefixes(
-        dest.key_prefix_template, {"node": ns.node, "namespace": ns.namespace, "pod": ns.pod}, since)
+    prefixes, levels = _prefixes(ns, dest, {"node": ns.node, "namespace": ns.namespace, "pod": ns.pod}, since)
 
     async def work():
         from cdh.store import open_store
 
         async with open_store(dest, pool_size=ns.concurrency) as store:
-            return await find_dumps(store, prefixes, filters, ns.concurrency)
+            return await find_dumps(store, prefixes, filters, ns.concurrency, levels)
 
     try:
         dumps = asyncio.run(work())
@@ -92,20 +90,45 @@ def run_ls(ns) -> int:
     return EXIT_OK
 
 
+def _prefixes(ns, dest, known: dict, since: float | None = None) -> tuple[list[str], list[int]]:
+    """The key prefixes to list (``--prefix``, else narrowed from the key template by what is known),
+    each with the template directories below it (keys.listing_levels)."""
+    from cdh import keys
+
+    if ns.prefix is not None:
+        return [ns.prefix], [0]
+    template = dest.key_prefix_template
+    prefixes = keys.listing_prefixes(template, known, since)
+    return prefixes, [keys.listing_levels(template, p) for p in prefixes]
+
+
 def _print_dumps(dumps, as_json: bool, where: str) -> None:
+    """The table (or JSON array), written row by row: 100,000 rows never become one string."""
     from cdh import signals
-    from cdh.tools.fmt import human_size, table, utc
+    from cdh.tools.fmt import human_size, print_table, utc
 
     if as_json:
-        print(json.dumps([d.as_json() for d in dumps], indent=2))
+        _print_json_array(d.as_json() for d in dumps)
         return
     if not dumps:
         print(f"no dumps found in {where}", file=sys.stderr)
         return
-    rows = [[utc(d.time), d.namespace or "-", d.pod or "-", d.container or "-", d.exe or "-",
-             signals.name(d.signal) if d.signal is not None else "-", human_size(d.size), d.key]
-            for d in dumps]
-    print(table(["TIME (UTC)", "NAMESPACE", "POD", "CONTAINER", "EXE", "SIGNAL", "SIZE", "KEY"], rows))
+    def row(d) -> list[str]:
+        return [utc(d.time), d.namespace or "-", d.pod or "-", d.container or "-", d.exe or "-",
+                signals.name(d.signal) if d.signal is not None else "-", human_size(d.size), d.key]
+
+    print_table(["TIME (UTC)", "NAMESPACE", "POD", "CONTAINER", "EXE", "SIGNAL", "SIZE", "KEY"], row, dumps)
+
+
+def _print_json_array(items) -> None:
+    """What ``json.dumps(list, indent=2)`` prints, one item at a time."""
+    import textwrap
+
+    write, first = sys.stdout.write, True
+    for item in items:
+        write(("[\n" if first else ",\n") + textwrap.indent(json.dumps(item, indent=2), "  "))
+        first = False
+    write("[]\n" if first else "\n]\n")
 
 
 def run_get(ns) -> int:
@@ -137,12 +160,12 @@ async def _get(ns, dest) -> int:
     from cdh.tools.fetch import VerifyError, download, resolve
     from cdh.tools.progress import Progress
 
-    prefixes = [ns.prefix] if ns.prefix is not None else keys.listing_prefixes(dest.key_prefix_template, {})
+    prefixes, levels = _prefixes(ns, dest, {})
     os.makedirs(ns.output, exist_ok=True)
     async with open_store(dest, pool_size=ns.concurrency) as store:
-        info = await resolve(store, ns.dump, prefixes, ns.concurrency)
+        info = await resolve(store, ns.dump, prefixes, levels, ns.concurrency)
         key = info.key
-        base = key.rsplit("/", 1)[-1]
+        base = keys.zip_name_of_key(key)
         unpacked = os.path.join(ns.output, base.removesuffix(ondisk.ZIP_SUFFIX))
         if os.path.exists(unpacked):
             raise DumpError(f"{unpacked} already exists")

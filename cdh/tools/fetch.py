@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from cdh import ondisk
 from cdh.store import VerifyError
-from cdh.tools.bucket import BucketError, head, list_zip_objects, with_metadata
+from cdh.tools.bucket import BucketError, Walk, head, with_metadata
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -21,8 +21,14 @@ if TYPE_CHECKING:
 __all__ = ["VerifyError", "download", "resolve"]
 
 
-async def resolve(store: Store, wanted: str, prefixes: list[str], concurrency: int = 16) -> ObjectInfo:
-    """The object of a key or a dump uuid (with its metadata)."""
+async def resolve(store: Store, wanted: str, prefixes: list[str], levels: list[int],
+                  concurrency: int = 16) -> ObjectInfo:
+    """The object of a key or a dump uuid (with its metadata).
+
+    A uuid is looked for in the listing: in the keys of the listing layout, and in every other
+    object's name. Only objects whose name holds no uuid at all (a template without ``{uuid}``,
+    written by an older agent) are asked for their metadata, one HEAD each.
+    """
     url = store.destination.url
     if not ondisk.is_uuid(wanted):
         zipped = ondisk.zip_name(wanted)
@@ -31,19 +37,22 @@ async def resolve(store: Store, wanted: str, prefixes: list[str], concurrency: i
             if found is not None:
                 return found
         raise BucketError(f"no object {url(wanted)}")
-    objects = await list_zip_objects(store, prefixes)
-    by_name = [o.key for o in objects if wanted.lower() in o.key.rsplit("/", 1)[-1].lower()]
-    if not by_name:  # names without the uuid: ask each object's metadata
-        by_name = [d.key for d in await with_metadata(store, objects, concurrency)
-                   if d.uuid.lower() == wanted.lower()]
-    if len(by_name) > 1:
-        raise BucketError(f"uuid {wanted} matches {len(by_name)} objects: "
-                          + ", ".join(by_name[:5]) + "; give the key instead")
-    if not by_name:
+    wanted = wanted.lower()
+    walk = await Walk(store, concurrency=concurrency).run(prefixes, levels)
+    keys = [d.key for d in walk.dumps if d.uuid.lower() == wanted]
+    named = {o.key: ondisk.find_uuid(o.key.rsplit("/", 1)[-1]).lower() for o in walk.other}
+    keys += [k for k, u in named.items() if u == wanted]
+    if not keys:  # names without a uuid: ask their metadata
+        unnamed = [o for o in walk.other if not named[o.key]]
+        keys = [d.key for d in await with_metadata(store, unnamed, concurrency) if d.uuid.lower() == wanted]
+    if len(keys) > 1:
+        raise BucketError(f"uuid {wanted} matches {len(keys)} objects: " + ", ".join(keys[:5])
+                          + "; give the key instead")
+    if not keys:
         raise BucketError(f"no dump with uuid {wanted} in {url(prefixes[0] if prefixes else '')}")
-    found = await head(store, by_name[0])
+    found = await head(store, keys[0])
     if found is None:
-        raise BucketError(f"{url(by_name[0])} vanished while looking it up")
+        raise BucketError(f"{url(keys[0])} vanished while looking it up")
     return found
 
 

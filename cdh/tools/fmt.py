@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import sys
 import time
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from typing import TypeVar
+
+    T = TypeVar("T")
 
 
 def human_size(n: int | None) -> str:
@@ -22,11 +30,24 @@ def utc(ts: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ts))
 
 
+def print_table(headers: list[str], row: Callable[[T], list[str]], items: Sequence[T]) -> None:
+    """:func:`table` of ``row(item)`` for each item, printed line by line: the rows are made twice
+    (widths, then lines) and never held, so a listing of 100,000 dumps prints in little memory."""
+    widths = [len(h) for h in headers]
+    for item in items:
+        widths = [max(w, len(c)) for w, c in zip(widths, row(item), strict=True)]
+    write = sys.stdout.write
+    write(_line(headers, widths) + "\n")
+    for item in items:
+        write(_line(row(item), widths) + "\n")
+
+
+def _line(cells: list[str], widths: list[int]) -> str:
+    padded = [c.ljust(w) for c, w in zip(cells[:-1], widths[:-1], strict=True)]
+    return "  ".join([*padded, cells[-1]]).rstrip()
+
+
 def table(headers: list[str], rows: list[list[str]]) -> str:
     """Left-aligned columns separated by two spaces; the last column is not padded."""
     widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
-    lines = []
-    for row in [headers, *rows]:
-        cells = [c.ljust(w) for c, w in zip(row[:-1], widths[:-1], strict=True)] + [row[-1]]
-        lines.append("  ".join(cells).rstrip())
-    return "\n".join(lines)
+    return "\n".join(_line(row, widths) for row in [headers, *rows])

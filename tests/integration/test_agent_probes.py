@@ -47,7 +47,7 @@ def test_a_lost_intake_watch_is_set_up_again_and_liveness_stays_ok(agent_env, st
                                                                     bucket):
     """A cleanup job removes CORE_DIR: inotify drops the watch; the agent makes CORE_DIR again and
     watches it, so neither a restart nor the probes are needed for the next zip to go."""
-    from tests.support.s3server import list_keys
+    from tests.support.s3server import zip_keys
     from tests.support.zips import make_zip
 
     port = free_port()
@@ -60,4 +60,4 @@ def test_a_lost_intake_watch_is_set_up_again_and_liveness_stays_ok(agent_env, st
     assert probe(port, "/healthz") == (200, {"alive": True, "checks": {"loop": True, "workers": True,
                                                                        "intake": True}})
     z = make_zip(core_dir, 100)
-    wait_until(lambda: list_keys(s3, bucket) == [z.filename], what="the next zip uploaded")
+    wait_until(lambda: list(zip_keys(s3, bucket)) == [z.filename], what="the next zip uploaded")

@@ -12,19 +12,22 @@ import urllib.request
 import pytest
 
 from tests.support.agentproc import run_sweep, wait_until
-from tests.support.s3server import free_port, list_keys, object_sha256, pending_uploads
+from tests.support.s3server import free_port, list_keys, object_sha256, pending_uploads, zip_keys
 from tests.support.zips import make_broken_zip, make_zip, zips_left
 
 SMALL_PARTS = {"CDH_MULTIPART_THRESHOLD": "5MiB", "CDH_PART_SIZE": "5MiB", "CDH_PART_CONCURRENCY": "3"}
 
 
 
-def assert_uploaded_intact(s3, bucket, zips, prefix: str = "") -> None:
-    keys = list_keys(s3, bucket)
-    assert sorted(keys) == sorted(prefix + z.filename for z in zips)
+def assert_uploaded_intact(s3, bucket, zips, prefix: str = "") -> dict[str, str]:
+    """Each zip once, byte-identical, under ``prefix``; zip name → key."""
+    found = zip_keys(s3, bucket)
+    assert len(found) == len(list_keys(s3, bucket)) and sorted(found) == sorted(z.filename for z in zips)
     for z in zips:
-        assert object_sha256(s3, bucket, prefix + z.filename) == z.sha256, z.filename
+        assert found[z.filename].startswith(prefix)
+        assert object_sha256(s3, bucket, found[z.filename]) == z.sha256, z.filename
     assert pending_uploads(s3, bucket) == []
+    return found
 
 
 def test_inotify_and_startup_sweep_upload_many_zips(agent_env, start_agent, core_dir, s3, bucket):
@@ -111,18 +114,17 @@ def test_key_prefix_metadata_sse_and_storage_class_reach_the_server(agent_env, s
     small = make_zip(core_dir, 100, timestamp=1700000000, namespace="shop", podname="web-1", container=None)
     big = make_zip(core_dir, 11 * 1024 * 1024, timestamp=1700000000, namespace="shop", podname="web-1")
     wait_until(lambda: zips_left(core_dir) == [], timeout=60, what="uploads")
-    prefix = "cores/node-a/shop/web-1/2023-11-14/"
-    assert_uploaded_intact(s3, bucket, [small, big], prefix=prefix)
+    found = assert_uploaded_intact(s3, bucket, [small, big], prefix="cores/node-a/shop/web-1/2023-11-14/")
     for z in (small, big):
-        head = s3.head_object(Bucket=bucket, Key=prefix + z.filename)
+        head = s3.head_object(Bucket=bucket, Key=found[z.filename])
         assert head["ServerSideEncryption"] == "AES256"
         assert head["StorageClass"] == "STANDARD_IA"
         md = head["Metadata"]
         assert md["namespace"] == "shop" and md["pod"] == "web-1" and md["node"] == "node-a"
         assert md["signal"] == "11" and md["exe"] == "segfaulter" and md["timestamp"] == "1700000000"
         assert md["uuid"] == z.info["uuid"]
-    assert "container" not in s3.head_object(Bucket=bucket, Key=prefix + small.filename)["Metadata"]
-    assert s3.head_object(Bucket=bucket, Key=prefix + big.filename)["Metadata"]["container"] == "web"
+    assert "container" not in s3.head_object(Bucket=bucket, Key=found[small.filename])["Metadata"]
+    assert s3.head_object(Bucket=bucket, Key=found[big.filename])["Metadata"]["container"] == "web"
 
 
 def test_sse_kms_with_key_id(agent_env, start_agent, core_dir, s3, bucket, s3_server):
@@ -132,9 +134,9 @@ def test_sse_kms_with_key_id(agent_env, start_agent, core_dir, s3, bucket, s3_se
     agent.wait_event("agent.started")
     zips = [make_zip(core_dir, 100), make_zip(core_dir, 11 * 1024 * 1024)]
     wait_until(lambda: zips_left(core_dir) == [], what="upload")
-    assert_uploaded_intact(s3, bucket, zips)
+    found = assert_uploaded_intact(s3, bucket, zips)
     for z in zips:
-        head = s3.head_object(Bucket=bucket, Key=z.filename)
+        head = s3.head_object(Bucket=bucket, Key=found[z.filename])
         assert head["ServerSideEncryption"] == "aws:kms"
         assert head["SSEKMSKeyId"]  # moto echoes the alias; SeaweedFS names the key by its id
 
@@ -158,7 +160,7 @@ def test_unreadable_zips_are_reported_and_left_in_place(agent_env, start_agent, 
                    what="three interval sweeps")
         assert os.path.exists(garbage) and os.path.exists(no_info)
         assert part.exists() and os.path.islink(core_dir / "link.zip")
-    assert list_keys(s3, bucket) == [good.filename]
+    assert list(zip_keys(s3, bucket)) == [good.filename]
     assert len(agent.events("upload.invalid")) == 2  # reported once each, not on every sweep
 
 

@@ -1,7 +1,8 @@
 """`cdh ls` and `cdh get` against a real S3 server process (moto and SeaweedFS on loopback).
 
-Dumps are uploaded the way the agent uploads them (key prefix + zip name, object
-metadata from dump-info); the tools run as real `cdh` processes.
+Dumps are uploaded the way the agent uploads them (key prefix + the key layout, object
+metadata from dump-info): in the listing layout (today's agent) and as plain zip names (older
+agents, IBM's), side by side in one bucket; the tools run as real `cdh` processes.
 """
 
 from __future__ import annotations
@@ -13,34 +14,38 @@ import zipfile
 
 import pytest
 
+from cdh import keys
 from tests.support import dumpbuild
 from tests.support.cli import run_cdh
+from tests.support.faultproxy import FaultProxy
 from tests.support.s3server import put_dump
 
 NOW = int(time.time())
 HOUR = 3600
 
 
-def _put(server, bucket, tmp_path, prefix="", compression="deflate", core=None, part_sizes=None, **info):
+def _put(server, bucket, tmp_path, prefix="", compression="deflate", core=None, part_sizes=None,
+         layout="plain", **info):
     core = os.urandom(4096) if core is None else core
     path, meta = dumpbuild.build(tmp_path, core, compression=compression, **info)
-    key = prefix + path.name
+    key = keys.object_key(prefix, meta, meta.get("node_hostname"), keys.crash_time(meta, NOW), path.name,
+                          layout)
     put_dump(server.client(), bucket, key, path, meta, part_sizes=part_sizes)
     return key, meta, path
 
 
 @pytest.fixture(scope="module")
 def listed(s3_server, tmp_path_factory):
-    """A bucket with four dumps across namespaces, pods, nodes and times."""
+    """A bucket with four dumps across namespaces, pods, nodes and times, two in each key layout."""
     tmp = tmp_path_factory.mktemp("dumps")
     bucket = s3_server.create_bucket()
     specs = [
         dict(namespace="default", podname="web-0", hostname="web-0", node_hostname="node-1",
              timestamp=NOW - 3 * HOUR, signal=11, exe="web"),
         dict(namespace="default", podname="web-1", hostname="web-1", node_hostname="node-2",
-             timestamp=NOW - 1 * HOUR, signal=6, exe="web"),
+             timestamp=NOW - 1 * HOUR, signal=6, exe="web", layout="listing"),
         dict(namespace="payments", podname="ledger-7f9c", hostname="ledger-7f9c", node_hostname="node-1",
-             timestamp=NOW - 10 * 60, signal=7, exe="ledger", container="ledger"),
+             timestamp=NOW - 10 * 60, signal=7, exe="ledger", container="ledger", layout="listing"),
         dict(namespace="kube-system", podname="proxy-x", hostname="proxy-x", node_hostname="node-3",
              timestamp=NOW - 30 * HOUR, signal=4, exe="proxy"),
     ]
@@ -54,7 +59,7 @@ def _ls(server, bucket, *args, **env):
     return json.loads(r.stdout)
 
 
-def test_ls_lists_newest_first_from_metadata(s3_server, listed):
+def test_ls_lists_newest_first_from_key_or_metadata(s3_server, listed):
     bucket, dumps = listed
     rows = _ls(s3_server, bucket)
     assert [r["pod"] for r in rows] == ["ledger-7f9c", "web-1", "web-0", "proxy-x"]
@@ -65,6 +70,9 @@ def test_ls_lists_newest_first_from_metadata(s3_server, listed):
     assert ledger["time"] == NOW - 10 * 60
     assert ledger["uuid"] == dumps[2][1]["uuid"] and ledger["key"] == dumps[2][0]
     assert ledger["size"] == dumps[2][2].stat().st_size
+    assert ledger["metadata"]["pod"] == "ledger-7f9c"  # --json keeps its shape for listed dumps
+    web0 = rows[2]  # a plain key: from its metadata
+    assert web0["namespace"] == "default" and web0["node"] == "node-1" and web0["signal_name"] == "SIGSEGV"
 
 
 def test_ls_table_has_the_columns_people_read(s3_server, listed):
@@ -254,3 +262,56 @@ def test_get_refuses_to_overwrite_an_unpacked_dump(s3_server, tmp_path):
     assert _get(s3_server, "some-other-default", f"s3://{bucket}/{key}", out).returncode == 0
     r = _get(s3_server, bucket, key, out)
     assert r.returncode == 1 and "already exists" in r.stderr
+
+
+def _requests(server, bucket, *args, **env):
+    """``cdh ls --json`` through a proxy that records every request; (rows, requests)."""
+    with FaultProxy(server.url) as proxy:
+        rows = _ls(server, bucket, *args, CDH_S3_ENDPOINT=proxy.url, **env)
+        return rows, list(proxy.requests)
+
+
+def test_ls_reads_the_listing_layout_without_a_head(s3_server, tmp_path):
+    bucket = s3_server.create_bucket()
+    for n in range(5):
+        _put(s3_server, bucket, tmp_path, podname=f"web-{n}", timestamp=NOW - n * 86400, layout="listing",
+             signature="1-0123456789abcdef")
+    plain, _, _ = _put(s3_server, bucket, tmp_path, podname="old-agent", timestamp=NOW - 2 * HOUR)
+    rows, requests = _requests(s3_server, bucket)
+    assert [r["pod"] for r in rows] == ["web-0", "old-agent", "web-1", "web-2", "web-3", "web-4"]
+    assert rows[0]["signature"] == "1-0123456789abcdef" and rows[1]["signature"] is None
+    heads = [target for method, target in requests if method == "HEAD"]
+    assert len(heads) == 1 and heads[0].split("?")[0].endswith(plain)  # only the plain key's metadata
+
+
+def test_ls_since_lists_from_the_first_day_it_spans(s3_server, tmp_path):
+    bucket = s3_server.create_bucket()
+    for n in range(4):
+        _put(s3_server, bucket, tmp_path, podname=f"day-{n}", timestamp=NOW - n * 86400 - 60,
+             layout="listing")
+    _put(s3_server, bucket, tmp_path, podname="recent", timestamp=NOW - 60, layout="listing")
+    _put(s3_server, bucket, tmp_path, podname="old-plain", timestamp=NOW - 3 * 86400)
+    rows, requests = _requests(s3_server, bucket, "--since", "36h")
+    assert sorted(r["pod"] for r in rows) == ["day-0", "day-1", "recent"]
+    lists = [t for m, t in requests if m == "GET" and "list-type=2" in t]
+    old_day = time.strftime("%Y-%m-%d", time.gmtime(NOW - 3 * 86400 - 60))
+    assert not [t for t in lists if old_day in t], "a day before --since is not listed"
+    assert any("start-after=" in t for t in lists)
+    assert not [t for m, t in requests if m == "HEAD"], "a plain name older than --since is not HEADed"
+
+
+def test_get_by_uuid_heads_only_what_the_listing_cannot_rule_out(s3_server, tmp_path):
+    bucket = s3_server.create_bucket()
+    for n in range(3):
+        _put(s3_server, bucket, tmp_path, podname=f"other-{n}", layout="listing")
+    _put(s3_server, bucket, tmp_path, podname="plain-other")
+    key, info, path = _put(s3_server, bucket, tmp_path, prefix="cores/", podname="wanted", layout="listing")
+    with FaultProxy(s3_server.url) as proxy:
+        r = run_cdh("get", info["uuid"], "-o", str(tmp_path / "out"),
+                    env=s3_server.cdh_env(bucket, CDH_S3_ENDPOINT=proxy.url))
+        requests = list(proxy.requests)
+    assert r.returncode == 0, r.stderr
+    assert [t.split("?")[0] for m, t in requests if m == "HEAD"] == [f"/{bucket}/{key}"]
+    unpacked = tmp_path / "out" / path.stem  # named after the zip, not after the whole key
+    assert (unpacked / f"{path.stem}-dump-info.json").exists()
+    assert f"s3://{bucket}/{key} -> {unpacked}/" in r.stdout

@@ -9,7 +9,7 @@ import pytest
 
 from tests.support.agentproc import wait_until
 from tests.support.apiserver import FakeApiServer
-from tests.support.s3server import free_port
+from tests.support.s3server import free_port, list_keys
 from tests.support.scrape import scrape
 from tests.support.zips import make_zip, zips_left
 
@@ -49,7 +49,9 @@ def test_captured_then_uploaded_on_the_crashed_pod(agent_env, start_agent, core_
         assert e["reportingController"] == "cdh-agent" and e["reportingInstance"] == "cdh-agent-node-a"
         assert e["metadata"]["annotations"]["cdh.io/uuid"] == z.info["uuid"]
     assert captured["type"] == "Warning" and z.filename in captured["note"] and "SIGSEGV" in captured["note"]
-    url = f"{s3_server.url}/{bucket}/{z.filename}"
+    (key,) = list_keys(s3_server.client(), bucket)
+    assert key.endswith("~" + z.filename)
+    url = f"{s3_server.url}/{bucket}/{key}"
     assert uploaded["type"] == "Normal" and url in uploaded["note"]
     assert uploaded["metadata"]["annotations"]["cdh.io/object-url"] == url
     assert {(r["method"], r["status"]) for r in api.requests} == {("POST", 201)}

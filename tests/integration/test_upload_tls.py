@@ -11,7 +11,7 @@ import pytest
 
 from tests.support.agentproc import base_env, run_sweep
 from tests.support.require import require
-from tests.support.s3server import list_keys, object_sha256, pending_uploads, server_class
+from tests.support.s3server import object_sha256, pending_uploads, server_class, zip_keys
 from tests.support.zips import make_zip
 
 MiB = 1 << 20
@@ -41,9 +41,10 @@ def test_sweep_streams_parts_over_tls(tmp_path, tls_server):
                    CDH_MULTIPART_THRESHOLD="5MiB", CDH_PART_SIZE="5MiB", CDH_PART_CONCURRENCY="2")
     done = run_sweep(env)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert sorted(list_keys(s3, bucket)) == sorted(z.filename for z in zips)
+    found = zip_keys(s3, bucket)
+    assert sorted(found) == sorted(z.filename for z in zips)
     for z in zips:
-        assert object_sha256(s3, bucket, z.filename) == z.sha256
+        assert object_sha256(s3, bucket, found[z.filename]) == z.sha256
         assert not os.path.exists(z.path)
     assert pending_uploads(s3, bucket) == []
     assert '"verified":"size+etag+crc32"' in done.stdout

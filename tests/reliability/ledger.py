@@ -16,6 +16,7 @@ import os
 import zipfile
 from dataclasses import dataclass, field
 
+from cdh.keys import zip_name_of_key
 from tests.support.s3server import list_keys
 
 
@@ -59,7 +60,7 @@ def check(s3, bucket: str, expected: list[Expected]) -> Delivery:
     keys = list_keys(s3, bucket)
     by_name: dict[str, list[str]] = {}
     for key in keys:
-        by_name.setdefault(key.rsplit("/", 1)[-1], []).append(key)
+        by_name.setdefault(zip_name_of_key(key), []).append(key)
     result = Delivery()
     for exp in expected:
         found = by_name.get(exp.name, [])

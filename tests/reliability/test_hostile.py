@@ -21,10 +21,10 @@ from tests.reliability import ledger
 from tests.support.agentproc import REPO, wait_until
 from tests.support.composer import fake_proc, run_composer
 from tests.support.cri import FakeNode, cgroup_v2_systemd
-from tests.support.s3server import list_keys
+from tests.support.s3server import list_keys, zip_keys
 
 SAFE_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
-SAFE_KEY = re.compile(r"^[A-Za-z0-9._/-]+$")
+SAFE_KEY = re.compile(r"^[A-Za-z0-9._/~-]+$")  # "~" separates the listing layout's values
 # comm (%e) as a process may set it: the kernel keeps 15 bytes, so long UTF-8 is cut mid-character.
 COMMS = [b"../../evil", b"a\nb\tc d", b"\x01\x7f\xfe\xff~{uuid}", "💥💥💥💥".encode(), ("é" * 8).encode()]
 HOSTNAMES = [b"../../../etc/cron.d/x\n* * * * * root sh", "ホスト/..".encode()]
@@ -215,7 +215,7 @@ def test_symlinks_planted_in_core_dir_and_events_are_never_followed(node, s3_ser
     agent.check_alive()
     assert victim.read_bytes() == b"the node's secret" and victim.stat().st_mtime == 1_000_000_000
     assert all(p.is_symlink() and os.readlink(p) == str(victim) for p in links)
-    assert sorted(list_keys(s3, bucket)) == sorted(d["zip"] for d in done)
+    assert sorted(zip_keys(s3, bucket)) == sorted(d["zip"] for d in done)
     assert all(d["zip"].startswith("crasher-") for d in done)  # the planted names were left alone
     assert len([e for e in node.event_dir.iterdir() if not e.is_symlink()]) == 2
     delivery = ledger.check(s3, bucket, ledger.from_composer(done))

@@ -155,6 +155,13 @@ def list_keys(client, bucket: str) -> list[str]:
     return keys
 
 
+def zip_keys(client, bucket: str) -> dict[str, str]:
+    """Zip name → object key of every object, whatever the key layout (cdh/keys.py)."""
+    from cdh.keys import zip_name_of_key
+
+    return {zip_name_of_key(k): k for k in list_keys(client, bucket)}
+
+
 def pending_uploads(client, bucket: str) -> list[dict]:
     return client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
 

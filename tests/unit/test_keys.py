@@ -1,10 +1,13 @@
-"""Reading object keys back (cdh/keys.py): the listing prefixes that narrow a big bucket."""
+"""Object keys (cdh/keys.py): the listing layout written and read back, and the listing prefixes that
+narrow a big bucket."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from cdh import keys
 
@@ -37,3 +40,66 @@ def test_listing_prefixes_enumerate_the_days_since():
 def test_listing_prefixes_fall_back_when_since_spans_too_much():
     got = keys.listing_prefixes("{node}/{date}/", {"node": "n1"}, since=T - 5 * 365 * 86400, now=T)
     assert got == ["n1/"]
+
+
+# ---------------------------------------------------------------- the listing layout
+
+UUID = "8d7f2c1e-0b7a-4a53-9d0e-3f1c2b4a5d6e"
+INFO = {"namespace": "shop", "podname": "web-7d4b9c-x2x9q", "container": "web", "signal": 11, "exe": "segv",
+        "uuid": UUID, "timestamp": 1764650232, "signature": "1-0123456789abcdef"}
+
+
+def test_a_listed_key_reads_back_as_what_ls_shows():
+    name = f"{UUID}-dump-1764650232-node-a-segv-12-11.zip"
+    key = keys.object_key("cores/{node}/", INFO, "node-a", 1764650232, name)
+    assert key == ("cores/node-a/2025-12-02/043712~11~1-0123456789abcdef~shop~web-7d4b9c-x2x9q~web~segv~"
+                   f"node-a~~{name}")  # the uuid is in the zip's name: not repeated
+    assert keys.parse_listed(key) == {
+        "signal": "11", "signature": "1-0123456789abcdef", "namespace": "shop", "pod": "web-7d4b9c-x2x9q",
+        "container": "web", "exe": "segv", "node": "node-a", "uuid": "", "time": 1764650232, "zip_name": name}
+    assert keys.zip_name_of_key(key) == name
+    other = keys.parse_listed(keys.object_key("", {**INFO, "signature": None}, "n", 1764650232, "x.zip"))
+    assert other["uuid"] == UUID and other["signature"] == ""
+
+
+@pytest.mark.parametrize("key", [
+    "a.zip", f"{UUID}-dump-1764650232-node-a-segv-12-11.zip", "cores/2025-12-02/a.zip",
+    "2025-13-02/043712~~~~~~~~~a.zip", "2025-12-02/253712~~~~~~~~~a.zip", "2025-12-02/043712~~~~~~~~a.zip",
+    "2025-12-02/043712~~~~~~~~~a/b.zip", "x2025-12-02/043712~~~~~~~~~a.zip", "2025-12-02/043712~~~~~~~~~",
+])
+def test_other_keys_are_not_listed_ones(key):
+    assert keys.parse_listed("2025-12-02/043712~~~~~~~~~a.zip")["zip_name"] == "a.zip"  # 8 empty values
+    assert keys.parse_listed(key) is None
+    assert keys.zip_name_of_key(key) == key.rsplit("/", 1)[-1]
+
+
+@given(st.dictionaries(st.sampled_from(["namespace", "podname", "container", "signal", "exe", "uuid",
+                                        "signature"]), st.text(max_size=300)),
+       st.text(min_size=1, max_size=300), st.integers(0, 4102444800))
+def test_any_values_make_a_short_key_that_reads_back(info, node, t):
+    name = "dump.zip"
+    key = keys.object_key("{namespace}/", info, node, t, name)
+    assert len(key.encode()) < 1024 - 255
+    listed = keys.parse_listed(key)
+    assert listed is not None and listed["time"] == t and listed["zip_name"] == name
+    assert listed["node"] == keys._UNSAFE.sub("_", node)[:keys.LISTED_VALUE_CHARS]
+    for field in ("namespace", "container", "exe"):
+        assert listed[field] == keys._UNSAFE.sub("_", info.get(field) or "")[:keys.LISTED_VALUE_CHARS]
+
+
+def test_start_after_skips_what_is_older_than_since():
+    day = "cores/2025-12-02/"
+    after = keys.listed_start_after(day, 1764650232)
+    assert after == day + "043711~~"
+    older = keys.object_key("cores/", INFO, "n", 1764650231, "a.zip")
+    same = keys.object_key("cores/", INFO, "n", 1764650232, "a.zip")
+    assert older < after < same
+    assert keys.listed_start_after(day, 1764633600) is None  # since is the day's start: all of it
+    assert keys.listed_start_after("cores/x/", 1764650232) is None
+
+
+def test_listing_levels_count_the_template_directories_below_a_prefix():
+    assert keys.listing_levels("", "") == 0
+    assert keys.listing_levels("{node}/{namespace}/", "") == 2
+    assert keys.listing_levels("{node}/{namespace}/", "n1/") == 1
+    assert keys.listing_levels("cores/{date}/", "cores/2025-12-02/") == 0
