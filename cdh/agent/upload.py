@@ -128,5 +128,7 @@ class Uploader:
             self.storage_ok = False
             self.log.error("upload.denied", **fields, hint=f"{store.hints['']}; reload with SIGHUP")
             return Result(Outcome.DENIED, key=key, detail=failure.code)
+        if hint := store.server_error_hint(failure):
+            fields["hint"] = hint
         self.log.warning("upload.failed", **fields)
         return Result(Outcome.FAILED, key=key, detail=failure.code)

@@ -10,6 +10,7 @@ delete still passes, with a note.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import time
 
@@ -33,9 +34,33 @@ def check(settings: config.Settings) -> Check:
     except Exception as err:
         failure = store.failure(err)
         code = _code(failure.code)
+        if (failure.status or 0) >= 500 and (plain := _without_encryption(dest)) is not None:
+            return _encryption_check(plain, key, where, f"{code}: {failure.message}")
         return Check("bucket", FAIL, f"{where}: {code}: {failure.message}",
                      store.hints.get(code, "check the bucket settings and credentials"))
     return Check("bucket", PASS, f"{where}: written, read back, {note}")
+
+
+def _without_encryption(dest: destination.Destination) -> destination.Destination | None:
+    if dest.s3 is None or dest.s3.sse == "none":
+        return None
+    return dataclasses.replace(dest, s3=dataclasses.replace(dest.s3, sse="none", sse_kms_key_id=""))
+
+
+def _encryption_check(plain: destination.Destination, key: str, where: str, error: str) -> Check:
+    """The store failed a write with our encryption with a server error: is it the encryption? Some
+    stores answer 500 to an encryption they cannot apply (SeaweedFS: no SSE key, an unknown KMS key)."""
+    from cdh.store import open_store
+
+    try:
+        asyncio.run(asyncio.wait_for(_probe(open_store(plain), key), TIMEOUT_S))
+    except Exception:
+        return Check("bucket", FAIL, f"{where}: {error}",
+                     "the store fails writes with and without CDH_S3_SSE: check it is up and healthy")
+    return Check("bucket", FAIL, f"{where}: {error} with CDH_S3_SSE (a probe without it was written and "
+                 "deleted): the store cannot apply this encryption",
+                 "configure the store's encryption (SeaweedFS: an SSE key, the KMS key) or change "
+                 "CDH_S3_SSE / CDH_S3_SSE_KMS_KEY_ID; the agent retries such uploads, and keeps the zips")
 
 
 def probe_key(dest: destination.Destination) -> str:

@@ -147,6 +147,12 @@ class Store(abc.ABC):
     def hint(self, failure: Failure) -> str:
         return self.hints.get(failure.code) or self.hints.get("", "")
 
+    def server_error_hint(self, failure: Failure) -> str:
+        """What may be behind a server error (5xx) that is our settings' doing, else "". A server
+        error stays transient, retried with backoff: the answer cannot tell a store's bad minute from
+        a setting it cannot serve, and taking the first for the second would slow every recovery."""
+        return ""
+
     # ---------------------------------------------------------------- the tools' side
 
     @abc.abstractmethod

@@ -51,6 +51,16 @@ class S3Store(Store):
                        permanent=is_permanent(err),
                        status=http_status(err))
 
+    def server_error_hint(self, failure: Failure) -> str:
+        # SeaweedFS answers 500 InternalError to an encryption it cannot apply (no SSE key, an unknown
+        # KMS key id); other stores may too. cdh doctor tells: it writes with and without it.
+        if (failure.status or 0) < 500 or self.access.sse == "none":
+            return ""
+        return (f"if every upload fails so: the store may not apply CDH_S3_SSE={self.access.sse}"
+                + (f" with key {self.access.sse_kms_key_id}" if self.access.sse_kms_key_id else "")
+                + " (SeaweedFS answers 500 without an SSE key or to an unknown KMS key); `cdh doctor` "
+                  "writes with and without it")
+
     def object_args(self, metadata: dict[str, str]) -> dict[str, Any]:
         """What every PUT / CreateMultipartUpload carries besides bucket and key."""
         args: dict[str, Any] = {"Metadata": metadata, "ContentType": "application/zip",

@@ -78,6 +78,24 @@ def test_wrong_bucket_keeps_files_then_fixed_configmap_uploads_them(agent_env, s
     assert_each_once_and_intact(s3, bucket, zips)
 
 
+def test_an_encryption_the_store_cannot_apply_is_retried_with_a_hint_and_loses_nothing(
+        agent_env, start_agent, core_dir, tmp_path, fault_proxy, s3, bucket, s3_server):
+    """A server error is retried (it may be the store's bad minute), never taken for a setting it
+    cannot serve; the line says what may be behind it, and the zips wait for the fix."""
+    cfg = ConfigMapVolume(tmp_path / "config")
+    cfg.write(f"CDH_S3_SSE=aws:kms\nCDH_S3_SSE_KMS_KEY_ID={fault_proxy.fail_encryption(s3_server)}\n")
+    zips = [make_zip(core_dir, 100), make_zip(core_dir, 6 * MiB)]
+    agent = start_agent(via_proxy(agent_env, fault_proxy, CDH_CONFIG_FILE=cfg.path, CDH_RETRY_MIN="1s"))
+    failed = agent.wait_event("upload.failed", count=4)
+    assert {e["code"] for e in failed} == {"InternalError"}
+    assert all("CDH_S3_SSE=aws:kms" in e["hint"] and "cdh doctor" in e["hint"] for e in failed)
+    assert not agent.events("upload.denied") and len(zips_left(core_dir)) == 2
+    cfg.write("CDH_S3_SSE=none\n")
+    agent.wait_event("config.reloaded")
+    wait_until(lambda: zips_left(core_dir) == [], timeout=60, what="uploads after the fix")
+    assert_each_once_and_intact(s3, bucket, zips)
+
+
 def test_wrong_keys_keep_files_then_sighup_with_fixed_secret_uploads_them(agent_env, start_agent, core_dir,
                                                                         tmp_path, fault_proxy, s3, bucket,
                                                                         s3_server):

@@ -132,6 +132,17 @@ def test_wrong_keys(node_env, fault_proxy, s3_server):
     assert "InvalidAccessKeyId" in checks["bucket"]["detail"] and "Secret" in checks["bucket"]["hint"]
 
 
+def test_an_encryption_the_store_cannot_apply_is_named(node_env, fault_proxy, s3_server):
+    key_id = fault_proxy.fail_encryption(s3_server)
+    rc, checks = doctor({**node_env, "CDH_S3_ENDPOINT": fault_proxy.url, "CDH_S3_SSE": "aws:kms",
+                         "CDH_S3_SSE_KMS_KEY_ID": key_id})
+    assert rc == 1
+    only_failing(checks, "bucket")
+    assert "InternalError" in checks["bucket"]["detail"]
+    assert "cannot apply this encryption" in checks["bucket"]["detail"]
+    assert "CDH_S3_SSE" in checks["bucket"]["hint"]
+
+
 def test_no_bucket_configured_is_skipped(node_env):
     env = {k: v for k, v in node_env.items() if k != "CDH_S3_BUCKET"}
     rc, checks = doctor(env)

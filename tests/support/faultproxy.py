@@ -115,6 +115,15 @@ class FaultProxy:
             self.add(Rule("error", header=("authorization", access_key), status=403,
                           code="InvalidAccessKeyId"))
 
+    def fail_encryption(self, server) -> str:
+        """A KMS key id the store cannot encrypt with, answered as SeaweedFS answers it (500
+        InternalError): by the server itself where it checks key ids, else by this proxy, for every
+        request asking for encryption. Returns the key id."""
+        if not server.checks_kms_keys:
+            self.add(Rule("error", header=("x-amz-server-side-encryption", "."), status=500,
+                          code="InternalError"))
+        return "alias/cdh-no-such-key"
+
     def clear(self) -> None:
         with self._lock:
             rules, self.rules = self.rules, []

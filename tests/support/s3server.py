@@ -48,6 +48,7 @@ class S3Server:
     checks_checksums = False
     # SSE-KMS: moto accepts any key id and echoes it back; a store knows its own keys only.
     kms_key_id = "alias/cores"
+    checks_kms_keys = False
 
     def __init__(self, log_path: str, env: dict | None = None, tls: tuple[str, str] | None = None) -> None:
         """``tls``: (certificate, key) PEM files: serve HTTPS with them (the certificate is its own CA)."""

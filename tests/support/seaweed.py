@@ -104,6 +104,7 @@ class SeaweedServer(S3Server):
     checks_credentials = True
     checks_checksums = True
     kms_key_id = "alias/seaweedfs-default"
+    checks_kms_keys = True  # any other key id: 500 InternalError
 
     def __init__(self, log_path: str, env: dict | None = None, tls: tuple[str, str] | None = None,
                  tenants: list[Tenant] | None = None, data_dir: str | None = None,
