@@ -1,5 +1,3 @@
-import sys
+from cdh.cli import run
 
-from cdh.cli import main
-
-sys.exit(main())
+run()

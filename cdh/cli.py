@@ -15,6 +15,24 @@ from cdh import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, ondisk
 COMPOSER_NAMES = (ondisk.COMPOSER, ondisk.COMPOSER + ".pyz")
 
 
+def run() -> None:
+    """What every entry point runs (the ``cdh`` script, ``python -m cdh``, the zipapp): :func:`main`,
+    then the exit. A one-shot command (``sweep``, ``ls``, ``get``, ``doctor`` ...) ends without the
+    interpreter's teardown, which only frees memory (botocore's and aiohttp's objects: 0.15 s of a
+    0.6 s ``cdh sweep`` of a small zip here); when main() returns its work is done and written, and
+    cdh registers no atexit work. The composer and the agent exit as usual."""
+    argv = sys.argv
+    code = main(argv)
+    if os.path.basename(argv[0]) in COMPOSER_NAMES or len(argv) < 2 or argv[1] in ("compose", "agent"):
+        sys.exit(code)
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BrokenPipeError:  # `cdh ls | head`: the reader left
+        pass
+    os._exit(code)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv if argv is None else argv)
     if os.path.basename(argv[0]) in COMPOSER_NAMES:

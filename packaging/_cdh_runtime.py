@@ -1,11 +1,10 @@
 """cdh's entry under a runtime laid out by packaging/pyruntime.py (copied into its site-packages).
 
-The zipapp's ``__main__`` calls ``run()`` when this module is importable. Only ``os`` and
-``sys`` (both loaded by then) at module level: this runs before every composer.
+The zipapp's ``__main__`` calls ``run()`` when this module is importable. Only ``os`` (loaded by
+then) at module level: this runs before every composer.
 """
 
 import os
-import sys
 
 # runtime/<id>/site-packages/_cdh_runtime.py → runtime/<id>
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -16,9 +15,9 @@ _held = None  # the lock's fd, open for the life of the process
 
 def run():
     hold()
-    from cdh.cli import main
+    from cdh.cli import run
 
-    sys.exit(main())
+    run()
 
 
 def hold():

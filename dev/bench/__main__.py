@@ -1,7 +1,7 @@
 """``nox -s bench`` (or ``python -m dev.bench``): speed and memory of cdh against peers.
 
-    python -m dev.bench [--only capture,startup,upload,e2e] [--size-mib 800] [--rounds 3]
-                          [--json FILE] [--cache DIR] [--runtime DIR]
+    python -m dev.bench [--only startup,capture,upload,e2e,ls] [--size-mib 800] [--rounds 3]
+                          [--json FILE] [--cache DIR] [--runtime DIR] [--ls-objects 100000]
 
 Builds the zipapp and runtime and installs the composer as the agent does (HOST_DIR/cdc);
 makes a real core (a crashed process with a realistic heap; needs root and gcc); then, per
@@ -21,7 +21,7 @@ from pathlib import Path
 
 from dev.bench import capture, inputs, report, startup
 
-SECTIONS = ("startup", "capture", "upload", "e2e")
+SECTIONS = ("startup", "capture", "upload", "e2e", "ls")
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -30,7 +30,10 @@ def parse(argv: list[str]) -> argparse.Namespace:
                    help=f"comma-separated sections (default: all of {','.join(SECTIONS)})")
     p.add_argument("--size-mib", type=int, default=800, help="capture: heap of the crashed process (800)")
     p.add_argument("--rounds", type=int, default=3, help="interleaved runs per tool; medians (3)")
-    p.add_argument("--upload-mib", type=int, default=2048, help="upload: size of the zip (2048)")
+    p.add_argument("--upload-mib", type=int, default=750, help="upload: size of the zip (750)")
+    p.add_argument("--upload-servers", default="seaweedfs,moto",
+                   help="upload: the S3 servers, each a column (seaweedfs,moto)")
+    p.add_argument("--ls-objects", type=int, default=100_000, help="ls: dumps in the bucket (100000)")
     p.add_argument("--e2e-mib", type=int, default=256, help="e2e: heap of the crashed process (256)")
     p.add_argument("--startup-runs", type=int, default=30, help="start-up: runs per figure (30)")
     p.add_argument("--json", type=Path, metavar="FILE", help="also write the figures and samples here")
@@ -74,6 +77,7 @@ class Suite:
         self.cache = cache
         self.figures: list[report.Figure] = []
         self.server = None  # one moto_server for upload and e2e
+        self.seaweed = None  # one SeaweedFS for upload and ls
         self.cleanups: list = []
         self.doc: dict = {"started": time.time(), "load_before": report.load_average(), "sections": {}}
 
@@ -86,8 +90,9 @@ class Suite:
                 getattr(self, section)(installed)
         finally:
             installed.remove()
-            if self.server is not None:
-                self.server.stop()
+            for server in (self.server, self.seaweed):
+                if server is not None:
+                    server.stop()
             for cleanup in self.cleanups:
                 cleanup()
         self.doc["load_after"] = report.load_average()
@@ -151,22 +156,61 @@ class Suite:
             self.server = S3Server(str(self.work / "moto.log"), env={"TMPDIR": str(spool)}).start()
         return self.server, aws
 
+    def _seaweedfs(self):
+        """The SeaweedFS process (started once): SeaweedFS's own volume growth, 1 GiB volumes, on
+        the disk measured (``--work``)."""
+        from tests.support.seaweed import SeaweedServer
+
+        if self.seaweed is None:
+            self.seaweed = SeaweedServer(str(self.work / "weed.log"), data_dir=str(self.work / "weed"),
+                                         bench=True).start()
+        return self.seaweed
+
     def upload(self, installed: startup.Installed) -> None:
         from dev.bench import upload
+        from tests.support.zips import make_zip
 
-        server, _ = self._s3()
+        missing = [name for name, path in upload.peer_binaries().items() if path is None]
+        if missing:
+            raise inputs.InputError(f"missing peers: {' '.join(missing)} (nox -s bench installs them)")
+        kinds = [k for k in self.args.upload_servers.split(",") if k]
+        servers = [self._seaweedfs() if k == "seaweedfs" else self._s3()[0] for k in kinds]
         core = self._core(self.args.size_mib)
         zip_dir = self.work / "upload-input"
         zip_dir.mkdir()
         zip_path = upload.make_zip(installed.cdc, core, zip_dir, self.args.upload_mib)
+        small = Path(make_zip(zip_dir, 1000).path)
         size = zip_path.stat().st_size
-        print(f"== upload: {zip_path.name[:20]}..., {size / report.MB:,.0f} MB; {self.args.rounds} rounds",
-              flush=True)
-        bench = upload.UploadBench(self.work, inputs.runner(self.cache), zip_path, server)
-        samples = bench.rounds(self.args.rounds)
+        print(f"== upload: {zip_path.name[:20]}..., {size / report.MB:,.0f} MB, to {', '.join(kinds)}; "
+              f"{self.args.rounds} interleaved rounds", flush=True)
+        runner = inputs.runner(self.cache)
+        benches = []
+        try:
+            for server in servers:
+                benches.append(upload.UploadBench(self.work, runner, server))
+            samples = upload.rounds(benches, zip_path, small, self.args.rounds)
+        finally:
+            for b in benches:
+                b.stop()
         shutil.rmtree(zip_dir)
         self._add("upload", upload.figures(samples, size), upload.notes(samples, size), {
-            "bytes": size, "samples": {name: [s.as_dict() for s in runs] for name, runs in samples.items()}})
+            "bytes": size, "samples": {kind: {name: [s.as_dict() for s in runs] for name, runs in by.items()}
+                                       for kind, by in samples.items()}})
+
+    def ls(self, installed: startup.Installed) -> None:
+        from dev.bench import listing, upload
+
+        missing = [name for name, path in upload.peer_binaries().items() if path is None and name != "rclone"]
+        if missing:
+            raise inputs.InputError(f"missing peers: {' '.join(missing)} (nox -s bench installs them)")
+        n = self.args.ls_objects
+        print(f"== ls: {n:,} dumps in one SeaweedFS bucket; {self.args.rounds} interleaved rounds",
+              flush=True)
+        bench = listing.ListBench(self.work, inputs.runner(self.cache), self._seaweedfs(), n)
+        samples = bench.rounds(self.args.rounds)
+        self._add("ls", listing.figures(samples, n), listing.notes(samples, bench), {
+            "objects": n, "populate_s": bench.populate_s,
+            "samples": {name: [s.as_dict() for s in runs] for name, runs in samples.items()}})
 
     def e2e(self, installed: startup.Installed) -> None:
         from dev.bench import e2e

@@ -22,8 +22,12 @@ class Figure:
     """``ours`` against ``peer_value`` of ``peer``; ``goal`` is (">=" | "<=", number, "ratio" | "abs")."""
 
     def __init__(self, name: str, unit: str, ours: float, peer: str | None = None,
-                 peer_value: float | None = None, goal: tuple | None = None) -> None:
+                 peer_value: float | None = None, goal: tuple | None = None,
+                 ratio: float | None = None) -> None:
+        """``ratio``: when given, the ratio shown and judged (say, the median of per-round ratios)
+        instead of ours / peer_value."""
         self.name = name
+        self._ratio = ratio
         self.unit = unit
         self.ours = ours
         self.peer = peer
@@ -32,6 +36,8 @@ class Figure:
 
     @property
     def ratio(self) -> float | None:
+        if self._ratio is not None:
+            return self._ratio
         if self.peer_value in (None, 0):
             return None
         return self.ours / self.peer_value

