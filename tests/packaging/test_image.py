@@ -1,7 +1,7 @@
 """The agent image built with no registry and no engine (`nox -s image`, packaging/build_image.py).
 
 One tar that is both an OCI layout and a docker-archive, reproducible, three layers (runtime, wheels,
-cdh), labelled; read by skopeo and podman (and by containerd's `ctr images import`: tests/node); its
+cdh), labelled; read by skopeo and podman (and by containerd's `ctr images import` in the node test); its
 files are root's and not writable; the Containerfile's `--rootfs` trees are the same members.
 """
 
