@@ -41,13 +41,15 @@ def bench(session: nox.Session) -> None:
 @nox.session
 def manifests(session: nox.Session) -> None:
     """Every k8s-manifests overlay renders with `kubectl kustomize` and validates offline and strictly
-    against the Kubernetes schemas of every version the README claims (tests/manifests/validate.py)."""
+    against the Kubernetes schemas of every version the README claims (tests/manifests/validate.py).
+    `nox -s manifests -- DIR ...`: your own overlays instead, which must not name the placeholder image."""
     if shutil.which("kubectl") is None:
         session.error("kubectl not found on PATH: `nox -s manifests` renders the overlays with "
                       "`kubectl kustomize` (kubectl 1.27 or newer). Install kubectl and run it again")
     # kubernetes-validate bundles the Kubernetes JSON schemas (1.25-1.37), so validation needs no network.
     session.install("kubernetes-validate>=1.37,<2", "pyyaml>=6")
-    session.run("python", "-m", "tests.manifests.validate")
+    users = [os.path.join(session.invoked_from, p) for p in session.posargs]  # nox runs from here
+    session.run("python", "-m", "tests.manifests.validate", *users)
 
 
 @nox.session

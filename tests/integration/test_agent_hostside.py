@@ -1,6 +1,6 @@
 """The DaemonSet's split (cdh/agent/hostside.py): `cdh host` sets up, keeps and restores the node;
 `cdh agent` with CDH_MANAGE_HOST=false uploads and never writes HOST_DIR outside CORE_DIR, EVENT_DIR and
-state/. Both on one HOST_DIR and a fake /proc/sys (tests/kernel and tests/node do it on the real kernel)."""
+state/. Both on one HOST_DIR and a fake /proc/sys (the node test: in containers, real kernel)."""
 
 from __future__ import annotations
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.agentproc import wait_until
 from tests.support.packaging import REPO, build_image, constant, image_digest, script
 from tests.support.require import require
 
@@ -200,6 +201,43 @@ def test_skopeo_reads_both_forms_and_an_oci_copy_keeps_the_digest(agent_image, i
                    check=True, capture_output=True, timeout=300)
     with open(tmp_path / "copy" / "index.json") as f:
         assert json.load(f)["manifests"][0]["digest"] == image.manifest_digest
+
+
+def test_a_push_to_a_registry_keeps_the_digest(agent_image, image, tmp_path):
+    """The README's path: `skopeo copy oci-archive:dist/cdh-image.tar docker://REGISTRY/cdh:TAG`, then the
+    overlay pins the digest `nox -s image` printed. The layers go as built, so the registry serves the
+    manifest with that digest (a docker-archive: source would be recompressed: another digest). A
+    private registry (Debian's docker-registry) on a free loopback port."""
+    why = _skopeo_unavailable() or (None if shutil.which("docker-registry") else
+                                     "no docker-registry (apt-get install docker-registry; .ci/run does)")
+    require(why is None, why)
+    from tests.support.s3server import free_port
+
+    port = free_port()
+    (tmp_path / "registry.yml").write_text(
+        f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {tmp_path / 'data'}\n"
+        f"http:\n  addr: 127.0.0.1:{port}\nlog:\n  level: error\n")
+    with open(tmp_path / "registry.log", "wb") as log:
+        registry = subprocess.Popen(["docker-registry", "serve", str(tmp_path / "registry.yml")], stdout=log,
+                                    stderr=subprocess.STDOUT)
+    ref = f"docker://127.0.0.1:{port}/platform/cdh:{_project()['version']}"
+    try:
+        wait_until(lambda: _listening(port), 30, "the registry listening")
+        subprocess.run(["skopeo", "copy", "--quiet", "--dest-tls-verify=false", f"oci-archive:{agent_image}",
+                        ref], check=True, capture_output=True, timeout=300)
+        pushed = subprocess.run(["skopeo", "inspect", "--tls-verify=false", ref], capture_output=True,
+                                text=True, check=True, timeout=120)
+        assert json.loads(pushed.stdout)["Digest"] == image.manifest_digest
+    finally:
+        registry.terminate()
+        registry.wait(30)
+
+
+def _listening(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 def _podman_unavailable() -> str | None:
