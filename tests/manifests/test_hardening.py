@@ -5,7 +5,7 @@ The design (measured: README "Security"): the pod keeps one small privileged con
 talks to no network (host setup at start, restore at stop: the preStop hook runs there), and runs the
 uploader unprivileged: no privilege escalation, no capabilities, a read-only root filesystem, the
 runtime's default seccomp profile, HOST_DIR read-only (it holds cdc, which the kernel runs as root)
-with only CORE_DIR, EVENT_DIR and state/ writable. tests/node runs exactly this pod on containerd.
+with only CORE_DIR, EVENT_DIR and state/ writable. The node test runs exactly this pod on containerd.
 """
 
 from __future__ import annotations

@@ -14,8 +14,8 @@ import pytest
 
 import cdh
 from cdh import config
-from cdh.agent.body import memory_bound_bytes
 from cdh.config import BY_NAME, SPECS
+from cdh.store.body import memory_bound_bytes
 from tests.manifests import agentspec as spec
 from tests.manifests.kustomize import PLACEHOLDER_IMAGE, PROVIDERS, ROOT, find, load_file
 
@@ -23,7 +23,7 @@ SELECTOR = {"app.kubernetes.io/name": "cdh", "app.kubernetes.io/component": "age
 OPENSHIFT = ("aro", "openshift", "roks", "rosa")
 CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "SecurityContextConstraints"}
 # Resident memory of the agent's Python stack with its S3 client (measured: ~62 MiB; re-measure with
-# `nox -s bench`). Bodies stream from disk: on top, at most cdh.agent.body.memory_bound_bytes().
+# `nox -s bench`). Bodies stream from disk: on top, at most cdh.store.body.memory_bound_bytes().
 AGENT_BASELINE = 64 << 20
 # `cdh host` on the image's runtime (measured): 33 MiB at its peak (copying the runtime into HOST_DIR),
 # plus the preStop `cdh uninstall` in the same container (~12 MiB).
