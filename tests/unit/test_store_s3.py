@@ -26,3 +26,13 @@ def test_the_store_reads_its_failures_once():
         "AccessDenied", "Access Denied", "AccessDenied: Access Denied", True, 403)
     assert not store.failure(client_error("SlowDown", 503)).permanent
     assert "CDH_S3_BUCKET" in store.hints[""]
+
+
+def test_a_server_error_with_encryption_says_what_may_be_behind_it():
+    kms = destination.S3Access(sse="aws:kms", sse_kms_key_id="alias/nope")
+    store = open_store(destination.Destination("s3", "b", s3=kms))
+    hint = store.server_error_hint(store.failure(client_error("InternalError", 500)))
+    assert "CDH_S3_SSE=aws:kms with key alias/nope" in hint and "cdh doctor" in hint
+    assert store.server_error_hint(store.failure(client_error("AccessDenied", 403))) == ""
+    plain = open_store(destination.Destination("s3", "b", s3=destination.S3Access()))
+    assert plain.server_error_hint(plain.failure(client_error("InternalError", 500))) == ""
