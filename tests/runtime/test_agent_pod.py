@@ -25,7 +25,6 @@ import os
 import shutil
 import tarfile
 import tempfile
-import time
 import zipfile
 from pathlib import Path
 
@@ -39,6 +38,7 @@ from tests.runtime.kubelet import Kubelet
 from tests.runtime.standin import Cluster, StandIn
 from tests.support import kernel as kernel_support
 from tests.support import netns
+from tests.support.agentproc import wait_until
 from tests.support.apiserver import FakeApiServer
 from tests.support.require import require
 from tests.support.s3server import ACCESS_KEY, REGION, SECRET_KEY, S3Server, list_keys
@@ -224,14 +224,7 @@ def logs_of(pods) -> str:
 
 
 def wait(what: str, cond, timeout: float = 180):
-    deadline = time.monotonic() + timeout
-    while True:
-        got = cond()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out: {what}")
-        time.sleep(0.2)
+    return wait_until(cond, timeout, what, interval=0.2)
 
 
 def dump_info(node: Node, key: str) -> dict:
