@@ -138,7 +138,10 @@ class DeletionWatch:
     def _check(self, name: str) -> None:
         self.seen.add(name)
         try:
-            head = self.s3.head_object(Bucket=self.bucket, Key=self.prefix + name)
+            # The key holds the crash's time and facts before the zip's name (cdh/keys.py's layouts).
+            key = next((k for k in list_keys(self.s3, self.bucket, self.prefix) if zip_name_of_key(k) == name),
+                       self.prefix + name)
+            head = self.s3.head_object(Bucket=self.bucket, Key=key)
         except Exception as err:
             self.early.append(f"{name}: deleted before its object existed ({err})")
             return

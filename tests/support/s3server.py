@@ -161,9 +161,9 @@ def object_sha256(client, bucket: str, key: str) -> str:
     return h.hexdigest()
 
 
-def list_keys(client, bucket: str) -> list[str]:
+def list_keys(client, bucket: str, prefix: str = "") -> list[str]:
     keys: list[str] = []
-    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         keys += [o["Key"] for o in page.get("Contents", [])]
     return keys
 
