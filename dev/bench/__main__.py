@@ -1,6 +1,6 @@
 """``nox -s bench`` (or ``python -m dev.bench``): speed and memory of cdh against peers.
 
-    python -m dev.bench [--only capture,startup,upload,e2e] [--size-mib 800] [--rounds 3]
+    python -m dev.bench [--only capture,startup,upload,e2e,encrypt] [--size-mib 800] [--rounds 3]
                           [--json FILE] [--cache DIR] [--runtime DIR]
 
 Builds the zipapp and runtime and installs the composer as the agent does (HOST_DIR/cdc);
@@ -21,7 +21,7 @@ from pathlib import Path
 
 from dev.bench import capture, inputs, report, startup
 
-SECTIONS = ("startup", "capture", "upload", "e2e")
+SECTIONS = ("startup", "capture", "upload", "e2e", "encrypt")
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -32,6 +32,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=3, help="interleaved runs per tool; medians (3)")
     p.add_argument("--upload-mib", type=int, default=2048, help="upload: size of the zip (2048)")
     p.add_argument("--e2e-mib", type=int, default=256, help="e2e: heap of the crashed process (256)")
+    p.add_argument("--encrypt-mib", type=int, default=1024, help="encrypt: size of the zip (1024)")
     p.add_argument("--startup-runs", type=int, default=30, help="start-up: runs per figure (30)")
     p.add_argument("--json", type=Path, metavar="FILE", help="also write the figures and samples here")
     p.add_argument("--cache", type=Path, metavar="DIR",
@@ -166,6 +167,26 @@ class Suite:
         samples = bench.rounds(self.args.rounds)
         shutil.rmtree(zip_dir)
         self._add("upload", upload.figures(samples, size), upload.notes(samples, size), {
+            "bytes": size, "samples": {name: [s.as_dict() for s in runs] for name, runs in samples.items()}})
+
+    def encrypt(self, installed: startup.Installed) -> None:
+        from dev.bench import encrypt, upload
+
+        if encrypt.age_cli() is None:
+            raise inputs.InputError("age is missing (apt-get install age): the encrypt section's peer")
+        core = self._core(self.args.size_mib)
+        zip_dir = self.work / "encrypt-input"
+        zip_dir.mkdir()
+        zip_path = upload.make_zip(installed.cdc, core, zip_dir, self.args.encrypt_mib)
+        size = zip_path.stat().st_size
+        print(f"== encrypt: {zip_path.name[:20]}..., {size / report.MB:,.0f} MB; {self.args.rounds} rounds",
+              flush=True)
+        inputs.warm(zip_path)
+        bench = encrypt.EncryptBench(self.work, inputs.runner(self.cache), zip_path)
+        checked = bench.verify()
+        samples = bench.rounds(self.args.rounds)
+        shutil.rmtree(zip_dir)
+        self._add("encrypt", encrypt.figures(samples, size), [checked, *encrypt.notes(samples, size)], {
             "bytes": size, "samples": {name: [s.as_dict() for s in runs] for name, runs in samples.items()}})
 
     def e2e(self, installed: startup.Installed) -> None:
