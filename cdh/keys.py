@@ -29,7 +29,7 @@ from cdh.ondisk import ZIP_SUFFIX
 MAX_VALUE_CHARS = 128         # per key component and per metadata value
 UNKNOWN = "unknown"
 METADATA_NAMES = ("namespace", "pod", "container", "node", "signal", "exe", "uuid", "timestamp")
-ENCRYPTION, RECIPIENTS, ROUTE = "encryption", "age-recipients", "route"
+ENCRYPTION, RECIPIENTS, ROUTE = "encryption", "recipients", "route"
 ENCRYPTED_SUFFIX = ".age"     # <name>.zip.age: the zip, encrypted to a route's age recipients
 DUMP_SUFFIXES = (ZIP_SUFFIX, ZIP_SUFFIX + ENCRYPTED_SUFFIX)
 DATE_VARIABLES = ("date", "year", "month", "day", "hour")
@@ -107,6 +107,11 @@ def route_metadata(route: str, fingerprints: list[str] | None = None) -> dict[st
 
 def encrypted_name(zip_name: str) -> str:
     return zip_name + ENCRYPTED_SUFFIX
+
+
+def content_type(key: str) -> str:
+    """The Content-Type of an object: a zip, or an age file (which has no registered type)."""
+    return "application/octet-stream" if key.endswith(ENCRYPTED_SUFFIX) else "application/zip"
 
 
 def is_dump_key(key: str) -> bool:

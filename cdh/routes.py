@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from cdh.config import Settings
+    from cdh.destination import Destination
 
 MAIN, KEEP, DROP = "main", "keep", "drop"
 FALLBACKS = (MAIN, KEEP, DROP)
@@ -131,6 +132,11 @@ class RouteTable:
                 return Choice("upload", route.name, route)
         return _fallback(self.default, f"no route names namespace {namespace} (default: in CDH_ROUTES_FILE)")
 
+    @property
+    def uses_main(self) -> bool:
+        """Whether any zip can go to the main destination (CDH_S3_BUCKET ...)."""
+        return MAIN in (self.default, self.unknown)
+
     def describe(self) -> list[str]:
         """One line per route and fallback, for ``cdh config`` and the agent's start (no secrets)."""
         from cdh import agecrypt
@@ -143,6 +149,28 @@ class RouteTable:
             lines.append(f"route {r.name}: {', '.join(r.namespaces)} -> {r.url} ({creds}{enc})")
         lines.append(f"default: {self.default}; unknown namespace: {self.unknown}")
         return lines
+
+
+def destination_of(route: Route, settings: Settings) -> Destination:
+    """The route's destination (named after it), what it leaves unset taken as the module's docstring
+    says: the connection from ``CDH_S3_*``, never the main destination's keys or object settings."""
+    from cdh.destination import S3, Destination, S3Access
+
+    s, creds = settings, route.credentials
+
+    def either(mine, main):
+        return main if mine is None else mine
+
+    access = S3Access(
+        endpoint=either(route.endpoint, s.s3_endpoint), region=either(route.region, s.s3_region),
+        addressing=either(route.addressing, s.s3_addressing),
+        ca_bundle=either(route.ca_bundle, s.s3_ca_bundle),
+        verify_tls=either(route.verify_tls, s.s3_verify_tls),
+        access_key=creds.access_key if creds else "", secret_key=creds.secret_key if creds else "",
+        session_token=creds.session_token if creds else "",
+        sse=route.sse, sse_kms_key_id=route.sse_kms_key_id, storage_class=route.storage_class)
+    return Destination(kind=S3, bucket=route.bucket, prefix=route.prefix,
+                       key_template=either(route.key_prefix, s.s3_key_prefix), s3=access, name=route.name)
 
 
 def _fallback(what: str, why: str) -> Choice:

@@ -1,10 +1,12 @@
-"""The agent's settings: checked at start (:func:`check`), loaded again on every reload (:func:`load`).
+"""The agent's settings: checked at start (:func:`check`), loaded again on every reload (:func:`load`),
+with the routes of ``CDH_ROUTES_FILE`` (:func:`load_routes`, cdh/routes.py).
 
 A reload reads the same sources as the start (environment, ``CDH_CONFIG_FILE``,
-``*_FILE`` secret files). It is asked for by SIGHUP or by a change of the
-mounted config file: Kubernetes updates a ConfigMap volume by writing a new
-timestamped directory and renaming the ``..data`` symlink over, so we watch the
-file's directory for renames and writes of ``..data`` or the file's own name.
+``*_FILE`` secret files, the routes file and the credentials directories it names). It is
+asked for by SIGHUP or by a change of a mounted file: Kubernetes updates a ConfigMap or
+Secret volume by writing a new timestamped directory and renaming the ``..data`` symlink
+over, so we watch each file's directory (each credentials directory itself) for renames
+and writes of ``..data`` or the file's own name (:func:`watch_files`).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from cdh import config
+from cdh import config, destination, routes
 
 if TYPE_CHECKING:
     from cdh.agent.log import Log
@@ -29,7 +31,7 @@ SETTLE_S = 0.3  # a ConfigMap update is several events; reload once, after the l
 
 def check(settings: Settings) -> Settings:
     """What the agent needs beyond per-setting validation; raises ConfigError with one line."""
-    if not settings.s3_bucket:
+    if not settings.s3_bucket and not settings.routes_file:
         raise config.ConfigError(
             "CDH_S3_BUCKET is not set: the agent needs a bucket to upload to (IBM name: S3_BUCKET_NAME)")
     return settings
@@ -37,6 +39,29 @@ def check(settings: Settings) -> Settings:
 
 def load() -> Settings:
     return check(config.from_environment("agent"))
+
+
+def load_routes(settings: Settings) -> routes.RouteTable:
+    """The routes of ``CDH_ROUTES_FILE`` (none: every zip to the main destination); ConfigError with one
+    line when the file is refused, or when it sends zips to a main destination that is not set."""
+    table = routes.load(settings)
+    if table.uses_main and not settings.s3_bucket:
+        which = "default" if table.default == routes.MAIN else "unknown"
+        raise config.ConfigError(f"{settings.env_name('routes_file')} {table.source}: {which}: main sends "
+                                 "zips to CDH_S3_BUCKET, which is not set (set it, or make default: and "
+                                 "unknown: keep or drop)")
+    return table
+
+
+def main_destination(settings: Settings, table: routes.RouteTable) -> destination.Destination | None:
+    """The main destination, when any zip may go there."""
+    return destination.from_settings(settings) if table.uses_main else None
+
+
+def watched(settings: Settings, table: routes.RouteTable) -> list[str]:
+    """The mounted files and directories whose change reloads the agent."""
+    paths = [p for p in (settings.config_file, settings.routes_file) if p]
+    return paths + [r.credentials.directory for r in table.routes if r.credentials]
 
 
 def keep_restart_only(new: Settings, old: Settings) -> list[str]:
@@ -56,22 +81,33 @@ def changed(new: Settings, old: Settings) -> list[str]:
     return [names[a] for a in new.values if new.values[a] != old.values.get(a)]
 
 
-async def watch_file(path: str, on_change: Callable[[], None], log: Log) -> None:
-    """Call ``on_change`` after the config file at ``path`` changes, until cancelled."""
+async def watch_files(paths: list[str], on_change: Callable[[], None], log: Log) -> None:
+    """Call ``on_change`` after any of ``paths`` changes (a file, or a directory such as a mounted
+    Secret's), until cancelled."""
     from asyncinotify import Inotify, Mask
 
-    directory, name = os.path.split(path)
+    wanted: dict[str, set[str]] = {}  # directory -> names in it that matter
+    for path in paths:
+        if os.path.isdir(path):
+            wanted.setdefault(path, set()).update({CONFIGMAP_LINK, *os.listdir(path)})
+        else:
+            directory, name = os.path.split(path)
+            wanted.setdefault(directory, set()).update({name, CONFIGMAP_LINK})
     with Inotify() as inotify:
-        try:
-            inotify.add_watch(directory, Mask.MOVED_TO | Mask.CLOSE_WRITE | Mask.CREATE | Mask.ONLYDIR)
-        except OSError as err:
-            log.warning("config.watch_failed", dir=directory, error=err.strerror,
-                        action="reload with SIGHUP only")
+        watches = {}
+        for directory in wanted:
+            try:
+                watches[inotify.add_watch(directory, Mask.MOVED_TO | Mask.CLOSE_WRITE | Mask.CREATE
+                                          | Mask.ONLYDIR)] = directory
+            except OSError as err:
+                log.warning("config.watch_failed", dir=directory, error=err.strerror,
+                            action="reload with SIGHUP only")
+        if not watches:
             return
         events = aiter(inotify)
         while True:
             event = await anext(events)
-            if str(event.name) not in (name, CONFIGMAP_LINK):
+            if str(event.name) not in wanted.get(watches.get(event.watch, ""), ()):
                 continue
             while True:  # settle: one reload for the burst of a ConfigMap swap
                 try:  # asyncio.timeout: wait_for (3.11) can swallow a cancel (see composerlog.py)

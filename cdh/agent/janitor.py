@@ -143,6 +143,12 @@ class Janitor:
             os.close(fd)
 
     def _staged(self, dfd: int, fd: int, name: str, path: str, st: os.stat_result, age: float) -> None:
+        try:
+            now = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+        except FileNotFoundError:
+            return
+        if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
+            return  # an uploader replaced it since we opened it: its copy, under its lock
         os.unlink(name, dir_fd=dfd)
         self.log.warning("retention.staged_removed", file=path, bytes=st.st_size, age_s=round(age, 1),
                          action="deleted: an encrypted copy left by an uploader that died; its zip stays "
