@@ -121,12 +121,13 @@ class Metrics:
     def use_routes(self, names: list[str]) -> None:
         """The destinations in use (``main`` and the routes' names): their series exist from now, at 0;
         a route removed keeps its counters (they only ever grow) but loses its storage gauge."""
+        self.storage_ok.clear()
         for name in names:
             self.uploads_ok.labels(name)
             self.upload_bytes.labels(name)
+            self.storage_ok.labels(name)
             for reason in UPLOAD_FAILURES.values():
                 self.uploads_failed.labels(reason, "" if reason == "invalid" else name)
-        self.storage_ok.clear()
 
     # ------------------------------------------------------------ from the log
 
