@@ -2,8 +2,9 @@
 
 Without files: every finished zip in CORE_DIR. With files: those, each of which
 must be a finished zip inside CORE_DIR (anything else is an error: the agent
-never uploads from elsewhere). Exit 0 when every file was uploaded (or was
-already taken by the agent, which holds its lock), 1 otherwise.
+never uploads from elsewhere). Each goes where CDH_ROUTES_FILE says, as the agent's
+would. Exit 0 when every file was uploaded (or was already taken by the agent, which
+holds its lock, or kept or dropped by the routes), 1 otherwise.
 
 A file the agent is uploading right now (its lock is held) is waited for up to
 CDH_GRACE_PERIOD: when it then disappears, the agent uploaded it.

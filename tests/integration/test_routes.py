@@ -19,7 +19,7 @@ import pytest
 
 from cdh import agecrypt, keys
 from tests.support.agekeys import keypair
-from tests.support.agentproc import SMALL_PARTS, base_env, wait_until
+from tests.support.agentproc import SMALL_PARTS, base_env, run_sweep, wait_until
 from tests.support.cli import run_cdh
 from tests.support.configmap import ConfigMapVolume
 from tests.support.faultproxy import FaultProxy, Rule
@@ -318,3 +318,26 @@ def test_a_staged_copy_left_by_a_killed_agent_is_cleaned_and_the_zip_still_goes(
     (tmp_path / "z.age").write_bytes(body["Body"].read())
     agecrypt.decrypt(str(tmp_path / "z.age"), str(tmp_path / "z.zip"), agecrypt.read_identities(ident_a))
     assert (tmp_path / "z.zip").read_bytes() == plain
+
+
+def test_sweep_keeps_and_drops_as_the_routes_say_with_no_main_bucket(tmp_path, core_dir):
+    routes = tmp_path / "routes.yaml"
+    routes.write_text("routes: []\ndefault: drop\nunknown: keep\n")
+    dropped = make_zip(core_dir, 4096, namespace="shop")
+    kept = make_zip(core_dir, 4096, namespace=None)
+    env = base_env(tmp_path, {}, CDH_ROUTES_FILE=str(routes))  # no CDH_S3_BUCKET: nothing goes there
+    got = run_sweep(env)
+    assert got.returncode == 0, got.stderr
+    assert os.listdir(core_dir) == [kept.filename]
+    lines = [json.loads(line) for line in got.stdout.splitlines()]
+    [drop] = [ln for ln in lines if ln["event"] == "upload.dropped"]
+    assert drop["file"] == dropped.path
+    [keep] = [ln for ln in lines if ln["event"] == "upload.kept"]
+    assert drop["namespace"] == "shop" and "default: in CDH_ROUTES_FILE" in drop["reason"]
+    assert keep["namespace"] is None and "unknown: in CDH_ROUTES_FILE" in keep["reason"]
+    [done] = [ln for ln in lines if ln["event"] == "sweep.done"]
+    assert (done["uploaded"], done["kept"], done["dropped"], done["failed"]) == (0, 1, 1, 0)
+    routes.write_text("routes: []\ndefault: main\n")
+    got = run_sweep(env)
+    assert got.returncode == 3 and "CDH_S3_BUCKET, which is not set" in got.stderr
+    assert got.stderr.count("\n") == 1
