@@ -25,7 +25,7 @@ from tests.support.faultproxy import FaultProxy, Rule
 from tests.support.require import require
 from tests.support.s3server import free_port
 from tests.support.scrape import scrape
-from tests.support.tenants import TEAM, TEAMS, age_decrypt, client, denied, flow, objects, secret_dir
+from tests.support.tenants import TEAM, TEAMS, age_decrypt, client, denied, flow, objects, rotate, secret_dir
 from tests.support.tenants import agent_env as tenants_env
 from tests.support.zips import make_zip
 
@@ -125,9 +125,16 @@ def test_each_bucket_holds_only_its_teams_cores_and_only_the_team_opens_them(wee
     assert age_decrypt(ident_a, body) == plain_a
     assert age_decrypt(ident_b, body) is None
 
-    # cdh get, as team A runs it with its own keys: no identity, a wrong one, then its own.
+    # cdh ls and get, as team A runs them with its own keys: the list from metadata; get with no
+    # identity, a wrong one, then its own.
     env = {**weed.cdh_env(TEAM["team-a"].bucket(n)), "CDH_S3_ACCESS_KEY": TEAM["team-a"].access_key,
            "CDH_S3_SECRET_KEY": TEAM["team-a"].secret_key}
+    listed = run_cdh("ls", "--json", "--prefix", "cores/", env=env)
+    assert listed.returncode == 0, listed.stderr
+    dumps = {d["uuid"]: d for d in json.loads(listed.stdout)}
+    assert dumps.keys() == {big_a.info["uuid"], small_a.info["uuid"]}
+    assert dumps[big_a.info["uuid"]]["pod"] == "api-1"
+    assert dumps[big_a.info["uuid"]]["encrypted_to"] == [agecrypt.fingerprint(rcpt_a)]
     uuid, out = big_a.info["uuid"], tmp_path / "got"
     got = run_cdh("get", uuid, "--prefix", "cores/", "-o", str(out), env=env)
     assert got.returncode != 0 and agecrypt.fingerprint(rcpt_a) in got.stderr and "-i" in got.stderr
@@ -229,6 +236,10 @@ def test_reload_routes_each_waiting_zip_by_the_routes_in_force_then(weed, tmp_pa
     (tmp_path / "za.age").write_bytes(body["Body"].read())
     agecrypt.decrypt(str(tmp_path / "za.age"), str(out), agecrypt.read_identities(ident_a))
     assert out.read_bytes()[:2] == b"PK" and out.stat().st_size == za.size
+
+    # A new version of a route's Secret (keys rotated) reloads the agent too.
+    rotate(sa)
+    agent.wait_event("config.reloaded", count=2)
 
 
 def test_a_staged_copy_left_by_a_killed_agent_is_cleaned_and_the_zip_still_goes(weed, tmp_path,

@@ -58,6 +58,17 @@ def secret_dir(root: Path, team: str) -> Path:
     return d
 
 
+def rotate(secret: Path) -> None:
+    """A new version of a mounted Secret, as the kubelet writes one: a new dir, ``..data`` renamed over."""
+    old = secret / os.readlink(secret / "..data")
+    new = secret / "..2024_01_02"
+    new.mkdir()
+    for f in old.iterdir():
+        (new / f.name).write_text(f.read_text())
+    os.symlink(new.name, secret / "..data_tmp")
+    os.rename(secret / "..data_tmp", secret / "..data")
+
+
 def flow(name: str, namespace: str, bucket: str, creds: Path) -> str:
     """One route on one line of YAML."""
     return (f'  - {{name: {name}, namespaces: [{namespace}], destination: "s3://{bucket}", '
