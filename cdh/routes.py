@@ -51,6 +51,7 @@ if TYPE_CHECKING:
 MAIN, KEEP, DROP = "main", "keep", "drop"
 FALLBACKS = (MAIN, KEEP, DROP)
 ACCESS_KEY_FILE, SECRET_KEY_FILE, SESSION_TOKEN_FILE = "access-key", "secret-key", "session-token"
+KEY_FILES = (ACCESS_KEY_FILE, SECRET_KEY_FILE, SESSION_TOKEN_FILE)
 MAX_FILE_BYTES = 1 << 20          # a routes file is a few KiB; more is a mistake (or a YAML bomb)
 MAX_RECIPIENTS = 32               # their fingerprints go into object metadata (S3: 2 KiB in all)
 _NAME = re.compile(r"[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?")
@@ -346,7 +347,7 @@ def _credentials(p: _Place, at: tuple, value: Any) -> Credentials | None:
     if not os.path.isdir(directory):
         raise p.error(here, f"{directory}: no such directory (is the Secret mounted?)")
     keys = {}
-    for name in (ACCESS_KEY_FILE, SECRET_KEY_FILE, SESSION_TOKEN_FILE):
+    for name in KEY_FILES:
         try:
             with open(os.path.join(directory, name), encoding="utf-8") as f:
                 keys[name] = f.read(64 << 10).strip("\r\n")  # as CDH_*_FILE secrets are read

@@ -2,11 +2,12 @@
 with the routes of ``CDH_ROUTES_FILE`` (:func:`load_routes`, cdh/routes.py).
 
 A reload reads the same sources as the start (environment, ``CDH_CONFIG_FILE``,
-``*_FILE`` secret files, the routes file and the credentials directories it names). It is
-asked for by SIGHUP or by a change of a mounted file: Kubernetes updates a ConfigMap or
-Secret volume by writing a new timestamped directory and renaming the ``..data`` symlink
-over, so we watch each file's directory (each credentials directory itself) for renames
-and writes of ``..data`` or the file's own name (:func:`watch_files`).
+``*_FILE`` secret files, the routes file and the key files of each route's credentials
+directory). It is asked for by SIGHUP or by a change of the mounted config file, the
+routes file or a key file (a rotated Secret: new keys without a restart): Kubernetes
+updates a ConfigMap or Secret volume by writing a new timestamped directory and renaming
+the ``..data`` symlink over, so we watch each file's directory for renames and writes of
+``..data`` or the file's own name.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
 
 # Settings a running agent cannot take over without a restart (the watch, the
 # composer's core_pattern, the listening port). A reload keeps the old value and says so.
-RESTART_ONLY = ("host_dir", "core_dir", "event_dir", "metrics_port")
+RESTART_ONLY = ("host_dir", "core_dir", "event_dir", "metrics_port", "metrics_address", "manage_host")
 CONFIGMAP_LINK = "..data"
 SETTLE_S = 0.3  # a ConfigMap update is several events; reload once, after the last
 
@@ -58,12 +59,6 @@ def main_destination(settings: Settings, table: routes.RouteTable) -> destinatio
     return destination.from_settings(settings) if table.uses_main else None
 
 
-def watched(settings: Settings, table: routes.RouteTable) -> list[str]:
-    """The mounted files and directories whose change reloads the agent."""
-    paths = [p for p in (settings.config_file, settings.routes_file) if p]
-    return paths + [r.credentials.directory for r in table.routes if r.credentials]
-
-
 def keep_restart_only(new: Settings, old: Settings) -> list[str]:
     """Carry the old values of restart-only settings into ``new``; names of those that differed."""
     kept = []
@@ -81,33 +76,38 @@ def changed(new: Settings, old: Settings) -> list[str]:
     return [names[a] for a in new.values if new.values[a] != old.values.get(a)]
 
 
+def watched_files(settings: Settings, table: routes.RouteTable = routes.NONE) -> list[str]:
+    """The files whose change reloads the settings: CDH_CONFIG_FILE and every ``*_FILE`` key file,
+    present or not (an optional Secret created later brings its keys in the same way), the routes
+    file and each route's key files."""
+    paths = [p for p in (settings.config_file, *settings.files.values(), settings.routes_file) if p]
+    return paths + [os.path.join(r.credentials.directory, name) for r in table.routes if r.credentials
+                    for name in routes.KEY_FILES]
+
+
 async def watch_files(paths: list[str], on_change: Callable[[], None], log: Log) -> None:
-    """Call ``on_change`` after any of ``paths`` changes (a file, or a directory such as a mounted
-    Secret's), until cancelled."""
+    """Call ``on_change`` after any of the files at ``paths`` changes, until cancelled."""
     from asyncinotify import Inotify, Mask
 
-    wanted: dict[str, set[str]] = {}  # directory -> names in it that matter
+    names: dict[str, set[str]] = {}
     for path in paths:
-        if os.path.isdir(path):
-            wanted.setdefault(path, set()).update({CONFIGMAP_LINK, *os.listdir(path)})
-        else:
-            directory, name = os.path.split(path)
-            wanted.setdefault(directory, set()).update({name, CONFIGMAP_LINK})
+        directory, name = os.path.split(path)
+        names.setdefault(directory, {CONFIGMAP_LINK}).add(name)
     with Inotify() as inotify:
-        watches = {}
-        for directory in wanted:
+        watched = {}
+        for directory in names:
             try:
-                watches[inotify.add_watch(directory, Mask.MOVED_TO | Mask.CLOSE_WRITE | Mask.CREATE
-                                          | Mask.ONLYDIR)] = directory
+                watched[directory] = inotify.add_watch(
+                    directory, Mask.MOVED_TO | Mask.CLOSE_WRITE | Mask.CREATE | Mask.ONLYDIR)
             except OSError as err:
                 log.warning("config.watch_failed", dir=directory, error=err.strerror,
                             action="reload with SIGHUP only")
-        if not watches:
+        if not watched:
             return
         events = aiter(inotify)
         while True:
             event = await anext(events)
-            if str(event.name) not in wanted.get(watches.get(event.watch, ""), ()):
+            if event.watch is None or str(event.name) not in names.get(str(event.watch.path), ()):
                 continue
             while True:  # settle: one reload for the burst of a ConfigMap swap
                 try:  # asyncio.timeout: wait_for (3.11) can swallow a cancel (see composerlog.py)

@@ -20,12 +20,12 @@ from tests.support.agekeys import keypair
 from tests.support.agentproc import SMALL_PARTS, base_env, run_sweep, wait_until
 from tests.support.apiserver import FakeApiServer
 from tests.support.cli import run_cdh
-from tests.support.configmap import ConfigMapVolume
 from tests.support.faultproxy import FaultProxy, Rule
+from tests.support.projected import ConfigMapVolume
 from tests.support.require import require
 from tests.support.s3server import free_port
 from tests.support.scrape import scrape
-from tests.support.tenants import TEAM, TEAMS, age_decrypt, client, denied, flow, objects, rotate, secret_dir
+from tests.support.tenants import TEAM, TEAMS, age_decrypt, client, denied, flow, objects, secret_dir
 from tests.support.tenants import agent_env as tenants_env
 from tests.support.zips import make_zip
 
@@ -205,7 +205,7 @@ def test_reload_routes_each_waiting_zip_by_the_routes_in_force_then(weed, tmp_pa
     assert agent.events("upload.kept")[0]["namespace"] == "shop"
 
     # A file naming a Secret that is not mounted is refused as a whole: the routes stay as they were.
-    volume.write(volume.root.joinpath("routes.yaml").read_text().replace(str(sb), str(tmp_path / "nope")))
+    volume.write(Path(volume.path).read_text().replace(str(sb), str(tmp_path / "nope")))
     [rejected] = agent.wait_event("config.rejected")
     assert f"{tmp_path / 'nope'}: no such directory" in rejected["error"]
     assert "routes.yaml:3: routes[1].credentials" in rejected["error"]
@@ -238,7 +238,7 @@ def test_reload_routes_each_waiting_zip_by_the_routes_in_force_then(weed, tmp_pa
     assert out.read_bytes()[:2] == b"PK" and out.stat().st_size == za.size
 
     # A new version of a route's Secret (keys rotated) reloads the agent too.
-    rotate(sa)
+    secret_dir(tmp_path, "team-a", end="")  # the same keys, written anew
     agent.wait_event("config.reloaded", count=2)
 
 

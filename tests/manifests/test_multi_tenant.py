@@ -34,18 +34,22 @@ def routes_text(objs, settings) -> str:
     return find(objs, "ConfigMap", volume["configMap"]["name"])["data"][key]
 
 
+def route_secrets(objs, text: str) -> dict[str, dict]:
+    """mountPath -> volume of each Secret the routes file names as a route's credentials."""
+    return {path: v for path, v in mounts(objs).items() if "secret" in v and f"credentials: {path}\n" in text}
+
+
 def test_the_routes_file_is_one_the_agent_takes_with_the_secrets_it_mounts(mt, tmp_path):
     settings = spec.settings(mt)
     text = routes_text(mt, settings)
     # Lay each Secret out as the kubelet mounts it, under tmp_path, and read the file as the agent does.
-    for path, volume in mounts(mt).items():
-        if "secret" in volume:
-            secret = find(mt, "Secret", volume["secret"]["secretName"])
-            here = tmp_path / path.lstrip("/")
-            here.mkdir(parents=True)
-            for key, value in secret["stringData"].items():
-                (here / key).write_text(value)
-            text = text.replace(f"credentials: {path}\n", f"credentials: {here}\n")
+    for path, volume in route_secrets(mt, text).items():
+        secret = find(mt, "Secret", volume["secret"]["secretName"])
+        here = tmp_path / path.lstrip("/")
+        here.mkdir(parents=True)
+        for key, value in secret["stringData"].items():
+            (here / key).write_text(value)
+        text = text.replace(f"credentials: {path}\n", f"credentials: {here}\n")
     table = routes.parse(text, settings.routes_file)
     assert [r.name for r in table.routes] == list(TEAMS)
     assert all(r.credentials is not None and str(tmp_path) in r.credentials.directory for r in table.routes)
@@ -80,9 +84,14 @@ def test_each_team_reads_its_own_secret_and_nothing_else_of_cdhs(mt):
     assert granted == {"cdh-agent-events"}
 
 
-def test_route_secrets_and_the_routes_file_are_read_only_mounts(mt):
-    for path, volume in mounts(mt).items():
-        if "secret" in volume:
-            assert volume["secret"]["defaultMode"] == 0o400, path
-    host = spec.settings(mt).host_dir
-    assert all(m.get("readOnly") for m in spec.container(mt)["volumeMounts"] if m["mountPath"] != host)
+def test_route_secrets_and_the_routes_file_are_read_only_mounts_of_the_uploader_only(mt):
+    settings = spec.settings(mt)
+    secrets = route_secrets(mt, routes_text(mt, settings))
+    assert len(secrets) == len(TEAMS)
+    assert all(v["secret"]["defaultMode"] == 0o400 for v in secrets.values())
+    ours = {*secrets, os.path.dirname(settings.routes_file)}
+    agent = {m["mountPath"]: m for m in spec.container(mt)["volumeMounts"]}
+    assert all(agent[p].get("readOnly") for p in ours)
+    others = [c for c in spec.pod_spec(mt)["containers"] if c["name"] != "agent"]
+    assert not [m for c in others for m in c["volumeMounts"] if m["mountPath"] in ours], \
+        "only the uploader holds the routes' keys (the privileged host container does not)"

@@ -4,12 +4,12 @@ access key may touch its own buckets only; moto would not check): the stage of t
 
 from __future__ import annotations
 
-import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 from tests.support.agentproc import base_env
+from tests.support.projected import Volume
 from tests.support.s3server import REGION, list_keys
 from tests.support.seaweed import SeaweedServer, Tenant
 
@@ -45,28 +45,13 @@ def client(server: SeaweedServer, team: str):
     return server.client(access_key=t.access_key, secret_key=t.secret_key, retries=1)
 
 
-def secret_dir(root: Path, team: str) -> Path:
-    """The team's Secret mounted as the kubelet lays one out (files are links into ..data)."""
+def secret_dir(root: Path, team: str, end: str = "\n") -> Path:
+    """The team's route Secret mounted as the kubelet lays one out (defaultMode 0400, as the example
+    overlay mounts it); called again, a new version of it (``end``: what follows each key)."""
     d = root / f"secret-{team}"
-    data = d / "..2024_01_01"
-    data.mkdir(parents=True)
-    (data / "access-key").write_text(TEAM[team].access_key + "\n")
-    (data / "secret-key").write_text(TEAM[team].secret_key + "\n")
-    os.symlink(data.name, d / "..data")
-    for name in ("access-key", "secret-key"):
-        os.symlink(f"..data/{name}", d / name)
+    Volume(d, 0o400).update({"access-key": TEAM[team].access_key + end,
+                             "secret-key": TEAM[team].secret_key + end})
     return d
-
-
-def rotate(secret: Path) -> None:
-    """A new version of a mounted Secret, as the kubelet writes one: a new dir, ``..data`` renamed over."""
-    old = secret / os.readlink(secret / "..data")
-    new = secret / "..2024_01_02"
-    new.mkdir()
-    for f in old.iterdir():
-        (new / f.name).write_text(f.read_text())
-    os.symlink(new.name, secret / "..data_tmp")
-    os.rename(secret / "..data_tmp", secret / "..data")
 
 
 def flow(name: str, namespace: str, bucket: str, creds: Path) -> str:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import textwrap
 
 import pytest
 
 from cdh import agecrypt, routes
 from cdh.config import ConfigError, load
+from tests.support.projected import Volume
 
 RECIPIENT = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"  # age's own spec example
 
@@ -17,13 +17,7 @@ RECIPIENT = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"  # 
 def creds(tmp_path):
     """A mounted Secret, as the kubelet lays it out (files are symlinks into ..data)."""
     d = tmp_path / "secret-a"
-    data = d / "..2024_01_01"
-    data.mkdir(parents=True)
-    (data / "access-key").write_text("AKIATEAMA\n")
-    (data / "secret-key").write_text("team-a-secret\n")
-    os.symlink(data.name, d / "..data")
-    for name in ("access-key", "secret-key"):
-        os.symlink(f"..data/{name}", d / name)
+    Volume(d, 0o400).update({"access-key": "AKIATEAMA\n", "secret-key": "team-a-secret\n"})
     return d
 
 
