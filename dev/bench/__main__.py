@@ -152,40 +152,41 @@ class Suite:
             self.server = S3Server(str(self.work / "moto.log"), env={"TMPDIR": str(spool)}).start()
         return self.server, aws
 
+    def _zip(self, installed: startup.Installed, section: str, mib: int) -> tuple[Path, int]:
+        """A stored zip of about ``mib`` MiB our composer wrote (the core repeated), for ``section``."""
+        from dev.bench import upload
+
+        core = self._core(self.args.size_mib)
+        zip_dir = self.work / f"{section}-input"
+        zip_dir.mkdir()
+        zip_path = upload.make_zip(installed.cdc, core, zip_dir, mib)
+        size = zip_path.stat().st_size
+        print(f"== {section}: {zip_path.name[:20]}..., {size / report.MB:,.0f} MB; {self.args.rounds} rounds",
+              flush=True)
+        return zip_path, size
+
     def upload(self, installed: startup.Installed) -> None:
         from dev.bench import upload
 
         server, _ = self._s3()
-        core = self._core(self.args.size_mib)
-        zip_dir = self.work / "upload-input"
-        zip_dir.mkdir()
-        zip_path = upload.make_zip(installed.cdc, core, zip_dir, self.args.upload_mib)
-        size = zip_path.stat().st_size
-        print(f"== upload: {zip_path.name[:20]}..., {size / report.MB:,.0f} MB; {self.args.rounds} rounds",
-              flush=True)
+        zip_path, size = self._zip(installed, "upload", self.args.upload_mib)
         bench = upload.UploadBench(self.work, inputs.runner(self.cache), zip_path, server)
         samples = bench.rounds(self.args.rounds)
-        shutil.rmtree(zip_dir)
+        shutil.rmtree(zip_path.parent)
         self._add("upload", upload.figures(samples, size), upload.notes(samples, size), {
             "bytes": size, "samples": {name: [s.as_dict() for s in runs] for name, runs in samples.items()}})
 
     def encrypt(self, installed: startup.Installed) -> None:
-        from dev.bench import encrypt, upload
+        from dev.bench import encrypt
 
         if encrypt.age_cli() is None:
             raise inputs.InputError("age is missing (apt-get install age): the encrypt section's peer")
-        core = self._core(self.args.size_mib)
-        zip_dir = self.work / "encrypt-input"
-        zip_dir.mkdir()
-        zip_path = upload.make_zip(installed.cdc, core, zip_dir, self.args.encrypt_mib)
-        size = zip_path.stat().st_size
-        print(f"== encrypt: {zip_path.name[:20]}..., {size / report.MB:,.0f} MB; {self.args.rounds} rounds",
-              flush=True)
+        zip_path, size = self._zip(installed, "encrypt", self.args.encrypt_mib)
         inputs.warm(zip_path)
         bench = encrypt.EncryptBench(self.work, inputs.runner(self.cache), zip_path)
         checked = bench.verify()
         samples = bench.rounds(self.args.rounds)
-        shutil.rmtree(zip_dir)
+        shutil.rmtree(zip_path.parent)
         self._add("encrypt", encrypt.figures(samples, size), [checked, *encrypt.notes(samples, size)], {
             "bytes": size, "samples": {name: [s.as_dict() for s in runs] for name, runs in samples.items()}})
 

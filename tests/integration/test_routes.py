@@ -25,7 +25,17 @@ from tests.support.projected import ConfigMapVolume
 from tests.support.require import require
 from tests.support.s3server import free_port
 from tests.support.scrape import scrape
-from tests.support.tenants import TEAM, TEAMS, age_decrypt, client, denied, flow, objects, secret_dir
+from tests.support.tenants import (
+    TEAM,
+    TEAMS,
+    age_decrypt,
+    client,
+    denied,
+    flow,
+    objects,
+    secret_dir,
+    team_routes,
+)
 from tests.support.tenants import agent_env as tenants_env
 from tests.support.zips import make_zip
 
@@ -53,20 +63,7 @@ def test_each_bucket_holds_only_its_teams_cores_and_only_the_team_opens_them(wee
     ident_a, rcpt_a = keypair(tmp_path, "team-a")
     ident_b, _ = keypair(tmp_path, "team-b")
     routes = tmp_path / "routes.yaml"
-    routes.write_text(textwrap.dedent(f"""\
-        routes:
-          - name: team-a
-            namespaces: [team-a, "team-a-*"]
-            destination: s3://{TEAM['team-a'].bucket(n)}/cores/
-            credentials: {secret_dir(tmp_path, 'team-a')}
-            recipients: [{rcpt_a}]
-          - name: team-b
-            namespaces: [team-b]
-            destination: s3://{TEAM['team-b'].bucket(n)}
-            credentials: {secret_dir(tmp_path, 'team-b')}
-            key_prefix: "{{namespace}}/{{pod}}/"
-        default: main
-        """))
+    routes.write_text(team_routes(tmp_path, n, rcpt_a))
     port = free_port()
     big_a = make_zip(core_dir, 7 << 20, namespace="team-a", podname="api-1")  # multipart: SMALL_PARTS
     plain_a = Path(big_a.path).read_bytes()

@@ -5,8 +5,6 @@ team's cores encrypted to that team's age key (README "Routes")."""
 from __future__ import annotations
 
 import shutil
-import textwrap
-import time
 from pathlib import Path
 
 from cdh import agecrypt, keys
@@ -14,23 +12,17 @@ from tests.runtime.images import CRASHERS
 from tests.support.agekeys import keypair
 from tests.support.agentproc import run_sweep
 from tests.support.require import require
-from tests.support.tenants import TEAM, age_decrypt, agent_env, client, denied, objects, secret_dir
+from tests.support.tenants import TEAM, age_decrypt, agent_env, client, denied, objects, team_routes
+from tests.support.zips import next_zip
 
 
-def crash_into_zip(crasher, core_dir: Path, seen: set[str], timeout: float = 60) -> Path:
-    """Crash ``crasher``; the new zip the composer finished in ``core_dir``."""
+def crash_into_zip(crasher, settings, seen: set[str]) -> Path:
+    """Crash ``crasher``; the new zip the composer finished in CORE_DIR."""
     crasher.wait_logged()
     crasher.trigger_crash()
-    deadline = time.monotonic() + timeout
-    while True:
-        new = [p for p in core_dir.glob("*.zip") if p.name not in seen] if core_dir.exists() else []
-        if new and not list(core_dir.glob(".*.part")):
-            assert len(new) == 1, new
-            seen.add(new[0].name)
-            crasher.wait_exited()
-            return new[0]
-        assert time.monotonic() < deadline, f"no zip in {core_dir} after {timeout}s"
-        time.sleep(0.05)
+    path = next_zip(settings, seen)
+    crasher.wait_exited()
+    return path
 
 
 def test_real_crashes_from_three_namespaces_each_in_its_teams_bucket(installed, node, tenant_store, tmp_path):
@@ -42,38 +34,25 @@ def test_real_crashes_from_three_namespaces_each_in_its_teams_bucket(installed, 
     crashers = {ns: node.kubelet.crasher(node.kubelet.run_pod(f"{ns}-app-0", ns), "app", image.name)
                 for ns in ("team-a", "team-b", "shop")}
     core_dir, seen = Path(installed.core_dir), set()
-    zips = {ns: crash_into_zip(c, core_dir, seen) for ns, c in crashers.items()}
+    zips = {ns: crash_into_zip(c, installed, seen) for ns, c in crashers.items()}
     plain = {ns: z.read_bytes() for ns, z in zips.items()}
     routes = tmp_path / "routes.yaml"
-    routes.write_text(textwrap.dedent(f"""\
-        routes:
-          - name: team-a
-            namespaces: [team-a]
-            destination: s3://{TEAM['team-a'].bucket(n)}
-            credentials: {secret_dir(tmp_path, 'team-a')}
-            recipients: [{rcpt_a}]
-          - name: team-b
-            namespaces: [team-b]
-            destination: s3://{TEAM['team-b'].bucket(n)}
-            credentials: {secret_dir(tmp_path, 'team-b')}
-        default: main
-        """))
+    routes.write_text(team_routes(tmp_path, n, rcpt_a))
     env = agent_env(tenant_store, tmp_path, n, str(routes), CDH_HOST_DIR=installed.host_dir)
     swept = run_sweep(env)
     assert swept.returncode == 0, swept.stderr + swept.stdout
     assert not list(core_dir.iterdir()), "every zip sent and deleted, no encrypted copy left"
 
     in_a, in_b, in_main = (objects(tenant_store, TEAM[t].bucket(n)) for t in ("team-a", "team-b", "main"))
-    assert list(in_a) == [zips["team-a"].name + keys.ENCRYPTED_SUFFIX]
-    assert list(in_b) == [zips["team-b"].name] and list(in_main) == [zips["shop"].name]
+    a_key, b_key = f"cores/{zips['team-a'].name}.age", f"team-b/team-b-app-0/{zips['team-b'].name}"
+    assert list(in_a) == [a_key] and list(in_b) == [b_key] and list(in_main) == [zips["shop"].name]
     for ns, found in (("team-a", in_a), ("team-b", in_b), ("shop", in_main)):
         (meta,) = found.values()
         assert meta["namespace"] == ns and meta["pod"] == f"{ns}-app-0"
-    assert in_a[zips["team-a"].name + ".age"][keys.RECIPIENTS] == agecrypt.fingerprint(rcpt_a)
-    body = client(tenant_store, "team-a").get_object(Bucket=TEAM["team-a"].bucket(n),
-                                                     Key=zips["team-a"].name + ".age")["Body"].read()
+    assert in_a[a_key][keys.RECIPIENTS] == agecrypt.fingerprint(rcpt_a)
+    a = client(tenant_store, "team-a")
+    body = a.get_object(Bucket=TEAM["team-a"].bucket(n), Key=a_key)["Body"].read()
     assert age_decrypt(ident_a, body) == plain["team-a"] and age_decrypt(ident_b, body) is None
-    b_key = zips["team-b"].name
     assert client(tenant_store, "team-b").get_object(Bucket=TEAM["team-b"].bucket(n),
                                                      Key=b_key)["Body"].read() == plain["team-b"]
     for other in ("team-a", "main"):

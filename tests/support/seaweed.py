@@ -36,7 +36,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.support.s3server import ACCESS_KEY, REGION, SECRET_KEY, free_port
+from tests.support.s3server import ACCESS_KEY, REGION, SECRET_KEY, S3Server, free_port
 
 ROLES = ("master", "volume", "filer", "s3")
 ADMIN_ACTIONS = ["Admin", "Read", "Write", "List", "Tagging"]
@@ -85,7 +85,9 @@ def _socket_paths(ports: list[int]) -> list[str]:
     return out
 
 
-class SeaweedServer:
+class SeaweedServer(S3Server):
+    """``url``, ``create_bucket()``, ``cdh_env()`` and ``agent_env()`` are S3Server's; the rest its own."""
+
     name = "seaweedfs"
 
     def __init__(self, log_path: str, env: dict | None = None, tls: tuple[str, str] | None = None,
@@ -107,10 +109,6 @@ class SeaweedServer:
         self.proc: subprocess.Popen | None = None
         self._own_dir: str | None = None
         self.started_s = 0.0  # spawn → first object written
-
-    @property
-    def url(self) -> str:
-        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     def _identities(self) -> dict:
         ids = [{"name": "admin", "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
@@ -219,20 +217,6 @@ class SeaweedServer:
                             verify=self.tls[0] if self.tls else None,
                             config=Config(s3={"addressing_style": addressing},
                                           retries={"mode": "standard", "max_attempts": retries}))
-
-    def create_bucket(self, name: str | None = None) -> str:
-        name = name or f"cdh-test-{uuid.uuid4().hex[:12]}"
-        self.client().create_bucket(Bucket=name)
-        return name
-
-    def cdh_env(self, bucket: str, **extra: str) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("CDH_", "AWS_", "S3_"))}
-        return {**env, **self.agent_env(bucket), **extra}
-
-    def agent_env(self, bucket: str, url: str | None = None) -> dict[str, str]:
-        return {"CDH_S3_ENDPOINT": url or self.url, "CDH_S3_BUCKET": bucket, "CDH_S3_REGION": REGION,
-                "CDH_S3_ACCESS_KEY": ACCESS_KEY, "CDH_S3_SECRET_KEY": SECRET_KEY,
-                "CDH_S3_ADDRESSING": "path"}
 
 
 if __name__ == "__main__":  # python -m tests.support.seaweed: start, time, stop

@@ -5,6 +5,7 @@ access key may touch its own buckets only; moto would not check): the stage of t
 from __future__ import annotations
 
 import subprocess
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,6 +53,25 @@ def secret_dir(root: Path, team: str, end: str = "\n") -> Path:
     Volume(d, 0o400).update({"access-key": TEAM[team].access_key + end,
                              "secret-key": TEAM[team].secret_key + end})
     return d
+
+
+def team_routes(tmp_path: Path, n: int, recipient: str) -> str:
+    """The routes file of the three-team tests: team-a's namespaces to its bucket under ``cores/``,
+    encrypted to ``recipient``; team-b's to its bucket keyed by namespace and pod; the rest to main."""
+    return textwrap.dedent(f"""\
+        routes:
+          - name: team-a
+            namespaces: [team-a, "team-a-*"]
+            destination: s3://{TEAM['team-a'].bucket(n)}/cores/
+            credentials: {secret_dir(tmp_path, 'team-a')}
+            recipients: [{recipient}]
+          - name: team-b
+            namespaces: [team-b]
+            destination: s3://{TEAM['team-b'].bucket(n)}
+            credentials: {secret_dir(tmp_path, 'team-b')}
+            key_prefix: "{{namespace}}/{{pod}}/"
+        default: main
+        """)
 
 
 def flow(name: str, namespace: str, bucket: str, creds: Path) -> str:
