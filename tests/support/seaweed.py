@@ -97,16 +97,12 @@ class SeaweedServer(S3Server):
         one busy bucket would run, instead of the tests' many small buckets.
 
         ``tls``: (certificate, key) PEM files: the S3 port serves HTTPS (the certificate is its own CA)."""
-        self.log_path = log_path
-        self.env = env or {}
+        super().__init__(log_path, env, tls)  # on loopback: url, port, proc
         self.tenants = tenants or []
         self.data_dir = data_dir
         self.extra_args = extra_args or []
-        self.tls = tls
         self.bench = bench
         self.ports: dict[str, int] = {}
-        self.port = 0
-        self.proc: subprocess.Popen | None = None
         self._own_dir: str | None = None
         self.started_s = 0.0  # spawn → first object written
 
