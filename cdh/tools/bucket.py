@@ -50,6 +50,7 @@ class DumpObject:
     signal: int | None = None
     uuid: str = ""
     signature: str | None = None  # the crash's cause, when the composer found one
+    encrypted_to: list[str] | None = None  # age recipients' fingerprints when the body is encrypted
     metadata: dict[str, str] | None = None  # the object's own (HEAD or a listing with metadata)
     zip_name: str = ""
 
@@ -140,7 +141,7 @@ class Walk:
 
     def _take(self, objects: Iterable[ObjectInfo]) -> None:
         for o in objects:
-            if not o.key.endswith(ondisk.ZIP_SUFFIX):
+            if not keys.is_dump_key(o.key):
                 continue
             listed = keys.parse_listed(o.key)
             if listed is None:
@@ -184,9 +185,10 @@ async def with_metadata(store: Store, objects: list[ObjectInfo], concurrency: in
 
 def from_info(info: ObjectInfo) -> DumpObject:
     meta = dict(info.metadata or {})
-    named = ondisk.parse_default_name(info.key)
+    named = ondisk.parse_default_name(keys.zip_name_of(info.key))
     modified = info.last_modified
     signal = meta.get("signal") or named.get("signal")
+    encryption = keys.encryption_of(info.key, meta)
     return DumpObject(
         key=info.key, size=info.size, last_modified=modified, etag=info.etag.strip('"'),
         time=_number(meta.get("timestamp")) or _number(named.get("timestamp")) or modified,
@@ -194,7 +196,8 @@ def from_info(info: ObjectInfo) -> DumpObject:
         node=meta.get("node", ""), exe=meta.get("exe", ""),
         signal=int(signal) if signal and str(signal).isdigit() else None,
         uuid=meta.get("uuid") or named.get("uuid", ""), signature=meta.get("signature") or None,
-        metadata=meta, zip_name=info.key.rsplit("/", 1)[-1])
+        encrypted_to=encryption[1] if encryption else None, metadata=meta,
+        zip_name=keys.zip_name_of(info.key))
 
 
 def _number(v: str | None) -> float | None:

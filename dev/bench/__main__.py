@@ -1,6 +1,6 @@
 """``nox -s bench`` (or ``python -m dev.bench``): speed and memory of cdh against peers.
 
-    python -m dev.bench [--only startup,capture,upload,e2e,ls] [--size-mib 800] [--rounds 3]
+    python -m dev.bench [--only startup,capture,upload,e2e,encrypt,ls] [--size-mib 800] [--rounds 3]
                           [--json FILE] [--cache DIR] [--runtime DIR] [--ls-objects 100000]
 
 Builds the zipapp and runtime and installs the composer as the agent does (HOST_DIR/cdc);
@@ -21,7 +21,7 @@ from pathlib import Path
 
 from dev.bench import capture, inputs, report, startup
 
-SECTIONS = ("startup", "capture", "upload", "e2e", "ls")
+SECTIONS = ("startup", "capture", "upload", "e2e", "encrypt", "ls")
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -35,6 +35,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
                    help="upload: the S3 servers, each a column (seaweedfs,moto)")
     p.add_argument("--ls-objects", type=int, default=100_000, help="ls: dumps in the bucket (100000)")
     p.add_argument("--e2e-mib", type=int, default=256, help="e2e: heap of the crashed process (256)")
+    p.add_argument("--encrypt-mib", type=int, default=1024, help="encrypt: size of the zip (1024)")
     p.add_argument("--startup-runs", type=int, default=30, help="start-up: runs per figure (30)")
     p.add_argument("--json", type=Path, metavar="FILE", help="also write the figures and samples here")
     p.add_argument("--cache", type=Path, metavar="DIR",
@@ -166,6 +167,20 @@ class Suite:
                                          bench=True).start()
         return self.seaweed
 
+    def _zip(self, installed: startup.Installed, section: str, mib: int, where: str = "") -> tuple[Path, int]:
+        """A stored zip of about ``mib`` MiB our composer wrote (the core repeated), for ``section``."""
+        from dev.bench import upload
+
+        core = self._core(self.args.size_mib)
+        zip_dir = self.work / f"{section}-input"
+        zip_dir.mkdir()
+        zip_path = upload.make_zip(installed.cdc, core, zip_dir, mib)
+        size = zip_path.stat().st_size
+        where = f", {where}" if where else ""
+        print(f"== {section}: {zip_path.name[:20]}..., {size / report.MB:,.0f} MB{where}; "
+              f"{self.args.rounds} interleaved rounds", flush=True)
+        return zip_path, size
+
     def upload(self, installed: startup.Installed) -> None:
         from dev.bench import upload
         from tests.support.zips import make_zip
@@ -175,14 +190,8 @@ class Suite:
             raise inputs.InputError(f"missing peers: {' '.join(missing)} (nox -s bench installs them)")
         kinds = [k for k in self.args.upload_servers.split(",") if k]
         servers = [self._seaweedfs() if k == "seaweedfs" else self._s3()[0] for k in kinds]
-        core = self._core(self.args.size_mib)
-        zip_dir = self.work / "upload-input"
-        zip_dir.mkdir()
-        zip_path = upload.make_zip(installed.cdc, core, zip_dir, self.args.upload_mib)
-        small = Path(make_zip(zip_dir, 1000).path)
-        size = zip_path.stat().st_size
-        print(f"== upload: {zip_path.name[:20]}..., {size / report.MB:,.0f} MB, to {', '.join(kinds)}; "
-              f"{self.args.rounds} interleaved rounds", flush=True)
+        zip_path, size = self._zip(installed, "upload", self.args.upload_mib, f"to {', '.join(kinds)}")
+        small = Path(make_zip(zip_path.parent, 1000).path)
         runner = inputs.runner(self.cache)
         benches = []
         try:
@@ -192,7 +201,7 @@ class Suite:
         finally:
             for b in benches:
                 b.stop()
-        shutil.rmtree(zip_dir)
+        shutil.rmtree(zip_path.parent)
         self._add("upload", upload.figures(samples, size), upload.notes(samples, size), {
             "bytes": size, "samples": {kind: {name: [s.as_dict() for s in runs] for name, runs in by.items()}
                                        for kind, by in samples.items()}})
@@ -211,6 +220,20 @@ class Suite:
         self._add("ls", listing.figures(samples, n), listing.notes(samples, bench), {
             "objects": n, "populate_s": bench.populate_s,
             "samples": {name: [s.as_dict() for s in runs] for name, runs in samples.items()}})
+
+    def encrypt(self, installed: startup.Installed) -> None:
+        from dev.bench import encrypt
+
+        if encrypt.age_cli() is None:
+            raise inputs.InputError("age is missing (apt-get install age): the encrypt section's peer")
+        zip_path, size = self._zip(installed, "encrypt", self.args.encrypt_mib)
+        inputs.warm(zip_path)
+        bench = encrypt.EncryptBench(self.work, inputs.runner(self.cache), zip_path)
+        checked = bench.verify()
+        samples = bench.rounds(self.args.rounds)
+        shutil.rmtree(zip_path.parent)
+        self._add("encrypt", encrypt.figures(samples, size), [checked, *encrypt.notes(samples, size)], {
+            "bytes": size, "samples": {name: [s.as_dict() for s in runs] for name, runs in samples.items()}})
 
     def e2e(self, installed: startup.Installed) -> None:
         from dev.bench import e2e

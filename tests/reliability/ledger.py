@@ -16,7 +16,7 @@ import os
 import zipfile
 from dataclasses import dataclass, field
 
-from cdh.keys import zip_name_of_key
+from cdh.keys import zip_name_of
 from tests.support.s3server import list_keys
 
 
@@ -60,7 +60,7 @@ def check(s3, bucket: str, expected: list[Expected]) -> Delivery:
     keys = list_keys(s3, bucket)
     by_name: dict[str, list[str]] = {}
     for key in keys:
-        by_name.setdefault(zip_name_of_key(key), []).append(key)
+        by_name.setdefault(zip_name_of(key), []).append(key)
     result = Delivery()
     for exp in expected:
         found = by_name.get(exp.name, [])
@@ -139,7 +139,7 @@ class DeletionWatch:
         self.seen.add(name)
         try:
             # The key holds the crash's time and facts before the zip's name (cdh/keys.py's layouts).
-            key = next((k for k in list_keys(self.s3, self.bucket, self.prefix) if zip_name_of_key(k) == name),
+            key = next((k for k in list_keys(self.s3, self.bucket, self.prefix) if zip_name_of(k) == name),
                        self.prefix + name)
             head = self.s3.head_object(Bucket=self.bucket, Key=key)
         except Exception as err:

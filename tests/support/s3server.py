@@ -170,9 +170,9 @@ def list_keys(client, bucket: str, prefix: str = "") -> list[str]:
 
 def zip_keys(client, bucket: str) -> dict[str, str]:
     """Zip name → object key of every object, whatever the key layout (cdh/keys.py)."""
-    from cdh.keys import zip_name_of_key
+    from cdh.keys import zip_name_of
 
-    return {zip_name_of_key(k): k for k in list_keys(client, bucket)}
+    return {zip_name_of(k): k for k in list_keys(client, bucket)}
 
 
 def pending_uploads(client, bucket: str) -> list[dict]:

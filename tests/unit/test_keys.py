@@ -57,7 +57,7 @@ def test_a_listed_key_reads_back_as_what_ls_shows():
     assert keys.parse_listed(key) == {
         "signal": "11", "signature": "1-0123456789abcdef", "namespace": "shop", "pod": "web-7d4b9c-x2x9q",
         "container": "web", "exe": "segv", "node": "node-a", "uuid": "", "time": 1764650232, "zip_name": name}
-    assert keys.zip_name_of_key(key) == name
+    assert keys.zip_name_of(key) == name
     other = keys.parse_listed(keys.object_key("", {**INFO, "signature": None}, "n", 1764650232, "x.zip"))
     assert other["uuid"] == UUID and other["signature"] == ""
 
@@ -70,7 +70,7 @@ def test_a_listed_key_reads_back_as_what_ls_shows():
 def test_other_keys_are_not_listed_ones(key):
     assert keys.parse_listed("2025-12-02/043712~~~~~~~~~a.zip")["zip_name"] == "a.zip"  # 8 empty values
     assert keys.parse_listed(key) is None
-    assert keys.zip_name_of_key(key) == key.rsplit("/", 1)[-1]
+    assert keys.zip_name_of(key) == key.rsplit("/", 1)[-1]
 
 
 @given(st.dictionaries(st.sampled_from(["namespace", "podname", "container", "signal", "exe", "uuid",
