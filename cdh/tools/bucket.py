@@ -83,8 +83,8 @@ def _glob(pattern: str | None, value: str) -> bool:
 
 
 class Walk:
-    """Lists prefixes of a bucket: objects in the listing layout become dumps at once, others are
-    kept in :attr:`other` for their metadata."""
+    """Lists prefixes of a bucket: objects in the listing layout become dumps at once, others (and
+    encrypted ones, for their recipients) are kept in :attr:`other` for their metadata."""
 
     def __init__(self, store: Store, since: float | None = None,
                  concurrency: int = DEFAULT_CONCURRENCY) -> None:
@@ -144,9 +144,11 @@ class Walk:
             if not keys.is_dump_key(o.key):
                 continue
             listed = keys.parse_listed(o.key)
-            if listed is None:
-                self.other.append(o)
-            elif self.since is None or listed["time"] >= self.since:
+            if listed is not None and self.since is not None and listed["time"] < self.since:
+                continue
+            if listed is None or o.key.endswith(keys.ENCRYPTED_SUFFIX):
+                self.other.append(o)  # encrypted: its recipients are in its metadata only
+            else:
                 self.dumps.append(from_listed(o, listed))
 
 

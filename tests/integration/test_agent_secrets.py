@@ -7,7 +7,7 @@ import signal
 from tests.support.agentproc import run_sweep
 from tests.support.faultproxy import FaultProxy, Rule
 from tests.support.projected import Volume
-from tests.support.s3server import list_keys
+from tests.support.s3server import ROTATED_ACCESS_KEY, ROTATED_SECRET_KEY, list_keys
 from tests.support.zips import make_zip
 
 SESSION_TOKEN = "FQoGZXIvYXdzEXAMPLE+session/token=="
@@ -64,7 +64,7 @@ def test_keys_rotate_without_a_restart(agent_env, start_agent, core_dir, tmp_pat
     """The Secret's files change the kubelet's way (a ..data swap) and the old key is revoked at once:
     the agent reloads its client from the new files and the next zip arrives, with no signal."""
     keys = Volume(tmp_path / "s3-keys", mode=0o400)
-    old = {"access-key": "AKIAOLDKEY0000000001", "secret-key": "old-secret"}
+    old = {"access-key": agent_env["CDH_S3_ACCESS_KEY"], "secret-key": agent_env["CDH_S3_SECRET_KEY"]}
     keys.update(old)
     with FaultProxy(s3_server.url) as proxy:
         env = {**_key_files(agent_env, keys), "CDH_S3_ENDPOINT": proxy.url}
@@ -72,7 +72,7 @@ def test_keys_rotate_without_a_restart(agent_env, start_agent, core_dir, tmp_pat
         agent.wait_event("agent.started")
         make_zip(core_dir, 100)
         agent.wait_event("upload.done")
-        keys.update({"access-key": "AKIANEWKEY0000000002", "secret-key": "new-secret"})
+        keys.update({"access-key": ROTATED_ACCESS_KEY, "secret-key": ROTATED_SECRET_KEY})
         proxy.add(Rule("error", header=("authorization", f"Credential={old['access-key']}/"), status=403,
                        code="InvalidAccessKeyId"))
         (reloaded,) = agent.wait_event("config.reloaded")
@@ -80,7 +80,7 @@ def test_keys_rotate_without_a_restart(agent_env, start_agent, core_dir, tmp_pat
         name = make_zip(core_dir, 100).filename
         agent.wait_event("upload.done", count=2)
         assert any(k.endswith(name) for k in list_keys(s3, bucket))
-        assert "new-secret" not in agent.text() and "old-secret" not in agent.text()
+        assert ROTATED_SECRET_KEY not in agent.text() and old["secret-key"] not in agent.text()
 
 
 def test_an_absent_optional_secret_means_the_credential_chain(agent_env, start_agent, core_dir, tmp_path):

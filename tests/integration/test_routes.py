@@ -85,7 +85,8 @@ def test_each_bucket_holds_only_its_teams_cores_and_only_the_team_opens_them(wee
     # The Events stay on each crashed pod (the host process has none), naming where its core went.
     uploaded = {e["regarding"]["name"]: e for e in api.events if e["reason"] == "CoreDumpUploaded"}
     assert {e["metadata"]["namespace"] for e in api.events} == {"team-a", "team-a-dev", "team-b", "shop"}
-    url = f"{weed.url}/{TEAM['team-a'].bucket(n)}/cores/{big_a.filename}.age"
+    in_a = objects(weed, TEAM["team-a"].bucket(n))
+    url = f"{weed.url}/{TEAM['team-a'].bucket(n)}/{in_a.key(f'cores/{big_a.filename}.age')}"
     assert uploaded["api-1"]["metadata"]["namespace"] == "team-a"
     assert uploaded["api-1"]["metadata"]["annotations"]["cdh.io/object-url"] == url
     assert metrics.value("cdh_uploads_succeeded_total", route="team-a") == 2
@@ -112,12 +113,12 @@ def test_each_bucket_holds_only_its_teams_cores_and_only_the_team_opens_them(wee
                 s3 = client(weed, team)
                 bucket = TEAM[other].bucket(n)
                 assert denied(lambda s3=s3, bucket=bucket: s3.list_objects_v2(Bucket=bucket)), (team, other)
-    some_a = next(iter(in_a))
+    some_a = in_a.key(next(iter(in_a)))
     assert denied(lambda: client(weed, "main").get_object(Bucket=TEAM["team-a"].bucket(n), Key=some_a))
 
     # Team A's object opens with team A's identity only (age's CLI), byte for byte the zip.
     body = client(weed, "team-a").get_object(Bucket=TEAM["team-a"].bucket(n),
-                                             Key=f"cores/{big_a.filename}.age")["Body"].read()
+                                             Key=in_a.key(f"cores/{big_a.filename}.age"))["Body"].read()
     assert body.startswith(b"age-encryption.org/v1\n") and plain_a not in body
     assert age_decrypt(ident_a, body) == plain_a
     assert age_decrypt(ident_b, body) is None
@@ -225,10 +226,12 @@ def test_reload_routes_each_waiting_zip_by_the_routes_in_force_then(weed, tmp_pa
             for d in agent.wait_event("upload.done", count=3, timeout=60)}
     assert done == {za.filename: "team-a", zb.filename: "main", zs.filename: "shop"}
     wait_until(lambda: not os.listdir(core_dir), what="nothing left on the node")
-    assert list(objects(weed, TEAM["team-a"].bucket(n))) == [za.filename + ".age"]
+    in_a = objects(weed, TEAM["team-a"].bucket(n))
+    assert list(in_a) == [za.filename + ".age"]
     assert list(objects(weed, TEAM["main"].bucket(n))) == [zb.filename]
     assert list(objects(weed, TEAM["team-b"].bucket(n))) == [zs.filename]
-    body = client(weed, "team-a").get_object(Bucket=TEAM["team-a"].bucket(n), Key=za.filename + ".age")
+    key = in_a.key(za.filename + ".age")
+    body = client(weed, "team-a").get_object(Bucket=TEAM["team-a"].bucket(n), Key=key)
     out = tmp_path / "za.zip"
     (tmp_path / "za.age").write_bytes(body["Body"].read())
     agecrypt.decrypt(str(tmp_path / "za.age"), str(out), agecrypt.read_identities(ident_a))
@@ -274,7 +277,8 @@ def test_a_staged_copy_left_by_a_killed_agent_is_cleaned_and_the_zip_still_goes(
         [done] = again.wait_event("upload.done", timeout=60)
         assert done["route"] == "team-a" and done["encrypted"]
         wait_until(lambda: not os.listdir(core_dir), what="the zip and every staged copy gone")
-    body = client(weed, "team-a").get_object(Bucket=TEAM["team-a"].bucket(n), Key=z.filename + ".age")
+    key = objects(weed, TEAM["team-a"].bucket(n)).key(z.filename + ".age")
+    body = client(weed, "team-a").get_object(Bucket=TEAM["team-a"].bucket(n), Key=key)
     (tmp_path / "z.age").write_bytes(body["Body"].read())
     agecrypt.decrypt(str(tmp_path / "z.age"), str(tmp_path / "z.zip"), agecrypt.read_identities(ident_a))
     assert (tmp_path / "z.zip").read_bytes() == plain

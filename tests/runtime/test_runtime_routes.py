@@ -51,8 +51,9 @@ def test_real_crashes_from_three_namespaces_each_in_its_teams_bucket(installed, 
         assert meta["namespace"] == ns and meta["pod"] == f"{ns}-app-0"
     assert in_a[a_key][keys.RECIPIENTS] == agecrypt.fingerprint(rcpt_a)
     a = client(tenant_store, "team-a")
-    body = a.get_object(Bucket=TEAM["team-a"].bucket(n), Key=a_key)["Body"].read()
+    body = a.get_object(Bucket=TEAM["team-a"].bucket(n), Key=in_a.key(a_key))["Body"].read()
     assert age_decrypt(ident_a, body) == plain["team-a"] and age_decrypt(ident_b, body) is None
+    b_key = in_b.key(b_key)
     assert client(tenant_store, "team-b").get_object(Bucket=TEAM["team-b"].bucket(n),
                                                      Key=b_key)["Body"].read() == plain["team-b"]
     for other in ("team-a", "main"):

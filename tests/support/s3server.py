@@ -23,6 +23,9 @@ import uuid
 ACCESS_KEY = "AKIACDHTESTKEY000001"
 SECRET_KEY = "cdh-test-secret-0123456789abcdefghijkl"
 REGION = "us-east-1"
+# A second key pair of the same identity, as after a rotation: every server kind takes it (moto any).
+ROTATED_ACCESS_KEY = "AKIACDHTESTKEY000002"
+ROTATED_SECRET_KEY = "cdh-test-rotated-secret-0123456789abcd"
 
 
 def free_port() -> int:
@@ -166,6 +169,17 @@ def list_keys(client, bucket: str, prefix: str = "") -> list[str]:
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         keys += [o["Key"] for o in page.get("Contents", [])]
     return keys
+
+
+def plain_key(key: str) -> str:
+    """The key an object would have in the ``plain`` layout (cdh/keys.py): the prefix and the name the
+    object was uploaded under (the zip's, ``.age`` kept), without the listing layout's day and facts."""
+    from cdh.keys import LISTED_SEP, parse_listed
+
+    if parse_listed(key) is None:
+        return key
+    parts = key.split("/")
+    return "/".join([*parts[:-2], parts[-1].rsplit(LISTED_SEP, 1)[-1]])
 
 
 def zip_keys(client, bucket: str) -> dict[str, str]:

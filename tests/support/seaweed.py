@@ -41,7 +41,14 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.support.s3server import ACCESS_KEY, SECRET_KEY, S3Server, free_port
+from tests.support.s3server import (
+    ACCESS_KEY,
+    ROTATED_ACCESS_KEY,
+    ROTATED_SECRET_KEY,
+    SECRET_KEY,
+    S3Server,
+    free_port,
+)
 
 ROLES = ("master", "volume", "filer", "s3")
 ADMIN_ACTIONS = ["Admin", "Read", "Write", "List", "Tagging"]
@@ -120,8 +127,9 @@ class SeaweedServer(S3Server):
         self._own_dir: str | None = None
 
     def _identities(self) -> dict:
-        ids = [{"name": "admin", "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
-                "actions": ADMIN_ACTIONS}]
+        ids = [{"name": "admin", "actions": ADMIN_ACTIONS,
+                "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY},
+                                {"accessKey": ROTATED_ACCESS_KEY, "secretKey": ROTATED_SECRET_KEY}]}]
         ids += [{"name": f"tenant-{i}", "actions": t.actions(),
                  "credentials": [{"accessKey": t.access_key, "secretKey": t.secret_key}]}
                 for i, t in enumerate(self.tenants)]

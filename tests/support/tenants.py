@@ -11,7 +11,7 @@ from pathlib import Path
 
 from tests.support.agentproc import base_env
 from tests.support.projected import Volume
-from tests.support.s3server import REGION, list_keys
+from tests.support.s3server import REGION, list_keys, plain_key
 from tests.support.seaweed import SeaweedServer, Tenant
 
 TEAMS = ("main", "team-a", "team-b")  # main: the platform's own (CDH_S3_BUCKET)
@@ -92,10 +92,22 @@ def agent_env(server: SeaweedServer, tmp_path, n: int, routes_file: str, **extra
     return base_env(tmp_path, main_settings(server, n), CDH_ROUTES_FILE=routes_file, **extra)
 
 
-def objects(server: SeaweedServer, bucket: str) -> dict[str, dict[str, str]]:
-    """Key -> metadata of every object in ``bucket`` (read with the server's admin keys)."""
+class Objects(dict):
+    """Plain key (:func:`tests.support.s3server.plain_key`: prefix and name, whatever the key layout)
+    -> metadata; :meth:`key` gives an object's real key."""
+
+    def __init__(self, found: dict[str, dict[str, str]]) -> None:
+        self.real = {plain_key(k): k for k in found}
+        super().__init__({plain_key(k): meta for k, meta in found.items()})
+
+    def key(self, plain: str) -> str:
+        return self.real[plain]
+
+
+def objects(server: SeaweedServer, bucket: str) -> Objects:
+    """Every object in ``bucket`` (read with the server's admin keys) with its metadata."""
     admin = server.client()
-    return {k: admin.head_object(Bucket=bucket, Key=k)["Metadata"] for k in list_keys(admin, bucket)}
+    return Objects({k: admin.head_object(Bucket=bucket, Key=k)["Metadata"] for k in list_keys(admin, bucket)})
 
 
 def denied(call) -> bool:
