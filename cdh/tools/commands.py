@@ -174,7 +174,7 @@ async def _get(ns, dest) -> int:
         if os.path.exists(unpacked):
             raise DumpError(f"{unpacked} already exists")
         zip_path = os.path.join(ns.output, base)
-        got = os.path.join(ns.output, key.rsplit("/", 1)[-1])  # the zip, or <name>.zip.age
+        got = zip_path + (keys.ENCRYPTED_SUFFIX if identities is not None else "")  # <name>.zip.age
         try:
             checked = await download(store, info, got, Progress(base, info.size))
         except VerifyError as err:
