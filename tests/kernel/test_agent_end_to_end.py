@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from cdh import keys
 from tests.support.agentproc import Proc, wait_until
 from tests.support.crashes import compile_program
 from tests.support.s3server import list_keys
@@ -80,7 +81,7 @@ def test_a_real_crash_ends_as_a_verified_object_and_the_node_is_restored(
     assert len(body) == done["bytes"]
     zf = zipfile.ZipFile(io.BytesIO(body))
     assert zf.testzip() is None
-    name = done["key"].rsplit("/", 1)[1][: -len(".zip")]
+    name = keys.zip_name_of(done["key"])[: -len(".zip")]
     info = json.loads(zf.read(f"{name}-dump-info.json"))
     assert info["exe"] == "segv_regs" and info["signal"] == signal.SIGSEGV
     assert info["truncated"] is False
