@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 
+from cdh.config import ibm
 from cdh.config.envfile import parse_env_text, quote, read_env_file
 from cdh.config.table import BY_ALIAS, BY_NAME, IGNORED, SECRET_FILE_SUFFIX, SPECS
 from cdh.config.values import ConfigError
@@ -61,7 +62,7 @@ def load(layers: Iterable[Mapping[str, str]], scope: str = "agent") -> Settings:
     and ``CDH_*_FILE`` for secrets. ``scope="composer"`` parses only what the
     composer uses (host + composer settings), so it never imports agent code.
     """
-    raw: dict[str, tuple[str, str]] = {}  # attr → (value, env name)
+    raw: dict[str, tuple[Any, str]] = {}  # attr → (value, env name)
     notes: list[str] = []
     for layer in layers:
         # Aliases first, so a canonical name in the same layer wins over its alias.
@@ -69,18 +70,21 @@ def load(layers: Iterable[Mapping[str, str]], scope: str = "agent") -> Settings:
             value = layer[name]
             if name in BY_ALIAS:
                 spec, conv = BY_ALIAS[name]
-                raw[spec.attr] = (_convert(name, value, conv), name)
+                _set(raw, spec.attr, (_convert(name, value, conv, notes), name), notes)
             elif name in BY_NAME:
-                raw[BY_NAME[name].attr] = (value, name)
+                _set(raw, BY_NAME[name].attr, (value, name), notes)
             elif name.endswith(SECRET_FILE_SUFFIX) and name[: -len(SECRET_FILE_SUFFIX)] in BY_NAME:
                 spec = BY_NAME[name[: -len(SECRET_FILE_SUFFIX)]]
                 if not spec.secret:
                     raise ConfigError(f"{name} is not valid: only secret settings can be read from files")
-                raw[spec.attr] = (_read_secret_file(name, value), name)
+                _set(raw, spec.attr, (_read_secret_file(name, value), name), notes)
             elif name in IGNORED:
                 notes.append(f"{name} is ignored: {IGNORED[name]}")
             elif name.startswith("CDH_") and not name.startswith(NOT_SETTINGS):
                 raise ConfigError(_unknown(name))
+    if scope != "composer":
+        _ibm_s3_location(raw, notes)
+        _ibm_triggers(raw, notes)
     values: dict[str, Any] = {}
     strings: dict[str, str] = {}
     sources: dict[str, str] = {}
@@ -90,6 +94,9 @@ def load(layers: Iterable[Mapping[str, str]], scope: str = "agent") -> Settings:
         value, source = raw.get(spec.attr, (None, spec.name))
         if value is None:
             value = spec.default(values) if callable(spec.default) else spec.default
+        if not isinstance(value, str):  # typed by its IBM converter: cdh's syntax cannot say it
+            values[spec.attr], strings[spec.attr], sources[spec.attr] = value, str(value), source
+            continue
         try:
             values[spec.attr] = spec.parse(value)
         except ValueError as err:
@@ -101,13 +108,53 @@ def load(layers: Iterable[Mapping[str, str]], scope: str = "agent") -> Settings:
     return Settings(values=values, raw=strings, sources=sources, notes=tuple(dict.fromkeys(notes)))
 
 
-def _convert(name: str, value: str, conv: Callable[[str], str] | None) -> str:
+def _set(raw: dict[str, tuple[Any, str]], attr: str, entry: tuple[Any, str], notes: list[str]) -> None:
+    """``raw[attr] = entry``; a value replaced under another name is said (every value explained)."""
+    old = raw.get(attr)
+    if old is not None and old[1] != entry[1]:
+        notes.append(f"{old[1]} is overridden by {entry[1]}")
+    raw[attr] = entry
+
+
+def _convert(name: str, value: str, conv: Callable[[str], Any] | None, notes: list[str]) -> Any:
+    """An IBM value in cdh's terms; a converter may return ``(value, note)`` (the note is kept)."""
     if conv is None:
         return value
     try:
-        return conv(value)
+        out = conv(value)
     except ValueError as err:
         raise ConfigError(f"{name}={value!r} is not valid: {err}") from None
+    if isinstance(out, tuple):
+        out, note = out
+        if note:
+            notes.append(f"{name}={value!r}: {note}")
+    return out
+
+
+def _ibm_s3_location(raw: dict[str, tuple[Any, str]], notes: list[str]) -> None:
+    """IBM's ``S3_REGION`` may name a host (IBM COS, ODF, MinIO): then it is the endpoint."""
+    value, source = raw.get("s3_region", ("", ""))
+    if source != "S3_REGION" or not value.strip():
+        return
+    endpoint = raw.get("s3_endpoint", ("", ""))[0].strip() or None
+    try:
+        signing, url, note = ibm.s3_location(value, endpoint)
+    except ValueError as err:
+        raise ConfigError(f"S3_REGION={value!r} is not valid: {err}") from None
+    raw["s3_region"] = (signing, source)
+    if url != endpoint:
+        raw["s3_endpoint"] = (url, source)
+    if note:
+        notes.append(f"S3_REGION={value!r}: {note}")
+
+
+def _ibm_triggers(raw: dict[str, tuple[Any, str]], notes: list[str]) -> None:
+    """IBM's agent did not watch CORE_DIR when INTERVAL or SCHEDULE was set: say that cdh does."""
+    inotify, source = raw.get("use_inotify", ("", ""))
+    timed = [v[1] for attr in ("interval_s", "schedule") if (v := raw.get(attr)) and str(v[0]).strip()]
+    if source == "USE_INOTIFY" and timed and inotify.strip().lower() == "true":
+        notes.append(f"USE_INOTIFY=true with {' and '.join(timed)}: IBM's agent then only swept on the "
+                     "schedule; cdh also uploads each zip as it appears (USE_INOTIFY=false for IBM's way)")
 
 
 def _read_secret_file(name: str, path: str) -> str:
