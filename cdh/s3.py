@@ -10,6 +10,7 @@ aiobotocore is imported when a client is built.
 from __future__ import annotations
 
 import base64
+import contextlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -31,9 +32,15 @@ def client_config(settings: Settings, max_pool_connections: int = 10):
     )
 
 
-def create_client(settings: Settings, max_pool_connections: int = 10):
-    """An async context manager yielding an aiobotocore S3 client for ``settings``."""
+@contextlib.asynccontextmanager
+async def create_client(settings: Settings, max_pool_connections: int = 10):
+    """An async context manager yielding an aiobotocore S3 client for ``settings``.
+
+    A region or endpoint botocore refuses is a ConfigError naming the settings (one line, exit 3),
+    raised before anything else is done (the agent builds its client before it touches the node).
+    """
     from aiobotocore.session import get_session
+    from botocore.exceptions import BotoCoreError
 
     kwargs: dict = {
         "region_name": settings.s3_region or None,
@@ -45,7 +52,16 @@ def create_client(settings: Settings, max_pool_connections: int = 10):
         kwargs["aws_access_key_id"] = settings.s3_access_key
         kwargs["aws_secret_access_key"] = settings.s3_secret_key
         kwargs["aws_session_token"] = settings.s3_session_token or None
-    return get_session().create_client("s3", **kwargs)
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            client = await stack.enter_async_context(get_session().create_client("s3", **kwargs))
+        except (ValueError, BotoCoreError) as err:
+            from cdh.config import ConfigError
+
+            where = ", ".join(f"{settings.env_name(a)}={getattr(settings, a)!r}"
+                              for a in ("s3_region", "s3_endpoint") if getattr(settings, a))
+            raise ConfigError(f"the S3 client cannot be built ({where or 'defaults'}): {err}") from None
+        yield client
 
 
 def encryption_args(settings: Settings) -> dict[str, Any]:

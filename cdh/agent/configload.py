@@ -27,12 +27,24 @@ CONFIGMAP_LINK = "..data"
 SETTLE_S = 0.3  # a ConfigMap update is several events; reload once, after the last
 
 
-def check(settings: Settings) -> Settings:
-    """What the agent needs beyond per-setting validation; raises ConfigError with one line."""
-    if not settings.s3_bucket:
+def check(settings: Settings, need_bucket: bool | None = None) -> Settings:
+    """What the agent needs beyond per-setting validation; raises ConfigError with one line.
+
+    A bucket is needed to upload: by ``cdh sweep``, and by the agent when a trigger is on. An agent
+    with neither bucket nor trigger keeps the cores on the node (IBM #48: "I run my own uploader").
+    """
+    if need_bucket is None:
+        need_bucket = has_trigger(settings)
+    if need_bucket and not settings.s3_bucket:
         raise config.ConfigError(
-            "CDH_S3_BUCKET is not set: the agent needs a bucket to upload to (IBM name: S3_BUCKET_NAME)")
+            "CDH_S3_BUCKET is not set: the agent needs a bucket to upload to (IBM name: S3_BUCKET_NAME; "
+            "with no trigger set, no bucket is needed: the cores then stay on the node)")
     return settings
+
+
+def has_trigger(settings: Settings) -> bool:
+    """Whether anything makes the agent upload (inotify, an interval, a schedule)."""
+    return bool(settings.use_inotify or settings.interval_s or settings.schedule)
 
 
 def load() -> Settings:

@@ -109,8 +109,8 @@ class Agent:
         for note in s.notes:
             self.log.warning("config.note", note=note)
         self._install_signal_handlers()
+        await self.clients.open(s)  # a bad region or endpoint is a ConfigError: before the node changes
         await self._set_up_host()
-        await self.clients.open(s)
         await self.telemetry.start()
         await self.check_storage()
         self._storage_watch = asyncio.create_task(self._recheck_storage(), name="storage-check")
@@ -150,6 +150,8 @@ class Agent:
 
     @property
     def storage_ok(self) -> bool | None:
+        if not self.settings.s3_bucket:
+            return True  # no bucket and no trigger: cores stay on the node, there is no store to reach
         return self.uploader.storage_ok
 
     def running_tasks(self) -> tuple[list[asyncio.Task], list[asyncio.Task]]:
@@ -166,6 +168,8 @@ class Agent:
 
     async def check_storage(self) -> None:
         """HEAD the bucket once, so a wrong bucket or key shows at start, not at the first crash."""
+        if not self.settings.s3_bucket:
+            return
         try:
             async with self.clients.lease() as client:
                 await client.head_bucket(Bucket=self.settings.s3_bucket)
@@ -210,6 +214,10 @@ class Agent:
         if names:
             intake.sweep("start")
             self.log.info("intake.triggers", triggers=names)
+        elif not s.s3_bucket:
+            self.log.warning("intake.no_trigger", action="cores are kept on the node, for your own uploader "
+                             "(no bucket and no trigger set: IBM's idle mode, IBM #48)",
+                             hint="set a bucket and CDH_USE_INOTIFY, CDH_INTERVAL or CDH_SCHEDULE to upload")
         else:
             self.log.warning("intake.no_trigger", action="cores are kept on the node",
                              hint="set CDH_USE_INOTIFY, CDH_INTERVAL or CDH_SCHEDULE, or run `cdh sweep`")

@@ -26,7 +26,7 @@ from cdh.agent.upload import Outcome, Uploader
 def run(settings: config.Settings, files: list[str]) -> int:
     import uvloop
 
-    configload.check(settings)
+    configload.check(settings, need_bucket=True)
     log = Log()
     log.configure(settings)
     route_stdlib(log)
