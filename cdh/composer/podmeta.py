@@ -128,6 +128,9 @@ def _by_hostname(meta: PodMeta, hostname: str, call, errors: list[str]) -> None:
         return
     exact = [p for p in _list(listed.get("items"))
              if _str(_dict(_dict(p).get("metadata")).get("name")) == hostname]
+    ready = [p for p in exact if _dict(p).get("state") == "SANDBOX_READY"]
+    if len(exact) > 1 and len(ready) == 1:
+        exact = ready  # the pod's earlier sandboxes linger NOTREADY: the running one crashed
     if len(exact) == 1:
         meta.pod_id = _str(exact[0].get("id"))
         meta.pod_found_by = "hostname"

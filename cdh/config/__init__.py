@@ -132,20 +132,24 @@ def _convert(name: str, value: str, conv: Callable[[str], Any] | None, notes: li
 
 
 def _ibm_s3_location(raw: dict[str, tuple[Any, str]], notes: list[str]) -> None:
-    """IBM's ``S3_REGION`` may name a host (IBM COS, ODF, MinIO): then it is the endpoint."""
+    """IBM's ``S3_REGION`` may name a host (IBM COS, ODF, MinIO): then it is the endpoint. A store
+    named by IBM's settings is addressed path-style, as IBM's agent always did (unless
+    CDH_S3_ADDRESSING says otherwise)."""
     value, source = raw.get("s3_region", ("", ""))
-    if source != "S3_REGION" or not value.strip():
-        return
-    endpoint = raw.get("s3_endpoint", ("", ""))[0].strip() or None
-    try:
-        signing, url, note = ibm.s3_location(value, endpoint)
-    except ValueError as err:
-        raise ConfigError(f"S3_REGION={value!r} is not valid: {err}") from None
-    raw["s3_region"] = (signing, source)
-    if url != endpoint:
-        raw["s3_endpoint"] = (url, source)
-    if note:
-        notes.append(f"S3_REGION={value!r}: {note}")
+    if source == "S3_REGION" and value.strip():
+        endpoint = raw.get("s3_endpoint", ("", ""))[0].strip() or None
+        try:
+            signing, url, note = ibm.s3_location(value, endpoint)
+        except ValueError as err:
+            raise ConfigError(f"S3_REGION={value!r} is not valid: {err}") from None
+        raw["s3_region"] = (signing, source)
+        if url != endpoint:
+            raw["s3_endpoint"] = (url, source)
+        if note:
+            notes.append(f"S3_REGION={value!r}: {note}")
+    endpoint, source = raw.get("s3_endpoint", ("", ""))
+    if source in ("S3_REGION", "S3_ENDPOINT") and endpoint.strip() and "s3_addressing" not in raw:
+        raw["s3_addressing"] = ("path", source)
 
 
 def _ibm_triggers(raw: dict[str, tuple[Any, str]], notes: list[str]) -> None:
