@@ -48,10 +48,15 @@ def kubectl() -> str:
 @functools.cache
 def render(target: str) -> tuple[dict, ...]:
     """The objects `kubectl apply -k k8s-manifests/<target>` would apply."""
-    proc = subprocess.run([kubectl(), "kustomize", str(ROOT / target)],
+    return render_path(ROOT / target)
+
+
+def render_path(path: Path) -> tuple[dict, ...]:
+    """The objects `kubectl apply -k <path>` would apply (any kustomization, such as `cdh migrate`'s)."""
+    proc = subprocess.run([kubectl(), "kustomize", str(path)],
                           capture_output=True, text=True, timeout=120, check=False)
     if proc.returncode != 0:
-        raise RenderError(f"kubectl kustomize {target} failed: {proc.stderr.strip()}")
+        raise RenderError(f"kubectl kustomize {path} failed: {proc.stderr.strip()}")
     return tuple(d for d in yaml.safe_load_all(proc.stdout) if d)
 
 

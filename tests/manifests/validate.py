@@ -1,5 +1,6 @@
 """`nox -s manifests`: every overlay renders, and every object is valid for every Kubernetes version
-the README claims, checked offline and strictly (unknown fields are errors).
+the README claims, checked offline and strictly (unknown fields are errors); so are the overlays
+`cdh migrate` writes for the IBM values files of tests/compat/values.
 
 Kubernetes kinds: the OpenAPI-derived JSON schemas bundled in kubernetes-validate. OpenShift's
 SecurityContextConstraints and the Prometheus Operator's PodMonitor and PrometheusRule are not
@@ -11,13 +12,26 @@ Run: python -m tests.manifests.validate   (exit 1 and one line per problem when 
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import os
 import sys
+import tempfile
+from pathlib import Path
 
 import jsonschema
 import kubernetes_validate
 
-from tests.manifests.kustomize import KUSTOMIZATIONS, PLAIN_FILES, ROOT, RenderError, kubectl, objects
+from tests.manifests.kustomize import (
+    KUSTOMIZATIONS,
+    PLAIN_FILES,
+    ROOT,
+    RenderError,
+    kubectl,
+    objects,
+    render_path,
+)
 
 # Keep in step with the README ("Deploy on Kubernetes").
 K8S_VERSIONS = ("1.29", "1.30", "1.31", "1.32", "1.33", "1.34", "1.35", "1.36", "1.37")
@@ -47,6 +61,20 @@ def problems_of(obj: dict) -> list[str]:
     return out
 
 
+def migrate_outputs(into: str) -> list[str]:
+    """`cdh migrate` of every IBM values file of tests/compat/values: the overlays it writes."""
+    from cdh.tools import migrate
+
+    out = []
+    for values in sorted((ROOT.parent / "tests" / "compat" / "values").glob("*.yaml")):
+        target = os.path.join(into, values.stem)
+        with contextlib.redirect_stdout(io.StringIO()):
+            if migrate.run(str(values), target, str(ROOT), None) != 0:
+                raise SystemExit(f"cdh migrate {values} failed")
+        out.append(target)
+    return out
+
+
 def _path(parts) -> str:
     return ".".join(str(p) for p in parts) or "(top)"
 
@@ -60,9 +88,11 @@ def main() -> int:
     failures: list[str] = []
     checked: dict[str, list[str]] = {}  # one validation per distinct object, shared by the overlays
     count = 0
-    for target in (*KUSTOMIZATIONS, *PLAIN_FILES):
+    migrated = tempfile.TemporaryDirectory(prefix="cdh-migrate-")
+    targets = (*KUSTOMIZATIONS, *PLAIN_FILES, *migrate_outputs(migrated.name))
+    for target in targets:
         try:
-            objs = objects(target)
+            objs = objects(target) if not os.path.isabs(target) else render_path(Path(target))
         except RenderError as err:
             failures.append(str(err))
             continue
@@ -75,7 +105,8 @@ def main() -> int:
             failures.extend(f"{name}: {p}" for p in checked[key])
     for line in failures:
         print(line, file=sys.stderr)
-    print(f"{len(KUSTOMIZATIONS) + len(PLAIN_FILES)} targets, {count} objects ({len(checked)} distinct), "
+    migrated.cleanup()
+    print(f"{len(targets)} targets, {count} objects ({len(checked)} distinct), "
           f"Kubernetes {K8S_VERSIONS[0]}-{K8S_VERSIONS[-1]} strict: "
           + ("valid" if not failures else f"{len(failures)} problems"))
     return 1 if failures else 0
