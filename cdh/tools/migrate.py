@@ -16,7 +16,7 @@ defaults fill what it leaves out, then:
    priority class, pull secrets, pod annotations, extra environment, envFrom and sidecars become a
    DaemonSet patch; the service account's annotations (the IRSA role) a ServiceAccount patch; S3
    keys in the values a ``cdh-s3`` Secret generated from ``s3-secret.env`` (0600: keep it out of git);
-4. **what does not carry over** is listed, each with why, on stdout and in ``DIR/MIGRATION.md``,
+4. **what does not carry over** is listed, each with why, on stdout and in ``DIR/README.md``,
    which also says in which order to switch (``helm uninstall`` first).
 
 ``kubectl kustomize DIR`` renders it; ``kubectl apply -k DIR`` installs it. pyyaml is imported here
@@ -79,7 +79,7 @@ def run(values_path: str, out_dir: str, manifests: str | None, provider: str | N
     for key, reason in plan.not_carried:
         print(f"not carried over: {key}: {reason}")
     print(f"next: helm uninstall core-dump-handler, wait for its pods to go, then kubectl apply -k {out_dir} "
-          f"({os.path.join(out_dir, 'MIGRATION.md')})")
+          f"({os.path.join(out_dir, 'README.md')})")
     return EXIT_OK
 
 
@@ -277,9 +277,9 @@ class Plan:
             kustomization["secretGenerator"] = [{"name": "cdh-s3", "envs": ["s3-secret.env"],
                                                  "options": {"disableNameSuffixHash": True}}]
         files["kustomization.yaml"] = ("# Written by `cdh migrate` from an IBM Core Dump Handler "
-                                       "installation (see MIGRATION.md).\n"
+                                       "installation (see README.md).\n"
                                        + yaml.safe_dump(kustomization, sort_keys=False))
-        files["MIGRATION.md"] = self._report()
+        files["README.md"] = self._report()
         for name, text in files.items():
             (out / name).write_text(text, encoding="utf-8")
         if self.secret:

@@ -64,7 +64,7 @@ ENVIRONMENTS: dict[str, dict[str, str]] = {
     "--set daemonset.interval=3600000": rendered(INTERVAL="3.6e+06", USE_INOTIFY=""),
     "--set composer.logLength=2000000": rendered(COMP_LOG_LENGTH="2e+06"),
     "--set daemonset.schedule with a year": rendered(SCHEDULE="0 0 */6 * * * 2025-2099", USE_INOTIFY=""),
-    "--set composer.podSelectorLabel=cdh/dump": rendered(COMP_POD_SELECTOR_LABEL="cdh/dump"),
+    "--set composer.podSelectorLabel=example.com/dump": rendered(COMP_POD_SELECTOR_LABEL="example.com/dump"),
     "--set daemonset.s3Region=<IBM COS host>": rendered(
         S3_REGION="s3.eu-de.cloud-object-storage.appdomain.cloud"),
     "extraEnvVars S3_ENDPOINT (GCS, the FAQ)": {**rendered(S3_REGION="auto"),

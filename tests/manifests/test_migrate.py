@@ -46,7 +46,7 @@ def test_the_overlay_renders_on_the_providers_and_the_agent_can_start(kubectl_pr
     assert all(inside == host for inside, host in spec.host_mounts(objs).items())
     assert settings.host_dir in spec.host_mounts(objs)
     if name != "own-uploader":
-        assert "helm uninstall" in (out / "MIGRATION.md").read_text()
+        assert "helm uninstall" in (out / "README.md").read_text()
 
 
 def test_a_whole_installation_carries_over(kubectl_present, tmp_path):
