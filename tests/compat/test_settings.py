@@ -9,7 +9,6 @@ address with no endpoint setting) and no bucket with no trigger (cores kept on t
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 
 import pytest
@@ -17,8 +16,7 @@ import pytest
 from tests.compat.chart import ENVIRONMENTS
 from tests.support.agentproc import Proc, base_env, fake_sysctl_root, run_sweep
 from tests.support.cli import run_cdh
-from tests.support.require import require
-from tests.support.s3server import ACCESS_KEY, SECRET_KEY, S3Server, list_keys
+from tests.support.s3server import ACCESS_KEY, SECRET_KEY, list_keys
 from tests.support.zips import make_zip
 
 
@@ -66,27 +64,14 @@ def test_what_each_becomes(values, lines):
 # ---------------------------------------------------------------- S3_REGION=<host:port>
 
 
-@pytest.fixture(scope="module")
-def tls_server(tmp_path_factory):
-    require(shutil.which("openssl"), "openssl is needed to make the test certificate")
-    d = tmp_path_factory.mktemp("tls")
-    cert, key = d / "cert.pem", d / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
-    server = S3Server(str(d / "moto.log"), tls=(str(cert), str(key))).start()
-    yield server, cert
-    server.stop()
-
-
 def ibm_s3(bucket: str, region: str) -> dict[str, str]:
     """IBM's names only: no endpoint setting."""
     return {"S3_BUCKET_NAME": bucket, "S3_REGION": region, "S3_ACCESS_KEY": ACCESS_KEY,
             "S3_SECRET": SECRET_KEY}
 
 
-def test_s3_region_holding_host_and_port_reaches_a_tls_server_there(tmp_path, tls_server, start_agent):
-    server, cert = tls_server
+def test_s3_region_holding_host_and_port_reaches_a_tls_server_there(tmp_path, tls_s3_server, start_agent):
+    server, cert = tls_s3_server
     bucket = server.create_bucket()
     core_dir = tmp_path / "host" / "cores"
     core_dir.mkdir(parents=True, mode=0o700)
