@@ -18,7 +18,7 @@ import os
 from cdh.config import ibm
 from cdh.config.envfile import parse_env_text, quote, read_env_file
 from cdh.config.table import BY_ALIAS, BY_NAME, IGNORED, SECRET_FILE_SUFFIX, SPECS
-from cdh.config.values import ConfigError
+from cdh.config.values import ConfigError, endpoint_url
 
 TYPE_CHECKING = False  # typing costs the composer ~6 ms to import
 if TYPE_CHECKING:
@@ -34,11 +34,13 @@ class Settings:
     """Validated settings. Build with :func:`load`; attributes follow :data:`SPECS`."""
 
     def __init__(self, values: Mapping[str, Any], raw: Mapping[str, str],
-                 sources: Mapping[str, str], notes: tuple[str, ...] = ()) -> None:
+                 sources: Mapping[str, str], notes: tuple[str, ...] = (),
+                 files: Mapping[str, str] | None = None) -> None:
         self.values = dict(values)    # attr → typed value
         self.raw = dict(raw)          # attr → the string it was parsed from
         self.sources = dict(sources)  # attr → the env name it came from
         self.notes = notes            # things to say once at start
+        self.files = dict(files or {})  # attr → the file a *_FILE names (read or absent): watched for changes
 
     def __getattr__(self, attr: str) -> Any:
         try:
@@ -64,6 +66,7 @@ def load(layers: Iterable[Mapping[str, str]], scope: str = "agent") -> Settings:
     """
     raw: dict[str, tuple[Any, str]] = {}  # attr → (value, env name)
     notes: list[str] = []
+    files: dict[str, str] = {}
     for layer in layers:
         # Aliases first, so a canonical name in the same layer wins over its alias.
         for name in sorted(layer, key=lambda n: n.startswith("CDH_")):
@@ -77,7 +80,10 @@ def load(layers: Iterable[Mapping[str, str]], scope: str = "agent") -> Settings:
                 spec = BY_NAME[name[: -len(SECRET_FILE_SUFFIX)]]
                 if not spec.secret:
                     raise ConfigError(f"{name} is not valid: only secret settings can be read from files")
-                _set(raw, spec.attr, (_read_secret_file(name, value), name), notes)
+                files[spec.attr] = value
+                content = _read_secret_file(name, value, notes)
+                if content is not None:
+                    _set(raw, spec.attr, (content, name), notes)
             elif name in IGNORED:
                 notes.append(f"{name} is ignored: {IGNORED[name]}")
             elif name.startswith("CDH_") and not name.startswith(NOT_SETTINGS):
@@ -105,7 +111,8 @@ def load(layers: Iterable[Mapping[str, str]], scope: str = "agent") -> Settings:
         strings[spec.attr] = value
         sources[spec.attr] = source
     _check_together(values, sources)
-    return Settings(values=values, raw=strings, sources=sources, notes=tuple(dict.fromkeys(notes)))
+    return Settings(values=values, raw=strings, sources=sources, notes=tuple(dict.fromkeys(notes)),
+                    files=files)
 
 
 def _set(raw: dict[str, tuple[Any, str]], attr: str, entry: tuple[Any, str], notes: list[str]) -> None:
@@ -144,6 +151,10 @@ def _ibm_s3_location(raw: dict[str, tuple[Any, str]], notes: list[str]) -> None:
             raise ConfigError(f"S3_REGION={value!r} is not valid: {err}") from None
         raw["s3_region"] = (signing, source)
         if url != endpoint:
+            try:
+                endpoint_url(url)
+            except ValueError as err:
+                raise ConfigError(f"S3_REGION={value!r} is not valid: {err}") from None
             raw["s3_endpoint"] = (url, source)
         if note:
             notes.append(f"S3_REGION={value!r}: {note}")
@@ -161,12 +172,21 @@ def _ibm_triggers(raw: dict[str, tuple[Any, str]], notes: list[str]) -> None:
                      "schedule; cdh also uploads each zip as it appears (USE_INOTIFY=false for IBM's way)")
 
 
-def _read_secret_file(name: str, path: str) -> str:
+def _read_secret_file(name: str, path: str, notes: list[str]) -> str | None:
+    """The file's content; None when it is absent from a directory that exists: an optional Secret
+    that was not created (IRSA, Pod Identity, Workload Identity use no static keys) means unset."""
     try:
         with open(path, encoding="utf-8") as f:
             return f.read()
+    except FileNotFoundError as err:
+        if os.path.isabs(path) and os.path.isdir(os.path.dirname(path)):
+            notes.append(f"{name}={path!r}: no such file, so {name[:-len(SECRET_FILE_SUFFIX)]} is not set "
+                         "(the Secret is optional; without it the credential chain is used)")
+            return None
+        problem = err.strerror
     except OSError as err:
-        raise ConfigError(f"{name}={path!r} is not valid: cannot read the file ({err.strerror})") from None
+        problem = err.strerror
+    raise ConfigError(f"{name}={path!r} is not valid: cannot read the file ({problem})")
 
 
 def _unknown(name: str) -> str:

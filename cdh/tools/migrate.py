@@ -41,7 +41,9 @@ OVERLAY_DIRS = {"gke-cos": ("/home/kubernetes/bin/cdh", "/home/kubernetes/cores"
                    for p in ("openshift", "roks", "rosa", "aro")}}
 PROVIDERS = ("aks", "aro", "custom", "digitalocean", "eks", "eks-bottlerocket", "gke-cos", "gke-ubuntu",
              "iks", "kind", "minikube", "openshift", "roks", "rosa")
-OVERLAY_VOLUMES = {"gke-cos": ("host-dir", "core-dir")}  # hostPath volumes an overlay has (base: host-dir)
+# The base's hostPath volumes: each is mounted at its own host path in both containers (host, agent).
+DIR_VOLUMES = {"host-dir": "", "core-dir": "cores", "event-dir": "events", "state-dir": "state"}
+CONTAINERS = ("host", "agent")
 # What IBM's chart renders by default where cdh, without it, does the same: not worth a line in cdh.env.
 SAME_AS_CDH = {"CRIO_ENDPOINT": "unix:///run/containerd/containerd.sock"}
 DIR_SETTINGS = ("host_dir", "core_dir", "event_dir")
@@ -97,7 +99,8 @@ class Plan:
         self.values = values
         self.provider = "custom"
         self.env_lines: list[str] = []
-        self.container: dict = {"name": "agent"}
+        self.containers: dict[str, dict] = {name: {"name": name} for name in CONTAINERS}
+        self.host_dir = DEFAULT_HOST_DIR  # as the agent will mount it
         self.pod: dict = {}
         self.volumes: list[dict] = []
         self.replacements: list[dict] = []
@@ -141,41 +144,42 @@ class Plan:
             self.env_lines += [f"# from IBM's {source}", f'{spec.name}="{quote(value)}"']
 
     def _directories(self, settings: config.Settings) -> None:
-        """IBM's directories where the overlay's differ: the variable, its hostPath volume, its mount (a
-        kustomize replacement keeps the mount on the variable, as the overlays do for HOST_DIR)."""
+        """IBM's directories where the overlay's differ: the volumes' host paths, CDH_CORE_DIR and
+        CDH_EVENT_DIR in both containers, and kustomize replacements that keep every mountPath (and
+        CDH_HOST_DIR) on its volume's path, as the overlays do."""
         host, core = OVERLAY_DIRS.get(self.provider, (DEFAULT_HOST_DIR, DEFAULT_HOST_DIR + "/cores"))
         ibm_host = settings.host_dir
+        paths: dict[str, str] = {}
         if ibm_host != host and not (self.provider == "gke-cos" and ibm_host == "/home/kubernetes/bin"):
-            self._dir("CDH_HOST_DIR", "host-dir", ibm_host)
-            host, core = ibm_host, os.path.join(ibm_host, "cores")
+            host = ibm_host
+            paths = {volume: os.path.join(host, sub) if sub else host for volume, sub in DIR_VOLUMES.items()}
+            core = paths["core-dir"]
         elif ibm_host != host:
             self.notes.append(f"HOST_DIR {ibm_host} becomes {host}: cdh keeps its files in a directory of "
                               "its own")
-        wanted = [("CDH_CORE_DIR", "core-dir", settings.core_dir, core)]
-        if settings.core_events:
-            wanted.append(("CDH_EVENT_DIR", "event-dir", settings.event_dir, os.path.join(host, "events")))
-        for name, volume, path, current in wanted:
-            if path == current:
-                continue
-            if (path + "/").startswith(host.rstrip("/") + "/"):
-                self._env(name, path)  # inside HOST_DIR: mounted already
-            else:
-                self._dir(name, volume, path)
-
-    def _dir(self, name: str, volume: str, path: str) -> None:
-        self._env(name, path)
-        self.volumes.append({"name": volume, "hostPath": {"path": path, "type": "DirectoryOrCreate"}})
-        if volume not in OVERLAY_VOLUMES.get(self.provider, ("host-dir",)):
-            self.container.setdefault("volumeMounts", []).append({"name": volume, "mountPath": path})
-        self.replacements.append({
-            "source": {"kind": "DaemonSet", "name": "cdh-agent",
-                       "fieldPath": f"spec.template.spec.containers.[name=agent].env.[name={name}].value"},
-            "targets": [{"select": {"kind": "DaemonSet", "name": "cdh-agent"}, "fieldPaths": [
-                f"spec.template.spec.volumes.[name={volume}].hostPath.path",
-                f"spec.template.spec.containers.[name=agent].volumeMounts.[name={volume}].mountPath"]}]})
+        self.host_dir = host
+        if settings.core_dir != core:
+            paths["core-dir"] = settings.core_dir
+            self._env("CDH_CORE_DIR", settings.core_dir)
+        if settings.core_events and settings.event_dir != os.path.join(host, "events"):
+            paths["event-dir"] = settings.event_dir
+            self._env("CDH_EVENT_DIR", settings.event_dir)
+        for volume, path in paths.items():
+            self.volumes.append({"name": volume, "hostPath": {"path": path}})
+            targets = [f"spec.template.spec.containers.[name={c}].volumeMounts.[name={volume}].mountPath"
+                       for c in CONTAINERS]
+            if volume == "host-dir":
+                targets += [f"spec.template.spec.containers.[name={c}].env.[name=CDH_HOST_DIR].value"
+                            for c in CONTAINERS]
+            self.replacements.append({
+                "source": {"kind": "DaemonSet", "name": "cdh-agent",
+                           "fieldPath": f"spec.template.spec.volumes.[name={volume}].hostPath.path"},
+                "targets": [{"select": {"kind": "DaemonSet", "name": "cdh-agent"}, "fieldPaths": targets}]})
 
     def _env(self, name: str, value: str) -> None:
-        self.container.setdefault("env", []).append({"name": name, "value": value})
+        """``name=value`` in both containers' environment (the host writes composer.env from it)."""
+        for c in self.containers.values():
+            c.setdefault("env", []).append({"name": name, "value": value})
 
     def _pod(self, kept_env: list[dict]) -> None:
         v, d = self.values, self.values["daemonset"]
@@ -188,12 +192,15 @@ class Plan:
         if secrets:
             self.pod["imagePullSecrets"] = [s if isinstance(s, dict) else {"name": s} for s in secrets]
         self.annotations = dict(d.get("podAnnotations") or {})
+        agent = self.containers["agent"]  # the uploader: IBM's extra environment was its agent's
         if kept_env:
-            self.container.setdefault("env", []).extend(kept_env)
+            agent.setdefault("env", []).extend(kept_env)
         if d.get("envFrom"):
-            self.container["envFrom"] = d["envFrom"]
-        host = next((e["value"] for e in self.container.get("env", []) if e["name"] == "CDH_HOST_DIR"),
-                    OVERLAY_DIRS.get(self.provider, (DEFAULT_HOST_DIR,))[0])  # as the agent mounts it
+            agent["envFrom"] = d["envFrom"]
+        if kept_env or d.get("envFrom"):
+            self.notes.append("extraEnvVars taken from Secrets and envFrom go to the uploader (container "
+                              "agent); settings of the composer belong in cdh.env")
+        host = self.host_dir
         for sidecar in d.get("sidecarContainers") or []:
             sidecar = dict(sidecar)
             mounts = [{**m, "name": IBM_VOLUMES.get(m.get("name"), m.get("name"))}
@@ -298,7 +305,7 @@ class Plan:
         return "\n".join([*head, *notes, *self.env_lines]) + "\n"
 
     def _daemonset_patch(self) -> dict | None:
-        containers = [self.container] if len(self.container) > 1 else []
+        containers = [c for c in self.containers.values() if len(c) > 1]
         spec: dict = {**self.pod}
         if containers or self.sidecars:
             spec["containers"] = containers + self.sidecars

@@ -12,7 +12,7 @@ import pytest
 from cdh.agent import configload
 from cdh.tools import migrate
 from tests.manifests import agentspec as spec
-from tests.manifests.kustomize import PROVIDERS, ROOT, find, render, render_path
+from tests.manifests.kustomize import PROVIDERS, ROOT, find, render
 from tests.support.cli import run_cdh
 
 VALUES = ROOT.parent / "tests" / "compat" / "values"
@@ -27,7 +27,7 @@ def migrated(tmp_path, name: str):
     out = tmp_path / name
     done = run_cdh("migrate", str(VALUES / f"{name}.yaml"), "-o", str(out))
     assert done.returncode == 0, done.stderr
-    return done.stdout, out, render_path(out)
+    return done.stdout, out, render(str(out))
 
 
 def test_every_fixture_is_checked():
@@ -39,12 +39,15 @@ def test_the_overlay_renders_on_the_providers_and_the_agent_can_start(kubectl_pr
     stdout, out, objs = migrated(tmp_path, name)
     assert stdout.startswith(f"overlay: {EXPECTED_OVERLAY[name]} ")
     assert "resources:\n- ../" in (out / "kustomization.yaml").read_text()
-    settings = spec.settings(objs)  # environment + cdh.env: every value valid
-    unknown = [u for v in spec.container(objs).get("env", []) if (u := spec.unknown_name(v["name"]))
-               and v["name"] != "HTTPS_PROXY"]
-    assert unknown == []
-    assert all(inside == host for inside, host in spec.host_mounts(objs).items())
-    assert settings.host_dir in spec.host_mounts(objs)
+    for container in ("host", "agent"):  # the host half and the uploader: the same node, the same view
+        settings = spec.settings(objs, container)  # environment + cdh.env: every value valid
+        unknown = [u for v in spec.container(objs, container).get("env", [])
+                   if (u := spec.unknown_name(v["name"])) and v["name"] != "HTTPS_PROXY"]
+        assert unknown == []
+        mounts = spec.host_mounts(objs, container)
+        assert all(inside == host for inside, host in mounts.items())
+        assert {settings.host_dir, settings.core_dir} <= set(mounts)
+        assert settings.core_dir == spec.settings(objs, "host").core_dir
     if name != "own-uploader":
         assert "helm uninstall" in (out / "README.md").read_text()
 
@@ -60,8 +63,10 @@ def test_a_whole_installation_carries_over(kubectl_present, tmp_path):
     assert s.s3_endpoint == "https://s3.us-south.cloud-object-storage.appdomain.cloud"
     assert (s.host_dir, s.core_dir, s.event_dir) == (
         "/data/core-dump-handler", "/data/core-dump-handler/cores", "/data/events")
-    assert spec.host_mounts(objs) == {"/data/core-dump-handler": "/data/core-dump-handler",
-                                      "/data/events": "/data/events"}
+    for container in ("host", "agent"):
+        assert spec.settings(objs, container).event_dir == "/data/events"
+        assert {"/data/core-dump-handler", "/data/core-dump-handler/cores", "/data/core-dump-handler/state",
+                "/data/events"} == set(spec.host_mounts(objs, container))
     pod = spec.pod_spec(objs)
     assert pod["nodeSelector"] == {"kubernetes.io/os": "linux", "example.com/pool": "apps"}
     assert pod["priorityClassName"] == "system-node-critical"
@@ -113,5 +118,6 @@ def test_migrate_knows_each_overlays_directories(kubectl_present, provider):
     host, core = migrate.OVERLAY_DIRS.get(provider, default)
     assert (s.host_dir, s.core_dir) == (host, core)
     volumes = {v["name"] for v in spec.pod_spec(objs)["volumes"] if "hostPath" in v}
-    assert volumes == set(migrate.OVERLAY_VOLUMES.get(provider, ("host-dir",)))
+    assert set(migrate.DIR_VOLUMES) <= volumes
+    assert {c["name"] for c in spec.pod_spec(objs)["containers"]} == set(migrate.CONTAINERS)
     assert provider in migrate.PROVIDERS
