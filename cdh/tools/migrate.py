@@ -225,7 +225,10 @@ class Plan:
         if not d.get("manageStoreSecret"):
             return
         keys = {"access-key": d.get("s3AccessKey"), "secret-key": d.get("s3Secret")}
-        if all(k and k != PLACEHOLDER for k in keys.values()):
+        if ROLE_ARN in self.sa_annotations:
+            self.not_carried.append(("daemonset.s3AccessKey/s3Secret", "an IAM role (IRSA) is set, and IBM's "
+                                     "agent then used the role whatever its keys said: so does cdh"))
+        elif all(k and k != PLACEHOLDER for k in keys.values()):
             self.secret = {k: str(v) for k, v in keys.items()}
         else:
             self.not_carried.append(("daemonset.s3AccessKey/s3Secret", "the chart's placeholders or empty: "
