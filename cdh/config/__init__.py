@@ -53,6 +53,11 @@ class Settings:
         """Secret values set, for log redaction."""
         return tuple(self.values[s.attr] for s in SPECS if s.secret and self.values.get(s.attr))
 
+    @property
+    def has_trigger(self) -> bool:
+        """Whether anything makes the agent upload (inotify, an interval, a schedule)."""
+        return any(self.values.get(attr) for attr in ("use_inotify", "interval_s", "schedule"))
+
     def env_name(self, attr: str) -> str:
         return self.sources.get(attr) or next(s.name for s in SPECS if s.attr == attr)
 

@@ -116,6 +116,7 @@ def test_the_own_uploader_recipe_needs_no_bucket(kubectl_present, tmp_path):
     _, _, objs = migrated(tmp_path, "own-uploader")
     s = spec.settings(objs)
     assert not s.use_inotify and not s.s3_bucket
+    assert s.zip_file_mode == 0o644  # IBM's zips were 0644: an uploader of another user reads them
     configload.check(s)  # IBM #48: the agent starts, keeps the cores on the node
 
 
