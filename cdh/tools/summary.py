@@ -11,10 +11,10 @@ import os
 import time
 
 from cdh import ondisk, signals
+from cdh.elfcore import PC, SP, Core, CoreError, read_core
 from cdh.tools import debugger
 from cdh.tools.buildid import mapped_elves
 from cdh.tools.dumpzip import Dump, DumpError
-from cdh.tools.elfcore import PC, SP, Core, CoreError, read_core
 
 
 def summarize(path: str, log_lines: int = 20) -> dict:
