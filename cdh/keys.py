@@ -4,7 +4,11 @@ key = ``CDH_S3_KEY_PREFIX`` rendered + zip name. Every value put into a key is
 sanitised to ``[A-Za-z0-9._-]`` (never ``.``/``..``, never empty), so only the
 template's own ``/`` separate key components. Object metadata
 (``x-amz-meta-<name>``) carries :data:`METADATA_NAMES`; unknown values are left
-out rather than sent empty. Stdlib only.
+out rather than sent empty. Each value is printable ASCII and at most
+MAX_VALUE_CHARS, so all of them stay within S3's 2 KB of user metadata
+(:data:`METADATA_MAX_BYTES`, checked by tests/unit/test_keys.py); ``signature`` and
+``top-frame`` (cdh/stack/signature.py) let ``cdh ls --group`` group a bucket by
+cause without a download. Stdlib only.
 
 Reading keys back (``cdh ls``, ``cdh get``): listing a big bucket is cheapest when
 the prefix is narrowed before listing (:func:`listing_prefixes`): the template's
@@ -22,7 +26,9 @@ from cdh.config.values import TEMPLATE_FIELD, render_template, template_fields
 
 MAX_VALUE_CHARS = 128         # per key component and per metadata value
 UNKNOWN = "unknown"
-METADATA_NAMES = ("namespace", "pod", "container", "node", "signal", "exe", "uuid", "timestamp")
+METADATA_NAMES = ("namespace", "pod", "container", "node", "signal", "exe", "uuid", "timestamp", "image",
+                  "signature", "top-frame")
+METADATA_MAX_BYTES = 2048     # S3: user-defined metadata, names and values, at most 2 KB
 DATE_VARIABLES = ("date", "year", "month", "day", "hour")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 MAX_PREFIXES = 400            # more date slots than this: list from the first date variable instead
@@ -69,6 +75,7 @@ def crash_values(info: dict, node: object) -> dict[str, object]:
         "namespace": info.get("namespace"), "pod": info.get("podname") or info.get("pod"),
         "container": info.get("container"), "node": node, "signal": info.get("signal"),
         "exe": info.get("exe"), "uuid": info.get("uuid"), "timestamp": info.get("timestamp"),
+        "image": info.get("image"), "signature": info.get("signature"), "top-frame": info.get("top_frame"),
     }
 
 

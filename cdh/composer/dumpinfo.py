@@ -2,8 +2,9 @@
 the zip's other small entries, and the event file's record.
 
 dump-info keeps IBM's field names and adds what IBM lacked (cdh/ondisk.py lists them: the contract
-the agent and the tools read). Values are typed: ints are ints, unknown is null. The event record
-keeps IBM's fields, as IBM wrote them (strings), plus podname, container, node and zip.
+the agent and the tools read), the stack trace last. Values are typed: ints are ints, unknown is
+null. The event record keeps IBM's fields, as IBM wrote them (strings), plus podname, container,
+node, zip, and the crash's signature and top frame.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ def dumps(obj: object) -> bytes:
 
 
 def dump_info(*, uuid: str, name: str, kargs, node: str, meta, core_size: int, compression: str,
-              truncated_reason: str | None, errors: list[str]) -> dict:
+              truncated_reason: str | None, errors: list[str], trace=None) -> dict:
+    """``trace``: cdh/stack/trace.py's Trace, or None (CDH_STACK_TRACE off, or it failed)."""
     return {
         # IBM's fields
         "uuid": uuid,
@@ -52,6 +54,10 @@ def dump_info(*, uuid: str, name: str, kargs, node: str, meta, core_size: int, c
         "metadata_source": meta.source,
         "metadata_errors": list(dict.fromkeys(errors)),
         "cdh_version": __version__,
+        # the crash's cause (README "Stack traces and signatures"): what listings group by, then the frames
+        "signature": trace.signature if trace else None,
+        "top_frame": trace.top_frame if trace else None,
+        "stack": trace.stack if trace else None,
     }
 
 
@@ -73,7 +79,8 @@ def metadata_entries(name: str, meta, proc_files: dict[str, bytes]) -> list[tupl
 
 
 def event_record(info: dict, kargs, meta, zip_name: str) -> dict:
-    """IBM's event fields (strings, as IBM wrote them) plus podname, container, node and zip."""
+    """IBM's event fields (strings, as IBM wrote them) plus podname, container, node, zip, signature
+    and top_frame (null when there is none)."""
     labels = {k: str(v) for k, v in (meta.labels or {}).items() if k.startswith(LABEL_PREFIX)}
     images = []
     for c in meta.containers:
@@ -97,6 +104,8 @@ def event_record(info: dict, kargs, meta, zip_name: str) -> dict:
         "container": meta.container,
         "node": info["node_hostname"],
         "zip": zip_name,
+        "signature": info.get("signature"),
+        "top_frame": info.get("top_frame"),
     }
 
 

@@ -21,17 +21,26 @@ DEFAULT_MAX_BYTES = 1 << 20
 
 
 class ProcFacts:
-    """The files read (name → bytes), what failed, and the container id found in the cgroup."""
+    """The files read (name → bytes), what failed, the container id found in the cgroup, and the
+    /proc/<P> directory handle while the caller keeps it (:meth:`close` closes it)."""
 
-    __slots__ = ("container_id", "errors", "files")
+    __slots__ = ("container_id", "dir_fd", "errors", "files")
 
     def __init__(self) -> None:
         self.files: dict[str, bytes] = {}
         self.errors: list[str] = []
         self.container_id: str | None = None
+        self.dir_fd: int | None = None
+
+    def close(self) -> None:
+        if self.dir_fd is not None:
+            os.close(self.dir_fd)
+            self.dir_fd = None
 
 
-def read_facts(proc_root: str, pid: int | None, include_environ: bool) -> ProcFacts:
+def read_facts(proc_root: str, pid: int | None, include_environ: bool, keep_open: bool = False) -> ProcFacts:
+    """The facts of /proc/<pid>. ``keep_open``: the directory handle stays in ``dir_fd`` for a later
+    step that needs the still-held process (the stack trace opens its code files through it)."""
     facts = ProcFacts()
     if pid is None or pid <= 0:
         facts.errors.append("proc: no host pid (-P) given")
@@ -48,7 +57,10 @@ def read_facts(proc_root: str, pid: int | None, include_environ: bool) -> ProcFa
             except OSError as err:
                 facts.errors.append(f"proc: cannot read {name}: {err.strerror}")
     finally:
-        os.close(dfd)
+        if keep_open:
+            facts.dir_fd = dfd
+        else:
+            os.close(dfd)
     if "environ" in facts.files:
         facts.files["environ"] = redact_environ(facts.files["environ"])
     cgroup = facts.files.get("cgroup")

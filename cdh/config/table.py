@@ -41,7 +41,7 @@ FILENAME_VARIABLES = frozenset(
 )
 # The variables an S3 key prefix template may use.
 KEY_PREFIX_VARIABLES = frozenset(
-    {"node", "namespace", "pod", "container", "exe_name", "signal", "uuid",
+    {"node", "namespace", "pod", "container", "exe_name", "signal", "uuid", "signature",
      "date", "year", "month", "day", "hour"}
 )
 
@@ -127,6 +127,12 @@ SPECS: tuple[Spec, ...] = (
          Derived(":".join(("CDH_HOST_DIR", *CRICTL_DIRS)), lambda v: ":".join((v["host_dir"], *CRICTL_DIRS))),
          "Where the composer looks for crictl (used when no CRI socket answers): directories or files.",
          scope="composer"),
+    Spec("CDH_STACK_TRACE", "stack_trace", parse_bool, "true",
+         "Unwind the crashed process's threads (after it is released) for dump-info's stack trace and "
+         "signature.", scope="composer"),
+    Spec("CDH_STACK_BUDGET", "stack_budget_s", duration(0), "2s",
+         "Time the stack trace may take after the process is released; threads past it are left out "
+         "(never the crashing one).", scope="composer"),
     Spec("CDH_INCLUDE_PROC_ENVIRON", "include_proc_environ", parse_bool, "false",
          "Also capture /proc/PID/environ (may hold secrets: opt-in).",
          (("COMP_INCLUDE_PROC_INFO", None),), scope="composer"),
