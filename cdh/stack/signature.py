@@ -26,10 +26,9 @@ from __future__ import annotations
 import os
 import re
 
-try:  # BLAKE2 without hashlib: hashlib loads OpenSSL's libcrypto (4.6 MB more in the host runtime)
-    from _blake2 import blake2b
-except ImportError:  # an interpreter built without it: the same function, the same digests
-    from hashlib import blake2b
+# BLAKE2 without hashlib: hashlib loads OpenSSL's libcrypto (4.6 MB more in the host runtime).
+# CPython always builds _blake2; hashlib.blake2b is this very function.
+from _blake2 import blake2b
 
 SIGNATURE_VERSION = "1"
 SIGNATURE_FRAMES = 3
