@@ -115,7 +115,9 @@ class Uploader:
         self.storage_ok = True
         elapsed = time.monotonic() - started
         self.log.info("upload.done", file=held.path, key=key, bytes=held.size, seconds=round(elapsed, 3),
-                      mib_per_s=round(held.size / 1048576 / max(elapsed, 1e-6), 1), verified=checked)
+                      mib_per_s=round(held.size / 1048576 / max(elapsed, 1e-6), 1), verified=checked,
+                      namespace=info.get("namespace"), podname=info.get("podname"),
+                      signature=info.get("signature"), top_frame=info.get("top_frame"))
         return Result(Outcome.DONE, key=key)
 
     async def _send_and_verify(self, held: LocalZip, key: str, info: dict) -> str:
