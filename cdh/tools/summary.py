@@ -25,7 +25,7 @@ def summarize(path: str, log_lines: int = 20) -> dict:
         problems: list[str] = []
         info = _json(dump, ondisk.DUMP_INFO, problems) or {}
         out = {"source": os.path.abspath(path), "name": dump.name, "dump_info": info,
-               "crash": _crash(info), "pod": _pod(dump, info, problems),
+               "stack": _stack(info), "crash": _crash(info), "pod": _pod(dump, info, problems),
                "containers": _containers(dump, log_lines, problems)}
         core_entry = dump.entry(ondisk.CORE)
         if core_entry is None:
@@ -61,7 +61,7 @@ def _summarize_core_file(path: str) -> dict:
     core.update({"entry": None, "path": os.path.abspath(path), "size": os.path.getsize(path),
                  "compression": "file"})
     out = {"source": os.path.abspath(path), "name": os.path.basename(path), "dump_info": {},
-           "crash": _crash({}), "pod": {}, "containers": [], "core": core, "image": None,
+           "stack": None, "crash": _crash({}), "pod": {}, "containers": [], "core": core, "image": None,
            "problems": problems}
     out["debug"] = _commands(out, out["source"])
     return out
@@ -87,6 +87,15 @@ def _first(doc, *keys):
             return None
         doc = doc.get(k)
     return doc
+
+
+def _stack(info: dict) -> dict | None:
+    """The composer's stack trace (dump-info ``signature``, ``top_frame``, ``stack``), or None when the
+    dump has none (a composer before cdh's stack traces, or CDH_STACK_TRACE=false)."""
+    stack = info.get("stack")
+    if not isinstance(stack, dict):
+        return None
+    return {"signature": info.get("signature"), "top_frame": info.get("top_frame"), **stack}
 
 
 def _crash(info: dict) -> dict:

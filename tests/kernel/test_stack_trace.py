@@ -23,6 +23,7 @@ import pytest
 from cdh import ondisk
 from cdh.stack.offline import tap_file
 from cdh.stack.tap import StackTap
+from tests.support.cli import run_cdh
 from tests.support.composer import installed_composer
 from tests.support.crashes import CRASHERS
 from tests.support.gdb import physical_frames, readelf_build_id
@@ -247,3 +248,18 @@ def test_the_tap_keeps_the_same_bytes_whatever_the_block_size(crashes, tmp_path)
             tap.feed(memoryview(data)[at:at + size])
         assert (tap.head, tap.windows, tap.error) == (whole.head, whole.windows, None), size
     os.unlink(core)
+
+
+def test_cdh_inspect_shows_the_trace_first(crashes):
+    crash = crashes[("nofp", "abort_a")]
+    shown = run_cdh("inspect", str(crash.zip_path))
+    assert shown.returncode == 0, shown.stderr
+    _, _, _, first, thread, *frames = shown.stdout.splitlines()
+    assert first.startswith(f"Signature {crash.info['signature']}  {EXE}!site_a | {EXE}!path_a | {EXE}!main")
+    assert thread.startswith(f"Thread {crash.pid}, crashed")
+    named = [line.split()[2].split("+")[0] for line in frames[:6]]
+    assert named[1:3] == ["raise", "abort"] and named[4:6] == ["path_a", "main"]
+    assert f"  {EXE}+{crash.frames[4]['offset']}" in frames[4]   # module + offset: addr2line's input
+    as_json = json.loads(run_cdh("inspect", "--json", str(crash.zip_path)).stdout)
+    assert as_json["stack"]["signature"] == crash.info["signature"]
+    assert as_json["stack"]["threads"] == crash.stack["threads"]
