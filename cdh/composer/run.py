@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import os
+import resource
 import time
 
 from cdh import EXIT_DEADLINE, EXIT_FAILURE, EXIT_OK, ondisk
-from cdh.composer import capture, dumpinfo, naming, podmeta, proc, ratelimit, space, stacktrace, zipstream
+from cdh.composer import capture, dumpinfo, naming, podmeta, proc, ratelimit, space, zipstream
 from cdh.composer.cri.sources import Link
 from cdh.composer.output import PartFile, write_event
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from cdh.composer.stacktrace import StackCapture
     from cdh.stack.trace import Trace
 
 PROC_ROOT_VAR = "CDH_TEST_PROC_ROOT"  # tests point /proc elsewhere (apport does the same)
@@ -35,7 +37,7 @@ class Run:
         self.truncated: str | None = None
         self.core_size = 0
         self.write_failed = False
-        self.stack: stacktrace.StackCapture | None = None   # from the hold to the release
+        self.stack: StackCapture | None = None   # from the hold to the release
         self.trace: Trace | None = None                       # after the release
         self.compression = zipstream.available_method(settings.compression)
         if self.compression != settings.compression:
@@ -66,8 +68,10 @@ class Run:
             self.cri = Link(s, self.deadline)  # opened on first use: the socket, else crictl
         if self._skipped_by_selector() or self._rate_limited():
             return EXIT_OK
-        if s.stack_trace:  # only now: a skipped crash opens nothing
-            self.stack = stacktrace.StackCapture.hold(self.facts.dir_fd, self.facts.files.get("maps"))
+        if s.stack_trace:  # only now: a skipped crash opens nothing (and with it off, nothing is imported)
+            from cdh.composer.stacktrace import StackCapture
+
+            self.stack = StackCapture.hold(self.facts.dir_fd, self.facts.files.get("maps"))
         self.facts.close()
         name = self._name()
         try:
@@ -171,7 +175,8 @@ class Run:
         if self.stack is None:
             return
         try:
-            self.trace = self.stack.after_release(stacktrace.budget(self.settings, self.deadline))
+            budget = max(0.0, min(self.settings.stack_budget_s, self.deadline - time.monotonic()))
+            self.trace = self.stack.after_release(budget)
         except Exception as err:  # a bug here must cost the trace, not the core
             self.log.error("stack.failed", error=repr(err), action="no stack trace in this zip")
         self.stack = None
@@ -233,7 +238,7 @@ class Run:
                       runtime_calls=self.cri.calls if self.cri else 0,
                       **self._trace_fields(),
                       seconds=round(time.monotonic() - self.started, 3),
-                      max_rss_kib=peak_rss_kib())
+                      cpu_s=cpu_seconds(), max_rss_kib=peak_rss_kib())
 
 
     def _trace_fields(self) -> dict:
@@ -245,6 +250,12 @@ class Run:
                     "stack": "off" if not self.settings.stack_trace else "failed"}
         return {"signature": t.signature, "top_frame": t.top_frame, "stack": t.result,
                 "stack_seconds": t.stack["seconds"]}
+
+
+def cpu_seconds() -> float:
+    """This process's CPU time so far, every thread, user and system: what one crash costs the node."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return round(usage.ru_utime + usage.ru_stime, 4)
 
 
 def peak_rss_kib() -> int | None:

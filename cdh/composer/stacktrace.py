@@ -16,7 +16,6 @@ then), and close the fds.
 from __future__ import annotations
 
 import os
-import time
 
 from cdh.stack.codefiles import close_code_files, open_code_files
 from cdh.stack.tap import StackTap
@@ -57,7 +56,8 @@ class StackCapture:
             self.mem_fd = None
 
     def after_release(self, budget_s: float) -> Trace:
-        """Unwind and sign. Bad input is in the trace's errors; a bug raises (the caller keeps the core)."""
+        """Unwind and sign within ``budget_s`` (CDH_STACK_BUDGET, never past the run's deadline). Bad
+        input is in the trace's errors; a bug raises (the caller keeps the core)."""
         try:
             from cdh.stack.trace import stack_trace
 
@@ -76,7 +76,3 @@ class StackCapture:
             self.mem_fd = None
         self.tap.windows, self.tap.head = {}, bytearray()   # their memory goes now
 
-
-def budget(settings, deadline: float) -> float:
-    """What the trace may spend: CDH_STACK_BUDGET, never past the run's deadline."""
-    return max(0.0, min(settings.stack_budget_s, deadline - time.monotonic()))
