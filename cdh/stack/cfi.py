@@ -274,9 +274,9 @@ def _run(ops: bytes, cie: Cie, row: Row, initial: Row | None, loc: int, target: 
             loc, pos = read_encoded(ops, pos, cie.fde_enc, 0)
             if loc > target:
                 return loc
-        elif op == 0x05:                                  # offset_extended
+        elif op in (0x05, 0x11):                          # offset_extended, offset_extended_sf
             reg, pos = uleb(ops, pos)
-            off, pos = uleb(ops, pos)
+            off, pos = (uleb if op == 0x05 else sleb)(ops, pos)
             row.regs[reg] = ("offset", off * da)
         elif op == 0x06:                                  # restore_extended
             reg, pos = uleb(ops, pos)
@@ -318,10 +318,6 @@ def _run(ops: bytes, cie: Cie, row: Row, initial: Row | None, loc: int, target: 
             size, pos = uleb(ops, pos)
             row.regs[reg] = ("expr" if op == 0x10 else "val_expr", ops[pos:pos + size])
             pos += size
-        elif op == 0x11:                                  # offset_extended_sf
-            reg, pos = uleb(ops, pos)
-            off, pos = sleb(ops, pos)
-            row.regs[reg] = ("offset", off * da)
         elif op == 0x12:                                  # def_cfa_sf
             reg, pos = uleb(ops, pos)
             off, pos = sleb(ops, pos)

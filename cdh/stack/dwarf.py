@@ -24,19 +24,15 @@ class CfiError(ValueError):
 # ---------------------------------------------------------------- byte readers
 
 def uleb(buf: bytes, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        if pos >= len(buf):
-            raise CfiError("LEB128 runs past the end")
-        b = buf[pos]
-        pos += 1
-        result |= (b & 0x7F) << shift
-        shift += 7
-        if b < 0x80:
-            return result, pos
+    return _leb128(buf, pos, signed=False)
 
 
 def sleb(buf: bytes, pos: int) -> tuple[int, int]:
+    return _leb128(buf, pos, signed=True)
+
+
+def _leb128(buf: bytes, pos: int, signed: bool) -> tuple[int, int]:
+    """(value, position after it) of the LEB128 number at ``buf[pos]``."""
     result = shift = 0
     while True:
         if pos >= len(buf):
@@ -46,7 +42,7 @@ def sleb(buf: bytes, pos: int) -> tuple[int, int]:
         result |= (b & 0x7F) << shift
         shift += 7
         if b < 0x80:
-            if b & 0x40:
+            if signed and b & 0x40:
                 result -= 1 << shift
             return result, pos
 
