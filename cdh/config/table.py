@@ -131,8 +131,9 @@ SPECS: tuple[Spec, ...] = (
          "Unwind the crashed process's threads (after it is released) for dump-info's stack trace and "
          "signature.", scope="composer"),
     Spec("CDH_STACK_BUDGET", "stack_budget_s", duration(0), "2s",
-         "Time the stack trace may take after the process is released; threads past it are left out "
-         "(never the crashing one).", scope="composer"),
+         "Time the stack trace may take after the process is released (naming functions may take as "
+         "long again); threads and frames past it are left out, the crashing thread comes first.",
+         scope="composer"),
     Spec("CDH_INCLUDE_PROC_ENVIRON", "include_proc_environ", parse_bool, "false",
          "Also capture /proc/PID/environ (may hold secrets: opt-in).",
          (("COMP_INCLUDE_PROC_INFO", None),), scope="composer"),

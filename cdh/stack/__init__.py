@@ -14,7 +14,7 @@ In the order a crash goes through it:
 - ``dwarf``     LEB128, pointer encodings, DWARF expressions
 - ``elffile``   one mapped ELF file through ``pread``: segments, build id, symbols
 - ``signature`` the normal form of a trace and its hash, versioned
-- ``offline``   the same from a core file and the files at their paths (tests, the bench)
+- ``offline``   the same from a core file and the files at their paths (tests)
 
 The core's notes (threads, registers, siginfo) are read by cdh/elfcore.py, shared with
 ``cdh inspect``. The composer's side, which decides when each step runs, is

@@ -23,6 +23,7 @@ from bisect import bisect_right
 from cdh.stack.dwarf import CfiError, read_encoded, sleb, uleb
 
 MAX_STATE_STACK = 64
+MAX_DEBUG_FRAME = 16 << 20
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -183,6 +184,8 @@ class DebugFrameIndex:
         data = image.section_data(".debug_frame")
         if not data:
             raise CfiError("no .debug_frame")
+        if len(data) > MAX_DEBUG_FRAME:   # parsed whole: a Go binary's is ~1 MiB
+            raise CfiError(f".debug_frame of {len(data)} bytes is too large to parse here")
         cies: dict[int, Cie] = {}
         rows: list[tuple[int, int, Fde]] = []
         pos = 0

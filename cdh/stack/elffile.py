@@ -187,6 +187,8 @@ class ElfImage:
         if table is None or not vaddrs:
             return None, {}
         kind, offset, size, link = table
+        if size > MAX_TABLE_BYTES:   # ~2.8 million symbols: a hostile file, or too slow to search here
+            raise ElfError(f".{kind} of {size} bytes is too large to search")
         secs = self.sections()
         if link >= len(secs):
             return kind, {}

@@ -1,4 +1,4 @@
-"""The same trace from a core file on disk and the mapped files at their paths (tests, the bench).
+"""The same trace from a core file on disk and the mapped files at their paths (tests).
 
 The core goes through the very :class:`~cdh.stack.tap.StackTap` the composer uses, in the
 composer's 1 MiB blocks, so the windows are the ones the composer would have kept. The mapped

@@ -5,8 +5,9 @@ notes), the stack windows and the vdso copied as the core streamed by, and open 
 the process had mapped executable. Output: a :class:`Trace`, whose ``stack`` is dump-info's
 ``stack`` object (its field names are cdh/ondisk.py's ``STACK_FIELDS`` and ``FRAME_FIELDS``).
 
-Runs within ``budget_s``: the crashing thread always, the others only while time is left, and
-whatever is done is returned. Never raises for bad input: what went wrong is in ``errors``.
+Runs within ``budget_s``: the crashing thread first, the others only while time is left, frames
+past it left out; naming the functions may take as long again. Whatever is done is returned.
+Never raises for bad input: what went wrong is in ``errors``.
 """
 
 from __future__ import annotations
@@ -53,17 +54,19 @@ def stack_trace(head: bytes, windows: dict[int, bytes], code_files: list, budget
         return _timed(trace, started)
     memory = Memory(windows)
     modules = modules_from(code_files, windows, core.auxv.get(AT_SYSINFO_EHDR))
+    deadline = started + budget_s
     unwound = []
     for i, thread in enumerate(core.threads[:MAX_THREADS]):
-        if i and time.monotonic() - started > budget_s:
+        if i and time.monotonic() > deadline:
             stack["errors"].append(f"time budget ({budget_s:g}s) spent: {len(core.threads) - i} threads "
                                    "not unwound")
             break
-        unwound.append((thread.tid, unwind(core.machine, thread.registers, memory, modules)))
+        unwound.append((thread.tid, unwind(core.machine, thread.registers, memory, modules,
+                                           deadline=deadline)))
     if len(core.threads) > MAX_THREADS:
         stack["errors"].append(f"{len(core.threads)} threads: only the first {MAX_THREADS} unwound")
     # One pass over each module's symbol table for the frames of every thread (libjvm: 58k symbols).
-    symbolize([f for _, u in unwound for f in u.frames])
+    symbolize([f for _, u in unwound for f in u.frames], deadline=deadline + budget_s)
     for i, (tid, u) in enumerate(unwound):
         frames = u.frames if i == 0 else u.frames[:MAX_OTHER_FRAMES]
         for f in frames:

@@ -22,6 +22,7 @@ or MAX_FRAMES.
 from __future__ import annotations
 
 import struct
+import time
 
 from cdh.stack.addrspace import Memory, Module, Modules
 from cdh.stack.cfi import Fde, row_for
@@ -78,13 +79,17 @@ class Unwound:
 
 
 def unwind(machine: str, registers: dict[str, int], memory: Memory, modules: Modules,
-           max_frames: int = MAX_FRAMES) -> Unwound:
+           max_frames: int = MAX_FRAMES, deadline: float | None = None) -> Unwound:
+    """The frames of one thread, innermost first. ``deadline`` (time.monotonic()): the frames after
+    it are left out (a hostile binary's CFI can make each frame cost a lot)."""
     names = DWARF_REGS[machine]
     regs = {names[n]: v for n, v in registers.items() if n in names}
     pcr, spr = PC_REG[machine], SP_REG[machine]
     frames: list[Frame] = []
     how, exact = "first", True
     while len(frames) < max_frames:
+        if frames and deadline is not None and time.monotonic() > deadline:
+            return Unwound(frames, "the time budget (CDH_STACK_BUDGET) was spent")
         pc, sp = regs.get(pcr, 0), regs.get(spr, 0)
         if pc == 0:
             return Unwound(frames, "pc is 0")
@@ -249,13 +254,16 @@ def _bad_call_step(machine: str, regs: dict[int, int], memory: Memory):
     return (new, "lr", False), None
 
 
-def symbolize(frames: list[Frame]) -> None:
-    """Fill ``function`` and ``function_offset`` from each module's .symtab, else .dynsym."""
+def symbolize(frames: list[Frame], deadline: float | None = None) -> None:
+    """Fill ``function`` and ``function_offset`` from each module's .symtab, else .dynsym; modules
+    after ``deadline`` keep their frames unnamed."""
     by_module: dict[int, tuple[Module, list[Frame]]] = {}
     for f in frames:
         if f.module is not None and f.module.image is not None and f.module.bias is not None:
             by_module.setdefault(id(f.module), (f.module, []))[1].append(f)
     for mod, group in by_module.values():
+        if deadline is not None and time.monotonic() > deadline:
+            return
         try:
             _, names = mod.image.symbolize([f.lookup_pc - mod.bias for f in group])
         except (ElfError, OSError, struct.error):
