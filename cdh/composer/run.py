@@ -38,7 +38,7 @@ class Run:
         self.core_size = 0
         self.write_failed = False
         self.stack: StackCapture | None = None   # from the hold to the release
-        self.trace: Trace | None = None                       # after the release
+        self.trace: Trace | None = None          # after the release
         self.compression = zipstream.available_method(settings.compression)
         if self.compression != settings.compression:
             self.errors.append(f"{settings.compression} is not available here (zstandard missing): "
@@ -69,9 +69,7 @@ class Run:
         if self._skipped_by_selector() or self._rate_limited():
             return EXIT_OK
         if s.stack_trace:  # only now: a skipped crash opens nothing (and with it off, nothing is imported)
-            from cdh.composer.stacktrace import StackCapture
-
-            self.stack = StackCapture.hold(self.facts.dir_fd, self.facts.files.get("maps"))
+            self._hold_for_stack()
         self.facts.close()
         name = self._name()
         try:
@@ -133,8 +131,7 @@ class Run:
     def _write(self, part: PartFile) -> int:
         zw = zipstream.ZipWriter(part.fd, mtime=self.kargs.timestamp)
         self._stream_core(zw, part)
-        if self.stack is not None:
-            self.stack.before_release()  # still held: what the stream lacked, from its memory (µs)
+        self._before_release()
         capture.release_stdin()  # the dying process may go now
         self._unwind()
         self._gather()
@@ -170,16 +167,39 @@ class Run:
             self.log.error("core.write_failed", error=str(err), core_size=self.core_size)
             entry.abort()
 
+    def _hold_for_stack(self) -> None:
+        """Still held, after the rate limit and the selector: the process's code files and memory."""
+        from cdh.composer.stacktrace import StackCapture
+
+        try:
+            self.stack = StackCapture.hold(self.facts.dir_fd, self.facts.files.get("maps"))
+        except Exception as err:
+            self._stack_failed(err)
+
+    def _before_release(self) -> None:
+        """Still held, the stream ended: what it lacked, from the process's memory (microseconds)."""
+        if self.stack is not None:
+            try:
+                self.stack.before_release()
+            except Exception as err:
+                self._stack_failed(err)
+
     def _unwind(self) -> None:
         """The stack trace and signature; the process is released, the runtime not yet asked."""
-        if self.stack is None:
-            return
-        try:
-            budget = max(0.0, min(self.settings.stack_budget_s, self.deadline - time.monotonic()))
-            self.trace = self.stack.after_release(budget)
-        except Exception as err:  # a bug here must cost the trace, not the core
-            self.log.error("stack.failed", error=repr(err), action="no stack trace in this zip")
-        self.stack = None
+        if self.stack is not None:
+            try:
+                budget = max(0.0, min(self.settings.stack_budget_s, self.deadline - time.monotonic()))
+                self.trace = self.stack.after_release(budget)
+            except Exception as err:
+                self._stack_failed(err)
+            self.stack = None
+
+    def _stack_failed(self, err: Exception) -> None:
+        """A bug in the stack trace costs the trace, never the core."""
+        self.log.error("stack.failed", error=repr(err), action="no stack trace in this zip")
+        if self.stack is not None:
+            self.stack.close()
+            self.stack = None
 
     def _gather(self) -> None:
         if self.cri is None:
@@ -239,7 +259,6 @@ class Run:
                       **self._trace_fields(),
                       seconds=round(time.monotonic() - self.started, 3),
                       cpu_s=cpu_seconds(), max_rss_kib=peak_rss_kib())
-
 
     def _trace_fields(self) -> dict:
         """compose.done's stack fields: the signature and top frame (null when unsigned), how the

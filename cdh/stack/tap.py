@@ -100,6 +100,8 @@ class StackTap:
                 self._copy_windows(view, start)
         except (struct.error, ValueError, IndexError) as err:  # CoreError is a ValueError
             self.error = f"core head unreadable: {err}"
+        except Exception as err:  # a bug: it stops the tap, never the capture
+            self.error = f"internal error in the tap: {err!r}"
 
     # ------------------------------------------------------------ the head
 
@@ -274,6 +276,8 @@ class StackTap:
                     self._from_memory_window(mem_fd, sp)
         except (OSError, struct.error, ValueError) as err:
             self.error = f"reading /proc/<pid>/mem: {err}"
+        except Exception as err:  # a bug: it costs the trace, never the capture
+            self.error = f"internal error reading /proc/<pid>/mem: {err!r}"
 
     def _from_memory_window(self, mem_fd: int, sp: int) -> None:
         size = self._sizes.get(sp, self.window_crashing)
