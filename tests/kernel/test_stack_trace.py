@@ -112,9 +112,19 @@ def crashes(builds, image_runtime, tmp_path_factory) -> Crashes:
         pid = run(builds["nofp"], "segv", 11, coredump_filter="0")
         zip_path = next_zip(Path(settings.core_dir), kept)
         found[("nofp", "no-stack-in-core")] = Crash(zip_path, builds["nofp"], pid)
-        log = Path(settings.host_dir, ondisk.COMPOSER_LOG).read_text()
-    found.log = [json.loads(line) for line in log.splitlines()]
+        found.log = composer_log(Path(settings.host_dir, ondisk.COMPOSER_LOG), done=len(found))
     return found
+
+
+def composer_log(path: Path, done: int, timeout: float = 60) -> list[dict]:
+    """The composer's log lines once it holds ``done`` compose.done lines (each is written after
+    its zip is published: the last zip can be there a moment before its line)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        lines = [json.loads(line) for line in path.read_text().splitlines()]
+        if sum(line["event"] == "compose.done" for line in lines) >= done or time.monotonic() > deadline:
+            return lines
+        time.sleep(0.02)
 
 
 def run(binary: Path, mode: str, signal: int, coredump_filter: str | None = None) -> int:
