@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from cdh import keys
+from cdh.routes import MAX_RECIPIENTS
 
 T = datetime(2024, 6, 10, 6, 13, 20, tzinfo=UTC).timestamp()
 
@@ -48,13 +49,15 @@ def test_metadata_carries_the_signature_top_frame_and_image():
     assert "signature" not in keys.metadata({"signature": None}, "n")  # unknown: left out
 
 
-def test_metadata_stays_printable_and_within_s3s_2_kb_whatever_the_crash():
+def test_metadata_stays_printable_and_within_s3s_2_kb_whatever_the_crash_and_route():
     hostile = "\x1b[31m" + "é" * 400 + "\n\x00"
     info = {k: hostile for k in ("namespace", "podname", "container", "exe", "uuid", "image", "top_frame")}
     info.update(signal=11, timestamp=1700000000, signature="1-0123456789abcdef")
     md = keys.metadata(info, hostile)
     assert set(md) == set(keys.METADATA_NAMES)
     assert all(v.isascii() and v.isprintable() for v in md.values())
+    # through a route that encrypts: its longest name and the most recipients cdh/routes.py allows
+    md |= keys.route_metadata("r" * 63, ["0123456789abcdef"] * MAX_RECIPIENTS)
     assert sum(len(k) + len(v) for k, v in md.items()) <= keys.METADATA_MAX_BYTES
 
 
