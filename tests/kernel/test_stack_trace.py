@@ -164,7 +164,7 @@ def test_the_same_fault_site_crashed_twice_with_aslr_gives_one_signature(crashes
 @pytest.mark.parametrize("build", list(BUILDS))
 def test_two_sites_that_both_call_abort_give_two_signatures(crashes, build):
     a, b = crashes[(build, "abort_a")], crashes[(build, "abort_b")]
-    assert a.info["signal"] == b.info["signal"] == 6
+    assert a.info["signal_number"] == b.info["signal_number"] == 6
     assert None is not a.info["signature"] != b.info["signature"] is not None
     assert a.info["signature"] != crashes[(build, "segv")].info["signature"]
 
