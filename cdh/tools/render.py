@@ -52,7 +52,7 @@ def _frame_lines(frames: list[dict]) -> list[str]:
             where = "??"
         module = f.get("module")
         place = f"{module.rsplit('/', 1)[-1]}+{f['offset']}" if module and f.get("offset") else "-"
-        how = "" if f.get("how") in ("first", "cfi") else f"  [{f.get('how')}]"
+        how = "" if f.get("how") in (None, "first", "cfi") else f"  [{f.get('how')}]"
         rows.append((int(f["pc"], 16), where, place + how))
     width = min(48, max((len(w) for _, w, _ in rows), default=0))
     return [f"  #{i:<2} {pc:#018x}  {where:<{width}}  {place}" for i, (pc, where, place) in enumerate(rows)]
