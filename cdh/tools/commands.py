@@ -100,21 +100,26 @@ def run_ls(ns) -> int:
         from cdh.store import open_store
 
         async with open_store(dest, pool_size=ns.concurrency) as store:
-            return await find_dumps(store, prefixes, filters, ns.concurrency)
+            dumps = await find_dumps(store, prefixes, filters, ns.concurrency)
+            if not ns.group:
+                return dumps
+            from cdh.tools.groups import fill_from_metadata, group
+
+            groups = group(dumps)
+            groups = groups[: ns.limit] if ns.limit else groups
+            await fill_from_metadata(store, groups, ns.concurrency)
+            return groups
 
     try:
-        dumps = asyncio.run(work())
+        found = asyncio.run(work())
     except BucketError as err:
         print(f"cdh ls: {err}", file=sys.stderr)
         return EXIT_FAILURE
     where = dest.url(prefixes[0] if len(prefixes) == 1 else "...")
     if ns.group:
-        from cdh.tools.groups import group
-
-        groups = group(dumps)
-        _print_groups(groups[: ns.limit] if ns.limit else groups, ns.json, where)
+        _print_groups(found, ns.json, where)
         return EXIT_OK
-    dumps = dumps[: ns.limit] if ns.limit else dumps
+    dumps = found[: ns.limit] if ns.limit else found
     _print_dumps(dumps, ns.json, where)
     return EXIT_OK
 
