@@ -165,8 +165,18 @@ CDH_FIELDS = ("pid", "signal_number", "timestamp_s", "executable",
               "host_pid", "namespace", "podname", "pod_uid", "container", "container_id",
               "restart_count", "pod_id", "image", "image_digest", "core_size", "compression",
               "truncated", "truncated_reason", "pod_found_by", "metadata_source", "metadata_errors",
-              "cdh_version")
+              "cdh_version", "signature", "top_frame", "stack")
 DUMP_INFO_FIELDS = IBM_FIELDS + CDH_FIELDS   # in this order
+# dump-info's ``stack`` (cdh/stack/trace.py writes it; null when CDH_STACK_TRACE is off): versions,
+# the tokens the signature hashes, the threads (the crashing one first) with their frames, the
+# build id of each module named in a frame ({path: build id or null}), what went wrong, the time.
+STACK_FIELDS = ("version", "signature_version", "signature_frames", "threads", "modules", "errors",
+                "seconds")
+THREAD_FIELDS = ("tid", "crashed", "stopped", "frames")
+# A frame: pc and how it was found (first, cfi, fp, sigcontext, ra-at-sp, lr); the module's path
+# and the link-time offset (addr2line's input) when a file maps the pc; the function when a symbol
+# table names it; signal_frame for a signal trampoline. Absent keys are unknown.
+FRAME_FIELDS = ("pc", "how", "module", "offset", "function", "function_offset", "signal_frame")
 MAX_DUMP_INFO_BYTES = 1 << 20  # dump-info is a few hundred bytes; a bigger entry is refused (zip bomb)
 
 

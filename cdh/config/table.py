@@ -43,7 +43,7 @@ FILENAME_VARIABLES = frozenset(
 )
 # The variables an S3 key prefix template may use.
 KEY_PREFIX_VARIABLES = frozenset(
-    {"node", "namespace", "pod", "container", "exe_name", "signal", "uuid",
+    {"node", "namespace", "pod", "container", "exe_name", "signal", "uuid", "signature",
      "date", "year", "month", "day", "hour"}
 )
 
@@ -136,6 +136,13 @@ SPECS: tuple[Spec, ...] = (
     Spec("CDH_CRICTL_PATH", "crictl_path", path_list,
          Derived(":".join(("CDH_HOST_DIR", *CRICTL_DIRS)), lambda v: ":".join((v["host_dir"], *CRICTL_DIRS))),
          "Where the composer looks for crictl (used when no CRI socket answers): directories or files.",
+         scope="composer"),
+    Spec("CDH_STACK_TRACE", "stack_trace", parse_bool, "true",
+         "Unwind the crashed process's threads (after it is released) for dump-info's stack trace and "
+         "signature.", scope="composer"),
+    Spec("CDH_STACK_BUDGET", "stack_budget_s", duration(0), "2s",
+         "Time the stack trace may take after the process is released (naming functions may take as "
+         "long again); threads and frames past it are left out, the crashing thread comes first.",
          scope="composer"),
     Spec("CDH_PROC_FILES", "proc_files", parse_bool, "true",
          "Put the crashing process's /proc files into the zip as <name>-proc/ (false: IBM's entries only).",
