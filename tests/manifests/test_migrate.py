@@ -30,6 +30,15 @@ def migrated(tmp_path, name: str):
     return done.stdout, out, render(str(out))
 
 
+def test_a_broken_values_file_is_one_line(tmp_path):
+    (tmp_path / "values.yaml").write_text("daemonset:\n  interval: [60000\n")
+    done = run_cdh("migrate", str(tmp_path / "values.yaml"), "-o", str(tmp_path / "out"))
+    assert done.returncode == 2 and not (tmp_path / "out").exists()
+    assert done.stderr.startswith(f"cdh migrate: {tmp_path / 'values.yaml'}:2:")  # line:column
+    assert "not valid YAML" in done.stderr
+    assert len(done.stderr.splitlines()) == 1, done.stderr
+
+
 def test_every_fixture_is_checked():
     assert {p.stem for p in VALUES.glob("*.yaml")} == set(EXPECTED_OVERLAY)
 
