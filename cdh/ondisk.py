@@ -261,10 +261,10 @@ def event_file_name(uuid: str) -> str:
     return f"{uuid}{EVENT_SUFFIX}"
 
 
-def event_dir_mode(file_mode: int) -> int:
-    """EVENT_DIR's mode for event files of ``file_mode`` (CDH_EVENT_FILE_MODE): 0700, opened (r-x)
-    to the group and others that may read the files (0644 → 0755), so a sidecar of another user
-    can list and read them."""
+def dir_mode(file_mode: int) -> int:
+    """The mode of a directory holding files of ``file_mode`` (CORE_DIR for CDH_ZIP_FILE_MODE,
+    EVENT_DIR for CDH_EVENT_FILE_MODE): 0700, opened (r-x) to the group and others that may read
+    the files (0644 → 0755), so an uploader or sidecar of another user can list and read them."""
     mode = 0o700
     if file_mode & 0o040:
         mode |= 0o050

@@ -74,7 +74,7 @@ class Run:
         self.facts.close()
         name = self._name()
         try:
-            part = PartFile(s.core_dir, name, self.uuid)
+            part = PartFile(s.core_dir, name, self.uuid, s.zip_file_mode)
         except OSError as err:
             self.log.error("compose.failed", error=f"cannot create the zip in {s.core_dir}: {err}")
             return EXIT_FAILURE

@@ -160,6 +160,9 @@ SPECS: tuple[Spec, ...] = (
     Spec("CDH_CORE_EVENTS", "core_events", parse_bool, "false",
          "Write one event JSON per finished zip into CDH_EVENT_DIR.", (("COMP_CORE_EVENTS", None),),
          scope="composer"),
+    Spec("CDH_ZIP_FILE_MODE", "zip_file_mode", file_mode, "0600",
+         "Mode of finished zips, e.g. 0644 for an uploader of your own running as another user "
+         "(CDH_CORE_DIR then opens to the same readers; IBM's zips were 0644).", scope="composer"),
     Spec("CDH_EVENT_FILE_MODE", "event_file_mode", file_mode, "0600",
          "Mode of event files, e.g. 0644 for a sidecar running as another user (CDH_EVENT_DIR then "
          "opens to the same readers).", scope="composer"),
