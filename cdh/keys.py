@@ -3,15 +3,21 @@
 key = ``CDH_S3_KEY_PREFIX`` rendered + the object's name, which ``CDH_KEY_LAYOUT`` chooses:
 
 - ``listing`` (the default): ``<YYYY-MM-DD>/<HHMMSS>~<signal>~<signature>~<namespace>~<pod>~
-  <container>~<exe>~<node>~<uuid>~<zip name>`` (:func:`listed_name`, read back by
-  :func:`parse_listed`), so what ``cdh ls`` shows comes from the listing itself, 1,000 objects per
-  request, never one HEAD per object (README "From bucket to debugger" has the measurements);
+  <container>~<exe>~<node>~<uuid>~<image>~<top frame>~<zip name>`` (:func:`listed_name`, read
+  back by :func:`parse_listed`), so what ``cdh ls`` shows and ``cdh ls --group`` groups comes from
+  the listing itself, 1,000 objects per request, never one HEAD per object (README "From bucket to
+  debugger" has the measurements);
 - ``plain``: the zip's name, as IBM's agent names objects (for consumers that expect that).
 
-Every value put into a key is sanitised to ``[A-Za-z0-9._-]`` (never ``.``/``..``; in the
-template never empty), so only the template's own ``/`` separate key components and ``~`` never
-occurs in a listed value. Object metadata (``x-amz-meta-<name>``) carries :data:`METADATA_NAMES`;
-unknown values are left out rather than sent empty. Stdlib only.
+Every value put into the prefix template is sanitised to ``[A-Za-z0-9._-]`` (never ``.``/``..``,
+never empty), so only the template's own ``/`` separate key components. A listed value is kept
+exactly, escaped (:func:`escape_listed`: each byte outside ``[A-Za-z0-9._-]`` as ``!XX``, from
+S3's safe key characters), so neither ``/`` nor ``~`` occurs in it. Object metadata
+(``x-amz-meta-<name>``) carries :data:`METADATA_NAMES`; unknown values are left out rather than
+sent empty. Each value is printable ASCII and at most MAX_VALUE_CHARS, so all of them stay within
+S3's 2 KB of user metadata (:data:`METADATA_MAX_BYTES`, checked by tests/unit/test_keys.py);
+``signature`` and ``top-frame`` (cdh/stack/signature.py) let ``cdh ls --group`` group a bucket by
+cause without a download. Stdlib only.
 
 An object of a route that encrypts (cdh/routes.py, cdh/agecrypt.py) is named ``<zip name>.age``
 and its metadata stays readable (the names above, so listing works) plus :data:`ENCRYPTION`
@@ -32,11 +38,13 @@ import re
 import time
 
 from cdh.config.values import TEMPLATE_FIELD, render_template, template_fields
-from cdh.ondisk import ZIP_SUFFIX
+from cdh.ondisk import ZIP_SUFFIX, dump_int
 
 MAX_VALUE_CHARS = 128         # per key component and per metadata value
 UNKNOWN = "unknown"
-METADATA_NAMES = ("namespace", "pod", "container", "node", "signal", "exe", "uuid", "timestamp")
+METADATA_NAMES = ("namespace", "pod", "container", "node", "signal", "exe", "uuid", "timestamp", "image",
+                  "signature", "top-frame")
+METADATA_MAX_BYTES = 2048     # S3: user-defined metadata, names and values, at most 2 KB
 ENCRYPTION, RECIPIENTS, ROUTE = "encryption", "recipients", "route"
 ENCRYPTED_SUFFIX = ".age"     # <name>.zip.age: the zip, encrypted to a route's age recipients
 DUMP_SUFFIXES = (ZIP_SUFFIX, ZIP_SUFFIX + ENCRYPTED_SUFFIX)
@@ -67,12 +75,10 @@ def date_values(t: float) -> dict[str, str]:
 
 
 def crash_time(info: dict, fallback: float) -> float:
-    """Epoch seconds of the crash (dump-info's ``timestamp``, the kernel's %t), or ``fallback``."""
-    try:
-        t = float(info.get("timestamp"))
-    except (TypeError, ValueError):
-        return fallback
-    return t if 0 < t < 1e11 else fallback
+    """Epoch seconds of the crash (dump-info's ``timestamp_s``, or IBM's ``timestamp``: the kernel's
+    %t), or ``fallback``."""
+    t = dump_int(info, "timestamp_s", "timestamp")
+    return t if t is not None and 0 < t < 1e11 else fallback
 
 
 def node_of(info: dict, node_name: str | None) -> object:
@@ -84,8 +90,10 @@ def crash_values(info: dict, node: object) -> dict[str, object]:
     """What a dump-info says about the crash, by metadata / key variable name (unsanitised)."""
     return {
         "namespace": info.get("namespace"), "pod": info.get("podname") or info.get("pod"),
-        "container": info.get("container"), "node": node, "signal": info.get("signal"),
-        "exe": info.get("exe"), "uuid": info.get("uuid"), "timestamp": info.get("timestamp"),
+        "container": info.get("container"), "node": node,
+        "signal": dump_int(info, "signal_number", "signal"), "exe": info.get("exe"), "uuid": info.get("uuid"),
+        "timestamp": dump_int(info, "timestamp_s", "timestamp"),
+        "image": info.get("image"), "signature": info.get("signature"), "top-frame": info.get("top_frame"),
     }
 
 
@@ -99,42 +107,67 @@ def object_key(template: str, info: dict, node: object, crash_time: float, zip_n
     prefix = render_template(template, variables.__getitem__).lstrip("/")
     if layout == "plain":
         return prefix + zip_name
-    return prefix + listed_name({**values, "signature": info.get("signature")}, crash_time, zip_name)
+    return prefix + listed_name(values, crash_time, zip_name, MAX_KEY_BYTES - len(prefix.encode()))
 
 
 # ---------------------------------------------------------------- the listing layout
 
 LAYOUTS = ("listing", "plain")
-# What a listed name carries between its time and the zip's name, in this order.
-LISTED = ("signal", "signature", "namespace", "pod", "container", "exe", "node", "uuid")
+# What a listed name carries between its time and the zip's name, in this order (crash_values' names).
+LISTED = ("signal", "signature", "namespace", "pod", "container", "exe", "node", "uuid", "image", "top-frame")
 LISTED_SEP = "~"
-# Each listed value is cut here, so a key stays far below S3's 1,024 bytes whatever the pod names
-# (the metadata keeps MAX_VALUE_CHARS); Kubernetes names are at most 63 characters but pods' (253).
+# Each listed value is cut here (escaped), so a key stays below S3's 1,024 bytes whatever the pod
+# names (the metadata keeps MAX_VALUE_CHARS); Kubernetes names are at most 63 characters but pods' (253).
 LISTED_VALUE_CHARS = 63
+MAX_KEY_BYTES = 1024          # S3's limit on a key (UTF-8)
+_LISTED_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
+_ESCAPED = re.compile(r"(?:![0-9A-F]{2})+")
 _LISTED = re.compile(r"(?:^|/)(\d{4})-(\d\d)-(\d\d)/(\d\d)(\d\d)(\d\d)~"
-                     + "~".join(["([A-Za-z0-9._-]*)"] * len(LISTED)) + r"~([^/]+)$")
+                     + "~".join(["([A-Za-z0-9._!-]*)"] * len(LISTED)) + r"~([^/]+)$")
 DAY_DIR = re.compile(r"\d{4}-\d\d-\d\d/")   # a listing layout's day directory, as a prefix's last part
 TIME_NAME = "%H%M%S"
 
 
-def listed_name(values: dict[str, object], crash_time: float, zip_name: str) -> str:
-    """``<day>/<HHMMSS>~<signal>~...~<uuid>~<zip name>`` (UTC); unknown values are empty, and the
-    uuid is left out (empty) when the zip's name already holds it (the default name does)."""
+def escape_listed(value: str, limit: int = LISTED_VALUE_CHARS) -> str:
+    """``value`` for a listed name: each character outside ``[A-Za-z0-9._-]`` as its UTF-8 bytes in
+    ``!XX``; cut after at most ``limit`` characters of the result, never inside a character."""
+    out, size = [], 0
+    for ch in value:
+        piece = ch if ch in _LISTED_SAFE else "".join(f"!{b:02X}" for b in ch.encode("utf-8", "replace"))
+        if size + len(piece) > limit:
+            break
+        out.append(piece)
+        size += len(piece)
+    return "".join(out)
+
+
+def unescape_listed(cell: str) -> str:
+    if "!" not in cell:
+        return cell
+    return _ESCAPED.sub(lambda m: bytes.fromhex(m.group(0).replace("!", "")).decode("utf-8", "replace"), cell)
+
+
+def listed_name(values: dict[str, object], crash_time: float, zip_name: str,
+                max_bytes: int = MAX_KEY_BYTES) -> str:
+    """``<day>/<HHMMSS>~<signal>~...~<top frame>~<zip name>`` (UTC); unknown values are empty, and
+    the uuid is left out (empty) when the zip's name already holds it (the default name does). Within
+    ``max_bytes`` (what the prefix leaves of S3's 1,024): values are cut shorter where they must be."""
     g = time.gmtime(crash_time)
-    cells = []
-    for name in LISTED:
-        v = values.get(name)
-        if v in (None, "") or (name == "uuid" and str(v) in zip_name):
-            cells.append("")
-        else:
-            cells.append(_UNSAFE.sub("_", str(v))[:LISTED_VALUE_CHARS])
-    return LISTED_SEP.join([time.strftime("%Y-%m-%d/" + TIME_NAME, g), *cells, zip_name])
+    raw = ["" if (v := values.get(name)) in (None, "") or (name == "uuid" and str(v) in zip_name) else str(v)
+           for name in LISTED]
+    limit = LISTED_VALUE_CHARS
+    while True:
+        name = LISTED_SEP.join([time.strftime("%Y-%m-%d/" + TIME_NAME, g),
+                                *(escape_listed(v, limit) for v in raw), zip_name])
+        if len(name.encode()) <= max_bytes or limit == 0:
+            return name
+        limit //= 2
 
 
 def parse_listed(key: str) -> dict[str, object] | None:
     """What a key in the listing layout says: ``time`` (epoch seconds, UTC, to the second),
-    ``zip_name`` (without ``.age``) and the :data:`LISTED` values ("" when unknown); None for any
-    other key."""
+    ``zip_name`` (without ``.age``) and the :data:`LISTED` values (unescaped; "" when unknown); None
+    for any other key."""
     m = _LISTED.search(key)
     if m is None:
         return None
@@ -142,7 +175,7 @@ def parse_listed(key: str) -> dict[str, object] | None:
     year, month, day, hour, minute, second = map(int, g[:6])
     if not (1 <= month <= 12 and 1 <= day <= 31 and hour < 24 and minute < 60 and second < 61):
         return None
-    out: dict[str, object] = dict(zip(LISTED, g[6:-1], strict=True))
+    out: dict[str, object] = {name: unescape_listed(v) for name, v in zip(LISTED, g[6:-1], strict=True)}
     out["time"] = calendar.timegm((year, month, day, hour, minute, second))
     out["zip_name"] = g[-1].removesuffix(ENCRYPTED_SUFFIX)
     return out

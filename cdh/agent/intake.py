@@ -14,7 +14,6 @@ import contextlib
 import os
 import stat
 import time
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from cdh import fsutil, ondisk
@@ -23,14 +22,16 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from cdh.agent.log import Log
+    from cdh.config.cron import Schedule
 
 
 WATCH_RETRY_S = 1.0
 
 
 class Intake:
-    def __init__(self, core_dir: str, log: Log) -> None:
+    def __init__(self, core_dir: str, log: Log, dir_mode: int = 0o700) -> None:
         self.core_dir = core_dir
+        self.dir_mode = dir_mode  # a new CORE_DIR's, as the composer would make it
         self.log = log
         self.queue: asyncio.Queue[str] = asyncio.Queue()
         self.known: set[str] = set()   # queued, in flight, or waiting to retry
@@ -126,7 +127,7 @@ class Intake:
             self.log.error("intake.watch_lost", dir=self.core_dir, action="watching a new CORE_DIR")
             while True:
                 try:
-                    fsutil.makedirs_private(self.core_dir)
+                    fsutil.makedirs_private(self.core_dir, self.dir_mode)
                     break
                 except OSError as err:
                     self.log.error("intake.watch_failed", dir=self.core_dir, error=err.strerror)
@@ -167,14 +168,15 @@ class Intake:
             next_at += interval_s
             self.sweep("interval")
 
-    async def on_schedule(self, expression: str) -> None:
-        """A sweep at each tick of a cron ``expression`` (6 fields: seconds first, as IBM's)."""
-        from croniter import croniter
-
-        six = len(expression.split()) == 6
-        ticks = croniter(expression, datetime.now(UTC), second_at_beginning=six)
+    async def on_schedule(self, schedule: Schedule) -> None:
+        """A sweep at each tick of ``schedule`` (cdh/config/cron.py: standard cron, or IBM's)."""
         while True:
-            at = ticks.get_next(float)
+            at = schedule.next_after(time.time())
+            if at is None:
+                self.log.warning("intake.schedule_ended", schedule=str(schedule),
+                                 note="the schedule has no more ticks (its years have passed)")
+                await self._closed.wait()
+                return
             while (left := at - time.time()) > 0:
                 await asyncio.sleep(min(left, 60.0))  # re-read the clock: it may have been stepped
             self.sweep("schedule")

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import os
 
+from cdh.config import ibm
 from cdh.config.envfile import parse_env_text, quote, read_env_file
 from cdh.config.table import BY_ALIAS, BY_NAME, IGNORED, SECRET_FILE_SUFFIX, SPECS
-from cdh.config.values import ConfigError
+from cdh.config.values import ConfigError, endpoint_url
 
 TYPE_CHECKING = False  # typing costs the composer ~6 ms to import
 if TYPE_CHECKING:
@@ -52,6 +53,11 @@ class Settings:
         """Secret values set, for log redaction."""
         return tuple(self.values[s.attr] for s in SPECS if s.secret and self.values.get(s.attr))
 
+    @property
+    def has_trigger(self) -> bool:
+        """Whether anything makes the agent upload (inotify, an interval, a schedule)."""
+        return any(self.values.get(attr) for attr in ("use_inotify", "interval_s", "schedule"))
+
     def env_name(self, attr: str) -> str:
         return self.sources.get(attr) or next(s.name for s in SPECS if s.attr == attr)
 
@@ -63,19 +69,22 @@ def load(layers: Iterable[Mapping[str, str]], scope: str = "agent") -> Settings:
     and ``CDH_*_FILE`` for secrets. ``scope="composer"`` parses only what the
     composer uses (host + composer settings), so it never imports agent code.
     """
-    raw: dict[str, tuple[str, str]] = {}  # attr → (value, env name)
+    raw: dict[str, tuple[Any, str]] = {}  # attr → (value, env name)
     notes: list[str] = []
     files: dict[str, str] = {}
     absent: dict[str, str] = {}  # *_FILE names whose file is not there → the path
+    web_identity = False  # AWS_WEB_IDENTITY_TOKEN_FILE set (IRSA): IBM's agent then ignored its keys
     for layer in layers:
         # Aliases first, so a canonical name in the same layer wins over its alias.
         for name in sorted(layer, key=lambda n: n.startswith("CDH_")):
             value = layer[name]
+            if name == WEB_IDENTITY:
+                web_identity = bool(value.strip())
             if name in BY_ALIAS:
                 spec, conv = BY_ALIAS[name]
-                raw[spec.attr] = (_convert(name, value, conv), name)
+                _set(raw, spec.attr, (_convert(name, value, conv, notes), name), notes)
             elif name in BY_NAME:
-                raw[BY_NAME[name].attr] = (value, name)
+                _set(raw, BY_NAME[name].attr, (value, name), notes)
             elif name.endswith(SECRET_FILE_SUFFIX) and name[: -len(SECRET_FILE_SUFFIX)] in BY_NAME:
                 spec = BY_NAME[name[: -len(SECRET_FILE_SUFFIX)]]
                 if not spec.secret:
@@ -85,7 +94,7 @@ def load(layers: Iterable[Mapping[str, str]], scope: str = "agent") -> Settings:
                 if content is None:
                     absent[name] = value
                 else:
-                    raw[spec.attr] = (content, name)
+                    _set(raw, spec.attr, (content, name), notes)
                     absent.pop(name, None)
             elif name in IGNORED:
                 notes.append(f"{name} is ignored: {IGNORED[name]}")
@@ -95,6 +104,10 @@ def load(layers: Iterable[Mapping[str, str]], scope: str = "agent") -> Settings:
         notes.append(f"{', '.join(f'{n}={p!r}' for n, p in absent.items())}: no such file, so "
                      f"{', '.join(n.removesuffix(SECRET_FILE_SUFFIX) for n in absent)} not set (an optional "
                      "Secret not created?); the credential chain is used")
+    if scope != "composer":
+        _ibm_s3_location(raw, notes)
+        _ibm_triggers(raw, notes)
+        _ibm_credentials(raw, notes, web_identity)
     values: dict[str, Any] = {}
     strings: dict[str, str] = {}
     sources: dict[str, str] = {}
@@ -104,6 +117,9 @@ def load(layers: Iterable[Mapping[str, str]], scope: str = "agent") -> Settings:
         value, source = raw.get(spec.attr, (None, spec.name))
         if value is None:
             value = spec.default(values) if callable(spec.default) else spec.default
+        if not isinstance(value, str):  # typed by its IBM converter: cdh's syntax cannot say it
+            values[spec.attr], strings[spec.attr], sources[spec.attr] = value, str(value), source
+            continue
         try:
             values[spec.attr] = spec.parse(value)
         except ValueError as err:
@@ -116,13 +132,87 @@ def load(layers: Iterable[Mapping[str, str]], scope: str = "agent") -> Settings:
                     files=files)
 
 
-def _convert(name: str, value: str, conv: Callable[[str], str] | None) -> str:
+def _set(raw: dict[str, tuple[Any, str]], attr: str, entry: tuple[Any, str], notes: list[str]) -> None:
+    """``raw[attr] = entry``; a value replaced under another name is said (every value explained)."""
+    old = raw.get(attr)
+    if old is not None and old[1] != entry[1]:
+        notes.append(f"{old[1]} is overridden by {entry[1]}")
+    raw[attr] = entry
+
+
+def _convert(name: str, value: str, conv: Callable[[str], Any] | None, notes: list[str]) -> Any:
+    """An IBM value in cdh's terms; a converter may return ``(value, note)`` (the note is kept)."""
     if conv is None:
         return value
     try:
-        return conv(value)
+        out = conv(value)
     except ValueError as err:
         raise ConfigError(f"{name}={value!r} is not valid: {err}") from None
+    if isinstance(out, tuple):
+        out, note = out
+        if note:
+            notes.append(f"{name}={value!r}: {note}")
+    return out
+
+
+def _ibm_s3_location(raw: dict[str, tuple[Any, str]], notes: list[str]) -> None:
+    """IBM's ``S3_REGION`` may name a host (IBM COS, ODF, MinIO): then it is the endpoint. A store
+    named by IBM's settings is addressed path-style, as IBM's agent always did (unless
+    CDH_S3_ADDRESSING says otherwise)."""
+    value, source = raw.get("s3_region", ("", ""))
+    if source == "S3_REGION" and value.strip():
+        endpoint = raw.get("s3_endpoint", ("", ""))[0].strip() or None
+        try:
+            signing, url, note = ibm.s3_location(value, endpoint)
+        except ValueError as err:
+            raise ConfigError(f"S3_REGION={value!r} is not valid: {err}") from None
+        raw["s3_region"] = (signing, source)
+        if url != endpoint:
+            try:
+                endpoint_url(url)
+            except ValueError as err:
+                raise ConfigError(f"S3_REGION={value!r} is not valid: {err}") from None
+            raw["s3_endpoint"] = (url, source)
+        if note:
+            notes.append(f"S3_REGION={value!r}: {note}")
+    endpoint, source = raw.get("s3_endpoint", ("", ""))
+    if source in ("S3_REGION", "S3_ENDPOINT") and endpoint.strip() and "s3_addressing" not in raw:
+        raw["s3_addressing"] = ("path", source)
+
+
+WEB_IDENTITY = "AWS_WEB_IDENTITY_TOKEN_FILE"
+IBM_KEYS = {"s3_access_key": "S3_ACCESS_KEY", "s3_secret_key": "S3_SECRET"}
+
+
+def _ibm_credentials(raw: dict[str, tuple[Any, str]], notes: list[str], web_identity: bool) -> None:
+    """IBM's agent signed with the web identity role (IRSA) whenever AWS_WEB_IDENTITY_TOKEN_FILE was set,
+    whatever its keys said (its chart's placeholder keys, ``XXX``, are often still there), and with the
+    credential chain when only one of its two keys was set. Keys set by IBM's names mean the same in
+    cdh; keys set by ``CDH_*`` names keep cdh's rules (static keys win; one alone is an error)."""
+    given = {attr: raw[attr][1] for attr in IBM_KEYS if attr in raw and str(raw[attr][0]).strip()}
+    if not given or any(source != IBM_KEYS[attr] for attr, source in given.items()):
+        return
+    if web_identity:
+        why = (f"{WEB_IDENTITY} is set, and IBM's agent then used the web identity role (IRSA) "
+               "whatever its keys said; so does cdh")
+    elif len(given) == 1:
+        (attr,) = given
+        other = next(name for a, name in IBM_KEYS.items() if a != attr)
+        why = f"{other} is not set, and IBM's agent then used the credential chain; so does cdh"
+    else:
+        return
+    for attr in given:
+        del raw[attr]
+    notes.append(f"{' and '.join(given.values())} not used: {why}")
+
+
+def _ibm_triggers(raw: dict[str, tuple[Any, str]], notes: list[str]) -> None:
+    """IBM's agent did not watch CORE_DIR when INTERVAL or SCHEDULE was set: say that cdh does."""
+    inotify, source = raw.get("use_inotify", ("", ""))
+    timed = [v[1] for attr in ("interval_s", "schedule") if (v := raw.get(attr)) and str(v[0]).strip()]
+    if source == "USE_INOTIFY" and timed and inotify.strip().lower() == "true":
+        notes.append(f"USE_INOTIFY=true with {' and '.join(timed)}: IBM's agent then only swept on the "
+                     "schedule; cdh also uploads each zip as it appears (USE_INOTIFY=false for IBM's way)")
 
 
 def _read_secret_file(name: str, path: str) -> str | None:

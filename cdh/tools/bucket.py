@@ -49,7 +49,9 @@ class DumpObject:
     exe: str = ""
     signal: int | None = None
     uuid: str = ""
-    signature: str | None = None  # the crash's cause, when the composer found one
+    image: str = ""
+    signature: str | None = None  # the crash's cause (cdh/stack/signature.py); None: not signed
+    top_frame: str | None = None
     encrypted_to: list[str] | None = None  # age recipients' fingerprints when the body is encrypted
     metadata: dict[str, str] | None = None  # the object's own (HEAD or a listing with metadata)
     zip_name: str = ""
@@ -60,7 +62,8 @@ class DumpObject:
             out["metadata"] = {k: v for k, v in (("namespace", self.namespace), ("pod", self.pod),
                                                   ("container", self.container), ("node", self.node),
                                                   ("exe", self.exe), ("uuid", self.uuid),
-                                                  ("signature", self.signature or ""))
+                                                  ("image", self.image), ("signature", self.signature or ""),
+                                                  ("top-frame", self.top_frame or ""))
                                if v} | ({"signal": str(self.signal)} if self.signal is not None else {})
         out["signal_name"] = signals.name(self.signal) if self.signal is not None else None
         return out
@@ -72,10 +75,12 @@ class Filters:
     pod: str | None = None
     node: str | None = None
     since: float | None = None   # epoch seconds
+    signature: str | None = None
 
     def match(self, d: DumpObject) -> bool:
         return (_glob(self.namespace, d.namespace) and _glob(self.pod, d.pod)
-                and _glob(self.node, d.node) and (self.since is None or d.time >= self.since))
+                and _glob(self.node, d.node) and (self.since is None or d.time >= self.since)
+                and (self.signature is None or fnmatch.fnmatchcase(d.signature or "", self.signature)))
 
 
 def _glob(pattern: str | None, value: str) -> bool:
@@ -157,7 +162,8 @@ def from_listed(obj: ObjectInfo, f: dict) -> DumpObject:
     return DumpObject(key=obj.key, size=obj.size, last_modified=obj.last_modified, etag=obj.etag.strip('"'),
                       time=f["time"], namespace=f["namespace"], pod=f["pod"], container=f["container"],
                       node=f["node"], exe=f["exe"], signal=int(signal) if signal.isdigit() else None,
-                      uuid=f["uuid"] or ondisk.find_uuid(f["zip_name"]), signature=f["signature"] or None,
+                      uuid=f["uuid"] or ondisk.find_uuid(f["zip_name"]), image=f["image"],
+                      signature=f["signature"] or None, top_frame=f["top-frame"] or None,
                       metadata=obj.metadata, zip_name=f["zip_name"])
 
 
@@ -197,7 +203,8 @@ def from_info(info: ObjectInfo) -> DumpObject:
         namespace=meta.get("namespace", ""), pod=meta.get("pod", ""), container=meta.get("container", ""),
         node=meta.get("node", ""), exe=meta.get("exe", ""),
         signal=int(signal) if signal and str(signal).isdigit() else None,
-        uuid=meta.get("uuid") or named.get("uuid", ""), signature=meta.get("signature") or None,
+        uuid=meta.get("uuid") or named.get("uuid", ""), image=meta.get("image", ""),
+        signature=meta.get("signature") or None, top_frame=meta.get("top-frame") or None,
         encrypted_to=encryption[1] if encryption else None, metadata=meta,
         zip_name=keys.zip_name_of(info.key))
 

@@ -1,4 +1,4 @@
-"""The ``ls``, ``get`` and ``inspect`` subcommands: arguments here, the work imported when run.
+"""The ``ls``, ``get``, ``inspect`` and ``migrate`` subcommands: arguments here, the work imported when run.
 
 ``cdh.cli`` calls :func:`add_commands`; importing this module costs only argparse.
 """
@@ -10,6 +10,7 @@ import os
 import sys
 
 from cdh import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, EXIT_USAGE
+from cdh.tools.migrate import PROVIDERS
 
 
 def add_commands(sub) -> dict:
@@ -19,7 +20,12 @@ def add_commands(sub) -> dict:
     ls.add_argument("--pod", "-p", help="only this pod (glob)")
     ls.add_argument("--node", help="only this node (glob)")
     ls.add_argument("--since", help="only crashes since: a duration (30m, 2h, 7d) or a UTC date/time")
-    ls.add_argument("--limit", type=int, help="show at most this many (the newest)")
+    ls.add_argument("--signature", "-s", metavar="S",
+                    help="only crashes of this cause (a signature from --group; glob)")
+    ls.add_argument("--group", "-g", action="store_true",
+                    help="one line per crash signature: count, first and last seen, namespaces, images, top "
+                         "frame; newest activity first")
+    ls.add_argument("--limit", type=int, help="show at most this many (the newest; with --group, groups)")
     _bucket_args(ls, "list under this key prefix instead of the one derived from CDH_S3_KEY_PREFIX")
     ls.add_argument("--json", action="store_true", help="a JSON array, for scripts")
     get = sub.add_parser("get", help="download, verify and unpack one dump (by key or dump uuid)")
@@ -32,8 +38,19 @@ def add_commands(sub) -> dict:
     ins = sub.add_parser("inspect", help="summarise a dump: crash, pod, registers, build ids, how to debug")
     ins.add_argument("path", metavar="ZIP|DIR", help="a dump zip, its unpacked directory, or a bare core")
     ins.add_argument("--log-lines", type=int, default=20, metavar="N", help="log lines to show per container")
+    ins.add_argument("--threads", action="store_true",
+                     help="every thread's stack, not only the crashing one's")
     ins.add_argument("--json", action="store_true", help="everything as JSON")
-    return {"ls": run_ls, "get": run_get, "inspect": run_inspect}
+    mig = sub.add_parser("migrate", help="an IBM Core Dump Handler installation (its Helm values) as a cdh "
+                                         "kustomize overlay")
+    mig.add_argument("values", metavar="VALUES.yaml", help="`helm get values core-dump-handler -o yaml`, "
+                                                           "or one of IBM's values.<provider>.yaml")
+    mig.add_argument("-o", "--output", required=True, metavar="DIR", help="write the overlay into DIR")
+    mig.add_argument("--manifests", metavar="PATH",
+                     help="cdh's k8s-manifests (default: this checkout's), or a kustomize remote base")
+    mig.add_argument("--provider", choices=PROVIDERS, help="the cdh overlay to build on (default: guessed "
+                                                           "from the values)")
+    return {"ls": run_ls, "get": run_get, "inspect": run_inspect, "migrate": run_migrate}
 
 
 def _bucket_args(p, prefix_help: str) -> None:
@@ -73,8 +90,9 @@ def run_ls(ns) -> int:
     except ValueError as err:
         print(f"cdh ls: --since {ns.since!r}: {err}", file=sys.stderr)
         return EXIT_USAGE
-    filters = Filters(namespace=ns.namespace, pod=ns.pod, node=ns.node, since=since)
-    prefixes, levels = _prefixes(ns, dest, {"node": ns.node, "namespace": ns.namespace, "pod": ns.pod}, since)
+    filters = Filters(namespace=ns.namespace, pod=ns.pod, node=ns.node, since=since, signature=ns.signature)
+    known = {"node": ns.node, "namespace": ns.namespace, "pod": ns.pod, "signature": ns.signature}
+    prefixes, levels = _prefixes(ns, dest, known, since)
 
     async def work():
         from cdh.store import open_store
@@ -87,8 +105,14 @@ def run_ls(ns) -> int:
     except BucketError as err:
         print(f"cdh ls: {err}", file=sys.stderr)
         return EXIT_FAILURE
-    dumps = dumps[: ns.limit] if ns.limit else dumps
-    _print_dumps(dumps, ns.json, dest.url(prefixes[0] if len(prefixes) == 1 else "..."))
+    where = dest.url(prefixes[0] if len(prefixes) == 1 else "...")
+    if ns.group:
+        from cdh.tools.groups import group
+
+        groups = group(dumps)
+        _print_groups(groups[: ns.limit] if ns.limit else groups, ns.json, where)
+        return EXIT_OK
+    _print_dumps(dumps[: ns.limit] if ns.limit else dumps, ns.json, where)
     return EXIT_OK
 
 
@@ -105,21 +129,44 @@ def _prefixes(ns, dest, known: dict, since: float | None = None) -> tuple[list[s
 
 
 def _print_dumps(dumps, as_json: bool, where: str) -> None:
-    """The table (or JSON array), written row by row: 100,000 rows never become one string."""
+    """One row a crash; its cause as a SIGNATURE (in every layout's listing), to pass to --signature."""
     from cdh import signals
-    from cdh.tools.fmt import human_size, print_table, utc
+    from cdh.tools.fmt import human_size, utc
 
-    if as_json:
-        _print_json_array(d.as_json() for d in dumps)
-        return
-    if not dumps:
-        print(f"no dumps found in {where}", file=sys.stderr)
-        return
     def row(d) -> list[str]:
         return [utc(d.time), d.namespace or "-", d.pod or "-", d.container or "-", d.exe or "-",
-                signals.name(d.signal) if d.signal is not None else "-", human_size(d.size), d.key]
+                signals.name(d.signal) if d.signal is not None else "-", human_size(d.size),
+                d.signature or "-", d.key]
 
-    print_table(["TIME (UTC)", "NAMESPACE", "POD", "CONTAINER", "EXE", "SIGNAL", "SIZE", "KEY"], row, dumps)
+    headers = ["TIME (UTC)", "NAMESPACE", "POD", "CONTAINER", "EXE", "SIGNAL", "SIZE", "SIGNATURE", "KEY"]
+    _print_rows(dumps, as_json, where, headers, row)
+
+
+def _print_groups(groups, as_json: bool, where: str) -> None:
+    from cdh.tools.fmt import utc
+    from cdh.tools.groups import few
+
+    def row(g) -> list[str]:
+        return [g.signature or "(none)", str(g.count), utc(g.first), utc(g.last), few(g.namespaces),
+                few(g.images, 1), g.top_frame or "-"]
+
+    headers = ["SIGNATURE", "COUNT", "FIRST SEEN (UTC)", "LAST SEEN (UTC)", "NAMESPACES", "IMAGES",
+               "TOP FRAME"]
+    _print_rows(groups, as_json, where, headers, row)
+
+
+def _print_rows(items, as_json: bool, where: str, headers: list[str], row) -> None:
+    """A table of ``row(item)`` under ``headers``, or a JSON array of ``item.as_json()``, written row
+    by row (100,000 rows never become one string); nothing found is one line on stderr."""
+    from cdh.tools.fmt import print_table
+
+    if as_json:
+        _print_json_array(i.as_json() for i in items)
+        return
+    if not items:
+        print(f"no dumps found in {where}", file=sys.stderr)
+        return
+    print_table(headers, row, items)
 
 
 def _print_json_array(items) -> None:
@@ -232,5 +279,11 @@ def run_inspect(ns) -> int:
     if ns.json:
         print(json.dumps(summary, indent=2, default=str))
     else:
-        sys.stdout.write(render(summary))
+        sys.stdout.write(render(summary, all_threads=ns.threads))
     return EXIT_OK
+
+
+def run_migrate(ns) -> int:
+    from cdh.tools.migrate import run
+
+    return run(ns.values, ns.output, ns.manifests, ns.provider)

@@ -25,7 +25,7 @@ from cdh.agent import host
 from cdh.config import load
 from cdh.sysctl import core_pattern, is_ours
 from tests.support.cgroups import make_container_cgroup, remove_cgroups
-from tests.support.composer import NO_SPACE_LIMITS
+from tests.support.composer import installed_composer
 from tests.support.require import require
 
 HERE = Path(__file__).parent
@@ -51,20 +51,12 @@ def installed(kernel, request, image_runtime):
 
     Extra settings come from ``@pytest.mark.settings(NAME=value)``.
     """
-    host_dir = Path(tempfile.mkdtemp(prefix="cdhk-", dir="/tmp"))
     marker = request.node.get_closest_marker("settings")
-    extra = marker.kwargs if marker else {}
-    settings = load([{"CDH_HOST_DIR": str(host_dir), "CDH_CRICTL_PATH": str(host_dir),
-                      "CDH_RUNTIME_DIR": str(image_runtime), **NO_SPACE_LIMITS, **extra}])
-    host.install(settings)
-    assert _read_sysctl("kernel/core_pattern") == core_pattern(settings.host_dir)
-    try:
+    with installed_composer(image_runtime, **(marker.kwargs if marker else {})) as settings:
+        assert _read_sysctl("kernel/core_pattern") == core_pattern(settings.host_dir)
         yield settings
-    finally:
-        host.uninstall(settings)
-        restored = _read_sysctl("kernel/core_pattern")
-        shutil.rmtree(host_dir, ignore_errors=True)
-        assert restored == kernel["kernel/core_pattern"], "uninstall must restore the previous pattern"
+    assert _read_sysctl("kernel/core_pattern") == kernel["kernel/core_pattern"], \
+        "uninstall must restore the previous pattern"
 
 
 def _read_sysctl(name: str) -> str:
@@ -148,10 +140,11 @@ def check_zip(zip_path: Path, core_dir: Path) -> tuple[dict, zipfile.ZipFile, st
 
 
 def check_dump_info(info: dict, pid: int, exe: str, signal: int, crasher: Path) -> None:
-    assert info["real_pid"] == pid and info["host_pid"] == pid  # same pid namespace here
-    assert info["exe"] == exe and info["signal"] == signal
-    assert info["path"] == str(crasher)
-    assert abs(info["timestamp"] - time.time()) < 600
+    # IBM's fields as the kernel gave them (strings, %E with '!'), the typed values beside them
+    assert info["real_pid"] == str(pid) and info["pid"] == pid and info["host_pid"] == pid  # one pid ns
+    assert info["exe"] == exe and info["signal"] == str(signal) and info["signal_number"] == signal
+    assert info["path"] == str(crasher).replace("/", "!") and info["executable"] == str(crasher)
+    assert info["timestamp"] == str(info["timestamp_s"]) and abs(info["timestamp_s"] - time.time()) < 600
     assert info["node_hostname"] == os.uname().nodename
     assert info["compression"] == "deflate" and info["truncated"] is False
     assert info["pod_found_by"] == "none" and info["container_id"] is None
@@ -234,7 +227,7 @@ def test_simultaneous_crashes_give_one_zip_each(installed, crasher):
     seen = set()
     for zip_path in zips:
         info, _, _ = check_zip(zip_path, core_dir)
-        assert info["signal"] == -pids[info["host_pid"]]
+        assert info["signal_number"] == -pids[info["host_pid"]]
         seen.add(info["host_pid"])
     assert seen == set(pids)
 

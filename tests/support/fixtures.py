@@ -6,6 +6,8 @@
   the others against moto. ``CDH_TEST_S3=moto`` (or ``seaweedfs``) runs those suites on one kind.
 - ``s3``: a boto3 client for it; ``bucket``: a fresh bucket per test.
 - ``fault_proxy``: a FaultProxy in front of the server, per test.
+- ``tls_s3_server``: (server, certificate): another server of the test's kind serving HTTPS on
+  127.0.0.1 with a certificate that is its own CA, one per session and kind.
 - ``tenant_store``: a SeaweedFS whose key pairs may each use their own buckets only, per module
   (tests/support/tenants.py).
 """
@@ -13,6 +15,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 
 import pytest
 
@@ -90,6 +94,21 @@ def s3(s3_server):
 @pytest.fixture
 def bucket(s3_server):
     return s3_server.create_bucket()
+
+
+@pytest.fixture(scope="session")
+def tls_s3_server(tmp_path_factory, s3_kind):
+    from tests.support.require import require
+
+    require(shutil.which("openssl"), "openssl is needed to make the test certificate")
+    d = tmp_path_factory.mktemp("tls")
+    cert, key = d / "cert.pem", d / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    server = server_class(s3_kind)(str(d / f"{s3_kind}.log"), tls=(str(cert), str(key))).start()
+    yield server, cert
+    server.stop()
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cdh import keys
+from cdh.routes import MAX_RECIPIENTS
 
 T = datetime(2024, 6, 10, 6, 13, 20, tzinfo=UTC).timestamp()
 
@@ -42,21 +43,55 @@ def test_listing_prefixes_fall_back_when_since_spans_too_much():
     assert got == ["n1/"]
 
 
+def test_metadata_carries_the_signature_top_frame_and_image():
+    info = {"namespace": "shop", "podname": "cart-1", "signature": "1-0123456789abcdef",
+            "top_frame": "cart!checkout", "image": "registry.example/shop/cart:2.4"}
+    md = keys.metadata(info, "node-7")
+    assert (md["signature"], md["top-frame"], md["image"]) == (
+        "1-0123456789abcdef", "cart!checkout", "registry.example/shop/cart:2.4")
+    assert "signature" not in keys.metadata({"signature": None}, "n")  # unknown: left out
+
+
+def test_metadata_stays_printable_and_within_s3s_2_kb_whatever_the_crash_and_route():
+    hostile = "\x1b[31m" + "é" * 400 + "\n\x00"
+    info = {k: hostile for k in ("namespace", "podname", "container", "exe", "uuid", "image", "top_frame")}
+    info.update(signal=11, timestamp=1700000000, signature="1-0123456789abcdef")
+    md = keys.metadata(info, hostile)
+    assert set(md) == set(keys.METADATA_NAMES)
+    assert all(v.isascii() and v.isprintable() for v in md.values())
+    # through a route that encrypts: its longest name and the most recipients cdh/routes.py allows
+    md |= keys.route_metadata("r" * 63, ["0123456789abcdef"] * MAX_RECIPIENTS)
+    assert sum(len(k) + len(v) for k, v in md.items()) <= keys.METADATA_MAX_BYTES
+
+
+def test_the_signature_may_narrow_the_key_prefix():
+    info = {"namespace": "shop", "signature": "1-0123456789abcdef"}
+    key = keys.object_key("{signature}/{namespace}/", info, "n1", T, "x.zip", "plain")
+    assert key == "1-0123456789abcdef/shop/x.zip"
+    sig = "1-0123456789abcdef"
+    assert keys.listing_prefixes("{signature}/", {"signature": sig}) == [f"{sig}/"]
+    assert keys.object_key("{signature}/", {}, "n1", T, "x.zip", "plain") == "unknown/x.zip"  # trace off
+
+
 # ---------------------------------------------------------------- the listing layout
 
 UUID = "8d7f2c1e-0b7a-4a53-9d0e-3f1c2b4a5d6e"
 INFO = {"namespace": "shop", "podname": "web-7d4b9c-x2x9q", "container": "web", "signal": 11, "exe": "segv",
-        "uuid": UUID, "timestamp": 1764650232, "signature": "1-0123456789abcdef"}
+        "uuid": UUID, "timestamp": 1764650232, "signature": "1-0123456789abcdef",
+        "image": "registry.example/shop/web:2.4", "top_frame": "web!handle_request"}
 
 
 def test_a_listed_key_reads_back_as_what_ls_shows():
     name = f"{UUID}-dump-1764650232-node-a-segv-12-11.zip"
     key = keys.object_key("cores/{node}/", INFO, "node-a", 1764650232, name)
     assert key == ("cores/node-a/2025-12-02/043712~11~1-0123456789abcdef~shop~web-7d4b9c-x2x9q~web~segv~"
-                   f"node-a~~{name}")  # the uuid is in the zip's name: not repeated
+                   "node-a~~registry.example!2Fshop!2Fweb!3A2.4~web!21handle_request~"
+                   f"{name}")  # the uuid is in the zip's name: not repeated
     assert keys.parse_listed(key) == {
         "signal": "11", "signature": "1-0123456789abcdef", "namespace": "shop", "pod": "web-7d4b9c-x2x9q",
-        "container": "web", "exe": "segv", "node": "node-a", "uuid": "", "time": 1764650232, "zip_name": name}
+        "container": "web", "exe": "segv", "node": "node-a", "uuid": "",
+        "image": "registry.example/shop/web:2.4", "top-frame": "web!handle_request", "time": 1764650232,
+        "zip_name": name}
     assert keys.zip_name_of(key) == name
     other = keys.parse_listed(keys.object_key("", {**INFO, "signature": None}, "n", 1764650232, "x.zip"))
     assert other["uuid"] == UUID and other["signature"] == ""
@@ -64,27 +99,40 @@ def test_a_listed_key_reads_back_as_what_ls_shows():
 
 @pytest.mark.parametrize("key", [
     "a.zip", f"{UUID}-dump-1764650232-node-a-segv-12-11.zip", "cores/2025-12-02/a.zip",
-    "2025-13-02/043712~~~~~~~~~a.zip", "2025-12-02/253712~~~~~~~~~a.zip", "2025-12-02/043712~~~~~~~~a.zip",
-    "2025-12-02/043712~~~~~~~~~a/b.zip", "x2025-12-02/043712~~~~~~~~~a.zip", "2025-12-02/043712~~~~~~~~~",
+    "2025-13-02/043712~~~~~~~~~~~a.zip", "2025-12-02/253712~~~~~~~~~~~a.zip",
+    "2025-12-02/043712~~~~~~~~~~a.zip", "2025-12-02/043712~~~~~~~~~~~a/b.zip",
+    "x2025-12-02/043712~~~~~~~~~~~a.zip", "2025-12-02/043712~~~~~~~~~~~",
+    "2025-12-02/043712~~~~~~~~~~x:y~a.zip",
 ])
 def test_other_keys_are_not_listed_ones(key):
-    assert keys.parse_listed("2025-12-02/043712~~~~~~~~~a.zip")["zip_name"] == "a.zip"  # 8 empty values
+    assert keys.parse_listed("2025-12-02/043712~~~~~~~~~~~a.zip")["zip_name"] == "a.zip"  # 10 empty values
     assert keys.parse_listed(key) is None
     assert keys.zip_name_of(key) == key.rsplit("/", 1)[-1]
 
 
 @given(st.dictionaries(st.sampled_from(["namespace", "podname", "container", "signal", "exe", "uuid",
-                                        "signature"]), st.text(max_size=300)),
-       st.text(min_size=1, max_size=300), st.integers(0, 4102444800))
-def test_any_values_make_a_short_key_that_reads_back(info, node, t):
+                                        "signature", "image", "top_frame"]), st.text(max_size=300)),
+       st.text(min_size=1, max_size=300), st.integers(0, 4102444800), st.text(max_size=300))
+def test_any_values_make_a_key_within_s3s_limit_that_reads_back(info, node, t, prefix_value):
     name = "dump.zip"
-    key = keys.object_key("{namespace}/", info, node, t, name)
-    assert len(key.encode()) < 1024 - 255
+    key = keys.object_key("{namespace}/" + keys.sanitise(prefix_value) + "/", info, node, t, name)
+    assert len(key.encode()) <= keys.MAX_KEY_BYTES
     listed = keys.parse_listed(key)
     assert listed is not None and listed["time"] == t and listed["zip_name"] == name
-    assert listed["node"] == keys._UNSAFE.sub("_", node)[:keys.LISTED_VALUE_CHARS]
-    for field in ("namespace", "container", "exe"):
-        assert listed[field] == keys._UNSAFE.sub("_", info.get(field) or "")[:keys.LISTED_VALUE_CHARS]
+    for field, value in [("node", node), *((f, info.get(f) or "") for f in ("namespace", "container", "exe",
+                                                                           "image"))]:
+        # exact, or a whole-character start of it where the key had to be cut
+        assert value.startswith(listed[field]) and (listed[field] == value or len(listed[field]) < len(value))
+
+
+@pytest.mark.parametrize("value", ["web", "a/b:c", "std::vector<int>::at(unsigned long)", "ü~€!", "x" * 80])
+def test_listed_values_escape_and_read_back(value):
+    cell = keys.escape_listed(value)
+    assert set(cell) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-!")
+    assert len(cell) <= keys.LISTED_VALUE_CHARS
+    assert value.startswith(keys.unescape_listed(cell))
+    if len(value.encode()) * 3 <= keys.LISTED_VALUE_CHARS:
+        assert keys.unescape_listed(cell) == value
 
 
 def test_start_after_skips_what_is_older_than_since():
