@@ -108,6 +108,7 @@ def load(layers: Iterable[Mapping[str, str]], scope: str = "agent") -> Settings:
         _ibm_s3_location(raw, notes)
         _ibm_triggers(raw, notes)
         _ibm_credentials(raw, notes, web_identity)
+        _ibm_key_layout(raw, notes)
     values: dict[str, Any] = {}
     strings: dict[str, str] = {}
     sources: dict[str, str] = {}
@@ -213,6 +214,16 @@ def _ibm_triggers(raw: dict[str, tuple[Any, str]], notes: list[str]) -> None:
     if source == "USE_INOTIFY" and timed and inotify.strip().lower() == "true":
         notes.append(f"USE_INOTIFY=true with {' and '.join(timed)}: IBM's agent then only swept on the "
                      "schedule; cdh also uploads each zip as it appears (USE_INOTIFY=false for IBM's way)")
+
+
+def _ibm_key_layout(raw: dict[str, tuple[Any, str]], notes: list[str]) -> None:
+    """IBM's agent named each object by its zip: an installation set up with IBM's bucket name keeps
+    those names (what reads the bucket by them keeps working), unless CDH_KEY_LAYOUT says otherwise."""
+    bucket = raw.get("s3_bucket")
+    if "key_layout" not in raw and bucket is not None and bucket[1] == "S3_BUCKET_NAME":
+        raw["key_layout"] = ("plain", "S3_BUCKET_NAME")
+        notes.append("CDH_KEY_LAYOUT=plain: with IBM's S3_BUCKET_NAME, objects keep IBM's names (the zip's); "
+                     "CDH_KEY_LAYOUT=listing names them so that cdh ls reads every column from the listing")
 
 
 def _read_secret_file(name: str, path: str) -> str | None:

@@ -30,11 +30,12 @@ def test_the_default_layout_puts_what_ls_shows_in_the_key():
     info = {"namespace": "../../etc", "podname": "web/1", "timestamp": 1700000000, "signal": 11, "exe": "a~b",
             "uuid": "8d7f2c1e-0b7a-4a53-9d0e-3f1c2b4a5d6e"}
     key = _key(_settings(CDH_S3_KEY_PREFIX="cores/"), info, "a.zip", mtime=0)
-    assert key == ("cores/2023-11-14/221320~11~~.._.._etc~web_1~~a_b~node-1~"
-                   "8d7f2c1e-0b7a-4a53-9d0e-3f1c2b4a5d6e~a.zip")
+    assert key == ("cores/2023-11-14/221320~11~~..!2F..!2Fetc~web!2F1~~a!7Eb~node-1~"
+                   "8d7f2c1e-0b7a-4a53-9d0e-3f1c2b4a5d6e~~~a.zip")  # no "/" nor "~" in a value
     listed = keys.parse_listed(key)
-    assert listed["time"] == 1700000000 and listed["pod"] == "web_1" and listed["zip_name"] == "a.zip"
-    assert _key(_settings(), {}, "a.zip", mtime=1700000000) == "2023-11-14/221320~~~~~~~node-1~~a.zip"
+    assert listed["time"] == 1700000000 and listed["zip_name"] == "a.zip"
+    assert (listed["namespace"], listed["pod"], listed["exe"]) == ("../../etc", "web/1", "a~b")
+    assert _key(_settings(), {}, "a.zip", mtime=1700000000) == "2023-11-14/221320~~~~~~~node-1~~~~a.zip"
 
 
 def test_metadata_names_are_the_shared_ones_and_ascii():

@@ -143,3 +143,15 @@ def test_ibm_keys_mean_what_they_meant_to_ibms_agent(env, keys, note):
 def test_a_lone_cdh_key_is_still_an_error():
     with pytest.raises(ConfigError, match="CDH_S3_SECRET_KEY is not set: static keys need both"):
         load([{"CDH_S3_ACCESS_KEY": "AKIA1"}])
+
+
+@pytest.mark.parametrize(("env", "layout", "noted"), [
+    ({"S3_BUCKET_NAME": "cores"}, "plain", True),       # IBM's installation: IBM's object names
+    ({"S3_BUCKET_NAME": "cores", "CDH_KEY_LAYOUT": "listing"}, "listing", False),
+    ({"CDH_S3_BUCKET": "cores"}, "listing", False),
+    ({"S3_BUCKET_NAME": "a", "CDH_S3_BUCKET": "cores"}, "listing", False),
+])
+def test_ibms_bucket_name_keeps_ibms_object_names(env, layout, noted):
+    value, notes = one(env, "key_layout")
+    assert value == layout
+    assert any(n.startswith("CDH_KEY_LAYOUT=plain") for n in notes) == noted
