@@ -235,8 +235,9 @@ SPECS: tuple[Spec, ...] = (
          "Object key prefix template, e.g. {node}/{namespace}/{date}/."),
     Spec("CDH_KEY_LAYOUT", "key_layout", choice("listing", "plain"), "listing",
          "Object names after the prefix: listing = <date>/<time>~<signal, signature, namespace, pod, "
-         "container, exe, node>~<zip name> (cdh ls reads them from the listing: fast at any size); "
-         "plain = <zip name>, as IBM's agent names objects."),
+         "container, exe, node, uuid, image, top frame>~<zip name> (cdh ls and --group read them from the "
+         "listing: fast at any size); plain = <zip name>, as IBM's agent names objects (the default with "
+         "IBM's S3_BUCKET_NAME)."),
     Spec("CDH_S3_SSE", "s3_sse", choice("none", "AES256", "aws:kms", aliases={"sse-s3": "AES256",
                                                                              "sse-kms": "aws:kms"}),
          "none", "Server-side encryption."),
