@@ -11,6 +11,7 @@ import json
 import os
 import time
 import zipfile
+from urllib.parse import unquote
 
 import pytest
 
@@ -311,7 +312,7 @@ def test_get_by_uuid_heads_only_what_the_listing_cannot_rule_out(s3_server, tmp_
                     env=s3_server.cdh_env(bucket, CDH_S3_ENDPOINT=proxy.url))
         requests = list(proxy.requests)
     assert r.returncode == 0, r.stderr
-    assert [t.split("?")[0] for m, t in requests if m == "HEAD"] == [f"/{bucket}/{key}"]
+    assert [unquote(t.split("?")[0]) for m, t in requests if m == "HEAD"] == [f"/{bucket}/{key}"]
     unpacked = tmp_path / "out" / path.stem  # named after the zip, not after the whole key
     assert (unpacked / f"{path.stem}-dump-info.json").exists()
     assert f"s3://{bucket}/{key} -> {unpacked}/" in r.stdout

@@ -24,7 +24,7 @@ from tests.support.cri import FakeNode, cgroup_v2_systemd
 from tests.support.s3server import list_keys, zip_keys
 
 SAFE_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
-SAFE_KEY = re.compile(r"^[A-Za-z0-9._/~-]+$")  # "~" separates the listing layout's values
+SAFE_KEY = re.compile(r"^[A-Za-z0-9._/~!-]+$")  # "~" separates the listing layout's values, "!" escapes
 # comm (%e) as a process may set it: the kernel keeps 15 bytes, so long UTF-8 is cut mid-character.
 COMMS = [b"../../evil", b"a\nb\tc d", b"\x01\x7f\xfe\xff~{uuid}", "💥💥💥💥".encode(), ("é" * 8).encode()]
 HOSTNAMES = [b"../../../etc/cron.d/x\n* * * * * root sh", "ホスト/..".encode()]
