@@ -21,6 +21,7 @@ from cdh.composer.cri.h2 import NOT_FOUND, GrpcError
 from tests.runtime.images import CRASHERS
 from tests.support.agentproc import run_sweep
 from tests.support.cli import run_cdh
+from tests.support.s3server import zip_keys
 from tests.support.zips import next_zip
 
 ELF_MAGIC, ET_CORE = b"\x7fELF", 4
@@ -135,8 +136,9 @@ def test_one_cause_in_two_pods_is_one_signature_in_the_bucket_and_one_group(inst
     done = run_sweep(env)
     assert done.returncode == 0, done.stderr
     client = s3_server.client()
+    stored = zip_keys(client, bucket)
     for dump in dumps:
-        meta = client.head_object(Bucket=bucket, Key=dump.path.name)["Metadata"]
+        meta = client.head_object(Bucket=bucket, Key=stored[dump.path.name])["Metadata"]
         assert (meta["signature"], meta["top-frame"]) == (signature, dump.info["top_frame"])
         assert meta["image"] == dump.info["image"]
     listed = run_cdh("ls", "--group", "--json", env=s3_server.cdh_env(bucket))
