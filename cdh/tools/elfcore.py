@@ -8,10 +8,16 @@ Every read goes through ``read_at(offset, size) -> bytes``, so the same parser
 works on a core file on disk and on a core still compressed inside a zip. The
 kernel writes the notes right after the program headers, so parsing them reads
 only the first pages of the core.
+
+A core may be crafted (by a bucket writer, or a process that scribbles over its own notes): a
+header that asks for more program headers or notes than any real core has is refused in one
+line, a note that is too short for its type costs that note (listed in ``Core.problems``), and
+address lookups are a bisect over the sorted segments, so 60,000 mappings cost milliseconds.
 """
 
 from __future__ import annotations
 
+import bisect
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,6 +32,7 @@ NT_PRSTATUS, NT_PRPSINFO, NT_AUXV = 1, 3, 6
 NT_SIGINFO, NT_FILE = 0x53494749, 0x46494C45   # "SIGI", "FILE"
 AT_ENTRY = 9
 MAX_NOTES_BYTES = 64 << 20                # a core with more notes than this is not one we made
+MAX_SEGMENTS = 1 << 22                    # 4M program headers (224 MiB): vm.max_map_count raised 60x
 
 MACHINES = {62: "x86_64", 183: "aarch64"}
 # elf_gregset_t: the order of user_regs_struct (x86_64) and user_pt_regs (aarch64).
@@ -97,25 +104,33 @@ class SigInfo:
 @dataclass
 class Core:
     machine: str
-    segments: list[Segment]
+    segments: list[Segment]   # sorted by address (the kernel writes them so; a crafted core is sorted)
     threads: list[Thread] = field(default_factory=list)   # the crashing thread first
     siginfo: SigInfo | None = None
     mappings: list[Mapping] = field(default_factory=list)
     auxv: dict[int, int] = field(default_factory=dict)
     psinfo: dict[str, object] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)     # notes that could not be read
+
+    def __post_init__(self) -> None:
+        self.segments.sort(key=lambda s: s.vaddr)
+        self._starts = [s.vaddr for s in self.segments]
+
+    def _segment_at(self, addr: int) -> Segment | None:
+        """The segment starting closest below ``addr`` (segments do not overlap in a real core)."""
+        i = bisect.bisect_right(self._starts, addr) - 1
+        return self.segments[i] if i >= 0 else None
 
     def locate(self, addr: int) -> tuple[int, int] | None:
         """(core file offset, bytes present) of memory at ``addr``, or None if not dumped."""
-        for s in self.segments:
-            if s.vaddr <= addr < s.vaddr + s.filesz:
-                return s.offset + addr - s.vaddr, s.vaddr + s.filesz - addr
+        s = self._segment_at(addr)
+        if s is not None and s.vaddr <= addr < s.vaddr + s.filesz:
+            return s.offset + addr - s.vaddr, s.vaddr + s.filesz - addr
         return None
 
     def perms_at(self, addr: int) -> str:
-        for s in self.segments:
-            if s.vaddr <= addr < s.vaddr + s.memsz:
-                return s.perms
-        return "---"
+        s = self._segment_at(addr)
+        return s.perms if s is not None and s.vaddr <= addr < s.vaddr + s.memsz else "---"
 
     @property
     def main_executable(self) -> str | None:
@@ -133,6 +148,8 @@ def read_core(read_at: ReadAt) -> Core:
     machine, phoff, phnum, shoff = _check_header(ehdr)
     if phnum == PN_XNUM:
         phnum = struct.unpack_from("<I", _exact(read_at, shoff, 64, "section header 0"), 44)[0]
+    if phnum > MAX_SEGMENTS:
+        raise CoreError(f"the core claims {phnum} segments, more than any real core has")
     phdrs = _exact(read_at, phoff, 56 * phnum, "program headers")
     segments, notes = [], []
     for i in range(phnum):
@@ -146,8 +163,13 @@ def read_core(read_at: ReadAt) -> Core:
         raise CoreError("the core's notes are implausibly large")
     for offset, size in sorted(notes):
         for name, ntype, desc in iter_notes(_exact(read_at, offset, size, "notes")):
-            if name == b"CORE":
+            if name != b"CORE":
+                continue
+            try:
                 _apply_note(core, ntype, desc)
+            except (CoreError, struct.error) as err:  # this note is lost, the rest is still read
+                core.problems.append(str(err) if isinstance(err, CoreError)
+                                     else f"a note of type {ntype:#x} is too short ({len(desc)} bytes)")
     return core
 
 
@@ -167,7 +189,7 @@ def _check_header(ehdr: bytes) -> tuple[str, int, int, int]:
 
 
 def _exact(read_at: ReadAt, offset: int, size: int, what: str) -> bytes:
-    data = read_at(offset, size)
+    data = read_at(offset, size) if offset < 1 << 62 else b""  # pread takes a signed 64-bit offset
     if len(data) != size:
         raise CoreError(f"the core is cut short: {what} at offset {offset} are missing")
     return data

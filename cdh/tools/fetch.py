@@ -6,14 +6,21 @@ sizes come from HEAD with PartNumber), skipped under SSE-KMS/SSE-C where the
 ETag is not a digest; then the CRC-32 of every zip entry while unpacking. The
 object is read with If-Match on the ETag, so a dump replaced mid-download is
 not mixed with its successor.
+
+The download goes to ``.<name>.<random>.part`` beside the target, created with
+O_CREAT|O_EXCL|O_NOFOLLOW and mode 0600 (a core is a process's memory; a link planted in a
+shared directory is never followed), and becomes the target only when verified, never over
+a file that is already there.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import os
 import re
+import secrets
 
 import aiofiles
 
@@ -70,34 +77,37 @@ async def _head(client, bucket: str, key: str, **extra) -> dict | None:
 
 async def download(client, bucket: str, key: str, head: dict, target: str,
                    progress: Progress | None = None) -> list[str]:
-    """Download to ``target`` (via ``target.part``) and verify; return what was checked."""
+    """Download to ``target`` (via a private part file) and verify; return what was checked."""
     size = head["ContentLength"]
     whole, got = hashlib.md5(usedforsecurity=False), 0
-    tmp = target + ".part"
+    directory, name = os.path.split(target)
+    tmp = os.path.join(directory, f".{name}.{secrets.token_hex(8)}.part")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
-        resp = await client.get_object(Bucket=bucket, Key=key, IfMatch=head["ETag"])
         # aiofiles: each disk write runs in a worker thread while the event loop goes on
         # receiving the next bytes into aiohttp's buffer (a slow disk does not stall the socket).
-        async with aiofiles.open(tmp, "wb") as out, resp["Body"] as body:
-            while chunk := await body.read(CHUNK):
-                await out.write(chunk)
-                whole.update(chunk)
-                got += len(chunk)
-                if progress:
-                    progress.update(len(chunk))
+        async with aiofiles.open(fd, "wb") as out:
+            resp = await client.get_object(Bucket=bucket, Key=key, IfMatch=head["ETag"])
+            async with resp["Body"] as body:
+                while chunk := await body.read(CHUNK):
+                    await out.write(chunk)
+                    whole.update(chunk)
+                    got += len(chunk)
+                    if progress:
+                        progress.update(len(chunk))
         if progress:
             progress.finish()
         if got != size:
             raise VerifyError(f"got {got} bytes, the object has {size}")
         checked = [f"size {size} bytes", await _check_etag(client, bucket, key, head, tmp, whole.hexdigest())]
-        os.replace(tmp, target)
+        _publish(tmp, target)
         return checked
     except (VerifyError, BucketError, OSError):
         raise
     except Exception as err:  # botocore, aiohttp: a failed or cut transfer
         raise BucketError(f"cannot download s3://{bucket}/{key}: {describe_error(err)}") from None
     finally:
-        _remove(tmp)  # gone already when the download succeeded
+        _remove(tmp)  # the target is a link to it when the download succeeded
 
 
 async def _check_etag(client, bucket: str, key: str, head: dict, path: str, md5_hex: str) -> str:
@@ -155,6 +165,18 @@ def _md5_parts(path: str, sizes: list[int]) -> list[bytes]:
                 n -= len(data)
             out.append(h.digest())
     return out
+
+
+def _publish(tmp: str, target: str) -> None:
+    """``tmp`` becomes ``target``, never over an existing file or through a planted link."""
+    try:
+        os.link(tmp, target)  # EEXIST when anything, a dangling link included, has the name
+    except OSError as err:
+        if err.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EXDEV):  # no hard links here (vfat)
+            raise
+        if os.path.lexists(target):
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), target) from None
+        os.rename(tmp, target)
 
 
 def _remove(path: str) -> None:

@@ -8,7 +8,8 @@ import zlib
 
 import pytest
 
-from cdh.tools.dumpzip import Dump, DumpError, unpack
+from cdh.tools.dumpzip import Dump, DumpError
+from cdh.tools.unpack import unpack
 from tests.support import dumpbuild
 
 
