@@ -1,6 +1,9 @@
 """What the composer leaves on disk: the zip (``CORE_DIR/.<name>.zip.part`` while written,
 ``<name>.zip`` when complete) and its event file (``EVENT_DIR/<uuid>-event.json``).
 
+CORE_DIR and EVENT_DIR are reached as cdh/fsutil.py's ``open_dir`` says: never through a symlink,
+never one that someone else could write in, and an existing one is never chmodded (a CORE_DIR that
+names /tmp or / is refused, and said so in the log, rather than tightened to 0700 for everyone).
 The part file is created through a handle on CORE_DIR with
 O_CREAT|O_EXCL|O_NOFOLLOW, mode 0600, and held under an exclusive flock
 until it is complete, so the agent (which skips ``.part`` files and locked
@@ -28,9 +31,8 @@ from cdh.composer.naming import MAX_NAME, safe_name
 
 class PartFile:
     def __init__(self, core_dir: str, name: str, uuid: str) -> None:
-        fsutil.makedirs_private(core_dir)
         self.core_dir = core_dir
-        self.dfd = os.open(core_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        self.dfd = fsutil.open_dir(core_dir, create=True)
         self.fd = -1
         try:
             self.name = self._create(name, uuid)
@@ -107,8 +109,7 @@ class PartFile:
 def write_event(event_dir: str, uuid: str, data: bytes) -> str:
     """Write the event file of dump ``uuid``; returns its path. Raises OSError (the caller logs it;
     the zip stays)."""
-    fsutil.makedirs_private(event_dir)
-    dfd = os.open(event_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    dfd = fsutil.open_dir(event_dir, create=True)
     try:
         name = ondisk.event_file_name(uuid)
         tmp = f".{name}.{os.getpid()}.{os.urandom(4).hex()}.tmp"  # unguessable: cannot be pre-planted
