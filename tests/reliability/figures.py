@@ -8,7 +8,9 @@ object was confirmed; it must stay 0.
 
 from __future__ import annotations
 
-AREAS = ("storage", "process", "node", "load", "hostile", "secrets", "retention")
+# "security": the attacks of tests/reliability/test_hostile_{tools,node,install}.py (AREA = "security"),
+# one fault injected per case.
+AREAS = ("storage", "process", "node", "load", "hostile", "secrets", "retention", "security")
 FIELDS = ("cases", "faults", "captured", "intact", "lost")
 TOTALS: dict[str, dict[str, int]] = {area: dict.fromkeys(FIELDS, 0) for area in AREAS}
 NOTES: dict[str, list[str]] = {area: [] for area in AREAS}

@@ -41,6 +41,8 @@ from tests.support.hostile import (
 )
 from tests.support.require import require
 
+AREA = "security"  # tests/reliability/figures.py: one case and one attack per test
+
 NOBODY = 65534
 SAFE_DEFAULT = b"core"
 

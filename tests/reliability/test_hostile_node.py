@@ -31,6 +31,8 @@ from tests.support.composer import fake_proc, run_composer
 from tests.support.cri import FakeNode, cgroup_v2_systemd
 from tests.support.s3server import free_port
 
+AREA = "security"  # tests/reliability/figures.py: one case and one attack per test
+
 NOBODY = 65534
 
 
@@ -80,7 +82,7 @@ def test_a_directory_cdh_did_not_create_is_never_chmodded_or_followed(tmp_path, 
     assert any(line["level"] in ("warning", "error") for line in r.log), "the refusal is not logged"
 
 
-def test_a_fifo_at_the_log_path_does_not_hold_the_crash(tmp_path):
+def test_a_fifo_at_the_log_path_does_not_hold_the_crash(tmp_path, figures):
     """Attack: a FIFO at HOST_DIR/composer.log. The composer opens its log for writing before anything
     else, and open(2) of a FIFO without a reader blocks: before the composer's deadline even starts,
     so every crashing process on the node stays held by the kernel, forever. Secure: the log is opened
@@ -95,6 +97,7 @@ def test_a_fifo_at_the_log_path_does_not_hold_the_crash(tmp_path):
         pytest.fail("the composer was still blocked after 30 s (with a 10 s deadline): the crash is held")
     assert r.rc == 0 and r.read(".core") == core
     assert stat.S_ISFIFO(os.stat(host / "composer.log", follow_symlinks=False).st_mode)
+    figures.captured(1)
 
 
 def _crictl_node(tmp_path: Path):
@@ -113,7 +116,7 @@ CRICTL_OWNERS = {
 
 
 @pytest.mark.parametrize("case", sorted(CRICTL_OWNERS))
-def test_crictl_that_others_could_have_written_is_never_executed(tmp_path, case):
+def test_crictl_that_others_could_have_written_is_never_executed(tmp_path, case, figures):
     """Attack: the crictl named by CDH_CRICTL_PATH (or found on its default list) can be written by
     someone other than root: they replace it and the composer runs their program as root in the
     host's namespaces at the next crash. Secure: crictl is executed only if it and its directory are
@@ -128,6 +131,7 @@ def test_crictl_that_others_could_have_written_is_never_executed(tmp_path, case)
                      env={"CDH_CRICTL_PATH": str(stub.dir), "CDH_CRI_TIMEOUT": "10s"})
     assert r.rc == 0 and r.read(".core") == core
     assert stub.calls() == [], f"crictl was executed: {stub.commands()}"
+    figures.captured(1)
 
 
 ENV_FILES = {
@@ -138,7 +142,7 @@ ENV_FILES = {
 
 
 @pytest.mark.parametrize("case", sorted(ENV_FILES))
-def test_one_bad_line_in_composer_env_costs_that_line_only(tmp_path, case):
+def test_one_bad_line_in_composer_env_costs_that_line_only(tmp_path, case, figures):
     """Attack (or an honest hand edit): one bad line, or one byte that is not UTF-8, in composer.env.
     Today the composer drops the whole file and runs on defaults: with a non-default HOST_DIR or
     CORE_DIR its zips go to a directory the agent does not watch, and are never uploaded. Secure: every
@@ -160,6 +164,7 @@ def test_one_bad_line_in_composer_env_costs_that_line_only(tmp_path, case):
         assert entry.compress_type == zipfile.ZIP_STORED, "the good line after the bad one was dropped"
     errors = [line for line in r.log if line["level"] == "error"]
     assert errors and any("composer.env" in json.dumps(line) for line in errors), r.log
+    figures.captured(1)
 
 
 def test_a_fifo_at_the_composer_log_does_not_wedge_the_agent(tmp_path, s3_server, bucket, start_agent):

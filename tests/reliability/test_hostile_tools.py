@@ -46,6 +46,8 @@ from tests.support.hostile import (
 from tests.support.require import require
 from tests.support.s3server import put_dump
 
+AREA = "security"  # tests/reliability/figures.py: one case and one attack per test
+
 NT_PRSTATUS, NT_PRPSINFO, NT_SIGINFO, NT_FILE = 1, 3, 0x53494749, 0x46494C45
 FAILURE = 1  # cdh's documented exit code for a command that failed (README: exit codes)
 
@@ -165,13 +167,14 @@ def _leftovers(out: Path) -> list[str]:
     return sorted(str(p.relative_to(out)) for p in out.rglob("*")) if out.exists() else []
 
 
-def test_a_zstd_bomb_stops_at_the_declared_size(tmp_path, s3_server, s3, bucket):
+def test_a_zstd_bomb_stops_at_the_declared_size(tmp_path, s3_server, s3, bucket, figures):
     """Attack: a 33 KB object whose zstd core entry declares 1 MiB but decompresses to 256 MiB
     (1 GiB in the report); `cdh get` decompresses to the end of the stream and checks the size only
     afterwards, so the disk fills first. Secure: decompression stops one byte past the declared size,
     the dump is refused in one line, and nothing is kept. (A 64 MiB file size ceiling stands in for
     the disk: today the write hits it.)"""
-    key = _upload(s3, bucket, _zstd_bomb(tmp_path / "src", declared=1 * MiB, actual=256 * MiB))
+    bomb = _zstd_bomb(tmp_path / "src", declared=1 * MiB, actual=256 * MiB)
+    key = _upload(s3, bucket, bomb)
     out = tmp_path / "out"
     ran = run_cdh("get", key, "-o", str(out), env=clean_env(**s3_server.agent_env(bucket)),
                   file_size=64 * MiB, io_report=tmp_path / "io")
@@ -179,6 +182,8 @@ def test_a_zstd_bomb_stops_at_the_declared_size(tmp_path, s3_server, s3, bucket)
     assert "Traceback" not in ran.stderr and "Errno" not in ran.stderr, ran.stderr
     assert ran.wrote_bytes is not None and ran.wrote_bytes < 8 * MiB, f"wrote {ran.wrote_bytes} bytes"
     assert _leftovers(out) == []
+    figures.note(f"zstd bomb, {bomb.stat().st_size // 1024} KiB object, 256 MiB inside: refused after "
+                 f"{ran.wrote_bytes / MiB:.1f} MiB written (download included)")
 
 
 def _duplicated_central_directory(tmp_path: Path, copies: int, entry_bytes: int) -> Path:
@@ -202,7 +207,7 @@ def _duplicated_central_directory(tmp_path: Path, copies: int, entry_bytes: int)
     return path
 
 
-def test_repeated_central_directory_records_are_refused(tmp_path, s3_server, s3, bucket):
+def test_repeated_central_directory_records_are_refused(tmp_path, s3_server, s3, bucket, figures):
     """Attack: one 16 MiB entry (16 KB deflated) listed 40 times in the central directory: each record
     is unpacked again, 656 MiB written here (the report: 70 KB object, 23 s, 6.4 GiB). Secure: entries
     that share or overlap bytes, or repeat a name, are refused before anything is unpacked; the object
@@ -217,6 +222,8 @@ def test_repeated_central_directory_records_are_refused(tmp_path, s3_server, s3,
     assert ran.wrote_bytes is not None and ran.wrote_bytes < 16 * MiB, f"wrote {ran.wrote_bytes} bytes"
     assert ran.rc == FAILURE and len(_errors(ran)) == 1, (ran.rc, ran.stderr)
     assert _leftovers(out) == []
+    figures.note(f"one 16 MiB entry listed 41 times, {zpath.stat().st_size // 1024} KiB object: refused "
+                 f"after {ran.wrote_bytes / MiB:.1f} MiB written (656 MiB before)")
 
 
 def test_unpacking_has_a_ceiling_from_the_dump_and_max_size_raises_it(tmp_path, s3_server, s3, bucket):
@@ -378,7 +385,7 @@ def test_malformed_dump_metadata_is_one_line(tmp_path, case):
         assert ran.rc in (0, FAILURE), ran.rc
 
 
-def test_mapping_lookup_is_linear(tmp_path):
+def test_mapping_lookup_is_linear(tmp_path, figures):
     """Attack: a 5 MB core with 60,000 mappings (as many PT_LOADs and NT_FILE entries): `cdh inspect`
     matches every mapping against every segment, 3.6e9 steps (did not finish in 90 s). Here 30,000
     mappings under a 20 CPU-second ceiling (SIGXCPU kills the quadratic version; a linear one needs
@@ -392,3 +399,4 @@ def test_mapping_lookup_is_linear(tmp_path):
     assert core.stat().st_size < 5 * MiB
     ran = run_cdh("inspect", str(core), env=clean_env(), cpu_s=20)  # soft 20 s (SIGXCPU), hard 25 s
     assert ran.rc == 0, f"rc {ran.rc} (-24 is SIGXCPU: the CPU ceiling was hit) {ran.stderr[-500:]}"
+    figures.note(f"cdh inspect of a core with {n} mappings: {ran.cpu_s:.1f} CPU-s (ceiling 20)")

@@ -53,6 +53,7 @@ class Ran:
     stdout: str
     stderr: str
     wrote_bytes: int | None   # wchar of the process (every byte it passed to write), None if it died
+    cpu_s: float = 0.0        # user + system CPU seconds of the command
 
     @property
     def err_lines(self) -> list[str]:
@@ -84,14 +85,17 @@ def run_cdh(*args: str, env: dict[str, str], cwd: Path | str = "/", address_spac
     env = dict(env)
     if io_report is not None:
         env["CDH_TEST_IO_REPORT"] = str(io_report)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.run([sys.executable, "-c", _METER, *args], env=env, cwd=cwd, capture_output=True,
                           timeout=timeout, preexec_fn=limits)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     wrote = None
     if io_report is not None and io_report.exists():
         fields = dict(line.split(": ") for line in io_report.read_text().splitlines())
         wrote = int(fields["wchar"])
     return Ran(proc.returncode, proc.stdout.decode("utf-8", "replace"),
-               proc.stderr.decode("utf-8", "replace"), wrote)
+               proc.stderr.decode("utf-8", "replace"), wrote, cpu)
 
 
 def control_characters(text: str) -> list[str]:
