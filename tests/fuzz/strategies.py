@@ -17,6 +17,8 @@ import zlib
 
 from hypothesis import strategies as st
 
+from tests.support.hostile import layout, note
+
 NOTE_TYPES = [1, 3, 6, 0x53494749, 0x46494C45, 2, 4, 0x202]   # PRSTATUS PRPSINFO AUXV SIGINFO FILE + others
 EDGE_U64 = [0, 1, 0xFF, 0xFFFF, 0xFFFF_FFFF, 1 << 32, 1 << 62, (1 << 64) - 1]
 EDGE_U16 = [0, 1, 2, 0xFFFE, 0xFFFF]
@@ -24,12 +26,6 @@ EDGE_U32 = [0, 1, 0x7FFF_FFFF, 0xFFFF_FFFF]
 ROLES = ["-dump-info.json", "-pod-info.json", "-runtime-info.json", "-ps-info.json", "-0-image-info.json",
          "-0.log", ".core", "-proc/cmdline", "-1.log", "-7-image-info.json"]
 NAME = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0-dump-1718000000-web-0-app-1-11"
-
-
-def _note(name: bytes, ntype: int, desc: bytes) -> bytes:
-    name += b"\0"
-    pad = lambda b: b + b"\0" * (-len(b) % 4)
-    return struct.pack("<III", len(name), len(desc), ntype) + pad(name) + pad(desc)
 
 
 @st.composite
@@ -68,27 +64,21 @@ def cores(draw) -> bytes:
     notes = b""
     for _ in range(draw(st.integers(0, 6))):
         ntype = draw(st.sampled_from(NOTE_TYPES))
-        notes += _note(draw(st.sampled_from([b"CORE", b"GNU", b"LINUX", b""])), ntype, draw(note_desc(ntype)))
+        notes += note(draw(st.sampled_from([b"CORE", b"GNU", b"LINUX", b""])), ntype, draw(note_desc(ntype)))
     segs = []
     for _ in range(draw(st.integers(0, 4))):
         vaddr = draw(st.sampled_from([0x400000, 0x7F0000000000, 0, (1 << 64) - 4096]))
         page = draw(st.sampled_from([b"", b"\x7fELF" + bytes(60), bytes(100)]))
         segs.append((vaddr, draw(st.sampled_from([0, 4096, 1 << 40])), page))
     count = 1 + len(segs)
-    data_at = 64 + 56 * count
-    body_at = data_at + len(notes)
-    phdrs = [struct.pack("<IIQQQQQQ", 4, 0, data_at, 0, 0, len(notes), 0, 1)]
-    body = b""
-    for vaddr, memsz, page in segs:
-        phdrs.append(struct.pack("<IIQQQQQQ", 1, 5, body_at + len(body), vaddr, 0, len(page), memsz, 4096))
-        body += page
+    phdrs, data = layout(notes, segs)
     xnum = draw(st.booleans()) and draw(st.booleans())
     phnum = draw(st.one_of(st.just(count), st.sampled_from(EDGE_U16)))
-    shoff = body_at + len(body) if xnum else draw(st.sampled_from([0, 64, (1 << 64) - 1]))
+    shoff = 64 + len(phdrs) + len(data) if xnum else draw(st.sampled_from([0, 64, (1 << 64) - 1]))
     ehdr = b"\x7fELF" + bytes([2, 1, 1]) + b"\0" * 9 + struct.pack(
         "<HHIQQQIHHHHHH", 4, machine, 1, 0, draw(st.sampled_from([64, 0, 1 << 40])), shoff, 0, 64, 56,
         0xFFFF if xnum else phnum, 64 if xnum else 0, 1 if xnum else 0, 0)
-    core = ehdr + b"".join(phdrs) + notes + body
+    core = ehdr + phdrs + data
     if xnum:
         real_count = draw(st.sampled_from([*EDGE_U32, count]))
         core += struct.pack("<IIQQQQIIQQ", 0, 0, 0, 0, 0, 0, 0, real_count, 0, 0)

@@ -159,23 +159,29 @@ def core_with_notes(notes: bytes, segments: list[tuple[int, int, bytes]] = (), m
 
     ``phnum`` overrides e_phnum; ``xnum_count`` writes PN_XNUM and that count in section header 0.
     """
-    count = 1 + len(segments)
-    data_at = 64 + 56 * count
+    phdrs, data = layout(notes, segments)
+    shoff = 64 + len(phdrs) + len(data) if xnum_count is not None else 0
+    e_phnum = 0xFFFF if xnum_count is not None else (1 + len(segments) if phnum is None else phnum)
+    ehdr = b"\x7fELF" + bytes([2, 1, 1]) + b"\0" * 9 + struct.pack(
+        "<HHIQQQIHHHHHH", 4, synthcore.EM[machine], 1, 0, 64, shoff, 0, 64, 56, e_phnum,
+        64 if xnum_count is not None else 0, 1 if xnum_count is not None else 0, 0)
+    core = ehdr + phdrs + data
+    if xnum_count is not None:
+        core += struct.pack("<IIQQQQIIQQ", 0, 0, 0, 0, 0, 0, 0, xnum_count, 0, 0)
+    return core
+
+
+def layout(notes: bytes, segments) -> tuple[bytes, bytes]:
+    """(program headers, what follows them) of a core whose 64-byte ELF header comes first: one
+    PT_NOTE holding ``notes``, then a PT_LOAD per (vaddr, memsz, bytes) segment, bytes in order."""
+    data_at = 64 + 56 * (1 + len(segments))
     body_at = data_at + len(notes)
     phdrs = [struct.pack("<IIQQQQQQ", 4, 0, data_at, 0, 0, len(notes), 0, 1)]
     body = b""
     for vaddr, memsz, page in segments:
         phdrs.append(struct.pack("<IIQQQQQQ", 1, 5, body_at + len(body), vaddr, 0, len(page), memsz, 4096))
         body += page
-    shoff = body_at + len(body) if xnum_count is not None else 0
-    e_phnum = 0xFFFF if xnum_count is not None else (count if phnum is None else phnum)
-    ehdr = b"\x7fELF" + bytes([2, 1, 1]) + b"\0" * 9 + struct.pack(
-        "<HHIQQQIHHHHHH", 4, synthcore.EM[machine], 1, 0, 64, shoff, 0, 64, 56, e_phnum,
-        64 if xnum_count is not None else 0, 1 if xnum_count is not None else 0, 0)
-    core = ehdr + b"".join(phdrs) + notes + body
-    if xnum_count is not None:
-        core += struct.pack("<IIQQQQIIQQ", 0, 0, 0, 0, 0, 0, 0, xnum_count, 0, 0)
-    return core
+    return b"".join(phdrs), notes + body
 
 
 def prpsinfo(fname: bytes, psargs: bytes) -> bytes:
