@@ -53,7 +53,8 @@ def atomic_write(path: str, data: bytes, mode: int = 0o600) -> None:
     """
     directory, name = os.path.split(path)
     tmp = os.path.join(directory, f".{name}.tmp.{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+    remove_quietly(tmp)  # left by a process that had our pid; then created afresh, never through a link
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
     try:
         view = memoryview(data)
         while view:

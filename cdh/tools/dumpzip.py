@@ -66,7 +66,7 @@ class Dump:
             except read_errors() as err:
                 raise DumpError(f"{path}: not a readable zip ({why(err)})") from None
             self.root = None
-            self.entries = [i.filename for i in self._zip.infolist() if not i.is_dir()]
+            self.entries = [i.filename for i in self._zip.infolist() if i.filename and not i.is_dir()]
         try:
             self.name = _dump_name(self.entries, path)
         except DumpError:

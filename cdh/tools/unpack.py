@@ -80,6 +80,8 @@ def check_layout(zf: zipfile.ZipFile) -> list[zipfile.ZipInfo]:
     spans = []
     with open(zf.filename, "rb") as fp:
         for info in zf.infolist():
+            if not info.filename:
+                raise DumpError("an entry without a name")
             if info.filename in seen:
                 raise DumpError(f"{info.filename}: listed twice in the zip's directory")
             seen.add(info.filename)
