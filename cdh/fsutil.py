@@ -23,6 +23,7 @@ import os
 import stat
 
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+CREATE_NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC  # a file no one planted
 MAX_LINKS = 40  # the kernel's own limit on symlinks in one lookup
 
 
@@ -225,6 +226,18 @@ def untrusted_executable(path: str, root: int | None = None) -> str | None:
             return f"{path} is writable by others (mode {stat.S_IMODE(st.st_mode):04o})"
         return None
     return f"{path}: too many symlinks"
+
+
+def publish(tmp: str, target: str) -> None:
+    """``tmp`` becomes ``target``, never over an existing file or through a planted link (FileExistsError)."""
+    try:
+        os.link(tmp, target)  # EEXIST when anything, a dangling link included, has the name
+    except OSError as err:
+        if err.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EXDEV):  # no hard links here (vfat)
+            raise
+        if os.path.lexists(target):
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), target) from None
+        os.rename(tmp, target)
 
 
 def remove_quietly(path: str) -> bool:

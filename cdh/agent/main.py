@@ -1,7 +1,7 @@
 """``cdh agent``: the node daemon. One :class:`Agent` whose life reads top to bottom:
 start → run → stop (after uvicorn's server).
 
-- start: host setup (composer, composer.env, sysctls), S3 client, /healthz,
+- start: host setup (composer, composer.env, sysctls), the store, /healthz,
   storage check, triggers (startup sweep, inotify, interval, schedule), workers.
 - run: wait for a flag. Signals only set flags: SIGHUP → reload; SIGTERM/SIGINT →
   stop; a second SIGTERM/SIGINT → stop now. A change of the mounted config file
@@ -18,16 +18,15 @@ import os
 import signal
 import time
 
-from cdh import EXIT_FAILURE, EXIT_OK, __version__, config, fsutil, ondisk
+from cdh import EXIT_FAILURE, EXIT_OK, __version__, config, destination, fsutil, ondisk
 from cdh.agent import configload, host
-from cdh.agent.clients import Clients
 from cdh.agent.intake import Intake, cancel_all
 from cdh.agent.janitor import Janitor
 from cdh.agent.log import Log, route_stdlib
-from cdh.agent.retry import Backoff, is_permanent
+from cdh.agent.retry import Backoff
+from cdh.agent.stores import Stores
 from cdh.agent.telemetry import Telemetry
 from cdh.agent.upload import Outcome, Uploader
-from cdh.s3 import error_code
 from cdh.sysctl import Sysctl
 
 CANCEL_TIMEOUT_S = 15.0  # after the grace period: cancelled uploads abort their multipart
@@ -68,8 +67,8 @@ class Agent:
         self.settings = settings
         self.log = log
         self.sysctl = Sysctl.here()  # or the fake tree of CDH_TEST_SYSCTL_ROOT (cdh/sysctl.py)
-        self.clients = Clients()
-        self.uploader = Uploader(settings, self.clients, log)
+        self.stores = Stores(log)
+        self.uploader = Uploader(settings, self.stores, log)
         self.intake = Intake(settings.core_dir, log)
         self.janitor = Janitor(settings, log)
         self.intake.on_part_closed = self.janitor.part_closed
@@ -103,14 +102,15 @@ class Agent:
 
     async def start(self) -> None:
         s = self.settings
+        dest = destination.from_settings(s)
         self.log.info("agent.starting", pid=os.getpid(), version=__version__, node=s.node_name,
-                      core_dir=s.core_dir, bucket=s.s3_bucket, endpoint=s.s3_endpoint,
-                      key_prefix=s.s3_key_prefix, config_file=s.config_file)
+                      core_dir=s.core_dir, bucket=dest.bucket, endpoint=dest.endpoint,
+                      key_prefix=dest.key_prefix_template, config_file=s.config_file)
         for note in s.notes:
             self.log.warning("config.note", note=note)
         self._install_signal_handlers()
         await self._set_up_host()
-        await self.clients.open(s)
+        await self.stores.open(dest, s)
         await self.telemetry.start()
         await self.check_storage()
         self._storage_watch = asyncio.create_task(self._recheck_storage(), name="storage-check")
@@ -165,18 +165,20 @@ class Agent:
     # ------------------------------------------------------------ storage
 
     async def check_storage(self) -> None:
-        """HEAD the bucket once, so a wrong bucket or key shows at start, not at the first crash."""
-        try:
-            async with self.clients.lease() as client:
-                await client.head_bucket(Bucket=self.settings.s3_bucket)
-        except Exception as err:
-            self.uploader.storage_ok = False
-            self.log.error("storage.unavailable", bucket=self.settings.s3_bucket, code=error_code(err),
-                           permanent=is_permanent(err), error=str(err) or repr(err),
-                           action="zips stay on the node and are retried")
-            return
+        """Check the bucket once, so a wrong bucket or key shows at start, not at the first crash."""
+        async with self.stores.lease() as store:
+            bucket = store.destination.bucket
+            try:
+                await store.check()
+            except Exception as err:
+                failure = store.failure(err)
+                self.uploader.storage_ok = False
+                self.log.error("storage.unavailable", bucket=bucket, code=failure.code,
+                               permanent=failure.permanent, error=str(err) or repr(err),
+                               action="zips stay on the node and are retried")
+                return
         self.uploader.storage_ok = True
-        self.log.info("storage.ok", bucket=self.settings.s3_bucket)
+        self.log.info("storage.ok", bucket=bucket)
 
     async def _recheck_storage(self) -> None:
         """While the bucket is unreachable, check it again every CDH_CHECK_INTERVAL, then at growing
@@ -272,9 +274,9 @@ class Agent:
             return
         kept = configload.keep_restart_only(new, old)
         try:
-            await self.clients.open(new)
+            await self.stores.open(destination.from_settings(new), new)
         except Exception as err:
-            self.log.error("config.rejected", error=f"cannot build the S3 client: {err}",
+            self.log.error("config.rejected", error=f"cannot build the store's client: {err}",
                            action="keeping the previous settings")
             return
         self.settings = new
@@ -347,4 +349,4 @@ class Agent:
         if self._storage_watch is not None:
             self._storage_watch.cancel()
             await asyncio.gather(self._storage_watch, return_exceptions=True)
-        await self.clients.close()
+        await self.stores.close()

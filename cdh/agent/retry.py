@@ -1,34 +1,16 @@
-"""Which failures are worth retrying soon, and when each file is tried next.
+"""When each file is tried next.
 
-botocore already retries each request a few times (standard mode). What is
+Each store retries its requests a few times (botocore's standard mode for S3). What is
 left here is per file: a file that failed waits ``retry_min_s x 2^(n-1)``,
 capped at ``retry_max_s``, with jitter so a node's backlog does not hit the
 store in lockstep after an outage. Permanent errors (the bucket, keys or
-permissions are wrong: only a config change fixes them) wait the longest.
+permissions are wrong: only a config change fixes them; which ones they are is each
+store's ``failure()``, cdh/store/) wait the longest.
 """
 
 from __future__ import annotations
 
 import random
-
-from cdh.s3 import error_code, http_status
-
-# Error codes that no retry will fix; the files wait for a config change.
-PERMANENT_CODES = frozenset({
-    "AccessDenied", "AllAccessDisabled", "NoSuchBucket", "InvalidAccessKeyId",
-    "SignatureDoesNotMatch", "InvalidBucketName", "AccountProblem", "InvalidToken",
-    "ExpiredToken", "KMS.NotFoundException", "KMS.DisabledException", "InvalidStorageClass",
-})
-
-
-def is_permanent(err: BaseException) -> bool:
-    from botocore.exceptions import NoCredentialsError, PartialCredentialsError
-
-    if isinstance(err, NoCredentialsError | PartialCredentialsError):
-        return True
-    code = error_code(err)
-    # A HEAD answers 403/404 without a body, so botocore has only the status as code.
-    return code in PERMANENT_CODES or (code == "403" and http_status(err) == 403)
 
 
 class Backoff:

@@ -16,10 +16,10 @@ import os
 import sys
 import time
 
-from cdh import EXIT_FAILURE, EXIT_OK, config, ondisk
+from cdh import EXIT_FAILURE, EXIT_OK, config, destination, ondisk
 from cdh.agent import configload
-from cdh.agent.clients import Clients
 from cdh.agent.log import Log, route_stdlib
+from cdh.agent.stores import Stores
 from cdh.agent.upload import Outcome, Uploader
 
 
@@ -62,9 +62,9 @@ def select(core_dir: str, files: list[str], log: Log) -> list[str] | None:
 
 
 async def sweep(settings: config.Settings, paths: list[str], log: Log) -> int:
-    clients = Clients()
-    await clients.open(settings)
-    uploader = Uploader(settings, clients, log)
+    stores = Stores(log)
+    await stores.open(destination.from_settings(settings), settings)
+    uploader = Uploader(settings, stores, log)
     gate = asyncio.Semaphore(settings.upload_concurrency)
 
     async def one(path: str) -> bool:
@@ -74,7 +74,7 @@ async def sweep(settings: config.Settings, paths: list[str], log: Log) -> int:
     try:
         results = await asyncio.gather(*(one(p) for p in paths))
     finally:
-        await clients.close()
+        await stores.close()
     failed = results.count(False)
     log.info("sweep.done", files=len(paths), uploaded=len(paths) - failed, failed=failed)
     return EXIT_OK if failed == 0 else EXIT_FAILURE

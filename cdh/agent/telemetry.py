@@ -18,7 +18,6 @@ import stat
 import time
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Protocol
-from urllib.parse import quote
 
 from aiohttp import web
 
@@ -180,7 +179,7 @@ class Telemetry:
             return
         info = self._infos.pop(str(fields.get("file")), None)
         if info is not None:
-            url = object_url(self.agent.settings, str(fields.get("key")))
+            url = str(fields.get("url") or fields.get("key"))
             self._post(k8sevents.uploaded(info, self._node(info), url, int(fields.get("bytes") or 0),
                                           time.time()))
 
@@ -190,13 +189,6 @@ class Telemetry:
 
     def _node(self, info: dict) -> str:
         return str(keys.node_of(info, self.agent.settings.node_name) or keys.UNKNOWN)
-
-
-def object_url(settings: Settings, key: str) -> str:
-    """Where the object is: ``s3://bucket/key`` on AWS, the path-style URL on a custom endpoint."""
-    if settings.s3_endpoint:
-        return f"{settings.s3_endpoint.rstrip('/')}/{settings.s3_bucket}/{quote(key)}"
-    return f"s3://{settings.s3_bucket}/{key}"
 
 
 def scan_core_dir(core_dir: str) -> tuple[int, float | None, int | None]:

@@ -1,16 +1,15 @@
 """Upload one zip: hold it, read its dump-info, send it, confirm the object, then delete it.
 
 Order is the no-loss rule (README "Agent": verify, then delete): the local zip is
-deleted only after HEAD shows the object with the right size, ETag and (where
-the store returns it) CRC32; see verify.py. Every failure leaves the zip where
-it is and says why; the caller decides when to try again (retry.py).
+deleted only after the store has confirmed the object (cdh/store/: for S3, HEAD shows
+the right size, ETag and, where the store returns it, CRC32). Every failure leaves the
+zip where it is and says why; the caller decides when to try again (retry.py).
 
-Memory: a file below ``CDH_MULTIPART_THRESHOLD`` is sent in one PUT, anything
-bigger in parts (multipart.py); either way the body streams from the file
-(body.FileSlice) and each request takes one of ``CDH_PART_CONCURRENCY`` slots
-shared by every upload. So the bytes of zips in memory stay within
-``CDH_PART_CONCURRENCY x 2 x body.CHUNK_BYTES`` (body.memory_bound_bytes),
-whatever the part size, the file sizes and ``CDH_UPLOAD_CONCURRENCY``.
+Memory: the store streams the body from the file (cdh/store/body.py) and each request
+carrying file data takes one of ``CDH_PART_CONCURRENCY`` slots shared by every upload
+(:class:`~cdh.store.Transfer`). So the bytes of zips in memory stay within
+``CDH_PART_CONCURRENCY x 2 x body.CHUNK_BYTES`` (body.memory_bound_bytes), whatever the
+part size, the file sizes and ``CDH_UPLOAD_CONCURRENCY``.
 """
 
 from __future__ import annotations
@@ -20,19 +19,18 @@ import enum
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from cdh import keys, ondisk, s3
-from cdh.agent import retry, verify
-from cdh.agent.body import FileSlice, crc32_of_slice
+from cdh import keys, ondisk
 from cdh.agent.localzip import Busy, Gone, LocalZip, NotAZip
-from cdh.agent.multipart import MultipartUpload, abort_stale
-from cdh.agent.parts import MAX_SINGLE_PUT_BYTES, MIN_PART_BYTES, PartSizer
+from cdh.store import Transfer
 
 if TYPE_CHECKING:
-    from cdh.agent.clients import Clients
     from cdh.agent.log import Log
+    from cdh.agent.stores import Stores
     from cdh.config import Settings
+    from cdh.destination import Destination
+    from cdh.store import Store
 
 
 class Outcome(enum.Enum):
@@ -51,25 +49,21 @@ class Result:
     detail: str = ""
 
 
-def object_key(settings: Settings, info: dict, zip_name: str, mtime: float) -> str:
-    """Rendered CDH_S3_KEY_PREFIX + zip name (cdh/keys.py); the date is the crash's, else the zip's mtime."""
-    return keys.object_key(settings.s3_key_prefix, info, keys.node_of(info, settings.node_name),
+def object_key(destination: Destination, node_name: str, info: dict, zip_name: str, mtime: float) -> str:
+    """The destination's prefix and key template rendered + zip name (cdh/keys.py); the date is the
+    crash's, else the zip's mtime."""
+    return keys.object_key(destination.key_prefix_template, info, keys.node_of(info, node_name),
                            keys.crash_time(info, mtime), zip_name)
 
 
-def object_args(settings: Settings, info: dict) -> dict[str, Any]:
-    """What every PUT / CreateMultipartUpload carries besides bucket and key."""
-    metadata = keys.metadata(info, keys.node_of(info, settings.node_name))
-    args: dict[str, Any] = {"Metadata": metadata, "ContentType": "application/zip",
-                            **s3.encryption_args(settings)}
-    if settings.s3_storage_class:
-        args["StorageClass"] = settings.s3_storage_class
-    return args
+def object_metadata(settings: Settings, info: dict) -> dict[str, str]:
+    """The object metadata of a zip (cdh/keys.py), the same for every kind of store."""
+    return keys.metadata(info, keys.node_of(info, settings.node_name))
 
 
 class Uploader:
-    def __init__(self, settings: Settings, clients: Clients, log: Log) -> None:
-        self.clients = clients
+    def __init__(self, settings: Settings, stores: Stores, log: Log) -> None:
+        self.stores = stores
         self.log = log
         self.storage_ok: bool | None = None  # last word from the store (for /readyz)
         # Called with the held zip and its dump-info before each attempt (cdh/agent/telemetry.py:
@@ -78,11 +72,16 @@ class Uploader:
         self.configure(settings)
 
     def configure(self, settings: Settings) -> None:
-        """New settings (reload). Uploads in flight keep the sizer and slots they started with."""
+        """New settings (reload). Uploads in flight keep the limits and slots they started with."""
         self.settings = settings
-        self.sizer = PartSizer(settings.part_size_bytes)
         # Requests carrying file data in flight, across every upload: what bounds memory.
-        self.slots = asyncio.Semaphore(settings.part_concurrency)
+        self.transfer = Transfer(slots=asyncio.Semaphore(settings.part_concurrency),
+                                 part_size_bytes=settings.part_size_bytes,
+                                 multipart_threshold_bytes=settings.multipart_threshold_bytes)
+
+    @property
+    def slots(self) -> asyncio.Semaphore:
+        return self.transfer.slots
 
     async def upload(self, path: str) -> Result:
         try:
@@ -105,53 +104,29 @@ class Uploader:
             return Result(Outcome.INVALID, detail=str(err))
         if self.on_zip is not None:
             self.on_zip(held, info)
-        key = object_key(self.settings, info, held.name, held.mtime)
-        started = time.monotonic()
-        try:
-            checked = await self._send_and_verify(held, key, info)
-        except Exception as err:  # anything: the zip stays, the caller retries
-            return self._failed(held, key, err)
+        transfer, metadata = self.transfer, object_metadata(self.settings, info)
+        async with self.stores.lease() as store:  # kept to the end, whatever a reload does meanwhile
+            key = object_key(store.destination, self.settings.node_name, info, held.name, held.mtime)
+            started = time.monotonic()
+            try:
+                checked = await store.upload(held, key, metadata, transfer)
+            except Exception as err:  # anything: the zip stays, the caller retries
+                return self._failed(store, held, key, err)
         await asyncio.to_thread(held.delete)  # unlink and fsync the directory: off the loop
         self.storage_ok = True
         elapsed = time.monotonic() - started
         self.log.info("upload.done", file=held.path, key=key, bytes=held.size, seconds=round(elapsed, 3),
-                      mib_per_s=round(held.size / 1048576 / max(elapsed, 1e-6), 1), verified=checked)
+                      mib_per_s=round(held.size / 1048576 / max(elapsed, 1e-6), 1), verified=checked,
+                      url=store.destination.object_url(key))
         return Result(Outcome.DONE, key=key)
 
-    async def _send_and_verify(self, held: LocalZip, key: str, info: dict) -> str:
-        s = self.settings
-        extra = object_args(s, info)
-        async with self.clients.lease() as client:
-            if held.size < s.multipart_threshold_bytes and held.size <= MAX_SINGLE_PUT_BYTES:
-                if held.size >= MIN_PART_BYTES:  # may have gone in parts under an older threshold
-                    await abort_stale(client, s.s3_bucket, key, self.log)
-                expected = await self._put_single(client, held, key, extra)
-            else:
-                expected = await MultipartUpload(client, s.s3_bucket, key, held, self.sizer,
-                                                 self.slots, self.log).run(extra)
-            head = await client.head_object(Bucket=s.s3_bucket, Key=key, ChecksumMode="ENABLED")
-        if not held.still_there():
-            raise verify.VerifyError("the zip changed on disk during the upload")
-        return verify.check(head, expected)
-
-    async def _put_single(self, client: Any, held: LocalZip, key: str, extra: dict) -> verify.Expected:
-        async with self.slots:
-            crc = s3.crc32_b64(await asyncio.to_thread(crc32_of_slice, held.fd, 0, held.size, held.path))
-            body = FileSlice(held.fd, 0, held.size, held.path)
-            resp = await body.sent_by(client.put_object(
-                Bucket=self.settings.s3_bucket, Key=key, Body=body, ChecksumAlgorithm="CRC32",
-                ChecksumCRC32=crc, **extra))
-        return verify.Expected(size=held.size, etag=resp["ETag"], crc32=crc)
-
-    def _failed(self, held: LocalZip, key: str, err: Exception) -> Result:
-        permanent = retry.is_permanent(err)
-        code = s3.error_code(err)
-        fields = {"file": held.path, "key": key, "bucket": self.settings.s3_bucket, "code": code,
+    def _failed(self, store: Store, held: LocalZip, key: str, err: Exception) -> Result:
+        failure = store.failure(err)
+        fields = {"file": held.path, "key": key, "bucket": store.destination.bucket, "code": failure.code,
                   "error": str(err) or repr(err), "action": "left in place, will retry"}
-        if permanent:
+        if failure.permanent:
             self.storage_ok = False
-            self.log.error("upload.denied", **fields,
-                           hint="check CDH_S3_BUCKET, the keys and the bucket policy; reload with SIGHUP")
-            return Result(Outcome.DENIED, key=key, detail=code)
+            self.log.error("upload.denied", **fields, hint=f"{store.hints['']}; reload with SIGHUP")
+            return Result(Outcome.DENIED, key=key, detail=failure.code)
         self.log.warning("upload.failed", **fields)
-        return Result(Outcome.FAILED, key=key, detail=code)
+        return Result(Outcome.FAILED, key=key, detail=failure.code)

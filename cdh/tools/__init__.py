@@ -13,7 +13,8 @@
   tables; the download's progress line
 
 What they share with the agent lives above both: the zip's names (cdh/ondisk.py), object keys
-(cdh/keys.py), the S3 client and its errors (cdh/s3.py), signal names (cdh/signals.py).
+(cdh/keys.py), the destination and its store (cdh/destination.py, cdh/store/), signal names
+(cdh/signals.py).
 Everything here runs on a developer's laptop as well as in a pod; the composer and the agent
 import none of it.
 """

@@ -1,7 +1,8 @@
 """``cdh ls``: the dumps in the bucket, newest first, from object metadata, never downloading a zip.
 
 Cost: one LIST call per 1,000 keys under the narrowed prefixes (see keys.py),
-then one HEAD per remaining object, ``concurrency`` at a time. Objects last
+then, where the listing carries no metadata (S3), one HEAD per remaining object,
+``concurrency`` at a time. Objects last
 modified before ``--since`` are dropped before their HEAD: an object is written
 after its crash, so it cannot hold a newer one. With a key prefix template such
 as ``{node}/{namespace}/{date}/``, ``--node``/``--namespace``/``--since`` narrow
@@ -15,7 +16,10 @@ import fnmatch
 from dataclasses import asdict, dataclass, field
 
 from cdh import ondisk, signals
-from cdh.s3 import describe_error, http_status
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from cdh.store import ObjectInfo, Store
 
 DEFAULT_CONCURRENCY = 16
 
@@ -62,45 +66,49 @@ def _glob(pattern: str | None, value: str) -> bool:
     return pattern is None or fnmatch.fnmatchcase(value, pattern)
 
 
-async def list_zip_objects(client, bucket: str, prefixes: list[str]) -> list[dict]:
+async def list_zip_objects(store: Store, prefixes: list[str]) -> list[ObjectInfo]:
     """Every ``*.zip`` object under the prefixes (LIST only)."""
     out = []
-    paginator = client.get_paginator("list_objects_v2")
     try:
         for prefix in prefixes:
-            async for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
-                out.extend(o for o in page.get("Contents", []) if o["Key"].endswith(ondisk.ZIP_SUFFIX))
+            out.extend([o async for o in store.list(prefix) if o.key.endswith(ondisk.ZIP_SUFFIX)])
     except Exception as err:
-        raise BucketError(f"cannot list s3://{bucket}/{prefixes[0] if prefixes else ''}: "
-                          f"{describe_error(err)}") from None
+        raise BucketError(f"cannot list {store.destination.url(prefixes[0] if prefixes else '')}: "
+                          f"{store.failure(err).detail}") from None
     return out
 
 
-async def head_all(client, bucket: str, objects: list[dict], concurrency: int) -> list[DumpObject]:
-    """HEAD each object, ``concurrency`` at a time; objects deleted meanwhile are skipped."""
+async def head(store: Store, key: str) -> ObjectInfo | None:
+    """The object with its metadata, None when there is none; BucketError when it cannot be read."""
+    try:
+        return await store.head(key)
+    except Exception as err:
+        raise BucketError(f"cannot read {store.destination.url(key)}: {store.failure(err).detail}") from None
+
+
+async def with_metadata(store: Store, objects: list[ObjectInfo], concurrency: int) -> list[DumpObject]:
+    """Each object as a dump. Where the listing carried no metadata (S3), one HEAD per object,
+    ``concurrency`` at a time; objects deleted meanwhile are skipped."""
     gate = asyncio.Semaphore(concurrency)
 
-    async def one(obj: dict) -> DumpObject | None:
+    async def one(obj: ObjectInfo) -> DumpObject | None:
+        if obj.metadata is not None:
+            return from_info(obj)
         async with gate:
-            try:
-                head = await client.head_object(Bucket=bucket, Key=obj["Key"])
-            except Exception as err:
-                if http_status(err) == 404:
-                    return None
-                raise BucketError(f"cannot read s3://{bucket}/{obj['Key']}: {describe_error(err)}") from None
-        return from_head(obj["Key"], head)
+            found = await head(store, obj.key)
+        return from_info(found) if found is not None else None
 
     found = await asyncio.gather(*(one(o) for o in objects))
     return [d for d in found if d is not None]
 
 
-def from_head(key: str, head: dict) -> DumpObject:
-    meta = {k.lower(): v for k, v in (head.get("Metadata") or {}).items()}
-    named = ondisk.parse_default_name(key)
-    modified = head["LastModified"].timestamp()
+def from_info(info: ObjectInfo) -> DumpObject:
+    meta = dict(info.metadata or {})
+    named = ondisk.parse_default_name(info.key)
+    modified = info.last_modified
     signal = meta.get("signal") or named.get("signal")
     return DumpObject(
-        key=key, size=head["ContentLength"], last_modified=modified, etag=head.get("ETag", "").strip('"'),
+        key=info.key, size=info.size, last_modified=modified, etag=info.etag.strip('"'),
         time=_number(meta.get("timestamp")) or _number(named.get("timestamp")) or modified,
         namespace=meta.get("namespace", ""), pod=meta.get("pod", ""), container=meta.get("container", ""),
         node=meta.get("node", ""), exe=meta.get("exe", ""),
@@ -115,13 +123,13 @@ def _number(v: str | None) -> float | None:
         return None
 
 
-async def find_dumps(client, bucket: str, prefixes: list[str], filters: Filters,
+async def find_dumps(store: Store, prefixes: list[str], filters: Filters,
                      concurrency: int = DEFAULT_CONCURRENCY) -> list[DumpObject]:
     """The dumps under ``prefixes`` that match ``filters``, newest first."""
-    objects = await list_zip_objects(client, bucket, prefixes)
+    objects = await list_zip_objects(store, prefixes)
     if filters.since is not None:
-        objects = [o for o in objects if o["LastModified"].timestamp() >= filters.since]
-    dumps = await head_all(client, bucket, objects, concurrency)
+        objects = [o for o in objects if o.last_modified >= filters.since]
+    dumps = await with_metadata(store, objects, concurrency)
     return sorted((d for d in dumps if filters.match(d)), key=lambda d: (d.time, d.key), reverse=True)
 
 

@@ -47,17 +47,21 @@ def _bucket_args(p, prefix_help: str) -> None:
     p.add_argument("--concurrency", type=int, default=16, help="HEAD requests in flight (default 16)")
 
 
-def _bucket(ns):
-    """(settings, bucket) or an exit code; the same settings and credential chain as the agent."""
-    from cdh import config
+def _destination(ns):
+    """The destination (the agent's, from the same settings and credential chain; ``--bucket``
+    names another bucket) or an exit code."""
+    import dataclasses
 
-    settings = config.from_environment("agent")
-    bucket = ns.bucket or settings.s3_bucket
-    if not bucket:
+    from cdh import config, destination
+
+    dest = destination.from_settings(config.from_environment("agent"))
+    if ns.bucket:
+        dest = dataclasses.replace(dest, bucket=ns.bucket)
+    if not dest.bucket:
         print(f"cdh {ns.command}: no bucket: set CDH_S3_BUCKET (or S3_BUCKET_NAME), or pass --bucket",
               file=sys.stderr)
         return None, EXIT_CONFIG
-    return (settings, bucket), EXIT_OK
+    return dest, EXIT_OK
 
 
 def run_ls(ns) -> int:
@@ -67,10 +71,9 @@ def run_ls(ns) -> int:
     from cdh.tools.bucket import BucketError, Filters, find_dumps
     from cdh.tools.timespec import parse_since
 
-    found, code = _bucket(ns)
-    if found is None:
+    dest, code = _destination(ns)
+    if dest is None:
         return code
-    settings, bucket = found
     try:
         since = parse_since(ns.since) if ns.since else None
     except ValueError as err:
@@ -78,20 +81,20 @@ def run_ls(ns) -> int:
         return EXIT_USAGE
     filters = Filters(namespace=ns.namespace, pod=ns.pod, node=ns.node, since=since)
     prefixes = [ns.prefix] if ns.prefix is not None else keys.listing_prefixes(
-        settings.s3_key_prefix, {"node": ns.node, "namespace": ns.namespace, "pod": ns.pod}, since)
+        dest.key_prefix_template, {"node": ns.node, "namespace": ns.namespace, "pod": ns.pod}, since)
 
     async def work():
-        from cdh.s3 import create_client
+        from cdh.store import open_store
 
-        async with create_client(settings, max_pool_connections=ns.concurrency) as client:
-            return await find_dumps(client, bucket, prefixes, filters, ns.concurrency)
+        async with open_store(dest, pool_size=ns.concurrency) as store:
+            return await find_dumps(store, prefixes, filters, ns.concurrency)
 
     try:
         dumps = asyncio.run(work())
     except BucketError as err:
         return _fail("ls", err)
     dumps = dumps[: ns.limit] if ns.limit else dumps
-    _print_dumps(dumps, ns.json, f"s3://{bucket}/" + (prefixes[0] if len(prefixes) == 1 else "..."))
+    _print_dumps(dumps, ns.json, dest.url(prefixes[0] if len(prefixes) == 1 else "..."))
     return EXIT_OK
 
 
@@ -124,6 +127,7 @@ def _fail(command: str, err: BaseException | str) -> int:
 
 def run_get(ns) -> int:
     import asyncio
+    import dataclasses
 
     from cdh.tools.bucket import BucketError
     from cdh.tools.dumpzip import DumpError
@@ -138,45 +142,46 @@ def run_get(ns) -> int:
         except ValueError as err:
             print(f"cdh get: --max-size {ns.max_size!r}: {err}", file=sys.stderr)
             return EXIT_USAGE
-    found, code = _bucket(ns)
-    if found is None:
+    dest, code = _destination(ns)
+    if dest is None:
         return code
-    settings, bucket = found
-    if ns.dump.startswith("s3://"):  # a full URL names its own bucket
-        bucket, _, ns.dump = ns.dump[5:].partition("/")
+    scheme = f"{dest.kind}://"
+    if ns.dump.startswith(scheme):  # a full URL names its own bucket
+        bucket, _, ns.dump = ns.dump[len(scheme):].partition("/")
+        dest = dataclasses.replace(dest, bucket=bucket)
     try:
-        return asyncio.run(_get(ns, settings, bucket, max_size))
+        return asyncio.run(_get(ns, dest, max_size))
     except (BucketError, DumpError, VerifyError, OSError) as err:
         return _fail("get", err)
 
 
-async def _get(ns, settings, bucket: str, max_size: int | None) -> int:
+async def _get(ns, dest, max_size: int | None) -> int:
     from cdh import keys, ondisk
-    from cdh.s3 import create_client
+    from cdh.store import open_store
     from cdh.tools.bucket import BucketError
     from cdh.tools.dumpzip import DumpError
     from cdh.tools.fetch import VerifyError, download, resolve
     from cdh.tools.fmt import shown
     from cdh.tools.progress import Progress
 
-    prefixes = [ns.prefix] if ns.prefix is not None else keys.listing_prefixes(settings.s3_key_prefix, {})
+    prefixes = [ns.prefix] if ns.prefix is not None else keys.listing_prefixes(dest.key_prefix_template, {})
     os.makedirs(ns.output, exist_ok=True)
-    async with create_client(settings, max_pool_connections=ns.concurrency) as client:
-        key, head = await resolve(client, bucket, ns.dump, prefixes, ns.concurrency)
+    async with open_store(dest, pool_size=ns.concurrency) as store:
+        info = await resolve(store, ns.dump, prefixes, ns.concurrency)
+        key = info.key
         base = key.rsplit("/", 1)[-1]
         if not ondisk.is_finished_zip(base) or len(base.encode()) > 255:
-            raise BucketError(f"s3://{bucket}/{key}: its name is not a dump zip's")
+            raise BucketError(f"{dest.url(key)}: its name is not a dump zip's")
         unpacked = os.path.join(ns.output, base.removesuffix(ondisk.ZIP_SUFFIX))
         if os.path.lexists(unpacked):
             raise DumpError(f"{unpacked} already exists")
         zip_path = os.path.join(ns.output, base)
         try:
-            checked = await download(client, bucket, key, head, zip_path,
-                                     Progress(shown(base), head["ContentLength"]))
+            checked = await download(store, info, zip_path, Progress(shown(base), info.size))
         except VerifyError as err:
-            raise VerifyError(f"s3://{bucket}/{key} failed verification: {err}; nothing kept") from None
-    where = _unpack(ns, f"s3://{bucket}/{key}", zip_path, max_size)
-    _print_layout(f"s3://{bucket}/{key}", where, checked, zip_path if ns.keep_zip else None)
+            raise VerifyError(f"{dest.url(key)} failed verification: {err}; nothing kept") from None
+    where = _unpack(ns, dest.url(key), zip_path, max_size)
+    _print_layout(dest.url(key), where, checked, zip_path if ns.keep_zip else None)
     return EXIT_OK
 
 

@@ -26,7 +26,7 @@ import tempfile
 import zipfile
 import zlib
 
-from cdh import ondisk
+from cdh import fsutil, ondisk
 from cdh.tools.dumpzip import CHUNK, METHODS, Dump, DumpError, data_offset, open_entry, read_errors, why
 from cdh.tools.fmt import human_size
 
@@ -34,7 +34,6 @@ MiB, GiB = 1 << 20, 1 << 30
 MARGIN = 64 * MiB          # the small entries beside the core: logs (1 MiB each by default), JSON, /proc
 MARGIN_FRACTION = 10       # or a tenth of the core, whichever is more
 UNKNOWN_CORE_CEILING = 32 * GiB   # dump-info states no core size (another tool's zip)
-WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 class TooBig(DumpError):
@@ -125,7 +124,7 @@ def _extract(zf: zipfile.ZipFile, info: zipfile.ZipInfo, root: str) -> None:
     target = _safe_target(root, info.filename)
     _make_parents(root, os.path.dirname(target))
     crc = size = 0
-    fd = os.open(target, WRITE_FLAGS, 0o600)
+    fd = os.open(target, fsutil.CREATE_NEW, 0o600)
     try:
         with open_entry(zf, info) as src:
             while chunk := _read(src, min(CHUNK, info.file_size - size + 1), info):

@@ -11,13 +11,13 @@ import os
 import pytest
 from botocore.exceptions import ClientError
 
-from cdh import s3 as s3factory
-from cdh.agent.body import FileSlice, SourceChanged, crc32_of_slice
-from cdh.agent.clients import Clients
+from cdh import destination
 from cdh.agent.log import Log
+from cdh.agent.stores import Stores
 from cdh.agent.upload import Outcome, Uploader
 from cdh.config import load
-from cdh.s3 import crc32_b64
+from cdh.store.body import FileSlice, SourceChanged, crc32_of_slice
+from cdh.store.s3 import crc32_b64, create_client
 from tests.support.faultproxy import Rule
 from tests.support.s3server import list_keys, pending_uploads
 from tests.support.zips import make_zip
@@ -41,7 +41,7 @@ def blob(tmp_path):
 
 async def put(settings, bucket, fd, size, crc):
     body = FileSlice(fd, 0, size, "blob")
-    async with s3factory.create_client(settings) as client:
+    async with create_client(destination.from_settings(settings).s3) as client:
         return await body.sent_by(client.put_object(Bucket=bucket, Key="k", Body=body,
                                                     ChecksumAlgorithm="CRC32", ChecksumCRC32=crc32_b64(crc)))
 
@@ -75,16 +75,16 @@ async def test_a_failed_multipart_upload_gives_back_every_slot(tmp_path, s3_serv
     settings = settings_for(tmp_path, s3_server, bucket, fault_proxy.url, CDH_PART_SIZE="5MiB",
                             CDH_MULTIPART_THRESHOLD="5MiB", CDH_PART_CONCURRENCY="3")
     z = make_zip(tmp_path, 40 * MiB)
-    clients = Clients()
-    await clients.open(settings)
+    stores = Stores()
+    await stores.open(destination.from_settings(settings), settings)
     try:
-        uploader = Uploader(settings, clients, Log())
+        uploader = Uploader(settings, stores, Log())
         result = await uploader.upload(z.path)
         assert result.outcome is Outcome.DENIED
         for _ in range(settings.part_concurrency):
             await asyncio.wait_for(uploader.slots.acquire(), 5)
     finally:
-        await clients.close()
+        await stores.close()
     assert os.path.exists(z.path)  # the zip stays
     assert pending_uploads(s3, bucket) == []  # the upload was aborted
     with pytest.raises(ClientError):
@@ -94,13 +94,13 @@ async def test_a_failed_multipart_upload_gives_back_every_slot(tmp_path, s3_serv
 async def test_the_uploader_streams_a_zip_and_confirms_it(tmp_path, s3_server, s3, bucket):
     settings = settings_for(tmp_path, s3_server, bucket, CDH_PART_SIZE="5MiB", CDH_MULTIPART_THRESHOLD="5MiB")
     zips = [make_zip(tmp_path, n) for n in (1000, 5 * MiB - 300, 17 * MiB + 1)]  # one PUT, one part, 4 parts
-    clients = Clients()
-    await clients.open(settings)
+    stores = Stores()
+    await stores.open(destination.from_settings(settings), settings)
     try:
-        uploader = Uploader(settings, clients, Log())
+        uploader = Uploader(settings, stores, Log())
         results = await asyncio.gather(*(uploader.upload(z.path) for z in zips))
     finally:
-        await clients.close()
+        await stores.close()
     assert [r.outcome for r in results] == [Outcome.DONE] * 3
     for z in zips:
         got = s3.get_object(Bucket=bucket, Key=z.filename)["Body"].read()

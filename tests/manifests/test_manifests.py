@@ -13,8 +13,8 @@ import pytest
 
 import cdh
 from cdh import config
-from cdh.agent.body import memory_bound_bytes
 from cdh.config import BY_NAME
+from cdh.store.body import memory_bound_bytes
 from tests.manifests import agentspec as spec
 from tests.manifests.kustomize import PROVIDERS, ROOT, find, load_file
 
@@ -23,7 +23,7 @@ SELECTOR = {"app.kubernetes.io/name": "cdh", "app.kubernetes.io/component": "age
 OPENSHIFT = ("aro", "openshift", "roks", "rosa")
 CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "SecurityContextConstraints"}
 # Resident memory of the agent's Python stack with its S3 client (measured: ~62 MiB; re-measure with
-# `nox -s bench`). Bodies stream from disk: on top, at most cdh.agent.body.memory_bound_bytes().
+# `nox -s bench`). Bodies stream from disk: on top, at most cdh.store.body.memory_bound_bytes().
 AGENT_BASELINE = 64 << 20
 # Between SIGTERM's upload deadline and the kubelet's SIGKILL: the preStop hook and the final uninstall.
 STOP_MARGIN_S = 10

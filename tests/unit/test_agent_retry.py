@@ -1,4 +1,4 @@
-"""Retry policy: per-file backoff with jitter, and which failures no retry fixes."""
+"""Retry policy: per-file backoff with jitter (which failures no retry fixes: each store, test_store_*.py)."""
 
 from __future__ import annotations
 
@@ -15,18 +15,3 @@ def test_backoff_grows_with_jitter_and_caps():
     assert retry.Backoff(2, 60).delay("g", permanent=True) >= 54
     b.forget("f")
     assert b.delay("f") <= 2
-
-
-def test_permanent_errors_are_recognised():
-    from botocore.exceptions import ClientError, EndpointConnectionError
-
-    def client_error(code, status=403):
-        return ClientError({"Error": {"Code": code}, "ResponseMetadata": {"HTTPStatusCode": status}},
-                           "PutObject")
-
-    for code in ("AccessDenied", "NoSuchBucket", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
-        assert retry.is_permanent(client_error(code))
-    assert retry.is_permanent(client_error("403"))
-    assert not retry.is_permanent(client_error("SlowDown", 503))
-    assert not retry.is_permanent(client_error("InternalError", 500))
-    assert not retry.is_permanent(EndpointConnectionError(endpoint_url="http://x"))

@@ -93,7 +93,7 @@ def imports_of(package: str) -> set[str]:
 
 
 def test_doctor_and_tools_import_nothing_of_the_agent():
-    # What they share with it lives above both: cdh/ondisk.py, cdh/sysctl.py, cdh/s3.py, cdh/keys.py ...
+    # What they share with it lives above both: cdh/ondisk.py, cdh/sysctl.py, cdh/store/, cdh/keys.py ...
     for package in ("cdh.doctor", "cdh.tools"):
         assert sorted(n for n in imports_of(package) if n.startswith("cdh.agent")) == [], package
 
@@ -102,7 +102,7 @@ def test_the_composer_reaches_nothing_of_the_agent_the_tools_or_the_doctor():
     g = graph()
     composer = [m for m in g if m.startswith("cdh.composer")]
     reached = set().union(*(reaches(m, g) for m in composer))
-    never = ("cdh.agent", "cdh.tools", "cdh.doctor", "cdh.s3")  # s3: aiobotocore's, the agent's stack
+    never = ("cdh.agent", "cdh.tools", "cdh.doctor", "cdh.store")  # store: the clouds' clients
     assert sorted(n for n in reached if n.startswith(never)) == []
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cdh.agent.parts import MAX_PART_BYTES, MAX_PARTS, MiB, PartSizer, TiB
+from cdh.store.parts import MAX_PART_BYTES, MAX_PARTS, MiB, PartSizer, TiB
 
 
 def test_part_size_grows_so_a_tebibyte_fits():

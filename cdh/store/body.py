@@ -14,7 +14,7 @@
 Memory bound (the agent's, from the settings): a request in flight holds at most
 two chunks of a file (the one the socket is taking, the next one read), and
 :func:`crc32_of_slice` one; requests carrying file data take one of the
-``CDH_PART_CONCURRENCY`` slots shared by every upload (upload.py). So the bytes of
+``CDH_PART_CONCURRENCY`` slots shared by every upload (cdh/store/__init__.py: Transfer). So the bytes of
 zips in memory are at most ``CDH_PART_CONCURRENCY x 2 x CHUNK_BYTES``
 (:func:`memory_bound_bytes`), whatever ``CDH_PART_SIZE``,
 ``CDH_UPLOAD_CONCURRENCY`` and the size of the cores. The kernel's socket buffers

@@ -9,8 +9,8 @@ import zlib
 import pytest
 from botocore.utils import determine_content_length
 
-from cdh.agent import body
-from cdh.agent.body import CHUNK_BYTES, FileSlice, SourceChanged, crc32_of_slice
+from cdh.store import body
+from cdh.store.body import CHUNK_BYTES, FileSlice, SourceChanged, crc32_of_slice
 
 SIZE = 3 * CHUNK_BYTES + 12_345  # several chunks and a ragged end
 

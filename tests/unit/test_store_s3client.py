@@ -1,4 +1,5 @@
-"""S3 as every part of cdh speaks it (cdh/s3.py): errors read one way, encryption and CRC32 arguments."""
+"""S3 as the store speaks it (cdh/store/s3client.py): errors read one way, which no retry fixes,
+encryption and CRC32 arguments."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ import zlib
 
 from botocore.exceptions import ClientError, EndpointConnectionError
 
-from cdh import s3
+from cdh import destination
 from cdh.config import load
+from cdh.store import s3client as s3
 
 
 def client_error(code: str, status: int, message: str = "") -> ClientError:
@@ -28,11 +30,25 @@ def test_errors_are_read_one_way():
     assert s3.error_message(down) == str(down)
 
 
+def test_permanent_errors_are_recognised():
+    for code in ("AccessDenied", "NoSuchBucket", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+        assert s3.is_permanent(client_error(code, 403))
+    assert s3.is_permanent(client_error("403", 403))
+    assert not s3.is_permanent(client_error("SlowDown", 503))
+    assert not s3.is_permanent(client_error("InternalError", 500))
+    assert not s3.is_permanent(EndpointConnectionError(endpoint_url="http://x"))
+
+
+def access(**env) -> destination.S3Access:
+    s3_access = destination.from_settings(load([{"CDH_HOST_DIR": "/tmp/h", **env}])).s3
+    assert s3_access is not None
+    return s3_access
+
+
 def test_encryption_arguments_follow_the_settings():
-    base = {"CDH_HOST_DIR": "/tmp/h"}
-    assert s3.encryption_args(load([base])) == {}
-    assert s3.encryption_args(load([{**base, "CDH_S3_SSE": "AES256"}])) == {"ServerSideEncryption": "AES256"}
-    kms = load([{**base, "CDH_S3_SSE": "aws:kms", "CDH_S3_SSE_KMS_KEY_ID": "k-1"}])
+    assert s3.encryption_args(access()) == {}
+    assert s3.encryption_args(access(CDH_S3_SSE="AES256")) == {"ServerSideEncryption": "AES256"}
+    kms = access(CDH_S3_SSE="aws:kms", CDH_S3_SSE_KMS_KEY_ID="k-1")
     assert s3.encryption_args(kms) == {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": "k-1"}
 
 
