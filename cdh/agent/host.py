@@ -63,7 +63,7 @@ def install(settings: Settings, sysctl: Sysctl | None = None, composer: bytes | 
             f"kernel.core_pattern would be {len(pattern.encode())} bytes, over the kernel's "
             f"{CORE_PATTERN_MAX}: use a shorter CDH_HOST_DIR (now {settings.host_dir!r})")
     done: list[str] = []
-    check_dirs(settings)
+    check_dirs(settings, layout)
     done += install_composer(settings, layout, composer)
     fsutil.write_if_changed(layout.composer_env, render_env(settings).encode(), mode=0o600)
     done.append(f"composer settings written to {layout.composer_env}")
@@ -80,12 +80,13 @@ def install(settings: Settings, sysctl: Sysctl | None = None, composer: bytes | 
     return done
 
 
-def check_dirs(settings: Settings) -> None:
-    """HOST_DIR, CORE_DIR and EVENT_DIR made (0700) or checked, never chmodded; HostError naming the
-    setting when one is not root's alone."""
-    for attr in ("host_dir", "core_dir", "event_dir"):
+def check_dirs(settings: Settings, layout: ondisk.HostDir) -> None:
+    """HOST_DIR, CORE_DIR, EVENT_DIR and HOST_DIR/state made (0700) or checked, never chmodded;
+    HostError naming the setting when one is not root's alone."""
+    for attr, path in (("host_dir", settings.host_dir), ("core_dir", settings.core_dir),
+                       ("event_dir", settings.event_dir), ("host_dir", layout.state)):
         try:
-            fsutil.check_dir(settings.values[attr], create=True)
+            fsutil.check_dir(path, create=True)
         except fsutil.UnsafePath as err:
             raise HostError(f"{settings.env_name(attr)}: {err}: it holds what root runs or reads on the "
                             "node, so it must be root's and writable by root only") from None

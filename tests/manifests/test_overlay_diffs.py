@@ -13,34 +13,41 @@ from tests.manifests.kustomize import PROVIDERS, render
 DS = ("DaemonSet", "cdh-agent")
 SA = ("ServiceAccount", "cdh-agent")
 ADDED = "added"
-C = "spec.template.spec.containers[agent]"
-V = "spec.template.spec.volumes"
+T = "spec.template.spec"
+V = f"{T}.volumes"
+HOST_DIRS = {"host-dir": "", "core-dir": "/cores", "event-dir": "/events", "state-dir": "/state"}
 
 
-def env(name: str, value: str) -> dict[str, str]:
-    """A variable the base does not set."""
-    return {f"{C}.env[{name}].name": name, f"{C}.env[{name}].value": value}
+def env(name: str, value: str, *containers: str) -> dict[str, str]:
+    """A variable the base does not set, in these containers (the composer's go to `host`, which
+    writes composer.env; the uploader's to `agent`)."""
+    out = {}
+    for c in containers:
+        var = f"{T}.containers[{c}].env[{name}]"
+        out.update({f"{var}.name": name, f"{var}.value": value})
+    return out
 
 
-def host_dir(path: str) -> dict[str, str]:
-    """CDH_HOST_DIR (set in the base) moved, with its hostPath and mount."""
-    return {f"{C}.env[CDH_HOST_DIR].value": path, f"{V}[host-dir].hostPath.path": path,
-            f"{C}.volumeMounts[host-dir].mountPath": path}
+def host_dir(path: str, cores: str | None = None) -> dict[str, str]:
+    """HOST_DIR moved: CDH_HOST_DIR in both containers, and every host directory's volume and mounts."""
+    out = {f"{T}.containers[{c}].env[CDH_HOST_DIR].value": path for c in ("host", "agent")}
+    for volume, sub in HOST_DIRS.items():
+        where = cores if volume == "core-dir" and cores else path + sub
+        out[f"{V}[{volume}].hostPath.path"] = where
+        for c in ("host", "agent"):
+            out[f"{T}.containers[{c}].volumeMounts[{volume}].mountPath"] = where
+    return out
 
 
-def host_volume(name: str, path: str) -> dict[str, str]:
-    return {f"{V}[{name}].name": name, f"{V}[{name}].hostPath.path": path,
-            f"{V}[{name}].hostPath.type": "DirectoryOrCreate",
-            f"{C}.volumeMounts[{name}].name": name, f"{C}.volumeMounts[{name}].mountPath": path}
-
-
-CONTAINERD = env("CDH_CRI_ENDPOINT", "unix:///run/containerd/containerd.sock")
-GCS = env("CDH_S3_ENDPOINT", "https://storage.googleapis.com")
-DEBUG_LOGS = {**env("CDH_LOG_LEVEL", "debug"), **env("CDH_COMPOSER_LOG_LEVEL", "debug")}
+CONTAINERD = env("CDH_CRI_ENDPOINT", "unix:///run/containerd/containerd.sock", "host")
+GCS = env("CDH_S3_ENDPOINT", "https://storage.googleapis.com", "agent")
+DEBUG_LOGS = {**env("CDH_LOG_LEVEL", "debug", "host", "agent"),
+              **env("CDH_COMPOSER_LOG_LEVEL", "debug", "host")}
 IRSA = {"metadata.annotations.eks.amazonaws.com/role-arn": "arn:aws:iam::111122223333:role/cdh-agent"}
 OPENSHIFT_AGENT = {"spec.template.metadata.annotations.openshift.io/required-scc": "cdh-agent",
-                   **host_dir("/mnt/core-dump-handler"), **env("CDH_CRI_ENDPOINT", "unix:///run/crio/crio.sock"),
-                   **env("CDH_CRI_IMAGE_CMD", "images")}
+                   **host_dir("/mnt/core-dump-handler"),
+                   **env("CDH_CRI_ENDPOINT", "unix:///run/crio/crio.sock", "host"),
+                   **env("CDH_CRI_IMAGE_CMD", "images", "host")}
 OPENSHIFT_OBJECTS = {("SecurityContextConstraints", "cdh-agent"): ADDED,
                      ("ClusterRole", "cdh-agent-scc"): ADDED, ("RoleBinding", "cdh-agent-scc"): ADDED}
 
@@ -49,16 +56,16 @@ EXPECTED: dict[str, dict] = {
     "custom": {},
     "iks": {},
     "gke-ubuntu": {DS: GCS},
-    "gke-cos": {DS: {**host_dir("/home/kubernetes/bin/cdh"), **env("CDH_CORE_DIR", "/home/kubernetes/cores"),
-                     **host_volume("core-dir", "/home/kubernetes/cores"), **GCS}},
+    "gke-cos": {DS: {**host_dir("/home/kubernetes/bin/cdh", cores="/home/kubernetes/cores"),
+                     **env("CDH_CORE_DIR", "/home/kubernetes/cores", "host", "agent"), **GCS}},
     "eks": {DS: CONTAINERD, SA: IRSA},
     "eks-bottlerocket": {DS: CONTAINERD, SA: IRSA},
-    "digitalocean": {DS: {**CONTAINERD, **env("CDH_CRI_IMAGE_CMD", "images")}},
+    "digitalocean": {DS: {**CONTAINERD, **env("CDH_CRI_IMAGE_CMD", "images", "host")}},
     "openshift": {DS: OPENSHIFT_AGENT, **OPENSHIFT_OBJECTS},
     "rosa": {DS: OPENSHIFT_AGENT, **OPENSHIFT_OBJECTS},
     "aro": {DS: OPENSHIFT_AGENT, **OPENSHIFT_OBJECTS},
-    "roks": {DS: {**OPENSHIFT_AGENT, **env("CDH_CRI_IMAGE_CMD", "img")}, **OPENSHIFT_OBJECTS},
-    "kind": {DS: {**env("CDH_IGNORE_CRI", "true"), **DEBUG_LOGS}},
+    "roks": {DS: {**OPENSHIFT_AGENT, **env("CDH_CRI_IMAGE_CMD", "img", "host")}, **OPENSHIFT_OBJECTS},
+    "kind": {DS: {**env("CDH_IGNORE_CRI", "true", "host"), **DEBUG_LOGS}},
     "minikube": {DS: DEBUG_LOGS},
 }
 
