@@ -33,6 +33,8 @@ def add_commands(sub) -> dict:
     get.add_argument("--max-size", metavar="SIZE",
                      help="unpack at most this much (such as 64GiB; default: the core size its dump-info "
                           "states plus a margin)")
+    get.add_argument("-i", "--identity", action="append", default=[], metavar="FILE",
+                     help="an age identity file (as age -d -i): opens a dump a route encrypted; repeatable")
     _bucket_args(get, "search for a uuid under this key prefix")
     ins = sub.add_parser("inspect", help="summarise a dump: crash, pod, registers, build ids, how to debug")
     ins.add_argument("path", metavar="ZIP|DIR", help="a dump zip, its unpacked directory, or a bare core")
@@ -129,9 +131,10 @@ def run_get(ns) -> int:
     import asyncio
     import dataclasses
 
+    from cdh.agecrypt import DecryptError
     from cdh.tools.bucket import BucketError
     from cdh.tools.dumpzip import DumpError
-    from cdh.tools.fetch import VerifyError
+    from cdh.tools.fetch import NeedsIdentity, VerifyError
 
     max_size = None
     if ns.max_size is not None:
@@ -151,16 +154,16 @@ def run_get(ns) -> int:
         dest = dataclasses.replace(dest, bucket=bucket)
     try:
         return asyncio.run(_get(ns, dest, max_size))
-    except (BucketError, DumpError, VerifyError, OSError) as err:
+    except (BucketError, DumpError, VerifyError, NeedsIdentity, DecryptError, OSError) as err:
         return _fail("get", err)
 
 
 async def _get(ns, dest, max_size: int | None) -> int:
-    from cdh import keys, ondisk
+    from cdh import agecrypt, keys, ondisk
     from cdh.store import open_store
     from cdh.tools.bucket import BucketError
     from cdh.tools.dumpzip import DumpError
-    from cdh.tools.fetch import VerifyError, download, resolve
+    from cdh.tools.fetch import VerifyError, decrypt, download, identities_for, resolve
     from cdh.tools.fmt import shown
     from cdh.tools.progress import Progress
 
@@ -169,17 +172,24 @@ async def _get(ns, dest, max_size: int | None) -> int:
     async with open_store(dest, pool_size=ns.concurrency) as store:
         info = await resolve(store, ns.dump, prefixes, ns.concurrency)
         key = info.key
-        base = key.rsplit("/", 1)[-1]
-        if not ondisk.is_finished_zip(base) or len(base.encode()) > 255:
+        identities = identities_for(info, dest.url(key), ns.identity)  # None: not encrypted
+        base = keys.zip_name_of(key)
+        if not ondisk.is_finished_zip(base) or len(key.rsplit("/", 1)[-1].encode()) > 255:
             raise BucketError(f"{dest.url(key)}: its name is not a dump zip's")
         unpacked = os.path.join(ns.output, base.removesuffix(ondisk.ZIP_SUFFIX))
         if os.path.lexists(unpacked):
             raise DumpError(f"{unpacked} already exists")
         zip_path = os.path.join(ns.output, base)
+        got = os.path.join(ns.output, key.rsplit("/", 1)[-1])  # the zip, or <name>.zip.age
         try:
-            checked = await download(store, info, zip_path, Progress(shown(base), info.size))
+            checked = await download(store, info, got, Progress(shown(base), info.size))
         except VerifyError as err:
             raise VerifyError(f"{dest.url(key)} failed verification: {err}; nothing kept") from None
+    if identities is not None:
+        try:
+            checked.append(await decrypt(got, zip_path, identities))
+        except agecrypt.DecryptError as err:
+            raise agecrypt.DecryptError(f"{dest.url(key)} does not open: {err}; nothing kept") from None
     where = _unpack(ns, dest.url(key), zip_path, max_size)
     _print_layout(dest.url(key), where, checked, zip_path if ns.keep_zip else None)
     return EXIT_OK

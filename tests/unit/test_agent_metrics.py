@@ -20,24 +20,46 @@ def values(m: Metrics) -> dict[tuple[str, tuple], float]:
 
 def test_counters_move_with_the_log_events():
     m = Metrics()
-    m.tap("info", "upload.done", {"bytes": 1000, "seconds": 0.3})
-    m.tap("info", "upload.done", {"bytes": 24, "seconds": 7})
-    m.tap("warning", "upload.failed", {})
-    m.tap("error", "upload.denied", {})
+    m.tap("info", "upload.done", {"bytes": 1000, "seconds": 0.3, "route": "main"})
+    m.tap("info", "upload.done", {"bytes": 24, "seconds": 7, "route": "main"})
+    m.tap("warning", "upload.failed", {"route": "main"})
+    m.tap("error", "upload.denied", {"route": "main"})
     m.tap("info", "upload.retry_scheduled", {})
     m.tap("info", "config.reloaded", {})
     m.tap("error", "config.rejected", {})
     v = values(m)
-    assert v[("cdh_uploads_succeeded_total", ())] == 2
-    assert v[("cdh_upload_bytes_total", ())] == 1024
+    main = (("route", "main"),)
+    assert v[("cdh_uploads_succeeded_total", main)] == 2
+    assert v[("cdh_upload_bytes_total", main)] == 1024
     assert v[("cdh_upload_duration_seconds_count", ())] == 2
     assert v[("cdh_upload_duration_seconds_bucket", (("le", "0.5"),))] == 1
-    assert v[("cdh_uploads_failed_total", (("reason", "transient"),))] == 1
-    assert v[("cdh_uploads_failed_total", (("reason", "denied"),))] == 1
-    assert v[("cdh_uploads_failed_total", (("reason", "invalid"),))] == 0  # exists before the first one
+    assert v[("cdh_uploads_failed_total", (("reason", "transient"), *main))] == 1
+    assert v[("cdh_uploads_failed_total", (("reason", "denied"), *main))] == 1
+    assert v[("cdh_uploads_failed_total", (("reason", "invalid"), ("route", "")))] == 0  # before the first
     assert v[("cdh_upload_retries_total", ())] == 1
     assert v[("cdh_config_reloads_total", (("result", "applied"),))] == 1
     assert v[("cdh_config_reloads_total", (("result", "rejected"),))] == 1
+
+
+def test_upload_series_by_route_from_the_routes_in_use():
+    m = Metrics()
+    m.use_routes(["main", "team-a"])
+    m.storage_ok.labels("team-a").set(1)
+    m.tap("info", "upload.done", {"bytes": 7, "seconds": 1, "route": "team-a"})
+    m.tap("warning", "upload.no_room", {"route": "team-a"})
+    m.tap("warning", "upload.dropped", {})
+    v = values(m)
+    assert v[("cdh_uploads_succeeded_total", (("route", "team-a"),))] == 1
+    assert v[("cdh_uploads_succeeded_total", (("route", "main"),))] == 0
+    assert v[("cdh_upload_bytes_total", (("route", "team-a"),))] == 7
+    assert v[("cdh_uploads_failed_total", (("reason", "no_room"), ("route", "team-a")))] == 1
+    assert v[("cdh_uploads_failed_total", (("reason", "denied"), ("route", "team-a")))] == 0
+    assert v[("cdh_zips_dropped_total", ())] == 1
+    assert v[("cdh_storage_reachable", (("route", "team-a"),))] == 1
+    m.use_routes(["main"])  # team-a's route removed: its gauge goes, its counters stay
+    v = values(m)
+    assert ("cdh_storage_reachable", (("route", "team-a"),)) not in v
+    assert v[("cdh_uploads_succeeded_total", (("route", "team-a"),))] == 1
 
 
 def test_composer_lines_count_only_when_they_come_from_the_composer():
