@@ -10,7 +10,8 @@ so the directories it writes in and the files it executes or trusts are reached 
   or remove what they do not own there);
 - the directory cdh writes in is never a symlink and no one else can write in it, sticky or not;
   a symlink above it (RHCOS's /mnt -> /var/mnt) is followed only when root owns it;
-- an existing directory is checked, never chmodded: only a directory made here gets a mode;
+- an existing directory is checked, never chmodded: only a directory made here gets a mode (one
+  exception, :func:`open_to_readers`: the read bits CDH_EVENT_FILE_MODE asks EVENT_DIR to give);
 - a file is opened without following a link and without blocking (a FIFO planted at a log's
   path would hold the opener forever), and used only when it is a regular file with one link,
   owned by root (or by whoever runs cdh).
@@ -140,6 +141,15 @@ def open_dir(path: str, create: bool = False, mode: int = 0o700, follow_last: bo
 def check_dir(path: str, create: bool = False, mode: int = 0o700) -> None:
     """:func:`open_dir` for its checks (and ``create``) alone."""
     os.close(open_dir(path, create, mode))
+
+
+def open_to_readers(fd: int, mode: int) -> None:
+    """Add to checked directory ``fd`` the read and search bits ``mode`` gives its group and others
+    (EVENT_DIR, for a sidecar that reads event files of CDH_EVENT_FILE_MODE): never a write bit, and
+    never one taken away, so a directory cdh did not make is opened at most as far as asked."""
+    have = stat.S_IMODE(os.fstat(fd).st_mode)
+    if (have | (mode & 0o055)) != have:
+        os.fchmod(fd, have | (mode & 0o055))
 
 
 def _make_dir(parent: int, name: str, mode: int) -> int:

@@ -19,6 +19,7 @@ root could have written, is not restored.
 from __future__ import annotations
 
 import os
+import re
 
 from cdh import fsutil, ondisk
 
@@ -81,6 +82,14 @@ def host_root() -> int | None:
         return os.open("/proc/2/root", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError:
         return None
+
+
+def ibm_pattern(pattern: str) -> tuple[str, str] | None:
+    """(HOST_DIR, CORE_DIR) of the IBM Core Dump Handler's pattern, or None: IBM's agent wrote
+    ``|<HOST_DIR>/cdc -c=%c -e=%e -p=%p -s=%s -t=%t -d=<CORE_DIR> -h=%h -E=%E``. Never a node's original
+    value: cdh backs up what was there before IBM (cdh/agent/takeover.py), never IBM's pattern."""
+    m = re.fullmatch(r"\|(/\S*)/cdc -c=%c -e=%e -p=%p -s=%s -t=%t -d=(\S+) -h=%h -E=%E", pattern.strip())
+    return (m.group(1) or "/", m.group(2)) if m else None
 
 
 class Sysctl:

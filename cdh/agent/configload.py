@@ -30,12 +30,24 @@ CONFIGMAP_LINK = "..data"
 SETTLE_S = 0.3  # a ConfigMap update is several events; reload once, after the last
 
 
-def check(settings: Settings) -> Settings:
-    """What the agent needs beyond per-setting validation; raises ConfigError with one line."""
-    if not settings.s3_bucket and not settings.routes_file:
+def check(settings: Settings, need_bucket: bool | None = None) -> Settings:
+    """What the agent needs beyond per-setting validation; raises ConfigError with one line.
+
+    A bucket is needed to upload: by ``cdh sweep``, and by the agent when a trigger is on. An agent
+    with neither bucket nor trigger keeps the cores on the node (IBM #48: "I run my own uploader").
+    """
+    if need_bucket is None:
+        need_bucket = has_trigger(settings)
+    if need_bucket and not settings.s3_bucket and not settings.routes_file:
         raise config.ConfigError(
-            "CDH_S3_BUCKET is not set: the agent needs a bucket to upload to (IBM name: S3_BUCKET_NAME)")
+            "CDH_S3_BUCKET is not set: the agent needs a bucket to upload to (IBM name: S3_BUCKET_NAME; "
+            "with no trigger set, no bucket is needed: the cores then stay on the node)")
     return settings
+
+
+def has_trigger(settings: Settings) -> bool:
+    """Whether anything makes the agent upload (inotify, an interval, a schedule)."""
+    return bool(settings.use_inotify or settings.interval_s or settings.schedule)
 
 
 def load() -> Settings:
@@ -46,7 +58,7 @@ def load_routes(settings: Settings) -> routes.RouteTable:
     """The routes of ``CDH_ROUTES_FILE`` (none: every zip to the main destination); ConfigError with one
     line when the file is refused, or when it sends zips to a main destination that is not set."""
     table = routes.load(settings)
-    if table.uses_main and not settings.s3_bucket:
+    if table.uses_main and not settings.s3_bucket and table is not routes.NONE:
         which = "default" if table.default == routes.MAIN else "unknown"
         raise config.ConfigError(f"{settings.env_name('routes_file')} {table.source}: {which}: main sends "
                                  "zips to CDH_S3_BUCKET, which is not set (set it, or make default: and "
@@ -55,8 +67,9 @@ def load_routes(settings: Settings) -> routes.RouteTable:
 
 
 def main_destination(settings: Settings, table: routes.RouteTable) -> destination.Destination | None:
-    """The main destination, when any zip may go there."""
-    return destination.from_settings(settings) if table.uses_main else None
+    """The main destination, when any zip may go there (none without a bucket: the cores stay on the
+    node, IBM #48)."""
+    return destination.from_settings(settings) if table.uses_main and settings.s3_bucket else None
 
 
 def keep_restart_only(new: Settings, old: Settings) -> list[str]:

@@ -8,7 +8,8 @@ Rules:
   truncated value with an error naming HOST_DIR.
 - The original value of each sysctl is backed up once. When the current value
   is already ours (the agent restarted), the backup is kept, never replaced by
-  our own value.
+  our own value. On a node taken over from the IBM Core Dump Handler, IBM's
+  backups are the originals (cdh/agent/takeover.py); IBM's pattern never is.
 - Uninstall restores and removes the backups and succeeds when files are gone.
 - The composer is replaced atomically, never copied over a running binary.
 - HOST_DIR, CORE_DIR and EVENT_DIR are used only when root owns them and no one else can write
@@ -32,8 +33,18 @@ import sys
 
 from cdh import fsutil, ondisk
 from cdh.agent import pyruntime
+from cdh.agent.takeover import Takeover
 from cdh.config import Settings, render_env
-from cdh.sysctl import CORE_PATTERN_MAX, SAFE_DEFAULTS, Sysctl, core_pattern, host_root, implausible, is_ours
+from cdh.sysctl import (
+    CORE_PATTERN_MAX,
+    SAFE_DEFAULTS,
+    Sysctl,
+    core_pattern,
+    host_root,
+    ibm_pattern,
+    implausible,
+    is_ours,
+)
 
 MAX_BACKUP_BYTES = 4096
 
@@ -64,6 +75,8 @@ def install(settings: Settings, sysctl: Sysctl | None = None, composer: bytes | 
             f"{CORE_PATTERN_MAX}: use a shorter CDH_HOST_DIR (now {settings.host_dir!r})")
     done: list[str] = []
     check_dirs(settings, layout)
+    takeover = Takeover(settings, sysctl)  # a node the IBM Core Dump Handler ran on
+    done += takeover.adopt_backups()
     done += install_composer(settings, layout, composer)
     fsutil.write_if_changed(layout.composer_env, render_env(settings).encode(), mode=0o600)
     done.append(f"composer settings written to {layout.composer_env}")
@@ -77,19 +90,27 @@ def install(settings: Settings, sysctl: Sysctl | None = None, composer: bytes | 
         raise HostError(
             f"kernel.core_pattern reads back as {got!r}, not {pattern!r}: the kernel truncated or "
             f"refused it; check CDH_HOST_DIR ({settings.host_dir!r})")
-    return done
+    return done + takeover.move_aside()
 
 
 def check_dirs(settings: Settings, layout: ondisk.HostDir) -> None:
-    """HOST_DIR, CORE_DIR, EVENT_DIR and HOST_DIR/state made (0700) or checked, never chmodded;
-    HostError naming the setting when one is not root's alone."""
-    for attr, path in (("host_dir", settings.host_dir), ("core_dir", settings.core_dir),
-                       ("event_dir", settings.event_dir), ("host_dir", layout.state)):
+    """HOST_DIR, CORE_DIR, EVENT_DIR and HOST_DIR/state made (0700; EVENT_DIR opened to the readers
+    CDH_EVENT_FILE_MODE names) or checked, never otherwise chmodded; HostError naming the setting
+    when one is not root's alone."""
+    event_mode = ondisk.event_dir_mode(settings.event_file_mode)
+    for attr, path, mode in (("host_dir", settings.host_dir, 0o700), ("core_dir", settings.core_dir, 0o700),
+                             ("event_dir", settings.event_dir, event_mode),
+                             ("host_dir", layout.state, 0o700)):
         try:
-            fsutil.check_dir(path, create=True)
+            fd = fsutil.open_dir(path, create=True, mode=mode)
         except fsutil.UnsafePath as err:
             raise HostError(f"{settings.env_name(attr)}: {err}: it holds what root runs or reads on the "
                             "node, so it must be root's and writable by root only") from None
+        try:
+            if mode != 0o700:
+                fsutil.open_to_readers(fd, mode)
+        finally:
+            os.close(fd)
 
 
 def install_composer(settings: Settings, layout: ondisk.HostDir, composer: bytes | None = None) -> list[str]:
@@ -125,7 +146,9 @@ def _current_runtime(layout: ondisk.HostDir) -> str | None:
 def _apply(sysctl: Sysctl, layout: ondisk.HostDir, name: str, value: str) -> str:
     current = sysctl.read(name)
     backup = layout.backup(name)
-    ours = is_ours(current, layout.path) if name == "kernel.core_pattern" else False
+    # Ours (a restart), or IBM's (its backups are the originals: cdh/agent/takeover.py): not an original.
+    ours = (is_ours(current, layout.path) or ibm_pattern(current) is not None
+            if name == "kernel.core_pattern" else False)
     if not ours and current != value and not os.path.lexists(backup):
         fsutil.atomic_write(backup, sysctl.read_bytes(name), mode=0o600)  # saved once, never replaced
     if current != value:
@@ -160,7 +183,7 @@ def _site_dirs() -> list[str]:
 
 
 def crictl_yaml(settings: Settings) -> str:
-    endpoint = settings.cri_endpoint or "unix:///run/containerd/containerd.sock"
+    endpoint = settings.cri_endpoint or settings.cri_endpoint_hint or "unix:///run/containerd/containerd.sock"
     return f"runtime-endpoint: {endpoint}\nimage-endpoint: {endpoint}\ntimeout: 10\n"
 
 

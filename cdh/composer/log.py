@@ -25,7 +25,8 @@ LOG_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT
 
 class ComposerLog(jsonline.Logger):
     def __init__(self, host_dir: str | None, level: str = "info", max_bytes: int = 4 << 20) -> None:
-        self.threshold = jsonline.LEVELS.get(level, jsonline.LEVELS["info"])
+        default = jsonline.LEVELS["info"]
+        self.threshold = jsonline.OFF if level == "off" else jsonline.LEVELS.get(level, default)
         self.max_bytes = max_bytes
         self.fd: int | None = None
         self.dfd: int | None = None

@@ -40,8 +40,9 @@ def summarize(path: str, log_lines: int = 20) -> dict:
             out["core"] = _core(dump, core_entry, info, problems)
         out["image"] = _image(info, out["containers"])
         core_signo = ((out["core"] or {}).get("siginfo") or {}).get("signo")
-        if core_signo and _int(info, "signal") not in (None, core_signo):
-            problems.append(f"dump-info says signal {_int(info, 'signal')}, the core says {core_signo}")
+        said = ondisk.dump_int(info, "signal_number", "signal")
+        if core_signo and said not in (None, core_signo):
+            problems.append(f"dump-info says signal {said}, the core says {core_signo}")
         out["debug"] = _debug(out, dump, core_entry)
         return out
 
@@ -107,11 +108,6 @@ def _int(doc, key: str) -> int | None:
     return v if isinstance(v, int) and not isinstance(v, bool) else None
 
 
-def _number(doc, key: str) -> float | None:
-    v = doc.get(key) if isinstance(doc, dict) else None
-    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) else None
-
-
 def _strs(v) -> list[str]:
     return [x for x in v if isinstance(x, str)] if isinstance(v, list) else []
 
@@ -128,12 +124,12 @@ def _first(doc, *keys):
 
 
 def _crash(info: dict) -> dict:
-    ts = _number(info, "timestamp")
-    signo = _int(info, "signal")
+    ts = ondisk.dump_int(info, "timestamp_s", "timestamp")
+    signo = ondisk.dump_int(info, "signal_number", "signal")
     return {
         "time": _iso(ts), "timestamp": ts, "node": _str(info, "node_hostname"),
-        "hostname": _str(info, "hostname"), "exe": _str(info, "exe"), "path": _str(info, "path"),
-        "pid": _int(info, "real_pid"), "host_pid": _int(info, "host_pid"),
+        "hostname": _str(info, "hostname"), "exe": _str(info, "exe"), "path": ondisk.dump_executable(info),
+        "pid": ondisk.dump_int(info, "pid", "real_pid"), "host_pid": _int(info, "host_pid"),
         "signal": signo, "signal_name": signals.name(signo) if signo is not None else None,
         "signal_meaning": signals.meaning(signo), "cdh_version": _str(info, "cdh_version"),
     }
