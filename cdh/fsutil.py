@@ -11,7 +11,8 @@ so the directories it writes in and the files it executes or trusts are reached 
 - the directory cdh writes in is never a symlink and no one else can write in it, sticky or not;
   a symlink above it (RHCOS's /mnt -> /var/mnt) is followed only when root owns it;
 - an existing directory is checked, never chmodded: only a directory made here gets a mode (one
-  exception, :func:`open_to_readers`: the read bits CDH_EVENT_FILE_MODE asks EVENT_DIR to give);
+  exception, :func:`open_to_readers`: the read bits CDH_ZIP_FILE_MODE and CDH_EVENT_FILE_MODE ask
+  CORE_DIR and EVENT_DIR to give);
 - a file is opened without following a link and without blocking (a FIFO planted at a log's
   path would hold the opener forever), and used only when it is a regular file with one link,
   owned by root (or by whoever runs cdh).
@@ -91,10 +92,12 @@ def write_if_changed(path: str, data: bytes, mode: int = 0o600) -> bool:
 
 
 def open_dir(path: str, create: bool = False, mode: int = 0o700, follow_last: bool = False,
-             root: int | None = None) -> int:
+             root: int | None = None, readers: bool = False) -> int:
     """A descriptor of directory ``path``, reached and checked as the module docstring says.
 
-    ``create``: missing directories are made (the last ``mode``, those above it 0755).
+    ``create``: missing directories are made (the last ``mode``, those above it 0755). ``readers``:
+    the read and search bits ``mode`` gives the group and others are added to an existing one too
+    (:func:`open_to_readers`).
     ``follow_last``: the last component may itself be a root-owned symlink (a directory of programs,
     such as k3s's ``data/current``); cdh's own directories never are. ``root``: a descriptor of the
     directory ``/`` means (another mount namespace's root). Raises :class:`UnsafePath`, or the
@@ -132,21 +135,24 @@ def open_dir(path: str, create: bool = False, mode: int = 0o700, follow_last: bo
             os.close(fd)
             fd = child
             _check_dir(os.fstat(fd), path, name, last)
+        if readers:
+            open_to_readers(fd, mode)
         return fd
     except BaseException:
         os.close(fd)
         raise
 
 
-def check_dir(path: str, create: bool = False, mode: int = 0o700) -> None:
-    """:func:`open_dir` for its checks (and ``create``) alone."""
-    os.close(open_dir(path, create, mode))
+def check_dir(path: str, create: bool = False, mode: int = 0o700, readers: bool = False) -> None:
+    """:func:`open_dir` for its checks (and ``create``, ``readers``) alone."""
+    os.close(open_dir(path, create, mode, readers=readers))
 
 
 def open_to_readers(fd: int, mode: int) -> None:
     """Add to checked directory ``fd`` the read and search bits ``mode`` gives its group and others
-    (EVENT_DIR, for a sidecar that reads event files of CDH_EVENT_FILE_MODE): never a write bit, and
-    never one taken away, so a directory cdh did not make is opened at most as far as asked."""
+    (CORE_DIR and EVENT_DIR, for an uploader or sidecar that reads files of CDH_ZIP_FILE_MODE or
+    CDH_EVENT_FILE_MODE: ondisk.dir_mode): never a write bit, and never one taken away, so a
+    directory cdh did not make is opened at most as far as asked."""
     have = stat.S_IMODE(os.fstat(fd).st_mode)
     if (have | (mode & 0o055)) != have:
         os.fchmod(fd, have | (mode & 0o055))

@@ -37,17 +37,12 @@ def check(settings: Settings, need_bucket: bool | None = None) -> Settings:
     with neither bucket nor trigger keeps the cores on the node (IBM #48: "I run my own uploader").
     """
     if need_bucket is None:
-        need_bucket = has_trigger(settings)
+        need_bucket = settings.has_trigger
     if need_bucket and not settings.s3_bucket and not settings.routes_file:
         raise config.ConfigError(
             "CDH_S3_BUCKET is not set: the agent needs a bucket to upload to (IBM name: S3_BUCKET_NAME; "
             "with no trigger set, no bucket is needed: the cores then stay on the node)")
     return settings
-
-
-def has_trigger(settings: Settings) -> bool:
-    """Whether anything makes the agent upload (inotify, an interval, a schedule)."""
-    return bool(settings.use_inotify or settings.interval_s or settings.schedule)
 
 
 def load() -> Settings:

@@ -94,23 +94,18 @@ def install(settings: Settings, sysctl: Sysctl | None = None, composer: bytes | 
 
 
 def check_dirs(settings: Settings, layout: ondisk.HostDir) -> None:
-    """HOST_DIR, CORE_DIR, EVENT_DIR and HOST_DIR/state made (0700; EVENT_DIR opened to the readers
-    CDH_EVENT_FILE_MODE names) or checked, never otherwise chmodded; HostError naming the setting
-    when one is not root's alone."""
-    event_mode = ondisk.event_dir_mode(settings.event_file_mode)
-    for attr, path, mode in (("host_dir", settings.host_dir, 0o700), ("core_dir", settings.core_dir, 0o700),
-                             ("event_dir", settings.event_dir, event_mode),
+    """HOST_DIR, CORE_DIR, EVENT_DIR and HOST_DIR/state made (0700; CORE_DIR and EVENT_DIR opened to
+    the readers CDH_ZIP_FILE_MODE and CDH_EVENT_FILE_MODE name) or checked, never otherwise chmodded;
+    HostError naming the setting when one is not root's alone."""
+    for attr, path, mode in (("host_dir", settings.host_dir, 0o700),
+                             ("core_dir", settings.core_dir, ondisk.dir_mode(settings.zip_file_mode)),
+                             ("event_dir", settings.event_dir, ondisk.dir_mode(settings.event_file_mode)),
                              ("host_dir", layout.state, 0o700)):
         try:
-            fd = fsutil.open_dir(path, create=True, mode=mode)
+            fsutil.check_dir(path, create=True, mode=mode, readers=True)
         except fsutil.UnsafePath as err:
             raise HostError(f"{settings.env_name(attr)}: {err}: it holds what root runs or reads on the "
                             "node, so it must be root's and writable by root only") from None
-        try:
-            if mode != 0o700:
-                fsutil.open_to_readers(fd, mode)
-        finally:
-            os.close(fd)
 
 
 def install_composer(settings: Settings, layout: ondisk.HostDir, composer: bytes | None = None) -> list[str]:

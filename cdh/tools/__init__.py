@@ -5,7 +5,6 @@
 - ``fetch``    find one dump by key or uuid, download, verify (``cdh get``)
 - ``dumpzip``  read a dump zip or its unpacked directory: entries by role, zstd, bounded reads
 - ``unpack``   unpack a downloaded zip (``cdh get``): checked layout, size ceiling, CRCs, private files
-- ``elfcore``  the core's ELF notes: threads, registers, signal info, mapped files
 - ``buildid``  GNU build ids of the mapped ELF files, read from the core's memory
 - ``summary``  what ``cdh inspect`` reports, as data (``--json``); ``render`` makes it text
 - ``debugger`` the gdb / lldb / debuginfod command lines
@@ -16,7 +15,8 @@
 
 What they share with the agent lives above both: the zip's names (cdh/ondisk.py), object keys
 (cdh/keys.py), the destination and its store (cdh/destination.py, cdh/store/), signal names
-(cdh/signals.py).
+(cdh/signals.py); with the composer, the core's notes (cdh/elfcore.py) and the stack trace's
+signature (cdh/stack/).
 Everything here runs on a developer's laptop as well as in a pod; the composer and the agent
 import none of it.
 """

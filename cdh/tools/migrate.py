@@ -142,6 +142,9 @@ class Plan:
             if isinstance(settings.values[attr], bool):
                 value = "true" if settings.values[attr] else "false"  # the chart's empty useINotify: false
             self.env_lines += [f"# from IBM's {source}", f'{spec.name}="{quote(value)}"']
+        if not settings.has_trigger:  # IBM #48: an uploader of your own reads the zips
+            self.env_lines += ["# no trigger: the cores stay for an uploader of your own, which may run as "
+                               "another user: IBM's zips were 0644", 'CDH_ZIP_FILE_MODE="0644"']
 
     def _directories(self, settings: config.Settings) -> None:
         """IBM's directories where the overlay's differ: the volumes' host paths, CDH_CORE_DIR and
@@ -225,7 +228,10 @@ class Plan:
         if not d.get("manageStoreSecret"):
             return
         keys = {"access-key": d.get("s3AccessKey"), "secret-key": d.get("s3Secret")}
-        if all(k and k != PLACEHOLDER for k in keys.values()):
+        if ROLE_ARN in self.sa_annotations:
+            self.not_carried.append(("daemonset.s3AccessKey/s3Secret", "an IAM role (IRSA) is set, and IBM's "
+                                     "agent then used the role whatever its keys said: so does cdh"))
+        elif all(k and k != PLACEHOLDER for k in keys.values()):
             self.secret = {k: str(v) for k, v in keys.items()}
         else:
             self.not_carried.append(("daemonset.s3AccessKey/s3Secret", "the chart's placeholders or empty: "

@@ -93,6 +93,15 @@ def test_iam_roles(kubectl_present, tmp_path):
     _, _, objs = migrated(tmp_path, "eks")  # no role in IBM's values: not the overlay's example one either
     annotations = find(objs, "ServiceAccount", "cdh-agent")["metadata"].get("annotations") or {}
     assert migrate.ROLE_ARN not in annotations
+    # a role and keys: IBM's agent used the role (the keys went unused), so the keys are not carried over
+    irsa = (VALUES / "eks-irsa.yaml").read_text().replace(
+        "manageStoreSecret: false", "manageStoreSecret: true\n  s3AccessKey: AKIAUNUSED\n  s3Secret: unused")
+    (tmp_path / "keys-and-role.yaml").write_text(irsa)
+    done = run_cdh("migrate", str(tmp_path / "keys-and-role.yaml"), "-o", str(tmp_path / "keys-and-role"))
+    assert done.returncode == 0, done.stderr
+    objs = render(str(tmp_path / "keys-and-role"))
+    assert "AKIAUNUSED" not in str(objs) and not (tmp_path / "keys-and-role" / "s3-secret.env").exists()
+    assert "an IAM role (IRSA) is set" in done.stdout
 
 
 def test_gke_cos_keeps_cdhs_own_directory(kubectl_present, tmp_path):
@@ -107,6 +116,7 @@ def test_the_own_uploader_recipe_needs_no_bucket(kubectl_present, tmp_path):
     _, _, objs = migrated(tmp_path, "own-uploader")
     s = spec.settings(objs)
     assert not s.use_inotify and not s.s3_bucket
+    assert s.zip_file_mode == 0o644  # IBM's zips were 0644: an uploader of another user reads them
     configload.check(s)  # IBM #48: the agent starts, keeps the cores on the node
 
 
