@@ -98,20 +98,6 @@ def _object(dump: Dump, suffix: str, problems: list[str]) -> dict:
     return doc if isinstance(doc, dict) else {}
 
 
-def _str(doc, key: str) -> str | None:
-    v = doc.get(key) if isinstance(doc, dict) else None
-    return v if isinstance(v, str) else None
-
-
-def _int(doc, key: str) -> int | None:
-    v = doc.get(key) if isinstance(doc, dict) else None
-    return v if isinstance(v, int) and not isinstance(v, bool) else None
-
-
-def _strs(v) -> list[str]:
-    return [x for x in v if isinstance(x, str)] if isinstance(v, list) else []
-
-
 def _first(doc, *keys):
     """``doc[k1][k2]...`` through dicts, taking the first element of lists (crictl ≥1.31 arrays)."""
     for k in keys:
@@ -178,11 +164,12 @@ def _crash(info: dict) -> dict:
     ts = ondisk.dump_int(info, "timestamp_s", "timestamp")
     signo = ondisk.dump_int(info, "signal_number", "signal")
     return {
-        "time": _iso(ts), "timestamp": ts, "node": _str(info, "node_hostname"),
-        "hostname": _str(info, "hostname"), "exe": _str(info, "exe"), "path": ondisk.dump_executable(info),
-        "pid": ondisk.dump_int(info, "pid", "real_pid"), "host_pid": _int(info, "host_pid"),
+        "time": _iso(ts), "timestamp": ts, "node": _text(info.get("node_hostname")),
+        "hostname": _text(info.get("hostname")), "exe": _text(info.get("exe")),
+        "path": ondisk.dump_executable(info),
+        "pid": ondisk.dump_int(info, "pid", "real_pid"), "host_pid": _int(info.get("host_pid")),
         "signal": signo, "signal_name": signals.name(signo) if signo is not None else None,
-        "signal_meaning": signals.meaning(signo), "cdh_version": _str(info, "cdh_version"),
+        "signal_meaning": signals.meaning(signo), "cdh_version": _text(info.get("cdh_version")),
     }
 
 
@@ -204,16 +191,16 @@ def _pod(dump: Dump, info: dict, problems: list[str]) -> dict:
         created = _iso(int(created) / 1e9) if len(created) < 30 else None
     labels = _first(pod, "labels")
     return {
-        "namespace": _str(info, "namespace") or _text(_first(pod, "metadata", "namespace")),
-        "name": _str(info, "podname") or _text(_first(pod, "metadata", "name")),
-        "uid": _str(info, "pod_uid") or _text(_first(pod, "metadata", "uid")),
+        "namespace": _text(info.get("namespace")) or _text(_first(pod, "metadata", "namespace")),
+        "name": _text(info.get("podname")) or _text(_first(pod, "metadata", "name")),
+        "uid": _text(info.get("pod_uid")) or _text(_first(pod, "metadata", "uid")),
         "state": _text(_first(pod, "state")),
         "created": _text(created),
         "labels": {k: v for k, v in labels.items() if isinstance(v, str)} if isinstance(labels, dict) else {},
         "ip": _text(_first(runtime, "status", "network", "ip")),
         "runtime_handler": _text(_first(runtime, "status", "runtimeHandler")),
-        "container": _str(info, "container"), "container_id": _str(info, "container_id"),
-        "found_by": _str(info, "pod_found_by"),
+        "container": _text(info.get("container")), "container_id": _text(info.get("container_id")),
+        "found_by": _text(info.get("pod_found_by")),
     }
 
 
@@ -230,8 +217,8 @@ def _containers(dump: Dump, log_lines: int, problems: list[str]) -> list[dict]:
         out.append({
             "index": i,
             "image_id": _text(_first(status, "id")),
-            "repo_tags": _strs(_first(status, "repoTags")),
-            "repo_digests": _strs(_first(status, "repoDigests")),
+            "repo_tags": _texts(_first(status, "repoTags")),
+            "repo_digests": _texts(_first(status, "repoDigests")),
             "image_size": size if isinstance(size, str | int) and not isinstance(size, bool) else None,
             "log": dump.entry(ondisk.log_entry(i)),
             "log_tail": _tail(dump, ondisk.log_entry(i), log_lines, problems),
@@ -254,7 +241,7 @@ def _tail(dump: Dump, suffix: str, n: int, problems: list[str]) -> list[str]:
 def _core(dump: Dump, entry: str, info: dict, problems: list[str]) -> dict:
     out = {"entry": entry, "path": dump.local_path(entry), "size": dump.size(entry),
            "compression": dump.compression(entry), "truncated": info.get("truncated") is True,
-           "truncated_reason": _str(info, "truncated_reason")}
+           "truncated_reason": _text(info.get("truncated_reason"))}
     reader = dump.reader(entry)
     try:
         out.update(_core_facts(reader.read_at, problems))
@@ -307,7 +294,7 @@ def _mappings(core: Core) -> list[dict]:
 
 def _image(info: dict, containers: list[dict]) -> dict | None:
     digests = [d for c in containers for d in c["repo_digests"]]
-    image, digest = _str(info, "image"), _str(info, "image_digest")
+    image, digest = _text(info.get("image")), _text(info.get("image_digest"))
     ref = debugger.image_reference(image, digest, digests)
     if not ref and not image:
         return None
@@ -319,7 +306,7 @@ def _debug(out: dict, dump: Dump, core_entry: str | None) -> dict:
         f"{dump.name}/{core_entry}" if core_entry else f"{dump.name}/{dump.name}{ondisk.CORE}")
     cmds = _commands(out, core_path)
     if dump.root is None:
-        cmds["unpack"] = f"cdh get {_str(out['dump_info'], 'uuid') or dump.name}    # or: unzip the zip"
+        cmds["unpack"] = f"cdh get {_text(out['dump_info'].get('uuid')) or dump.name}    # or: unzip the zip"
     return cmds
 
 
