@@ -3,7 +3,7 @@
 Everything is best effort: a missing or damaged entry costs that section, is
 listed under ``problems``, and never hides the rest. Every JSON entry is the bucket
 writer's (or a damaged upload's): each field is read through a typed accessor
-(:func:`_str`, :func:`_int`, :func:`_strs`), so a list where a string belongs, an
+(:func:`_text`, :func:`_int`, :func:`_texts`), so a list where a string belongs, an
 infinite timestamp or 200,000 levels of nesting cost that field or that entry only.
 """
 
@@ -202,10 +202,6 @@ def _pod(dump: Dump, info: dict, problems: list[str]) -> dict:
         "container": _text(info.get("container")), "container_id": _text(info.get("container_id")),
         "found_by": _text(info.get("pod_found_by")),
     }
-
-
-def _text(v) -> str | None:
-    return v if isinstance(v, str) else None
 
 
 def _containers(dump: Dump, log_lines: int, problems: list[str]) -> list[dict]:
