@@ -131,36 +131,44 @@ def run_ls(ns) -> int:
 
 
 def _print_dumps(dumps, as_json: bool, where: str) -> None:
+    """One row a crash; its cause as a SIGNATURE (in every layout's listing), to pass to --signature."""
     from cdh import signals
-    from cdh.tools.fmt import human_size, table, utc
+    from cdh.tools.fmt import human_size, utc
 
-    if as_json:
-        print(json.dumps([d.as_json() for d in dumps], indent=2))
-        return
-    if not dumps:
-        print(f"no dumps found in {where}", file=sys.stderr)
-        return
-    rows = [[utc(d.time), d.namespace or "-", d.pod or "-", d.container or "-", d.exe or "-",
-             signals.name(d.signal) if d.signal is not None else "-", human_size(d.size), d.top_frame or "-",
-             d.key] for d in dumps]
-    print(table(["TIME (UTC)", "NAMESPACE", "POD", "CONTAINER", "EXE", "SIGNAL", "SIZE", "TOP FRAME", "KEY"],
-                rows))
+    def row(d) -> list[str]:
+        return [utc(d.time), d.namespace or "-", d.pod or "-", d.container or "-", d.exe or "-",
+                signals.name(d.signal) if d.signal is not None else "-", human_size(d.size),
+                d.signature or "-", d.key]
+
+    headers = ["TIME (UTC)", "NAMESPACE", "POD", "CONTAINER", "EXE", "SIGNAL", "SIZE", "SIGNATURE", "KEY"]
+    _print_rows(dumps, as_json, where, headers, row)
 
 
 def _print_groups(groups, as_json: bool, where: str) -> None:
-    from cdh.tools.fmt import table, utc
+    from cdh.tools.fmt import utc
     from cdh.tools.groups import few
 
+    def row(g) -> list[str]:
+        return [g.signature or "(none)", str(g.count), utc(g.first), utc(g.last), few(g.namespaces),
+                few(g.images, 1), g.top_frame or "-"]
+
+    headers = ["SIGNATURE", "COUNT", "FIRST SEEN (UTC)", "LAST SEEN (UTC)", "NAMESPACES", "IMAGES",
+               "TOP FRAME"]
+    _print_rows(groups, as_json, where, headers, row)
+
+
+def _print_rows(items, as_json: bool, where: str, headers: list[str], row) -> None:
+    """A table of ``row(item)`` under ``headers``, or a JSON array of ``item.as_json()``; nothing found
+    is one line on stderr."""
+    from cdh.tools.fmt import table
+
     if as_json:
-        print(json.dumps([g.as_json() for g in groups], indent=2))
+        print(json.dumps([i.as_json() for i in items], indent=2))
         return
-    if not groups:
+    if not items:
         print(f"no dumps found in {where}", file=sys.stderr)
         return
-    rows = [[g.signature or "(none)", str(g.count), utc(g.first), utc(g.last), few(g.namespaces),
-             few(g.images, 1), g.top_frame or "-"] for g in groups]
-    print(table(["SIGNATURE", "COUNT", "FIRST SEEN (UTC)", "LAST SEEN (UTC)", "NAMESPACES", "IMAGES",
-                 "TOP FRAME"], rows))
+    print(table(headers, [row(i) for i in items]))
 
 
 def _fail(command: str, err: BaseException | str) -> int:

@@ -29,7 +29,7 @@ import os
 import sys
 from pathlib import Path
 
-from cdh import EXIT_CONFIG, EXIT_OK, EXIT_USAGE, config
+from cdh import EXIT_CONFIG, EXIT_OK, EXIT_USAGE, config, routes
 from cdh.config.envfile import quote
 from cdh.tools import ibmchart
 from cdh.tools.ibmchart import EXAMPLE_ROLE, IBM_DEFAULTS, IBM_VOLUMES, NOT_NEEDED, PLACEHOLDER, ROLE_ARN
@@ -56,8 +56,11 @@ def run(values_path: str, out_dir: str, manifests: str | None, provider: str | N
         text = Path(values_path).read_text(encoding="utf-8")
         user = yaml.safe_load("\n".join(ln for ln in text.splitlines()
                                         if ln.strip() != "USER-SUPPLIED VALUES:")) or {}
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+    except (OSError, UnicodeDecodeError) as err:
         print(f"cdh migrate: {values_path}: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except yaml.YAMLError as err:
+        print(f"cdh migrate: {routes.yaml_problem(err, values_path)}", file=sys.stderr)
         return EXIT_USAGE
     if not isinstance(user, dict):
         print(f"cdh migrate: {values_path}: not a Helm values mapping", file=sys.stderr)
@@ -145,6 +148,8 @@ class Plan:
         if not settings.has_trigger:  # IBM #48: an uploader of your own reads the zips
             self.env_lines += ["# no trigger: the cores stay for an uploader of your own, which may run as "
                                "another user: IBM's zips were 0644", 'CDH_ZIP_FILE_MODE="0644"']
+        if settings.core_events:  # IBM's consumers of event files may run as another user
+            self.env_lines += ["# IBM's event files were 0644", 'CDH_EVENT_FILE_MODE="0644"']
 
     def _directories(self, settings: config.Settings) -> None:
         """IBM's directories where the overlay's differ: the volumes' host paths, CDH_CORE_DIR and
