@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from cdh import config
+from cdh import config, destination
 
 if TYPE_CHECKING:
     from cdh.agent.log import Log
@@ -29,9 +29,11 @@ SETTLE_S = 0.3  # a ConfigMap update is several events; reload once, after the l
 
 def check(settings: Settings) -> Settings:
     """What the agent needs beyond per-setting validation; raises ConfigError with one line."""
-    if not settings.s3_bucket:
+    if not settings.destination and not settings.s3_bucket:
         raise config.ConfigError(
-            "CDH_S3_BUCKET is not set: the agent needs a bucket to upload to (IBM name: S3_BUCKET_NAME)")
+            "CDH_S3_BUCKET is not set: the agent needs a bucket to upload to (IBM name: S3_BUCKET_NAME), "
+            "or set CDH_DESTINATION (s3://, gs:// or azblob://)")
+    destination.from_settings(settings)  # what the kind needs (an Azure account ...): one line if missing
     return settings
 
 

@@ -5,7 +5,9 @@ turns the events the agent logs, and the composer lines it relays
 (cdh/agent/composerlog.py, marked ``component=composer``), into counts. So a
 metric moves exactly when a log line says the thing happened, at any log level.
 Gauges (queue depth, pending zips, core_pattern, storage) are set just before
-each scrape from the agent's state (cdh/agent/telemetry.py).
+each scrape from the agent's state (cdh/agent/telemetry.py). Upload series carry
+the destination's ``kind`` (s3, gs, azblob: as the log lines do); a kind has no
+more values than that, so the series stay few.
 
 One private CollectorRegistry: no process or Python collectors from the global
 registry, nothing registered twice in tests that build several agents.
@@ -27,6 +29,7 @@ UPLOAD_SECONDS_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300,
 COMPOSER_FAILURES = ("compose.failed", "core.write_failed", "event.failed", "config.invalid",
                      "name.template", "truncated")
 UPLOAD_FAILURES = {"upload.failed": "transient", "upload.denied": "denied", "upload.invalid": "invalid"}
+KINDS = ("s3", "gs", "azblob")  # cdh/destination.py
 QUEUE_STATES = ("queued", "uploading", "retry_wait")
 EVENT_REASONS = ("CoreDumpCaptured", "CoreDumpUploaded")
 EVENT_RESULTS = ("posted", "failed", "dropped")
@@ -58,14 +61,16 @@ class Metrics:
                                     "Crashes the composer skipped by its per-container rate limit.")
         self.skipped = counter("cdh_crashes_skipped", "Crashes skipped: pod not matching CDH_POD_SELECTOR.")
         # uploads
-        self.uploads_ok = counter("cdh_uploads_succeeded", "Zips confirmed in the bucket (then deleted).")
+        self.kind = "s3"  # the destination's, for lines that name none (upload.invalid): see use()
+        self.uploads_ok = counter("cdh_uploads_succeeded", "Zips confirmed in the bucket (then deleted), by "
+                                  "destination kind.", ("kind",))
         self.uploads_failed = counter(
             "cdh_uploads_failed", "Failed upload attempts: transient (retried with backoff), denied (bucket, "
-            "keys or permissions), invalid (not a readable zip; left alone).", ("reason",))
+            "keys or permissions), invalid (not a readable zip; left alone).", ("reason", "kind"))
         self.retries = counter("cdh_upload_retries", "Retries scheduled after a failed attempt.")
-        self.upload_bytes = counter("cdh_upload_bytes", "Bytes of zips confirmed in the bucket.")
+        self.upload_bytes = counter("cdh_upload_bytes", "Bytes of zips confirmed in the bucket.", ("kind",))
         self.upload_seconds = Histogram("cdh_upload_duration_seconds", "Time to upload and verify one zip.",
-                                        buckets=UPLOAD_SECONDS_BUCKETS, registry=r)
+                                        ("kind",), buckets=UPLOAD_SECONDS_BUCKETS, registry=r)
         self.reloads = counter("cdh_config_reloads", "Config reloads: applied or rejected.", ("result",))
         self.k8s_events = counter("cdh_k8s_events", "Kubernetes Events: posted, failed, or dropped (queue "
                                   "full).", ("reason", "result"))
@@ -98,13 +103,20 @@ class Metrics:
             self.queue_depth.labels(state)
         for reason in COMPOSER_FAILURES:
             self.composer_failures.labels(reason)
-        for reason in UPLOAD_FAILURES.values():
-            self.uploads_failed.labels(reason)
         for result in ("applied", "rejected"):
             self.reloads.labels(result)
         for reason in EVENT_REASONS:
             for result in EVENT_RESULTS:
                 self.k8s_events.labels(reason, result)
+
+    def use(self, kind: str) -> None:
+        """The agent uploads to a destination of ``kind``: its upload series exist from now, at 0."""
+        self.kind = kind
+        self.uploads_ok.labels(kind)
+        self.upload_bytes.labels(kind)
+        self.upload_seconds.labels(kind)
+        for reason in UPLOAD_FAILURES.values():
+            self.uploads_failed.labels(reason, kind)
 
     # ------------------------------------------------------------ from the log
 
@@ -124,12 +136,17 @@ class Metrics:
             self.composer_failures.labels("truncated").inc()
 
     def _upload_done(self, event: str, f: dict) -> None:
-        self.uploads_ok.inc()
-        self.upload_bytes.inc(_number(f.get("bytes")))
-        self.upload_seconds.observe(_number(f.get("seconds")))
+        kind = self._kind(f)
+        self.uploads_ok.labels(kind).inc()
+        self.upload_bytes.labels(kind).inc(_number(f.get("bytes")))
+        self.upload_seconds.labels(kind).observe(_number(f.get("seconds")))
 
     def _upload_failed(self, event: str, f: dict) -> None:
-        self.uploads_failed.labels(UPLOAD_FAILURES[event]).inc()
+        self.uploads_failed.labels(UPLOAD_FAILURES[event], self._kind(f)).inc()
+
+    def _kind(self, f: dict) -> str:
+        kind = f.get("kind")
+        return kind if kind in KINDS else self.kind
 
     def _k8s_event(self, event: str, f: dict) -> None:
         self.k8s_events.labels(str(f.get("reason")), str(f.get("result"))).inc()

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from aiohttp import web
 
-from cdh import keys, ondisk
+from cdh import destination, keys, ondisk
 from cdh.agent import k8sevents
 from cdh.agent.composerlog import ComposerLogRelay
 from cdh.agent.metrics import Metrics
@@ -80,6 +80,7 @@ class Telemetry:
     async def start(self) -> None:
         """After host setup (HOST_DIR exists): the checks, the relay, Events, then the HTTP server."""
         self.heartbeat.start()
+        self.metrics.use(destination.from_settings(self.agent.settings).kind)
         self.core_pattern_ours()  # logs the first state; later changes are logged as they are seen
         self._tasks = [asyncio.create_task(self.relay.run(), name="composer-log"),
                        asyncio.create_task(self._watch_core_pattern(), name="checks")]
@@ -99,7 +100,8 @@ class Telemetry:
         await self._server.start()
 
     async def configure(self, settings: Settings) -> None:
-        """After a reload: Events follow CDH_K8S_EVENTS."""
+        """After a reload: Events follow CDH_K8S_EVENTS; upload series the destination's kind."""
+        self.metrics.use(destination.from_settings(settings).kind)
         if settings.k8s_events and not self.events.enabled:
             await self.events.start()
         elif not settings.k8s_events and self.events.enabled:
@@ -180,7 +182,8 @@ class Telemetry:
         info = self._infos.pop(str(fields.get("file")), None)
         if info is not None:
             url = str(fields.get("url") or fields.get("key"))
-            self._post(k8sevents.uploaded(info, self._node(info), url, int(fields.get("bytes") or 0),
+            self._post(k8sevents.uploaded(info, self._node(info), url, str(fields.get("kind") or ""),
+                                          int(fields.get("bytes") or 0),
                                           time.time()))
 
     def _post(self, event: dict | None) -> None:

@@ -117,13 +117,13 @@ class Uploader:
         elapsed = time.monotonic() - started
         self.log.info("upload.done", file=held.path, key=key, bytes=held.size, seconds=round(elapsed, 3),
                       mib_per_s=round(held.size / 1048576 / max(elapsed, 1e-6), 1), verified=checked,
-                      url=store.destination.object_url(key))
+                      kind=store.kind, url=store.destination.object_url(key))
         return Result(Outcome.DONE, key=key)
 
     def _failed(self, store: Store, held: LocalZip, key: str, err: Exception) -> Result:
         failure = store.failure(err)
-        fields = {"file": held.path, "key": key, "bucket": store.destination.bucket, "code": failure.code,
-                  "error": str(err) or repr(err), "action": "left in place, will retry"}
+        fields = {"file": held.path, "key": key, "kind": store.kind, "bucket": store.destination.bucket,
+                  "code": failure.code, "error": str(err) or repr(err), "action": "left in place, will retry"}
         if failure.permanent:
             self.storage_ok = False
             self.log.error("upload.denied", **fields, hint=f"{store.hints['']}; reload with SIGHUP")

@@ -156,7 +156,8 @@ def describe() -> list[tuple[str, str, str, str]]:
     rows = []
     for s in SPECS:
         default = s.default.shown if callable(s.default) else s.default
-        rows.append((s.name, ", ".join(a for a, _ in s.aliases), default, s.doc))
+        also = f" Also read from {', '.join(s.also)}." if s.also else ""
+        rows.append((s.name, ", ".join(a for a, _ in s.aliases), default, s.doc + also))
     return rows
 
 

@@ -20,9 +20,13 @@ TIMEOUT_S = 60.0
 
 
 def check(settings: config.Settings) -> Check:
-    dest = destination.from_settings(settings)
-    if not dest.bucket:
-        return Check("bucket", SKIP, "CDH_S3_BUCKET is not set", "set it (and the keys) to check the bucket")
+    if not settings.destination and not settings.s3_bucket:
+        return Check("bucket", SKIP, "no destination: CDH_DESTINATION and CDH_S3_BUCKET are not set",
+                     "set one (and the credentials) to check the bucket")
+    try:
+        dest = destination.from_settings(settings)
+    except config.ConfigError as err:
+        return Check("bucket", FAIL, str(err), "fix that setting")
     from cdh.store import open_store
 
     key = probe_key(dest)

