@@ -126,7 +126,9 @@ class Uploader:
                   "code": failure.code, "error": str(err) or repr(err), "action": "left in place, will retry"}
         if failure.permanent:
             self.storage_ok = False
-            self.log.error("upload.denied", **fields, hint=f"{store.hints['']}; reload with SIGHUP")
+            specific = store.hints.get(failure.code)
+            hint = store.hints[""] + (f" ({specific})" if specific else "")
+            self.log.error("upload.denied", **fields, hint=f"{hint}; reload with SIGHUP")
             return Result(Outcome.DENIED, key=key, detail=failure.code)
         self.log.warning("upload.failed", **fields)
         return Result(Outcome.FAILED, key=key, detail=failure.code)

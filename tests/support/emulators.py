@@ -50,13 +50,17 @@ def fake_gcs_binary() -> str | None:
     return path if os.path.exists(path) else None
 
 
-def _wait(url: str, proc: subprocess.Popen, what: str, log: str, timeout_s: float = 60) -> None:
+def _wait(url: str, proc: subprocess.Popen, what: str, log: str, timeout_s: float = 60,
+          cafile: str | None = None) -> None:
+    import ssl
+
+    context = ssl.create_default_context(cafile=cafile) if cafile else None
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"{what} exited with {proc.returncode}; see {log}")
         try:
-            urllib.request.urlopen(url, timeout=1).close()
+            urllib.request.urlopen(url, timeout=1, context=context).close()
             return
         except urllib.error.HTTPError:
             return  # it answers
@@ -95,29 +99,38 @@ class Azurite(_Process):
     """``azurite-blob`` on loopback; each test makes its own container."""
 
     name = "azurite"
+    tls: tuple[str, str] | None = None
 
-    def start(self) -> Azurite:
+    def start(self, tls: tuple[str, str] | None = None) -> Azurite:
+        """``tls``: (certificate, key): https, and Entra ID bearer tokens accepted (``--oauth basic``:
+        their audience and issuer are checked, not their signature)."""
         exe = azurite_binary()
         if exe is None:
             raise RuntimeError("azurite-blob not found: npm install -g azurite@3 (.ci/run does)")
         self.workdir = tempfile.mkdtemp(prefix="azurite-")
         self.port = free_port()
+        self.tls = tls
+        extra = ["--cert", tls[0], "--key", tls[1], "--oauth", "basic"] if tls else []
         self._spawn([exe, "--blobHost", "127.0.0.1", "--blobPort", str(self.port), "--location", self.workdir,
-                     "--disableTelemetry", "--skipApiVersionCheck", "--silent"])
-        _wait(f"{self.blob_endpoint()}?comp=list", self.proc, "azurite", self.log_path)
+                     "--disableTelemetry", "--skipApiVersionCheck", "--silent", *extra])
+        _wait(f"{self.blob_endpoint()}?comp=list", self.proc, "azurite", self.log_path,
+              cafile=tls[0] if tls else None)
         return self
 
     def blob_endpoint(self, url: str | None = None) -> str:
-        return f"{url or f'http://127.0.0.1:{self.port}'}/{AZURITE_ACCOUNT}"
+        scheme = "https" if self.tls else "http"
+        return f"{url or f'{scheme}://127.0.0.1:{self.port}'}/{AZURITE_ACCOUNT}"
 
     def connection_string(self, url: str | None = None, key: str = AZURITE_KEY) -> str:
-        return (f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={key};"
+        return (f"DefaultEndpointsProtocol={'https' if self.tls else 'http'};AccountName={AZURITE_ACCOUNT};"
+                f"AccountKey={key};"
                 f"BlobEndpoint={self.blob_endpoint(url)};")
 
     def service(self):
         from azure.storage.blob import BlobServiceClient
 
-        return BlobServiceClient.from_connection_string(self.connection_string())
+        return BlobServiceClient.from_connection_string(
+            self.connection_string(), **({"connection_verify": self.tls[0]} if self.tls else {}))
 
     def create(self, name: str | None = None) -> AzureContainer:
         name = name or f"cdh-test-{uuid.uuid4().hex[:12]}"

@@ -68,8 +68,9 @@ class StoreUnderTest:
     ``view`` the kind's own way; ``proxy`` is a FaultProxy in front of it answering that kind's errors;
     ``agent_env(proxied)`` the settings that point cdh at it."""
 
-    def __init__(self, kind: str, client, bucket: str, view, proxy: FaultProxy, env) -> None:
+    def __init__(self, kind: str, client, bucket: str, view, proxy: FaultProxy, env, server) -> None:
         self.kind, self.client, self.bucket, self.view, self.proxy = kind, client, bucket, view, proxy
+        self.server = server  # the process (its .proc): S3Server, Azurite or FakeGcs
         self._env = env
 
     def agent_env(self, proxied: bool = False) -> dict[str, str]:
@@ -84,13 +85,13 @@ def store(request, tmp_path):
         name = server.create_bucket()
         with FaultProxy(server.url, "s3") as proxy:
             yield StoreUnderTest(kind, server.client(), name, None, proxy,
-                                 lambda url: server.agent_env(name, url))
+                                 lambda url: server.agent_env(name, url), server)
     elif kind == "azblob":
         server = request.getfixturevalue("azurite")
         container = server.create()
         with FaultProxy(f"http://127.0.0.1:{server.port}", "azblob") as proxy:
             yield StoreUnderTest(kind, emulators.S3Shaped(container), container.name, container, proxy,
-                                 container.agent_env)
+                                 container.agent_env, server)
     else:
         # fake-gcs-server puts its own -external-url in a resumable session's URL: one server per test,
         # started after its proxy, so the body goes through the proxy too.
@@ -101,6 +102,6 @@ def store(request, tmp_path):
             try:
                 bucket = server.create()
                 yield StoreUnderTest(kind, emulators.S3Shaped(bucket), bucket.name, bucket, proxy,
-                                     bucket.agent_env)
+                                     bucket.agent_env, server)
             finally:
                 server.stop()
