@@ -37,3 +37,13 @@ def test_listing_prefixes_enumerate_the_days_since():
 def test_listing_prefixes_fall_back_when_since_spans_too_much():
     got = keys.listing_prefixes("{node}/{date}/", {"node": "n1"}, since=T - 5 * 365 * 86400, now=T)
     assert got == ["n1/"]
+
+
+def test_metadata_names_as_each_kind_stores_them():
+    md = {"namespace": "shop", "top-frame": "main+0x10"}  # a name with '-': not a C# identifier
+    stored = keys.stored_metadata("azblob", md)
+    assert stored == {"namespace": "shop", "top_frame": "main+0x10"}
+    assert keys.stored_metadata("s3", md) == md == keys.stored_metadata("gs", md)
+    back = keys.read_metadata("azblob", {"Namespace": "shop", "pod_uid": "y"})
+    assert back == {"namespace": "shop", "pod_uid": "y"}  # only cdh's own names are mapped back
+    assert keys.read_metadata("s3", {"Pod": "web"}) == {"pod": "web"}
