@@ -139,9 +139,6 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def failure(self, err: BaseException) -> Failure: ...
 
-    def hint(self, failure: Failure) -> str:
-        return self.hints.get(failure.code) or self.hints.get("", "")
-
     # ---------------------------------------------------------------- the tools' side
 
     @abc.abstractmethod
