@@ -108,3 +108,39 @@ def test_settings_that_do_not_add_up_are_one_line(tmp_path, env, named):
     done = run_cdh("agent", env=base_env(tmp_path, {}, **env))
     assert done.returncode == 3
     assert named in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+@pytest.mark.parametrize("store", ["azblob"], indirect=True)
+def test_a_dead_azure_attempt_leaves_nothing_the_next_commit_keeps(tmp_path, store):
+    """Blocks sent, the commit refused every time: the zip stays, the blob does not exist (its blocks are
+    uncommitted, invisible); the next upload's commit discards them: no leftover, the object whole."""
+    from tests.support.faultproxy import Rule
+
+    core_dir = tmp_path / "host" / "cores"
+    core_dir.mkdir(parents=True, mode=0o700)
+    z = make_zip(core_dir, 11 * MiB)
+    env = base_env(tmp_path, store.agent_env(proxied=True), **SMALL_PARTS)
+    refused = store.proxy.add(Rule("error", method="PUT", path=r"comp=blocklist", status=500,
+                                   code="InternalError"))
+    assert run_sweep(env).returncode == 1
+    assert refused.hits == 3 and zips_left(core_dir) == [z.filename]
+    assert list_keys(store.client, store.bucket) == [] and store.view.leftovers() == [z.filename]
+    store.proxy.clear()
+    done = run_sweep(env)
+    assert done.returncode == 0, done.stderr + done.stdout
+    assert object_sha256(store.client, store.bucket, z.filename) == z.sha256
+    assert store.view.leftovers() == []
+
+
+@pytest.mark.parametrize("store", ["gs"], indirect=True)
+def test_a_gcs_upload_that_gives_up_cancels_its_session(tmp_path, store):
+    from tests.support.faultproxy import Rule
+
+    core_dir = tmp_path / "host" / "cores"
+    core_dir.mkdir(parents=True, mode=0o700)
+    z = make_zip(core_dir, 3 * MiB)
+    env = base_env(tmp_path, store.agent_env(proxied=True))
+    store.proxy.add(Rule("error", method="PUT", path=r"upload_id=", status=503, code="backendError"))
+    assert run_sweep(env).returncode == 1
+    assert store.proxy.count("DELETE", r"upload_id=") >= 1  # the session cancelled
+    assert list_keys(store.client, store.bucket) == [] and zips_left(core_dir) == [z.filename]
