@@ -30,7 +30,7 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from cdh import keys
-from cdh.store import CHUNK, Failure, ObjectInfo, Store, VerifyError, http
+from cdh.store import ObjectInfo, VerifyError, http
 from cdh.store.azblobapi import AzureError, Container, block_id, http_time
 from cdh.store.body import FileSlice, fold_slice
 from cdh.store.crc import crc64_b64, crc64nvme
@@ -61,7 +61,7 @@ HINTS = {
 }
 
 
-class AzureBlobStore(Store):
+class AzureBlobStore(http.HttpStore):
     kind = "azblob"
     hints = HINTS
 
@@ -69,26 +69,16 @@ class AzureBlobStore(Store):
         super().__init__(destination, pool_size, log)
         assert destination.azure is not None
         self.access: AzureAccess = destination.azure
-        self.session: Any = None
-        self.api: Any = None
 
-    async def open(self) -> None:
-        self.session = http.session(self.pool_size)
-        self.api = Container(self.session, self.access, self.destination.bucket)
+    def _api(self, session: Any) -> Container:
+        return Container(session, self.access, self.destination.bucket)
 
-    async def close(self) -> None:
-        if self.api is not None:
-            await self.api.close()
-        if self.session is not None:
-            await self.session.close()
-
-    def failure(self, err: BaseException) -> Failure:
-        if isinstance(err, AzureError):
-            return Failure(err.code, err.message or err.code, f"{err.code}: {err.message or err.status}",
-                           err.permanent, err.status)
-        name = type(err).__name__
-        permanent = _is_credential_error(err)
-        return Failure(name, str(err) or name, f"{name}: {err}", permanent)
+    def _credential_error(self, err: BaseException) -> bool:
+        try:
+            from azure.core.exceptions import ClientAuthenticationError
+        except ImportError:  # pragma: no cover - azure-identity is a dependency
+            return False
+        return isinstance(err, ClientAuthenticationError)  # no identity, or a token refused
 
     # ---------------------------------------------------------------- upload
 
@@ -165,12 +155,8 @@ class AzureBlobStore(Store):
                 raise
 
     async def _read(self, info: ObjectInfo) -> AsyncIterator[bytes]:
-        resp = await self.api.get(info.key, etag=info.etag)
-        try:
-            async for chunk in resp.content.iter_chunked(CHUNK):
-                yield chunk
-        finally:
-            resp.release()
+        async for chunk in self._chunks(await self.api.get(info.key, etag=info.etag)):
+            yield chunk
 
     def _download_digest(self, info: ObjectInfo) -> Any:
         return hashlib.md5(usedforsecurity=False) if info.facts.get("content_md5") else _NoDigest()
@@ -199,15 +185,6 @@ def check(props: Any, etag: str, size: int, blocks: list[tuple[str, int]], sent:
     if blocks != sent:
         raise VerifyError(f"the committed blocks ({len(blocks)}) are not the {len(sent)} sent")
     return f"size+etag+blocks+{checksum}"
-
-
-def _is_credential_error(err: BaseException) -> bool:
-    """azure-identity found no identity or was refused a token: only a config change helps."""
-    try:
-        from azure.core.exceptions import ClientAuthenticationError
-    except ImportError:  # pragma: no cover - azure-identity is a dependency
-        return False
-    return isinstance(err, ClientAuthenticationError)
 
 
 def _quoted(etag: str) -> str:

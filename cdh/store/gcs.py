@@ -29,7 +29,7 @@ from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 
 from cdh import keys
-from cdh.store import CHUNK, Failure, ObjectInfo, Store, VerifyError, http
+from cdh.store import ObjectInfo, VerifyError, http
 from cdh.store.body import FileSlice, fold_slice
 from cdh.store.crc import crc32c, crc32c_b64
 from cdh.store.gcsapi import Bucket, GcsError
@@ -54,7 +54,7 @@ HINTS = {
 }
 
 
-class GcsStore(Store):
+class GcsStore(http.HttpStore):
     kind = "gs"
     hints = HINTS
 
@@ -62,23 +62,19 @@ class GcsStore(Store):
         super().__init__(destination, pool_size, log)
         assert destination.gcs is not None
         self.access: GcsAccess = destination.gcs
-        self.session: Any = None
-        self.api: Any = None
 
-    async def open(self) -> None:
-        self.session = http.session(self.pool_size)
-        self.api = Bucket(self.session, self.access, self.destination.bucket)
+    def _api(self, session: Any) -> Bucket:
+        return Bucket(session, self.access, self.destination.bucket)
 
-    async def close(self) -> None:
-        if self.session is not None:
-            await self.session.close()
-
-    def failure(self, err: BaseException) -> Failure:
-        if isinstance(err, GcsError):
-            return Failure(err.code, err.message or err.code, f"{err.code}: {err.message or err.status}",
-                           err.permanent, err.status)
-        name = type(err).__name__
-        return Failure(name, str(err) or name, f"{name}: {err}", _is_credential_error(err))
+    def _credential_error(self, err: BaseException) -> bool:
+        """google-auth found no credentials, or the token service refused them (not a passing failure)."""
+        try:
+            from google.auth import exceptions
+        except ImportError:  # pragma: no cover - google-auth is a dependency
+            return False
+        if isinstance(err, exceptions.RefreshError):
+            return not getattr(err, "retryable", False)
+        return isinstance(err, exceptions.DefaultCredentialsError)
 
     # ---------------------------------------------------------------- upload
 
@@ -171,12 +167,9 @@ class GcsStore(Store):
                 raise
 
     async def _read(self, info: ObjectInfo) -> AsyncIterator[bytes]:
-        resp = await self.api.read(info.key, str(info.facts.get("generation") or ""))
-        try:
-            async for chunk in resp.content.iter_chunked(CHUNK):
-                yield chunk
-        finally:
-            resp.release()
+        generation = str(info.facts.get("generation") or "")
+        async for chunk in self._chunks(await self.api.read(info.key, generation)):
+            yield chunk
 
     def _download_digest(self, info: ObjectInfo) -> Any:
         return _Crc32c()
@@ -220,17 +213,6 @@ def _rfc3339(value: str) -> float:
         return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
     except ValueError:
         return parsedate_to_datetime(value).timestamp()
-
-
-def _is_credential_error(err: BaseException) -> bool:
-    """google-auth found no credentials, or the token service refused them (not a passing failure)."""
-    try:
-        from google.auth import exceptions
-    except ImportError:  # pragma: no cover - google-auth is a dependency
-        return False
-    if isinstance(err, exceptions.RefreshError):
-        return not getattr(err, "retryable", False)
-    return isinstance(err, exceptions.DefaultCredentialsError)
 
 
 class _Crc32c:

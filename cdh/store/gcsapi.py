@@ -89,6 +89,9 @@ class Bucket:
         self.bucket = bucket
         self.token = None if access.anonymous else GoogleToken(access.credentials_file)
 
+    async def close(self) -> None:
+        """Nothing of its own to close: google-auth's transport is made per refresh."""
+
     async def _headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         h = dict(extra or {})
         if self.token is not None:

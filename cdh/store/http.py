@@ -9,6 +9,8 @@ one request (botocore does both for S3).
 - :func:`retried`: a request tried up to :data:`ATTEMPTS` times while its failure is transient
   (botocore standard mode's shape: full jitter, exponential, capped). A request body is a
   :class:`~cdh.store.body.FileSlice`, which every send starts from its first byte.
+- :class:`HttpStore`: the base of both stores: the session and the API client on it, how a failure
+  is read, an object's bytes streamed.
 """
 
 from __future__ import annotations
@@ -17,10 +19,12 @@ import asyncio
 import os
 import random
 import ssl
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
 
 import aiohttp
+
+from cdh.store import CHUNK, Failure, Store
 
 T = TypeVar("T")
 ATTEMPTS = 3
@@ -90,3 +94,45 @@ def session(pool_size: int) -> aiohttp.ClientSession:
     # auto_decompress off: a body is what the service stored, checked byte for byte.
     return aiohttp.ClientSession(connector=connector, timeout=timeout, auto_decompress=False,
                                  raise_for_status=False)
+
+
+class HttpStore(Store):
+    """What the Azure and Cloud Storage stores share: one session, the service's API client on it
+    (:meth:`_api`), and how a failure is read (:class:`ServiceError`, else the credential library's)."""
+
+    def __init__(self, destination, pool_size: int = 10, log=None) -> None:
+        super().__init__(destination, pool_size, log)
+        self.session: Any = None
+        self.api: Any = None
+
+    def _api(self, session: aiohttp.ClientSession) -> Any:
+        raise NotImplementedError
+
+    async def open(self) -> None:
+        self.session = session(self.pool_size)
+        self.api = self._api(self.session)
+
+    async def close(self) -> None:
+        if self.api is not None:
+            await self.api.close()
+        if self.session is not None:
+            await self.session.close()
+
+    def failure(self, err: BaseException) -> Failure:
+        if isinstance(err, ServiceError):
+            return Failure(err.code, err.message or err.code, f"{err.code}: {err.message or err.status}",
+                           err.permanent, err.status)
+        name = type(err).__name__
+        return Failure(name, str(err) or name, f"{name}: {err}", self._credential_error(err))
+
+    def _credential_error(self, err: BaseException) -> bool:
+        """The credential library found no identity, or was refused a token: a config change helps."""
+        return False
+
+    @staticmethod
+    async def _chunks(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in response.content.iter_chunked(CHUNK):
+                yield chunk
+        finally:
+            response.release()

@@ -232,6 +232,25 @@ def test_azure_and_gcs_frozen_mid_upload(tmp_path, store, start_agent, figures):
     finish(figures.of(store.kind), store.client, store.bucket, expected, watch, faults=1)
 
 
+def refused_then_fixed(tmp_path, store, start_agent, env, code: str, hint: str, fix):
+    """Three zips refused (upload.denied with ``code``, a hint naming ``hint``), none leaving the node,
+    until ``fix()`` puts the right credential in place and a SIGHUP reloads it: then every zip goes.
+    (agent, expected, watch, refusals)."""
+    host = tmp_path / "host"
+    expected = ledger.hashed(composer_zips(host, [1 * KiB, 8 * MiB, 40 * KiB]))
+    with ledger.DeletionWatch(store.client, store.bucket, host / "cores", expected) as watch:
+        agent = start_agent(env)
+        refusals = agent.wait_event("upload.denied", count=3)
+        assert {e["code"] for e in refusals} == {code}
+        assert all(hint in e["hint"] for e in refusals)
+        assert len(zips_left(host / "cores")) == 3
+        fix()
+        agent.signal(signal.SIGHUP)
+        agent.wait_event("config.reloaded")
+        wait_until(lambda: zips_left(host / "cores") == [], timeout=60, what="uploads after SIGHUP")
+    return agent, expected, watch, len(refusals)
+
+
 @pytest.mark.parametrize("store", ["azblob"], indirect=True)
 def test_a_wrong_azure_key_then_a_sighup_with_the_fixed_secret(tmp_path, store, start_agent, figures):
     """The account key from a file (a Secret volume); Azurite checks the Shared Key signature itself and
@@ -243,21 +262,11 @@ def test_a_wrong_azure_key_then_a_sighup_with_the_fixed_secret(tmp_path, store, 
     env = base_env(tmp_path, {}, **SMALL_PARTS, CDH_DESTINATION=f"azblob://{store.bucket}",
                    CDH_AZURE_ACCOUNT=AZURITE_ACCOUNT, CDH_AZURE_ENDPOINT=store.server.blob_endpoint(),
                    CDH_AZURE_ACCOUNT_KEY_FILE=str(key_file))
-    host = tmp_path / "host"
-    zips = composer_zips(host, [1 * KiB, 8 * MiB, 40 * KiB])
-    expected = ledger.hashed(zips)
-    with ledger.DeletionWatch(store.client, store.bucket, host / "cores", expected) as watch:
-        agent = start_agent(env)
-        refusals = agent.wait_event("upload.denied", count=3)
-        assert {e["code"] for e in refusals} == {"AuthorizationFailure"}
-        assert all("CDH_AZURE_ACCOUNT" in e["hint"] for e in refusals)
-        assert len(zips_left(host / "cores")) == 3
-        key_file.write_text(AZURITE_KEY + "\n")
-        agent.signal(signal.SIGHUP)
-        agent.wait_event("config.reloaded")
-        wait_until(lambda: zips_left(host / "cores") == [], timeout=60, what="uploads after SIGHUP")
+    agent, expected, watch, refusals = refused_then_fixed(
+        tmp_path, store, start_agent, env, "AuthorizationFailure", "CDH_AZURE_ACCOUNT",
+        lambda: key_file.write_text(AZURITE_KEY + "\n"))
     assert AZURITE_KEY not in agent.text()
-    finish(figures.of(store.kind), store.client, store.bucket, expected, watch, faults=len(refusals))
+    finish(figures.of(store.kind), store.client, store.bucket, expected, watch, faults=refusals)
 
 
 @CLOUDS
@@ -310,18 +319,9 @@ def test_a_refused_gcs_service_account_then_a_sighup_with_the_fixed_key(tmp_path
         env = base_env(tmp_path, {}, **SMALL_PARTS, CDH_DESTINATION=f"gs://{store.bucket}",
                        CDH_GCS_ENDPOINT=store.proxy.url, CDH_GCS_CREDENTIALS_FILE=str(key_file),
                        GCE_METADATA_HOST="127.0.0.1:9", GCE_METADATA_IP="127.0.0.1:9")
-        host = tmp_path / "host"
-        zips = composer_zips(host, [1 * KiB, 8 * MiB, 40 * KiB])
-        expected = ledger.hashed(zips)
-        with ledger.DeletionWatch(store.client, store.bucket, host / "cores", expected) as watch:
-            agent = start_agent(env)
-            denials = agent.wait_event("upload.denied", count=3)
-            assert {e["code"] for e in denials} == {"forbidden"}
-            assert all("roles/storage.objectUser" in e["hint"] for e in denials)
-            assert len(zips_left(host / "cores")) == 3
-            stubs.add_service_account(key_file, "cdh@test-project.iam.gserviceaccount.com", "ya29.access")
-            agent.signal(signal.SIGHUP)
-            agent.wait_event("config.reloaded")
-            wait_until(lambda: zips_left(host / "cores") == [], timeout=60, what="uploads after SIGHUP")
+        agent, expected, watch, _ = refused_then_fixed(
+            tmp_path, store, start_agent, env, "forbidden", "roles/storage.objectUser",
+            lambda: stubs.add_service_account(key_file, "cdh@test-project.iam.gserviceaccount.com",
+                                              "ya29.access"))
         assert "ya29.access" not in agent.text() and "PRIVATE KEY" not in agent.text()
     finish(figures.of(store.kind), store.client, store.bucket, expected, watch, faults=refused.hits)
