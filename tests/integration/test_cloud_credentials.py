@@ -90,6 +90,19 @@ def test_aks_workload_identity(tmp_path, tls, stubs, azurite_tls):
     assert grant["scope"] == "https://storage.azure.com/.default"
 
 
+def test_an_azure_service_principal(tmp_path, tls, stubs, azurite_tls):
+    """ARO without Workload Identity: a service principal's secret in the pod's environment."""
+    from tests.support.emulators import S3Shaped
+
+    container = azurite_tls.create()
+    before = len(stubs.requests("entra-token"))
+    env = azure_env(tmp_path, tls, azurite_tls, container, AZURE_CLIENT_ID=CLIENT_ID, AZURE_TENANT_ID=TENANT,
+                    AZURE_CLIENT_SECRET="the-service-principal-secret", AZURE_AUTHORITY_HOST=stubs.https_url)
+    upload_one(tmp_path, env, S3Shaped(container), container.name)
+    (grant, *_) = stubs.requests("entra-token")[before:]
+    assert grant["client_id"] == CLIENT_ID and grant["client_secret"] == "the-service-principal-secret"
+
+
 def test_azure_managed_identity(tmp_path, tls, stubs, azurite_tls):
     from tests.support.emulators import S3Shaped
 
