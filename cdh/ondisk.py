@@ -3,7 +3,7 @@ doctor`` and the bucket tools read them. This module is that contract (as cdh/ke
 keys), and its test is the contract's test: every writer and reader imports the names from here.
 
 - HOST_DIR (:class:`HostDir`): the composer ``cdc`` and its Python runtime, the composer's settings,
-  log and rate-limit state, crictl's config, the sysctl backups.
+  log and rate-limit state, crictl's config, the sysctl backups; ``state/``, the agent's own.
 - CORE_DIR: ``.<name>.zip.part`` while a composer writes it (under its exclusive flock), then
   ``<name>.zip``, never partial (:func:`is_finished_zip`).
 - The zip: entries named after it, ``<name>`` + a suffix below; ``<name>-dump-info.json`` holds
@@ -26,7 +26,10 @@ COMPOSER = "cdc"                       # the zipapp; its first line runs the bun
 COMPOSER_ENV = "composer.env"          # the composer's settings, written by the agent
 COMPOSER_LOG = "composer.log"          # JSON lines; rotated once, to composer.log.1
 ROTATED_SUFFIX = ".1"
-LOG_POSITION = ".composer-log.position"  # how far the agent has relayed the composer's log
+STATE = "state"                        # the agent's own state: all it writes in HOST_DIR outside CORE_DIR
+                                       # and EVENT_DIR (the DaemonSet mounts HOST_DIR read-only but these)
+LOG_POSITION = "composer-log.position"  # in STATE: how far the agent has relayed the composer's log
+LEGACY_LOG_POSITION = ".composer-log.position"  # in HOST_DIR, where agents before STATE kept it: read once
 RATE_LIMIT_STATE = "ratelimit.json"    # CDH_RATE_LIMIT: capture times per container
 CRICTL_CONFIG = "crictl.yaml"          # CDH_DEPLOY_CRICTL_CONFIG
 BACKUP_SUFFIX = ".bak"                 # <sysctl leaf>.bak: the value before cdh set it
@@ -54,7 +57,12 @@ class HostDir:
     composer_env = _in_host_dir(COMPOSER_ENV)
     composer_log = _in_host_dir(COMPOSER_LOG)
     rotated_log = _in_host_dir(COMPOSER_LOG + ROTATED_SUFFIX)
-    log_position = _in_host_dir(LOG_POSITION)
+    state = _in_host_dir(STATE)
+    legacy_log_position = _in_host_dir(LEGACY_LOG_POSITION)
+
+    @property
+    def log_position(self) -> str:
+        return os.path.join(self.path, STATE, LOG_POSITION)
     rate_limit_state = _in_host_dir(RATE_LIMIT_STATE)
     crictl_config = _in_host_dir(CRICTL_CONFIG)
     runtimes = _in_host_dir(RUNTIMES)

@@ -98,3 +98,15 @@ def image_entry(image_runtime):
     from tests.support.packaging import write_image_entry
 
     return write_image_entry(str(image_runtime), os.path.join(os.path.dirname(image_runtime), "cdh.pyz"))
+
+
+@pytest.fixture(scope="session")
+def agent_image(image_runtime, tmp_path_factory) -> str:
+    """The agent image as `nox -s image` builds it (packaging/build_image.py), from ``image_runtime``:
+    the archive's path."""
+    from tests.support.packaging import build_image
+
+    out = str(tmp_path_factory.mktemp("agent-image") / "cdh-image.tar")
+    build_image(str(image_runtime), out)
+    return out
+

@@ -12,7 +12,9 @@ object is relayed as ``composer.unparsed`` with its text, capped.
   old one (now .1) is drained, and kept open a few seconds more for composers
   that still hold it, while the new one is read from its start.
 - Restarts: the position (device, inode, offset) is saved in
-  HOST_DIR/.composer-log.position at most once a second. A restart resumes there,
+  HOST_DIR/state/composer-log.position at most once a second (HOST_DIR/state exists: the
+  agent's install made it, or the DaemonSet mounts it; an agent from before state/ kept it
+  at HOST_DIR/.composer-log.position, which is read when state/ has none). A restart resumes there,
   in composer.log or in composer.log.1 if it was rotated meanwhile, and says so
   (``composer_log.resumed``, how many bytes behind); lines written while the agent
   was down are relayed once, with their own timestamps.
@@ -110,6 +112,7 @@ class ComposerLogRelay:
         files = ondisk.HostDir(host_dir)
         self.path, self.rotated_path = files.composer_log, files.rotated_log
         self.position_path = files.log_position
+        self.legacy_position_path = files.legacy_log_position
         self.log = log
         self.current: _Tail | None = None
         self.rotated: _Tail | None = None
@@ -147,16 +150,18 @@ class ComposerLogRelay:
         self._saved = pos
 
     def _load_position(self) -> tuple[int, int, int] | None:
-        try:
-            with open(self.position_path, "rb") as f:
-                p = json.loads(f.read())
-            return int(p["dev"]), int(p["ino"]), int(p["offset"])
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError, KeyError, TypeError) as err:
-            self.log.warning("composer_log.position_unreadable", path=self.position_path, error=str(err),
-                             action="following from the end")
-            return None
+        for path in (self.position_path, self.legacy_position_path):
+            try:
+                with open(path, "rb") as f:
+                    p = json.loads(f.read())
+                return int(p["dev"]), int(p["ino"]), int(p["offset"])
+            except FileNotFoundError:
+                continue
+            except (OSError, ValueError, KeyError, TypeError) as err:
+                self.log.warning("composer_log.position_unreadable", path=path, error=str(err),
+                                 action="following from the end")
+                return None
+        return None
 
     def _open(self, path: str, offset: int | None) -> _Tail | None:
         try:
@@ -216,9 +221,13 @@ class ComposerLogRelay:
         now = time.monotonic()
         if pos == self._saved or (not force and now - self._saved_at < SAVE_EVERY_S):
             return
+        data = json.dumps({"dev": pos[0], "ino": pos[1], "offset": pos[2]}).encode()
         try:
-            fsutil.atomic_write(self.position_path,
-                                json.dumps({"dev": pos[0], "ino": pos[1], "offset": pos[2]}).encode())
+            try:
+                fsutil.atomic_write(self.position_path, data)
+            except FileNotFoundError:  # no state/ yet (a HOST_DIR no install prepared): ours to make
+                os.mkdir(os.path.dirname(self.position_path), 0o700)
+                fsutil.atomic_write(self.position_path, data)
         except OSError as err:
             self.log.debug("composer_log.position_not_saved", error=err.strerror)
             return

@@ -2,8 +2,9 @@
 
 A reload reads the same sources as the start (environment, ``CDH_CONFIG_FILE``,
 ``*_FILE`` secret files). It is asked for by SIGHUP or by a change of the
-mounted config file: Kubernetes updates a ConfigMap volume by writing a new
-timestamped directory and renaming the ``..data`` symlink over, so we watch the
+mounted config file or of a key file (a rotated Secret: new keys without a
+restart): Kubernetes updates a ConfigMap or Secret volume by writing a new
+timestamped directory and renaming the ``..data`` symlink over, so we watch each
 file's directory for renames and writes of ``..data`` or the file's own name.
 """
 
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
 
 # Settings a running agent cannot take over without a restart (the watch, the
 # composer's core_pattern, the listening port). A reload keeps the old value and says so.
-RESTART_ONLY = ("host_dir", "core_dir", "event_dir", "metrics_port")
+RESTART_ONLY = ("host_dir", "core_dir", "event_dir", "metrics_port", "metrics_address", "manage_host")
 CONFIGMAP_LINK = "..data"
 SETTLE_S = 0.3  # a ConfigMap update is several events; reload once, after the last
 
@@ -58,22 +59,36 @@ def changed(new: Settings, old: Settings) -> list[str]:
     return [names[a] for a in new.values if new.values[a] != old.values.get(a)]
 
 
-async def watch_file(path: str, on_change: Callable[[], None], log: Log) -> None:
-    """Call ``on_change`` after the config file at ``path`` changes, until cancelled."""
+def watched_files(settings: Settings) -> list[str]:
+    """The files whose change reloads the settings: CDH_CONFIG_FILE, every ``*_FILE`` key file,
+    present or not (an optional Secret created later brings its keys in the same way), and the Cloud
+    Storage credentials file (a mounted key: google-auth reads it when the store is built)."""
+    return [p for p in (settings.config_file, *settings.files.values(), settings.gcs_credentials_file) if p]
+
+
+async def watch_files(paths: list[str], on_change: Callable[[], None], log: Log) -> None:
+    """Call ``on_change`` after any of the files at ``paths`` changes, until cancelled."""
     from asyncinotify import Inotify, Mask
 
-    directory, name = os.path.split(path)
+    names: dict[str, set[str]] = {}
+    for path in paths:
+        directory, name = os.path.split(path)
+        names.setdefault(directory, {CONFIGMAP_LINK}).add(name)
     with Inotify() as inotify:
-        try:
-            inotify.add_watch(directory, Mask.MOVED_TO | Mask.CLOSE_WRITE | Mask.CREATE | Mask.ONLYDIR)
-        except OSError as err:
-            log.warning("config.watch_failed", dir=directory, error=err.strerror,
-                        action="reload with SIGHUP only")
+        watched = {}
+        for directory in names:
+            try:
+                watched[directory] = inotify.add_watch(
+                    directory, Mask.MOVED_TO | Mask.CLOSE_WRITE | Mask.CREATE | Mask.ONLYDIR)
+            except OSError as err:
+                log.warning("config.watch_failed", dir=directory, error=err.strerror,
+                            action="reload with SIGHUP only")
+        if not watched:
             return
         events = aiter(inotify)
         while True:
             event = await anext(events)
-            if str(event.name) not in (name, CONFIGMAP_LINK):
+            if event.watch is None or str(event.name) not in names.get(str(event.watch.path), ()):
                 continue
             while True:  # settle: one reload for the burst of a ConfigMap swap
                 try:  # asyncio.timeout: wait_for (3.11) can swallow a cancel (see composerlog.py)

@@ -56,7 +56,7 @@ def install(settings: Settings, sysctl: Sysctl | None = None, composer: bytes | 
             f"kernel.core_pattern would be {len(pattern.encode())} bytes, over the kernel's "
             f"{CORE_PATTERN_MAX}: use a shorter CDH_HOST_DIR (now {settings.host_dir!r})")
     done: list[str] = []
-    for d in (settings.host_dir, settings.core_dir, settings.event_dir):
+    for d in (settings.host_dir, settings.core_dir, settings.event_dir, layout.state):
         fsutil.makedirs_private(d)
     done += install_composer(settings, layout, composer)
     fsutil.write_if_changed(layout.composer_env, render_env(settings).encode(), mode=0o600)

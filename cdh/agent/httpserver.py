@@ -27,7 +27,7 @@ Checks = Callable[[], dict[str, bool]]
 
 class HttpServer:
     def __init__(self, port: int, ready_checks: Checks, log: Log,
-                 host: str = "0.0.0.0",  # kubelet probes come from the node
+                 host: str = "0.0.0.0",  # CDH_METRICS_ADDRESS; kubelet probes come from the node
                  live_checks: Checks | None = None) -> None:
         self.port = port
         self.host = host
@@ -49,7 +49,7 @@ class HttpServer:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
         await site.start()
-        self.log.info("health.listening", port=self.port, paths=sorted(self.routes))
+        self.log.info("health.listening", address=self.host, port=self.port, paths=sorted(self.routes))
 
     async def stop(self) -> None:
         if self._runner is not None:

@@ -1,7 +1,8 @@
 """``cdh agent``: the node daemon. One :class:`Agent` whose life reads top to bottom:
 start → run → stop (after uvicorn's server).
 
-- start: host setup (composer, composer.env, sysctls), the store, /healthz,
+- start: host setup (composer, composer.env, sysctls; or, with CDH_MANAGE_HOST=false, left to
+  `cdh host`: cdh/agent/hostside.py), the store, /healthz,
   storage check, triggers (startup sweep, inotify, interval, schedule), workers.
 - run: wait for a flag. Signals only set flags: SIGHUP → reload; SIGTERM/SIGINT →
   stop; a second SIGTERM/SIGINT → stop now. A change of the mounted config file
@@ -13,13 +14,13 @@ start → run → stop (after uvicorn's server).
 from __future__ import annotations
 
 import asyncio
-import errno
 import os
 import signal
 import time
 
-from cdh import EXIT_FAILURE, EXIT_OK, __version__, config, destination, fsutil, ondisk
+from cdh import EXIT_FAILURE, EXIT_OK, __version__, config, destination
 from cdh.agent import configload, host
+from cdh.agent.hostside import HostSide, ObservedHost
 from cdh.agent.intake import Intake, cancel_all
 from cdh.agent.janitor import Janitor
 from cdh.agent.log import Log, route_stdlib
@@ -73,7 +74,9 @@ class Agent:
         self.janitor = Janitor(settings, log)
         self.intake.on_part_closed = self.janitor.part_closed
         self.backoff = Backoff(settings.retry_min_s, settings.retry_max_s)
-        self.host_ready = False
+        # The host half (cdh/agent/hostside.py): here, or `cdh host` in another container.
+        self.host = (HostSide(settings, self.sysctl, log) if settings.manage_host
+                     else ObservedHost(settings, log))
         self.in_flight: set[str] = set()
         self._workers: dict[int, asyncio.Task] = {}
         self._triggers: list[asyncio.Task] = []
@@ -109,7 +112,7 @@ class Agent:
         for note in s.notes:
             self.log.warning("config.note", note=note)
         self._install_signal_handlers()
-        await self._set_up_host()
+        await self.host.set_up()
         await self.stores.open(dest, s)
         await self.telemetry.start()
         await self.check_storage()
@@ -117,21 +120,6 @@ class Agent:
         self._start_triggers()
         self._resize_workers()
         self.log.info("agent.started", pid=os.getpid())
-
-    async def _set_up_host(self) -> None:
-        """Install the composer and set the sysctls. A full disk must not stop the agent: its uploads
-        are what free the space, and the composer already installed keeps capturing meanwhile."""
-        try:
-            for line in await asyncio.to_thread(host.install, self.settings, self.sysctl):
-                self.log.info("host.setup", done=line)
-        except OSError as err:
-            if err.errno not in (errno.ENOSPC, errno.EDQUOT):
-                raise host.HostError(f"host setup failed in {self.settings.host_dir}: {err}") from None
-            self.log.error("host.setup_incomplete", host_dir=self.settings.host_dir, error=str(err),
-                           action="uploading anyway (it frees space) with the composer already installed; "
-                                  "setup is tried again at the next reload or restart")
-            return
-        self.host_ready = True
 
     def _install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
@@ -143,6 +131,10 @@ class Agent:
         (self._now if self._stop.is_set() else self._stop).set()
 
     # ------------------------------------------------------------ status (telemetry.AgentStatus)
+
+    @property
+    def host_ready(self) -> bool:
+        return self.host.ready
 
     @property
     def stopping(self) -> bool:
@@ -206,9 +198,11 @@ class Agent:
             names.append(f"schedule {s.schedule}")
             self._triggers.append(asyncio.create_task(intake.on_schedule(s.schedule), name="intake-schedule"))
         self._triggers.append(asyncio.create_task(self.janitor.every(), name="retention"))
-        if s.config_file:
+        self._triggers.append(asyncio.create_task(self.host.tend(), name="host-tend"))
+        watched = configload.watched_files(s)
+        if watched:
             self._triggers.append(asyncio.create_task(
-                configload.watch_file(s.config_file, self._reload.set, self.log), name="config-watch"))
+                configload.watch_files(watched, self._reload.set, self.log), name="config-watch"))
         if names:
             intake.sweep("start")
             self.log.info("intake.triggers", triggers=names)
@@ -283,7 +277,7 @@ class Agent:
         self.log.configure(new)
         self.uploader.configure(new)
         self.janitor.configure(new)
-        await self._refresh_host()
+        await self.host.refresh(new)
         self.backoff.reset(new.retry_min_s, new.retry_max_s)
         await self.telemetry.configure(new)
         await cancel_all(self._triggers)
@@ -294,22 +288,6 @@ class Agent:
         requeued = self.intake.retry_now()
         self.log.info("config.reloaded", changed=configload.changed(new, old), requeued=requeued,
                       kept_until_restart=kept)
-
-    async def _refresh_host(self) -> None:
-        if not self.host_ready:  # setup was cut short (a full disk): try it whole again
-            try:
-                await self._set_up_host()
-            except host.HostError as err:
-                self.log.error("agent.host_setup_failed", error=str(err))
-            return
-        self._write_composer_env()
-
-    def _write_composer_env(self) -> None:
-        path = ondisk.HostDir(self.settings.host_dir).composer_env
-        try:
-            fsutil.write_if_changed(path, config.render_env(self.settings).encode(), mode=0o600)
-        except OSError as err:
-            self.log.error("host.composer_env_failed", path=path, error=err.strerror)
 
     # ------------------------------------------------------------ stop
 
@@ -322,9 +300,7 @@ class Agent:
         if cut:
             self.log.warning("agent.uploads_cut", files=cut, action="their zips stay for the next start")
         await self._close()
-        if self.settings.uninstall_on_stop:
-            for line in await asyncio.to_thread(host.uninstall, self.settings, self.sysctl):
-                self.log.info("host.restore", done=line)
+        await self.host.restore()
         self.log.info("agent.stopped", pid=os.getpid())
 
     async def _drain(self, workers: list[asyncio.Task], grace: float) -> list[str]:

@@ -122,10 +122,13 @@ def write_zipapp(dest: str, target: str, manifest: dict, pyz: str, mode: int = 0
     fsutil.write_if_changed(dest, shebang(target, manifest) + zipapp_body(pyz), mode=mode)
 
 
-def write_image_entry(runtime_dir: str, dest: str) -> None:
-    """The image's executable zipapp (Containerfile: ``python -m cdh.agent.pyruntime RUNTIME DEST``)."""
+def write_image_entry(runtime_dir: str, dest: str, target: str | None = None) -> None:
+    """The image's executable zipapp: ``python -m cdh.agent.pyruntime RUNTIME DEST [TARGET]`` (the
+    Containerfile; packaging/build_image.py, whose runtime is built elsewhere and lives at TARGET,
+    /opt/cdh/runtime, in the image)."""
     manifest = read_manifest(runtime_dir)
-    write_zipapp(dest, runtime_dir, manifest, os.path.join(runtime_dir, manifest["pyz"]), mode=0o755)
+    pyz = os.path.join(runtime_dir, manifest["pyz"])
+    write_zipapp(dest, target or runtime_dir, manifest, pyz, mode=0o755)
 
 
 def zipapp_body(pyz: str) -> bytes:
@@ -229,7 +232,7 @@ def remove_all(host_dir: str) -> list[str]:
     return done
 
 
-if __name__ == "__main__":  # packaging/Containerfile: the image's /opt/cdh/cdh.pyz
+if __name__ == "__main__":  # the image's /opt/cdh/cdh.pyz (packaging/Containerfile, build_image.py)
     import sys
 
-    write_image_entry(sys.argv[1], sys.argv[2])
+    write_image_entry(*sys.argv[1:4])

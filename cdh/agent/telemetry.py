@@ -89,12 +89,13 @@ class Telemetry:
         await self._serve()
 
     async def _serve(self) -> None:
-        """/healthz, /readyz and /metrics on CDH_METRICS_PORT (0: none)."""
-        if not self.agent.settings.metrics_port:
+        """/healthz, /readyz and /metrics on CDH_METRICS_ADDRESS:CDH_METRICS_PORT (port 0: none)."""
+        s = self.agent.settings
+        if not s.metrics_port:
             return
         from cdh.agent.httpserver import HttpServer
 
-        self._server = HttpServer(self.agent.settings.metrics_port, self.readiness, self.log,
+        self._server = HttpServer(s.metrics_port, self.readiness, self.log, host=s.metrics_address,
                                   live_checks=self.liveness)
         self._server.route("/metrics", self._metrics)
         await self._server.start()

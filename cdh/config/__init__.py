@@ -33,11 +33,13 @@ class Settings:
     """Validated settings. Build with :func:`load`; attributes follow :data:`SPECS`."""
 
     def __init__(self, values: Mapping[str, Any], raw: Mapping[str, str],
-                 sources: Mapping[str, str], notes: tuple[str, ...] = ()) -> None:
+                 sources: Mapping[str, str], notes: tuple[str, ...] = (),
+                 files: Mapping[str, str] | None = None) -> None:
         self.values = dict(values)    # attr → typed value
         self.raw = dict(raw)          # attr → the string it was parsed from
         self.sources = dict(sources)  # attr → the env name it came from
         self.notes = notes            # things to say once at start
+        self.files = dict(files or {})  # attr → the file a *_FILE names (read or absent): watched for changes
 
     def __getattr__(self, attr: str) -> Any:
         try:
@@ -63,6 +65,7 @@ def load(layers: Iterable[Mapping[str, str]], scope: str = "agent") -> Settings:
     """
     raw: dict[str, tuple[str, str]] = {}  # attr → (value, env name)
     notes: list[str] = []
+    files: dict[str, str] = {}
     for layer in layers:
         # Aliases first, so a canonical name in the same layer wins over its alias.
         for name in sorted(layer, key=lambda n: n.startswith("CDH_")):
@@ -76,7 +79,10 @@ def load(layers: Iterable[Mapping[str, str]], scope: str = "agent") -> Settings:
                 spec = BY_NAME[name[: -len(SECRET_FILE_SUFFIX)]]
                 if not spec.secret:
                     raise ConfigError(f"{name} is not valid: only secret settings can be read from files")
-                raw[spec.attr] = (_read_secret_file(name, value), name)
+                files[spec.attr] = value
+                content = _read_secret_file(name, value, notes)
+                if content is not None:
+                    raw[spec.attr] = (content, name)
             elif name in IGNORED:
                 notes.append(f"{name} is ignored: {IGNORED[name]}")
             elif name.startswith("CDH_") and not name.startswith(NOT_SETTINGS):
@@ -98,7 +104,8 @@ def load(layers: Iterable[Mapping[str, str]], scope: str = "agent") -> Settings:
         strings[spec.attr] = value
         sources[spec.attr] = source
     _check_together(values, sources)
-    return Settings(values=values, raw=strings, sources=sources, notes=tuple(dict.fromkeys(notes)))
+    return Settings(values=values, raw=strings, sources=sources, notes=tuple(dict.fromkeys(notes)),
+                    files=files)
 
 
 def _convert(name: str, value: str, conv: Callable[[str], str] | None) -> str:
@@ -110,12 +117,21 @@ def _convert(name: str, value: str, conv: Callable[[str], str] | None) -> str:
         raise ConfigError(f"{name}={value!r} is not valid: {err}") from None
 
 
-def _read_secret_file(name: str, path: str) -> str:
+def _read_secret_file(name: str, path: str, notes: list[str]) -> str | None:
+    """The file's content; None when it is absent from a directory that exists: an optional Secret
+    that was not created (IRSA, Pod Identity, Workload Identity use no static keys) means unset."""
     try:
         with open(path, encoding="utf-8") as f:
             return f.read()
+    except FileNotFoundError as err:
+        if os.path.isabs(path) and os.path.isdir(os.path.dirname(path)):
+            notes.append(f"{name}={path!r}: no such file, so {name[:-len(SECRET_FILE_SUFFIX)]} is not set "
+                         "(the Secret is optional; without it the credential chain is used)")
+            return None
+        problem = err.strerror
     except OSError as err:
-        raise ConfigError(f"{name}={path!r} is not valid: cannot read the file ({err.strerror})") from None
+        problem = err.strerror
+    raise ConfigError(f"{name}={path!r} is not valid: cannot read the file ({problem})")
 
 
 def _unknown(name: str) -> str:

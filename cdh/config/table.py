@@ -17,6 +17,7 @@ from cdh.config.values import (
     ibm_bool_compression,
     ibm_millis,
     int_range,
+    ip_address,
     label_selector,
     optional,
     parse_bool,
@@ -161,7 +162,11 @@ SPECS: tuple[Spec, ...] = (
          "The runtime (laid out by packaging/pyruntime.py) whose host part `cdh install` copies into "
          "HOST_DIR/runtime/ (empty: the one the agent runs on, /opt/cdh/runtime in the image)."),
     Spec("CDH_UNINSTALL_ON_STOP", "uninstall_on_stop", parse_bool, "false",
-         "Restore the host (sysctls, composer) when the agent stops."),
+         "Restore the host (sysctls, composer) when the agent (or `cdh host`) stops."),
+    Spec("CDH_MANAGE_HOST", "manage_host", parse_bool, "true",
+         "`cdh agent` sets up the host itself: installs the composer and the sysctls at start, rewrites "
+         "composer.env on reload, restores at stop (false: `cdh host` does, in the DaemonSet's privileged "
+         "container; the agent only uploads)."),
     # agent
     Spec("CDH_CONFIG_FILE", "config_file", optional(abs_path), "",
          "An env-file (mounted ConfigMap) overlaid on the environment; reloaded on SIGHUP and change."),
@@ -243,6 +248,9 @@ SPECS: tuple[Spec, ...] = (
          "On SIGTERM, how long in-flight uploads may finish."),
     Spec("CDH_METRICS_PORT", "metrics_port", int_range(0, 65535), "9102",
          "Port of /metrics, /healthz and /readyz (0: off)."),
+    Spec("CDH_METRICS_ADDRESS", "metrics_address", ip_address, "0.0.0.0",
+         "Address /metrics, /healthz and /readyz listen on (0.0.0.0: every interface; the pod's IP under "
+         "hostNetwork; 127.0.0.1 behind a proxy)."),
     Spec("CDH_CHECK_INTERVAL", "check_interval_s", duration(0), "30s",
          "How often the agent re-checks kernel.core_pattern (cdh_core_pattern_ours, /readyz, a log line "
          "when it changes) and, while the bucket is unreachable, the bucket."),

@@ -184,6 +184,17 @@ def text(raw: str) -> str:
     return raw.strip()
 
 
+def ip_address(raw: str) -> str:
+    """An IPv4 or IPv6 address to listen on (0.0.0.0 or :: for every interface)."""
+    import ipaddress  # only when set: the composer never parses this
+
+    v = raw.strip()
+    try:
+        return str(ipaddress.ip_address(v.strip("[]")))
+    except ValueError:
+        raise ValueError("an IP address, e.g. 0.0.0.0 (every interface), 127.0.0.1 or the pod's IP") from None
+
+
 def secret(raw: str) -> str:
     # Secrets keep inner characters exactly; only surrounding newlines from files go.
     return raw.strip("\r\n")

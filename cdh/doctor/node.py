@@ -128,9 +128,20 @@ def check_composer_env(settings: config.Settings, node: Node, problem: str | Non
 
 
 def dry_run(settings: config.Settings, node: Node) -> Check:
-    """Run cdc as the kernel would, on a fake core, into a temporary HOST_DIR of its own."""
-    scratch = tempfile.mkdtemp(prefix=".doctor-", dir=node.path(settings.host_dir))
-    inside = os.path.join(settings.host_dir, os.path.basename(scratch))  # the same directory, seen by cdc
+    """Run cdc as the kernel would, on a fake core, into a temporary HOST_DIR of its own: in HOST_DIR,
+    or in HOST_DIR/state where HOST_DIR is read-only (the DaemonSet's unprivileged uploader)."""
+    layout = ondisk.HostDir(settings.host_dir)
+    try:
+        scratch = tempfile.mkdtemp(prefix=".doctor-", dir=node.path(layout.path))
+        parent = layout.path
+    except OSError:
+        try:
+            scratch = tempfile.mkdtemp(prefix=".doctor-", dir=node.path(layout.state))
+        except OSError as err:
+            return Check("capture", FAIL, f"no writable place for a test capture in {layout.path}: {err}",
+                         "run `cdh doctor` where HOST_DIR or HOST_DIR/state is writable")
+        parent = layout.state
+    inside = os.path.join(parent, os.path.basename(scratch))  # the same directory, seen by cdc
     try:
         return _dry_run(settings, node, scratch, inside)
     finally:

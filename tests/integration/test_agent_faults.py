@@ -9,8 +9,8 @@ from __future__ import annotations
 import signal
 
 from tests.support.agentproc import via_proxy, wait_until
-from tests.support.configmap import ConfigMapVolume
 from tests.support.faultproxy import Rule
+from tests.support.projected import ConfigMapVolume
 from tests.support.s3server import list_keys, object_sha256, pending_uploads
 from tests.support.zips import make_zip, zips_left
 

@@ -12,8 +12,8 @@ import pytest
 
 from tests.support.agentproc import via_proxy, wait_until
 from tests.support.composer import fake_proc, run_composer
-from tests.support.configmap import ConfigMapVolume
 from tests.support.faultproxy import Rule
+from tests.support.projected import ConfigMapVolume
 from tests.support.s3server import free_port
 from tests.support.scrape import probe, scrape
 from tests.support.zips import make_zip, zips_left

@@ -30,6 +30,20 @@ def test_core_pattern_changed_behind_the_agents_back(agent_env, start_agent, tmp
     assert len(agent.events("host.core_pattern_changed")) == 1  # said once, not on every check
 
 
+def test_metrics_and_probes_listen_only_where_configured(agent_env, start_agent):
+    """CDH_METRICS_ADDRESS: /metrics, /healthz and /readyz on that address alone (behind a proxy on
+    127.0.0.1, or the pod's IP under hostNetwork), not on every interface."""
+    import socket
+
+    port = free_port()
+    agent = start_agent({**agent_env, "CDH_METRICS_PORT": str(port), "CDH_METRICS_ADDRESS": "127.0.0.2"})
+    (listening,) = agent.wait_event("health.listening")
+    assert (listening["address"], listening["port"]) == ("127.0.0.2", port)
+    assert probe(port, "/healthz", host="127.0.0.2")[0] == 200
+    with socket.socket() as s:  # another address of this machine: nothing listens there
+        assert s.connect_ex(("127.0.0.1", port)) != 0
+
+
 def test_storage_readiness_recovers_by_itself(agent_env, start_agent, s3):
     port = free_port()
     late = agent_env["CDH_S3_BUCKET"] + "-late"

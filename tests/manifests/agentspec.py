@@ -1,4 +1,5 @@
-"""What the rendered objects tell the agent: its container, environment, env-file and settings."""
+"""What the rendered objects tell cdh: its two containers (``host``, privileged, runs `cdh host`; ``agent``,
+the uploader), their environments, the env-file and the settings each starts with."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from tests.manifests.kustomize import find
 
 AGENT = ("DaemonSet", "cdh-agent")
 CONFIG_MAP = "cdh-config"
+CONTAINERS = ("host", "agent")  # the command each runs is its name: `cdh host`, `cdh agent`
 # Stand-ins for values only a cluster knows (downward API, Secret).
 FIELD_VALUES = {"spec.nodeName": "node-1"}
 SECRET_VALUE = "placeholder-secret"
@@ -25,17 +27,21 @@ def pod_spec(objs) -> dict:
     return daemonset(objs)["spec"]["template"]["spec"]
 
 
-def container(objs) -> dict:
-    (agent,) = [c for c in pod_spec(objs)["containers"] if c["name"] == "agent"]
-    return agent
+def container(objs, name: str = "agent") -> dict:
+    (found,) = [c for c in pod_spec(objs)["containers"] if c["name"] == name]
+    return found
 
 
-def env_layer(objs) -> dict[str, str]:
-    """The agent's environment as the kubelet would set it, with stand-ins for cluster values."""
+def env_layer(objs, name: str = "agent") -> dict[str, str]:
+    """A container's environment as the kubelet would set it, with stand-ins for cluster values.
+    Secret files (``*_FILE``) stand in as the secret itself: the files exist only on a node."""
     out = {}
-    for var in container(objs).get("env", []):
+    for var in container(objs, name).get("env", []):
         source = var.get("valueFrom", {})
-        if "value" in var:
+        secret = BY_NAME.get(var["name"].removesuffix(SECRET_FILE_SUFFIX))
+        if var["name"].endswith(SECRET_FILE_SUFFIX) and secret is not None and secret.secret:
+            out[secret.name] = SECRET_VALUE
+        elif "value" in var:
             out[var["name"]] = var["value"]
         elif "fieldRef" in source:
             out[var["name"]] = FIELD_VALUES[source["fieldRef"]["fieldPath"]]
@@ -46,14 +52,14 @@ def env_layer(objs) -> dict[str, str]:
     return out
 
 
-def env_text(objs) -> str:
-    """The env-file the agent reads: the ConfigMap key named by CDH_CONFIG_FILE."""
-    key = env_layer(objs)["CDH_CONFIG_FILE"].rsplit("/", 1)[-1]
+def env_text(objs, name: str = "agent") -> str:
+    """The env-file a container reads: the ConfigMap key named by CDH_CONFIG_FILE."""
+    key = env_layer(objs, name)["CDH_CONFIG_FILE"].rsplit("/", 1)[-1]
     return find(objs, "ConfigMap", CONFIG_MAP)["data"][key]
 
 
-def file_layer(objs) -> dict[str, str]:
-    return config.parse_env_text(env_text(objs), "cdh-config")
+def file_layer(objs, name: str = "agent") -> dict[str, str]:
+    return config.parse_env_text(env_text(objs, name), "cdh-config")
 
 
 def example_layer(text: str) -> dict[str, str]:
@@ -62,9 +68,9 @@ def example_layer(text: str) -> dict[str, str]:
     return config.parse_env_text("\n".join(lines), "examples")
 
 
-def settings(objs) -> config.Settings:
-    """The settings the agent starts with: environment, overlaid by the mounted env-file."""
-    return config.load([env_layer(objs), file_layer(objs)])
+def settings(objs, name: str = "agent") -> config.Settings:
+    """The settings a container starts with: its environment, overlaid by the mounted env-file."""
+    return config.load([env_layer(objs, name), file_layer(objs, name)])
 
 
 def unknown_name(name: str) -> str | None:
@@ -84,10 +90,20 @@ def attr_of(name: str) -> str:
     return BY_NAME[name.removesuffix(SECRET_FILE_SUFFIX) if name not in BY_NAME else name].attr
 
 
-def host_mounts(objs) -> dict[str, str]:
-    """hostPath volumes mounted into the agent: mountPath -> host path."""
+def host_mounts(objs, name: str = "agent") -> dict[str, str]:
+    """hostPath volumes mounted into a container: mountPath -> host path."""
     paths = {v["name"]: v["hostPath"]["path"] for v in pod_spec(objs)["volumes"] if "hostPath" in v}
-    return {m["mountPath"]: paths[m["name"]] for m in container(objs)["volumeMounts"] if m["name"] in paths}
+    return {m["mountPath"]: paths[m["name"]] for m in container(objs, name)["volumeMounts"]
+            if m["name"] in paths}
+
+
+def writable(c: dict) -> list[str]:
+    """The mountPaths a container may write."""
+    return [m["mountPath"].rstrip("/") for m in c.get("volumeMounts", []) if not m.get("readOnly")]
+
+
+def under(path: str, top: str) -> bool:
+    return path == top or path.startswith(top.rstrip("/") + "/")
 
 
 def parse_quantity(q: str) -> int:

@@ -34,6 +34,31 @@ MISSING_KUBECTL = (
 )
 
 
+# The base's image: a registry that cannot exist (RFC 2606 reserves .invalid), so a user who has not
+# set `images:` in their overlay is told at render time, not by ImagePullBackOff on every node.
+PLACEHOLDER_IMAGE = "your-registry.invalid/cdh"
+# What the examples hold where a user's own values go.
+EXAMPLE_REGISTRIES = ("registry.example.com",)
+EXAMPLE_DIGEST = "sha256:" + "0" * 64
+
+
+def placeholders(objs) -> list[str]:
+    """Every container image still naming the placeholder or the examples' values, one line each."""
+    out = []
+    for obj in objs:
+        pod = (obj.get("spec", {}).get("template") or {}).get("spec") if obj["kind"] != "Pod" else obj["spec"]
+        for c in [*(pod or {}).get("initContainers", []), *(pod or {}).get("containers", [])]:
+            image = c.get("image", "")
+            where = f"{obj['kind']}/{obj['metadata']['name']} container {c['name']}"
+            if image.split("/")[0].endswith(".invalid"):
+                out.append(f"{where}: image {image} is the placeholder: build the image, push it and set "
+                           f"`images:` (name {PLACEHOLDER_IMAGE}, newName, digest) in your overlay")
+            elif image.split("/")[0] in EXAMPLE_REGISTRIES or image.endswith("@" + EXAMPLE_DIGEST):
+                out.append(f"{where}: image {image} is the example's: set your registry and the digest "
+                           "`nox -s image` printed")
+    return out
+
+
 class RenderError(RuntimeError):
     """kubectl is missing or a kustomization does not build; the text says which and why."""
 
@@ -47,7 +72,7 @@ def kubectl() -> str:
 
 @functools.cache
 def render(target: str) -> tuple[dict, ...]:
-    """The objects `kubectl apply -k k8s-manifests/<target>` would apply."""
+    """The objects `kubectl apply -k k8s-manifests/<target>` would apply (an absolute path: that one)."""
     proc = subprocess.run([kubectl(), "kustomize", str(ROOT / target)],
                           capture_output=True, text=True, timeout=120, check=False)
     if proc.returncode != 0:

@@ -14,25 +14,30 @@ DS = ("DaemonSet", "cdh-agent")
 SA = ("ServiceAccount", "cdh-agent")
 CM = ("ConfigMap", "cdh-config")
 ADDED = "added"
-C = "spec.template.spec.containers[agent]"
-V = "spec.template.spec.volumes"
+T = "spec.template.spec"
+V = f"{T}.volumes"
+HOST_DIRS = {"host-dir": "", "core-dir": "/cores", "event-dir": "/events", "state-dir": "/state"}
 
 
-def env(name: str, value: str) -> dict[str, str]:
-    """A variable the base does not set."""
-    return {f"{C}.env[{name}].name": name, f"{C}.env[{name}].value": value}
+def env(name: str, value: str, *containers: str) -> dict[str, str]:
+    """A variable the base does not set, in these containers (the composer's go to `host`, which
+    writes composer.env; the uploader's to `agent`)."""
+    out = {}
+    for c in containers:
+        var = f"{T}.containers[{c}].env[{name}]"
+        out.update({f"{var}.name": name, f"{var}.value": value})
+    return out
 
 
-def host_dir(path: str) -> dict[str, str]:
-    """CDH_HOST_DIR (set in the base) moved, with its hostPath and mount."""
-    return {f"{C}.env[CDH_HOST_DIR].value": path, f"{V}[host-dir].hostPath.path": path,
-            f"{C}.volumeMounts[host-dir].mountPath": path}
-
-
-def host_volume(name: str, path: str) -> dict[str, str]:
-    return {f"{V}[{name}].name": name, f"{V}[{name}].hostPath.path": path,
-            f"{V}[{name}].hostPath.type": "DirectoryOrCreate",
-            f"{C}.volumeMounts[{name}].name": name, f"{C}.volumeMounts[{name}].mountPath": path}
+def host_dir(path: str, cores: str | None = None) -> dict[str, str]:
+    """HOST_DIR moved: CDH_HOST_DIR in both containers, and every host directory's volume and mounts."""
+    out = {f"{T}.containers[{c}].env[CDH_HOST_DIR].value": path for c in ("host", "agent")}
+    for volume, sub in HOST_DIRS.items():
+        where = cores if volume == "core-dir" and cores else path + sub
+        out[f"{V}[{volume}].hostPath.path"] = where
+        for c in ("host", "agent"):
+            out[f"{T}.containers[{c}].volumeMounts[{volume}].mountPath"] = where
+    return out
 
 
 def storage_section(provider: str) -> dict[str, str]:
@@ -40,17 +45,19 @@ def storage_section(provider: str) -> dict[str, str]:
     return {"data.cdh.env": (ROOT / "overlays" / provider / "cdh.env").read_text()}
 
 
-CONTAINERD = env("CDH_CRI_ENDPOINT", "unix:///run/containerd/containerd.sock")
+CONTAINERD = env("CDH_CRI_ENDPOINT", "unix:///run/containerd/containerd.sock", "host")
 AZURE_WORKLOAD_IDENTITY = {
     DS: {"spec.template.metadata.labels.azure.workload.identity/use": "true"},
     SA: {"metadata.annotations.azure.workload.identity/client-id": "00000000-0000-0000-0000-000000000000"}}
 GKE_WORKLOAD_IDENTITY = {
     "metadata.annotations.iam.gke.io/gcp-service-account": "cdh-agent@my-project.iam.gserviceaccount.com"}
-DEBUG_LOGS = {**env("CDH_LOG_LEVEL", "debug"), **env("CDH_COMPOSER_LOG_LEVEL", "debug")}
+DEBUG_LOGS = {**env("CDH_LOG_LEVEL", "debug", "host", "agent"),
+              **env("CDH_COMPOSER_LOG_LEVEL", "debug", "host")}
 IRSA = {"metadata.annotations.eks.amazonaws.com/role-arn": "arn:aws:iam::111122223333:role/cdh-agent"}
 OPENSHIFT_AGENT = {"spec.template.metadata.annotations.openshift.io/required-scc": "cdh-agent",
-                   **host_dir("/mnt/core-dump-handler"), **env("CDH_CRI_ENDPOINT", "unix:///run/crio/crio.sock"),
-                   **env("CDH_CRI_IMAGE_CMD", "images")}
+                   **host_dir("/mnt/core-dump-handler"),
+                   **env("CDH_CRI_ENDPOINT", "unix:///run/crio/crio.sock", "host"),
+                   **env("CDH_CRI_IMAGE_CMD", "images", "host")}
 OPENSHIFT_OBJECTS = {("SecurityContextConstraints", "cdh-agent"): ADDED,
                      ("ClusterRole", "cdh-agent-scc"): ADDED, ("RoleBinding", "cdh-agent-scc"): ADDED}
 
@@ -59,18 +66,18 @@ EXPECTED: dict[str, dict] = {
     "custom": {},
     "iks": {},
     "gke-ubuntu": {SA: GKE_WORKLOAD_IDENTITY, CM: storage_section("gke-ubuntu")},
-    "gke-cos": {DS: {**host_dir("/home/kubernetes/bin/cdh"), **env("CDH_CORE_DIR", "/home/kubernetes/cores"),
-                     **host_volume("core-dir", "/home/kubernetes/cores")},
+    "gke-cos": {DS: {**host_dir("/home/kubernetes/bin/cdh", cores="/home/kubernetes/cores"),
+                     **env("CDH_CORE_DIR", "/home/kubernetes/cores", "host", "agent")},
                 SA: GKE_WORKLOAD_IDENTITY, CM: storage_section("gke-cos")},
     "eks": {DS: CONTAINERD, SA: IRSA},
     "eks-bottlerocket": {DS: CONTAINERD, SA: IRSA},
-    "digitalocean": {DS: {**CONTAINERD, **env("CDH_CRI_IMAGE_CMD", "images")}},
+    "digitalocean": {DS: {**CONTAINERD, **env("CDH_CRI_IMAGE_CMD", "images", "host")}},
     "openshift": {DS: OPENSHIFT_AGENT, **OPENSHIFT_OBJECTS},
     "rosa": {DS: OPENSHIFT_AGENT, **OPENSHIFT_OBJECTS},
     "aro": {DS: {**OPENSHIFT_AGENT, **AZURE_WORKLOAD_IDENTITY[DS]}, SA: AZURE_WORKLOAD_IDENTITY[SA],
             CM: storage_section("aro"), **OPENSHIFT_OBJECTS},
-    "roks": {DS: {**OPENSHIFT_AGENT, **env("CDH_CRI_IMAGE_CMD", "img")}, **OPENSHIFT_OBJECTS},
-    "kind": {DS: {**env("CDH_IGNORE_CRI", "true"), **DEBUG_LOGS}},
+    "roks": {DS: {**OPENSHIFT_AGENT, **env("CDH_CRI_IMAGE_CMD", "img", "host")}, **OPENSHIFT_OBJECTS},
+    "kind": {DS: {**env("CDH_IGNORE_CRI", "true", "host"), **DEBUG_LOGS}},
     "minikube": {DS: DEBUG_LOGS},
 }
 

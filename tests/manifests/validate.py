@@ -6,18 +6,33 @@ SecurityContextConstraints and the Prometheus Operator's PodMonitor and Promethe
 Kubernetes kinds: they are checked against strict schemas in k8s-manifests/schemas/, written from
 their CRDs (each file's $comment says from where).
 
-Run: python -m tests.manifests.validate   (exit 1 and one line per problem when anything fails)
+The image: the base names a placeholder registry (your-registry.invalid) on purpose; the repository's
+overlays keep it (one note line), and a user's overlay given as an argument must not (an error), nor
+the examples' registry or digest.
+
+Run: python -m tests.manifests.validate [DIR ...]   (exit 1 and one line per problem when anything fails)
+     with DIRs (your own overlays): only those, and a placeholder image left in is an error.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import jsonschema
 import kubernetes_validate
 
-from tests.manifests.kustomize import KUSTOMIZATIONS, PLAIN_FILES, ROOT, RenderError, kubectl, objects
+from tests.manifests.kustomize import (
+    KUSTOMIZATIONS,
+    PLACEHOLDER_IMAGE,
+    PLAIN_FILES,
+    ROOT,
+    RenderError,
+    kubectl,
+    objects,
+    placeholders,
+)
 
 # Keep in step with the README ("Deploy on Kubernetes").
 K8S_VERSIONS = ("1.29", "1.30", "1.31", "1.32", "1.33", "1.34", "1.35", "1.36", "1.37")
@@ -51,16 +66,19 @@ def _path(parts) -> str:
     return ".".join(str(p) for p in parts) or "(top)"
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    users = [os.path.abspath(p) for p in (sys.argv[1:] if argv is None else argv)]
     try:
         kubectl()
     except RenderError as err:
         print(err, file=sys.stderr)
         return 1
     failures: list[str] = []
+    placeheld: list[str] = []
     checked: dict[str, list[str]] = {}  # one validation per distinct object, shared by the overlays
     count = 0
-    for target in (*KUSTOMIZATIONS, *PLAIN_FILES):
+    targets = users or [*KUSTOMIZATIONS, *PLAIN_FILES]
+    for target in targets:
         try:
             objs = objects(target)
         except RenderError as err:
@@ -73,11 +91,20 @@ def main() -> int:
                 checked[key] = problems_of(obj)
             name = f"{target}: {obj.get('kind')}/{obj.get('metadata', {}).get('name')}"
             failures.extend(f"{name}: {p}" for p in checked[key])
+        found = placeholders(objs)
+        if users:
+            failures.extend(f"{target}: {p}" for p in found)
+        elif found:
+            placeheld.append(target)
     for line in failures:
         print(line, file=sys.stderr)
-    print(f"{len(KUSTOMIZATIONS) + len(PLAIN_FILES)} targets, {count} objects ({len(checked)} distinct), "
+    print(f"{len(targets)} targets, {count} objects ({len(checked)} distinct), "
           f"Kubernetes {K8S_VERSIONS[0]}-{K8S_VERSIONS[-1]} strict: "
           + ("valid" if not failures else f"{len(failures)} problems"))
+    if placeheld:
+        print(f"note: {len(placeheld)} targets name the placeholder image {PLACEHOLDER_IMAGE} or the "
+              "examples' registry and digest, as shipped; your own overlay must set `images:` (check it with "
+              "`nox -s manifests -- DIR`; README \"Deploy on Kubernetes\")")
     return 1 if failures else 0
 
 

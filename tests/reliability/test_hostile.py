@@ -36,7 +36,7 @@ def _names_outside(node) -> set[str]:
     """Every path under HOST_DIR (but what the composer owns: cores, events, its log and state)
     and in HOST_DIR's parent that a ../ escape could hit."""
     owned = {"cores", "events", "composer.log", "composer.log.1", "ratelimit.json",
-             ".composer-log.position"}  # the last is the agent's: where its log relay got to
+             "state"}  # the last is the agent's: where its log relay got to
     names = {str(p) for p in node.host_dir.parent.iterdir() if "evil" in p.name or "cron" in p.name}
     for p in node.host_dir.rglob("*"):
         if p.relative_to(node.host_dir).parts[0] not in owned:

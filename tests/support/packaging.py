@@ -13,9 +13,9 @@ import sys
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def pyruntime_constant(name: str):
-    """A constant of packaging/pyruntime.py, read without importing it (it is a script, not a module)."""
-    with open(os.path.join(REPO, "packaging", "pyruntime.py"), encoding="utf-8") as f:
+def constant(script_name: str, name: str):
+    """A constant of a packaging/ script, read without importing it (a script, not a module)."""
+    with open(os.path.join(REPO, "packaging", script_name), encoding="utf-8") as f:
         tree = ast.parse(f.read())
     for node in tree.body:
         if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == name for t in node.targets):
@@ -25,7 +25,7 @@ def pyruntime_constant(name: str):
 
 # The agent's stack, which the composer must never load: the list packaging/pyruntime.py checks its
 # measured import list against, so the tests and the packaging cannot disagree.
-AGENT_ONLY: tuple[str, ...] = pyruntime_constant("AGENT_ONLY")
+AGENT_ONLY: tuple[str, ...] = constant("pyruntime.py", "AGENT_ONLY")
 
 
 def agent_only(modules) -> list[str]:
@@ -46,6 +46,23 @@ def build_pyz(out: str) -> str:
 def lay_out_runtime(pyz: str, out: str) -> str:
     script("pyruntime.py", "--pyz", pyz, "--out", out)
     return out
+
+
+def build_image(runtime_dir: str, out: str, *args: str) -> dict:
+    """`nox -s image`'s last step: the image archive at ``out``; what it printed, as a dict
+    (``image``, ``digest``, ``size`` ... by their first word)."""
+    done = script("build_image.py", "--runtime", runtime_dir, "-o", out, *args)
+    return {line.split()[0]: line.split(None, 1)[1] for line in done.stdout.splitlines() if line.strip()
+            and not line.startswith(" ")}
+
+
+def image_digest(archive: str) -> str:
+    """The manifest digest the archive's index.json names (what a registry push keeps)."""
+    import json
+    import tarfile
+
+    with tarfile.open(archive) as tar:
+        return json.loads(tar.extractfile("index.json").read())["manifests"][0]["digest"]
 
 
 def write_image_entry(runtime_dir: str, entry: str) -> str:

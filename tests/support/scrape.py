@@ -30,10 +30,10 @@ def scrape(port: int) -> Samples:
         return Samples(r.read().decode())
 
 
-def probe(port: int, path: str) -> tuple[int, dict]:
+def probe(port: int, path: str, host: str = "127.0.0.1") -> tuple[int, dict]:
     """(status, JSON body) of /healthz or /readyz; 503 is an answer, not an error."""
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as r:
+        with urllib.request.urlopen(f"http://{host}:{port}{path}", timeout=10) as r:
             return r.status, json.loads(r.read())
     except urllib.error.HTTPError as err:
         return err.code, json.loads(err.read())

@@ -161,7 +161,8 @@ def test_the_agents_level_filter_and_redaction_apply(host_dir):
 
 def test_an_unreadable_position_file_means_from_the_end(host_dir):
     write(host_dir, 2)
-    (host_dir / ondisk.LOG_POSITION).write_text("{not json")
+    (host_dir / ondisk.STATE).mkdir()
+    (host_dir / ondisk.STATE / ondisk.LOG_POSITION).write_text("{not json")
     cap = Captured()
     relay = ComposerLogRelay(str(host_dir), cap.log)
     relay.open_at_start()

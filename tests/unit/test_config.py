@@ -81,6 +81,44 @@ def test_secret_values_are_never_shown_in_errors(tmp_path):
     assert "s3cr3t" not in str(err.value)
 
 
+def test_key_files_absent_from_an_existing_directory_mean_no_static_keys(tmp_path):
+    """An optional Secret that was not created (IRSA, Pod Identity, Workload Identity) is an empty
+    directory: the keys are unset, with one note; the files are still named, to be watched."""
+    keys = tmp_path / "s3"
+    keys.mkdir()
+    env = {"CDH_S3_ACCESS_KEY_FILE": str(keys / "access-key"),
+           "CDH_S3_SECRET_KEY_FILE": str(keys / "secret-key")}
+    s = load([env])
+    assert (s.s3_access_key, s.s3_secret_key) == ("", "")
+    assert [n for n in s.notes if "no such file" in n] == [
+        f"CDH_S3_ACCESS_KEY_FILE={str(keys / 'access-key')!r}: no such file, so CDH_S3_ACCESS_KEY is not set "
+        "(the Secret is optional; without it the credential chain is used)",
+        f"CDH_S3_SECRET_KEY_FILE={str(keys / 'secret-key')!r}: no such file, so CDH_S3_SECRET_KEY is not set "
+        "(the Secret is optional; without it the credential chain is used)"]
+    assert s.files == {"s3_access_key": str(keys / "access-key"), "s3_secret_key": str(keys / "secret-key")}
+    (keys / "access-key").write_text("AKIAEXAMPLE")
+    with pytest.raises(ConfigError, match="static keys need both"):  # one without the other: an error
+        load([env])
+
+
+def test_a_key_file_in_a_missing_directory_is_an_error(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        load([{"CDH_S3_SECRET_KEY_FILE": str(tmp_path / "nowhere" / "secret-key")}])
+    assert str(err.value) == (f"CDH_S3_SECRET_KEY_FILE={str(tmp_path / 'nowhere' / 'secret-key')!r} is not "
+                              "valid: cannot read the file (No such file or directory)")
+
+
+@pytest.mark.parametrize("raw, shown", [("0.0.0.0", "0.0.0.0"), ("127.0.0.1", "127.0.0.1"), ("::", "::"),
+                                        ("[fd00::1]", "fd00::1"), (" 10.1.2.3 ", "10.1.2.3")])
+def test_metrics_address_is_an_ip(raw, shown):
+    assert load([{"CDH_METRICS_ADDRESS": raw}]).metrics_address == shown
+
+
+def test_metrics_address_rejects_names():
+    with pytest.raises(ConfigError, match=r"CDH_METRICS_ADDRESS='localhost' is not valid: an IP address"):
+        load([{"CDH_METRICS_ADDRESS": "localhost"}])
+
+
 def test_composer_scope_does_not_parse_agent_settings():
     # A cron typo in the agent's settings must never stop the composer.
     s = load([{"CDH_SCHEDULE": "nonsense"}], scope="composer")

@@ -28,7 +28,8 @@ def test_host_dir_paths():
     assert (h.composer, h.composer_env, h.composer_log, h.rotated_log) == (
         "/h/cdc", "/h/composer.env", "/h/composer.log", "/h/composer.log.1")
     assert (h.log_position, h.rate_limit_state, h.crictl_config, h.runtimes) == (
-        "/h/.composer-log.position", "/h/ratelimit.json", "/h/crictl.yaml", "/h/runtime")
+        "/h/state/composer-log.position", "/h/ratelimit.json", "/h/crictl.yaml", "/h/runtime")
+    assert (h.state, h.legacy_log_position) == ("/h/state", "/h/.composer-log.position")
     assert h.backup("kernel.core_pattern") == "/h/core_pattern.bak"
     assert h.runtime_id("#!/h/runtime/0123abcd/lib/ld.so /h/runtime/0123abcd/bin/python3\n") == "0123abcd"
     assert h.runtime_id("#!/usr/bin/python3 -IS\n") is None and h.runtime_id("") is None
