@@ -47,7 +47,8 @@ def storage_section(provider: str) -> dict[str, str]:
 
 CONTAINERD = env("CDH_CRI_ENDPOINT", "unix:///run/containerd/containerd.sock", "host")
 AZURE_WORKLOAD_IDENTITY = {
-    DS: {"spec.template.metadata.labels.azure.workload.identity/use": "true"},
+    DS: {"spec.template.metadata.labels.azure.workload.identity/use": "true",
+         "spec.template.metadata.annotations.azure.workload.identity/skip-containers": "host"},
     SA: {"metadata.annotations.azure.workload.identity/client-id": "00000000-0000-0000-0000-000000000000"}}
 GKE_WORKLOAD_IDENTITY = {
     "metadata.annotations.iam.gke.io/gcp-service-account": "cdh-agent@my-project.iam.gserviceaccount.com"}
