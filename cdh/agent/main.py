@@ -107,7 +107,7 @@ class Agent:
         s = self.settings
         dest = destination.from_settings(s)
         self.log.info("agent.starting", pid=os.getpid(), version=__version__, node=s.node_name,
-                      core_dir=s.core_dir, bucket=dest.bucket, endpoint=dest.endpoint,
+                      core_dir=s.core_dir, kind=dest.kind, bucket=dest.bucket, endpoint=dest.endpoint,
                       key_prefix=dest.key_prefix_template, config_file=s.config_file)
         for note in s.notes:
             self.log.warning("config.note", note=note)
@@ -159,18 +159,18 @@ class Agent:
     async def check_storage(self) -> None:
         """Check the bucket once, so a wrong bucket or key shows at start, not at the first crash."""
         async with self.stores.lease() as store:
-            bucket = store.destination.bucket
+            where = {"kind": store.kind, "bucket": store.destination.bucket}
             try:
                 await store.check()
             except Exception as err:
                 failure = store.failure(err)
                 self.uploader.storage_ok = False
-                self.log.error("storage.unavailable", bucket=bucket, code=failure.code,
+                self.log.error("storage.unavailable", **where, code=failure.code,
                                permanent=failure.permanent, error=str(err) or repr(err),
                                action="zips stay on the node and are retried")
                 return
         self.uploader.storage_ok = True
-        self.log.info("storage.ok", bucket=bucket)
+        self.log.info("storage.ok", **where)
 
     async def _recheck_storage(self) -> None:
         """While the bucket is unreachable, check it again every CDH_CHECK_INTERVAL, then at growing
