@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from cdh import config, destination
@@ -57,6 +57,21 @@ def changed(new: Settings, old: Settings) -> list[str]:
     """Names (never values: some are secrets) of the settings a reload changed."""
     names = {spec.attr: spec.name for spec in config.SPECS}
     return [names[a] for a in new.values if new.values[a] != old.values.get(a)]
+
+
+async def serve_until_stopped(stop: asyncio.Event, reload: asyncio.Event,
+                              on_reload: Callable[[], Awaitable[None]]) -> None:
+    """Wait for ``stop``; each time ``reload`` is set meanwhile (SIGHUP, a watched file changed),
+    clear it and run ``on_reload``. The run phase of ``cdh agent`` and ``cdh host``."""
+    while not stop.is_set():
+        stopped = asyncio.ensure_future(stop.wait())
+        hup = asyncio.ensure_future(reload.wait())
+        await asyncio.wait({stopped, hup}, return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        hup.cancel()
+        if reload.is_set() and not stop.is_set():
+            reload.clear()
+            await on_reload()
 
 
 def watched_files(settings: Settings) -> list[str]:

@@ -169,24 +169,13 @@ class Keeper:
             tasks.append(asyncio.create_task(
                 configload.watch_files([s.config_file], self._reload.set, self.log), name="config-watch"))
         self.log.info("host.started", pid=os.getpid())
-        await self._run()
+        await configload.serve_until_stopped(self._stop, self._reload, self.reload)
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.host.restore()
         self.log.info("host.stopped", pid=os.getpid())
         return EXIT_OK
-
-    async def _run(self) -> None:
-        while not self._stop.is_set():
-            stop = asyncio.ensure_future(self._stop.wait())
-            hup = asyncio.ensure_future(self._reload.wait())
-            await asyncio.wait({stop, hup}, return_when=asyncio.FIRST_COMPLETED)
-            stop.cancel()
-            hup.cancel()
-            if self._reload.is_set() and not self._stop.is_set():
-                self._reload.clear()
-                await self.reload()
 
     async def reload(self) -> None:
         old = self.settings

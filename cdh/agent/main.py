@@ -249,15 +249,7 @@ class Agent:
     # ------------------------------------------------------------ run
 
     async def run(self) -> None:
-        while not self._stop.is_set():
-            stop = asyncio.ensure_future(self._stop.wait())
-            hup = asyncio.ensure_future(self._reload.wait())
-            await asyncio.wait({stop, hup}, return_when=asyncio.FIRST_COMPLETED)
-            stop.cancel()
-            hup.cancel()
-            if self._reload.is_set() and not self._stop.is_set():
-                self._reload.clear()
-                await self.reload()
+        await configload.serve_until_stopped(self._stop, self._reload, self.reload)
 
     async def reload(self) -> None:
         old = self.settings

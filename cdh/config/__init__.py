@@ -66,6 +66,7 @@ def load(layers: Iterable[Mapping[str, str]], scope: str = "agent") -> Settings:
     raw: dict[str, tuple[str, str]] = {}  # attr → (value, env name)
     notes: list[str] = []
     files: dict[str, str] = {}
+    absent: dict[str, str] = {}  # *_FILE names whose file is not there → the path
     for layer in layers:
         # Aliases first, so a canonical name in the same layer wins over its alias.
         for name in sorted(layer, key=lambda n: n.startswith("CDH_")):
@@ -80,13 +81,20 @@ def load(layers: Iterable[Mapping[str, str]], scope: str = "agent") -> Settings:
                 if not spec.secret:
                     raise ConfigError(f"{name} is not valid: only secret settings can be read from files")
                 files[spec.attr] = value
-                content = _read_secret_file(name, value, notes)
-                if content is not None:
+                content = _read_secret_file(name, value)
+                if content is None:
+                    absent[name] = value
+                else:
                     raw[spec.attr] = (content, name)
+                    absent.pop(name, None)
             elif name in IGNORED:
                 notes.append(f"{name} is ignored: {IGNORED[name]}")
             elif name.startswith("CDH_") and not name.startswith(NOT_SETTINGS):
                 raise ConfigError(_unknown(name))
+    if absent:  # an optional Secret that was not created (IRSA, Pod Identity, Workload Identity)
+        notes.append(f"{', '.join(f'{n}={p!r}' for n, p in absent.items())}: no such file, so "
+                     f"{', '.join(n.removesuffix(SECRET_FILE_SUFFIX) for n in absent)} not set (an optional "
+                     "Secret not created?); the credential chain is used")
     values: dict[str, Any] = {}
     strings: dict[str, str] = {}
     sources: dict[str, str] = {}
@@ -117,7 +125,7 @@ def _convert(name: str, value: str, conv: Callable[[str], str] | None) -> str:
         raise ConfigError(f"{name}={value!r} is not valid: {err}") from None
 
 
-def _read_secret_file(name: str, path: str, notes: list[str]) -> str | None:
+def _read_secret_file(name: str, path: str) -> str | None:
     """The file's content; None when it is absent from a directory that exists: an optional Secret
     that was not created (IRSA, Pod Identity, Workload Identity use no static keys) means unset."""
     try:
@@ -125,8 +133,6 @@ def _read_secret_file(name: str, path: str, notes: list[str]) -> str | None:
             return f.read()
     except FileNotFoundError as err:
         if os.path.isabs(path) and os.path.isdir(os.path.dirname(path)):
-            notes.append(f"{name}={path!r}: no such file, so {name[:-len(SECRET_FILE_SUFFIX)]} is not set "
-                         "(the Secret is optional; without it the credential chain is used)")
             return None
         problem = err.strerror
     except OSError as err:

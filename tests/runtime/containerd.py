@@ -7,8 +7,10 @@ machine may run. Settings this machine needs, found by trying:
 - ``restrict_oom_score_adj``: runc may not lower oom_score_adj here (kubelet asks -998 for
   sandboxes), so it is kept at containerd's own value;
 - cgroups: v1 controllers plus a unified hierarchy mounted beside them work with runc's cgroupfs
-  driver; pod cgroups ``/kubepods/besteffort/pod<uid>`` are made by runc and removed by
-  :meth:`Containerd.cleanup` (kubelet's job on a real node).
+  driver; pod cgroups ``/kubepods/<qos>/pod<uid>`` (besteffort, burstable; ``/kubepods/pod<uid>`` for
+  guaranteed) are made by runc and removed by :meth:`Containerd.cleanup` (kubelet's job on a real node).
+- network: started in a network namespace (tests/support/netns.py), its pods get addresses of
+  their own there through CNI; otherwise pods share the machine's network (NODE).
 
 Teardown never depends on the runtime being healthy: :meth:`cleanup` kills what is left of our
 shims and containers by pid (found by their command line and our pod cgroups), unmounts what is
@@ -94,8 +96,10 @@ def _is_static(path: str) -> bool:
 
 
 class Containerd:
-    def __init__(self, base: str, pause_image: str) -> None:
+    def __init__(self, base: str, pause_image: str, network=None) -> None:
+        """``network``: a tests.support.netns.NodeNetwork to run in (pods then get CNI addresses)."""
         self.base = base
+        self.network = network
         self.sock = os.path.join(base, "containerd.sock")
         self.log_path = os.path.join(base, "containerd.log")
         self.pause_image = pause_image
@@ -107,6 +111,10 @@ class Containerd:
             os.makedirs(os.path.join(base, sub), exist_ok=True)
         with open(os.path.join(base, "config.toml"), "w") as f:
             f.write(CONFIG.format(base=base, pause=pause_image, runc=shutil.which("runc", path=PATH)))
+        if network is not None:
+            os.makedirs(os.path.join(base, "cni", "ipam"))
+            network.cni(os.path.join(base, "cni", "bin"), os.path.join(base, "cni", "conf"),
+                        os.path.join(base, "cni", "ipam"))
 
     @property
     def endpoint(self) -> str:
@@ -116,9 +124,10 @@ class Containerd:
         return CriClient(self.sock, timeout)
 
     def start(self, timeout: float = 60) -> None:
+        argv = ["containerd", "--config", os.path.join(self.base, "config.toml")]
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                ["containerd", "--config", os.path.join(self.base, "config.toml")], stdout=log,
+                argv if self.network is None else self.network.command(argv), stdout=log,
                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
                 env={"PATH": PATH, "HOME": self.base})
         client = self.client(timeout=2)
@@ -242,19 +251,24 @@ class Containerd:
                 for name in dirs:
                     _rmdir(os.path.join(root, name), problems)
             _rmdir(d, problems)
-            for parent in (os.path.dirname(d), os.path.dirname(os.path.dirname(d))):  # besteffort, kubepods
+            for parent in (os.path.dirname(d), os.path.dirname(os.path.dirname(d))):  # QoS class, kubepods
                 try:
                     os.rmdir(parent)
                 except OSError:
                     pass  # still used by another pod of ours, or not ours
 
 
+QOS_PARENTS = (("kubepods", "besteffort"), ("kubepods", "burstable"), ("kubepods",))
+
+
 def _pod_cgroup_dirs(uid: str) -> list[str]:
+    """Where runc made the pod's cgroups, in every hierarchy, for each QoS class a pod may have."""
     out = []
     for hierarchy in os.listdir(CGROUP_ROOT):
-        d = os.path.join(CGROUP_ROOT, hierarchy, "kubepods", "besteffort", f"pod{uid}")
-        if os.path.isdir(d):
-            out.append(d)
+        for parent in QOS_PARENTS:
+            d = os.path.join(CGROUP_ROOT, hierarchy, *parent, f"pod{uid}")
+            if os.path.isdir(d):
+                out.append(d)
     return out
 
 

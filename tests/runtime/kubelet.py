@@ -23,6 +23,13 @@ from cdh.composer.cri.grpc import CriClient
 from tests.support import kubelet_api as k
 
 NODE_NAMESPACES = {"network": "NODE", "pid": "CONTAINER", "ipc": "POD"}
+# What kubelet sends for an unprivileged container (procMount Default: its DefaultProcMount paths).
+# containerd applies only the masked and read-only paths it is sent: without these, an unprivileged
+# container here could write the host's /proc/sys/kernel/core_pattern.
+MASKED_PATHS = ["/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+                "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware",
+                "/sys/devices/virtual/powercap"]
+READONLY_PATHS = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
 # The child shell's SIGSEGV is the crash; the outer shell then exits with the child's status. The
 # subshell's stderr is /dev/null so that its "Segmentation fault" report does not race the composer
 # into the log.
@@ -89,7 +96,8 @@ class Kubelet:
                             "io.kubernetes.container.terminationMessagePath": "/dev/termination-log"},
             "logPath": f"{name}/{attempt}.log",
             "mounts": mounts or [],
-            "linux": {"securityContext": {"namespaceOptions": NODE_NAMESPACES}},
+            "linux": {"securityContext": {"namespaceOptions": NODE_NAMESPACES, "maskedPaths": MASKED_PATHS,
+                                          "readonlyPaths": READONLY_PATHS}},
         }
         out = self.call("CreateContainer", k.CreateContainerRequest,
                         {"podSandboxId": pod.id, "config": config, "sandboxConfig": pod.config},

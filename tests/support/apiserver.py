@@ -79,8 +79,8 @@ def event_problems(event: dict, namespace: str) -> list[str]:
     return p
 
 
-def make_tls(directory: Path) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1 (it is also the CA the client trusts) and its key."""
+def make_tls(directory: Path, ip: str = "127.0.0.1") -> tuple[Path, Path]:
+    """A self-signed certificate for ``ip`` (it is also the CA the client trusts) and its key."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -93,7 +93,7 @@ def make_tls(directory: Path) -> tuple[Path, Path]:
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(minutes=5))
             .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(ip))]),
                            critical=False)
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
             .sign(key, hashes.SHA256()))
@@ -113,10 +113,12 @@ def _status(code: int, reason: str, message: str, causes: list[str] | None = Non
 
 
 class FakeApiServer:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, host: str = "127.0.0.1", netns=None) -> None:
+        """``netns`` (tests/support/netns.py): listen inside that network namespace, on ``host`` there."""
+        self.host, self.netns = host, netns
         self.sa_dir = root / "serviceaccount"
         self.sa_dir.mkdir(parents=True)
-        self.cert, self.key = make_tls(self.sa_dir)
+        self.cert, self.key = make_tls(self.sa_dir, host)
         (self.sa_dir / "namespace").write_text("cdh")
         self.rotate_token()
         self.events: list[dict] = []      # stored, in order
@@ -138,7 +140,7 @@ class FakeApiServer:
 
     def agent_env(self) -> dict[str, str]:
         assert self.server is not None
-        return {"KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": str(self.port),
+        return {"KUBERNETES_SERVICE_HOST": self.host, "KUBERNETES_SERVICE_PORT": str(self.port),
                 "CDH_TEST_SERVICEACCOUNT_DIR": str(self.sa_dir)}
 
     @property
@@ -147,7 +149,10 @@ class FakeApiServer:
         return self.server.server_address[1]
 
     def __enter__(self) -> FakeApiServer:
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        def listen() -> ThreadingHTTPServer:  # the socket stays in the namespace it was made in
+            return ThreadingHTTPServer((self.host, 0), _handler(self))
+
+        self.server = listen() if self.netns is None else self.netns.call(listen)
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(self.cert, self.key)
         self.server.socket = context.wrap_socket(self.server.socket, server_side=True)

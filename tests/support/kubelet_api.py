@@ -7,7 +7,7 @@ tests/unit/test_cri_api.py checks these tables against it.
 from __future__ import annotations
 
 from cdh.composer.cri import api as c
-from cdh.composer.cri.protowire import BOOL, MAP, STRING, Message
+from cdh.composer.cri.protowire import BOOL, BYTES, INT32, INT64, MAP, STRING, Enum, Message
 from cdh.composer.cri.protowire import field as f
 
 DNSConfig = Message("DNSConfig", f(1, "servers", STRING, repeated=True),
@@ -30,10 +30,20 @@ RemovePodSandboxRequest = Message("RemovePodSandboxRequest", f(1, "podSandboxId"
 RemovePodSandboxResponse = Message("RemovePodSandboxResponse")
 
 KeyValue = Message("KeyValue", f(1, "key", STRING), f(2, "value", STRING))
+Capability = Message("Capability", f(1, "addCapabilities", STRING, repeated=True),
+                     f(2, "dropCapabilities", STRING, repeated=True))
+ProfileType = Enum("ProfileType", "RuntimeDefault", "Unconfined", "Localhost")
+SecurityProfile = Message("SecurityProfile", f(1, "profileType", ProfileType), f(2, "localhostRef", STRING))
 LinuxContainerSecurityContext = Message(
-    "LinuxContainerSecurityContext", f(2, "privileged", BOOL), f(3, "namespaceOptions", c.NamespaceOption),
-    f(5, "runAsUser", c.Int64Value))
-LinuxContainerConfig = Message("LinuxContainerConfig", f(2, "securityContext", LinuxContainerSecurityContext))
+    "LinuxContainerSecurityContext", f(1, "capabilities", Capability), f(2, "privileged", BOOL),
+    f(3, "namespaceOptions", c.NamespaceOption), f(5, "runAsUser", c.Int64Value),
+    f(7, "readonlyRootfs", BOOL), f(11, "noNewPrivs", BOOL), f(13, "maskedPaths", STRING, repeated=True),
+    f(14, "readonlyPaths", STRING, repeated=True), f(15, "seccomp", SecurityProfile))
+LinuxContainerResources = Message(
+    "LinuxContainerResources", f(1, "cpuPeriod", INT64), f(2, "cpuQuota", INT64), f(3, "cpuShares", INT64),
+    f(4, "memoryLimitInBytes", INT64), f(5, "oomScoreAdj", INT64))
+LinuxContainerConfig = Message("LinuxContainerConfig", f(1, "resources", LinuxContainerResources),
+                               f(2, "securityContext", LinuxContainerSecurityContext))
 ContainerConfig = Message(
     "ContainerConfig", f(1, "metadata", c.ContainerMetadata), f(2, "image", c.ImageSpec),
     f(3, "command", STRING, repeated=True), f(4, "args", STRING, repeated=True), f(5, "workingDir", STRING),
@@ -44,3 +54,12 @@ CreateContainerRequest = Message("CreateContainerRequest", f(1, "podSandboxId", 
 CreateContainerResponse = Message("CreateContainerResponse", f(1, "containerId", STRING))
 StartContainerRequest = Message("StartContainerRequest", f(1, "containerId", STRING))
 StartContainerResponse = Message("StartContainerResponse")
+
+ExecSyncRequest = Message("ExecSyncRequest", f(1, "containerId", STRING), f(2, "cmd", STRING, repeated=True),
+                          f(3, "timeout", INT64))
+ExecSyncResponse = Message("ExecSyncResponse", f(1, "stdout", BYTES), f(2, "stderr", BYTES),
+                           f(3, "exitCode", INT32))
+StopContainerRequest = Message("StopContainerRequest", f(1, "containerId", STRING), f(2, "timeout", INT64))
+StopContainerResponse = Message("StopContainerResponse")
+RemoveContainerRequest = Message("RemoveContainerRequest", f(1, "containerId", STRING))
+RemoveContainerResponse = Message("RemoveContainerResponse")

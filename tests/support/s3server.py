@@ -37,38 +37,50 @@ def _moto_server() -> list[str]:
 
 
 class S3Server:
-    def __init__(self, log_path: str, env: dict | None = None, tls: tuple[str, str] | None = None) -> None:
-        """``tls``: (certificate, key) PEM files: serve HTTPS with them (the certificate is its own CA)."""
+    def __init__(self, log_path: str, env: dict | None = None, tls: tuple[str, str] | None = None,
+                 host: str = "127.0.0.1", netns=None) -> None:
+        """``tls``: (certificate, key) PEM files: serve HTTPS with them (the certificate is its own CA).
+        ``netns`` (tests/support/netns.py): serve inside that network namespace, on ``host`` there."""
         self.log_path = log_path
         self.env = env or {}
         self.tls = tls
+        self.host = host
+        self.netns = netns
         self.port = 0
         self.proc: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
-        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
 
-    def start(self, timeout: float = 30.0) -> S3Server:
-        self.port = free_port()
+    def start(self, timeout: float = 30.0, port: int | None = None) -> S3Server:
+        """``port``: this one (a restart where clients know the old address), else a free one."""
+        self.port = port or free_port()
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the process
         tls_args = ["-c", self.tls[0], "-k", self.tls[1]] if self.tls else []
-        self.proc = subprocess.Popen(
-            [*_moto_server(), "-H", "127.0.0.1", "-p", str(self.port), *tls_args],
-            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **self.env})
+        argv = [*_moto_server(), "-H", self.host, "-p", str(self.port), *tls_args]
+        self.proc = subprocess.Popen(argv if self.netns is None else self.netns.command(argv),
+                                     stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **self.env})
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"moto_server exited with {self.proc.returncode}; see {self.log_path}")
             try:
-                context = ssl.create_default_context(cafile=self.tls[0]) if self.tls else None
-                urllib.request.urlopen(self.url + "/", timeout=1, context=context).close()
+                self._call(self._answers)
                 return self
             except OSError:
                 time.sleep(0.1)
         self.stop()
         raise RuntimeError(f"moto_server did not answer within {timeout}s; see {self.log_path}")
+
+    def _answers(self) -> None:
+        context = ssl.create_default_context(cafile=self.tls[0]) if self.tls else None
+        urllib.request.urlopen(self.url + "/", timeout=1, context=context).close()
+
+    def _call(self, fn, *args, **kw):
+        """``fn`` where the server is reachable: here, or in its network namespace."""
+        return fn(*args, **kw) if self.netns is None else self.netns.call(fn, *args, **kw)
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:

@@ -72,7 +72,7 @@ def test_message_fields_match_the_proto(name):
 
 
 def test_enums_match_the_proto():
-    enums = {v.name: v for v in vars(api).values() if isinstance(v, Enum)}
+    enums = {v.name: v for m in (api, kubelet_api) for v in vars(m).values() if isinstance(v, Enum)}
     assert sorted(enums) == sorted(PROTO_ENUMS)
     for name, values in PROTO_ENUMS.items():
         assert list(enumerate(enums[name].by_number)) == [(n, v) for v, n in values]
