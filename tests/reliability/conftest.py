@@ -36,3 +36,12 @@ def figures(request) -> figures_mod.Recorder:
     """This test's area's counters (the area is the module's name: test_<area>.py)."""
     area = request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_")
     return figures_mod.Recorder(area)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """One line per area that ran (figures.py), the lines the README's Reliability section quotes."""
+    lines = figures_mod.summary_lines()
+    if lines:
+        terminalreporter.section("reliability figures")
+        for line in lines:
+            terminalreporter.write_line(line)
