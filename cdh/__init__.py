@@ -6,7 +6,8 @@ crash; the agent (``cdh.agent``) installs it and moves finished zips to S3;
 leave; ``cdh.config`` is every setting; ``cdh.cli`` the one entry point.
 What several of them share lives here, one contract per module: ``ondisk``
 (the files on a node), ``keys`` (object keys), ``s3``, ``sysctl``,
-``jsonline`` (log lines), ``retention``, ``signals``, ``fsutil``.
+``jsonline`` (log lines), ``retention``, ``signals``, ``fsutil``, ``routes`` (which namespace's
+zips go where) and ``agecrypt`` (encryption to a route's recipients).
 
 Exit codes, one set for every command (README "Exit codes"). They live here, in the module every
 entry point has already loaded, so that naming them costs the composer no import.

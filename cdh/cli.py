@@ -47,7 +47,7 @@ def _dispatch(args: list[str]) -> int:
     sub.add_parser("uninstall", help="restore the sysctls and remove the composer")
     sweep = sub.add_parser("sweep", help="upload zips now (all in CORE_DIR, or the files given)")
     sweep.add_argument("files", nargs="*", metavar="FILE")
-    cfg = sub.add_parser("config", help="validate the settings and print them (secrets hidden)")
+    cfg = sub.add_parser("config", help="validate the settings and routes, and print them (secrets hidden)")
     cfg.add_argument("--list", action="store_true", help="list every setting with its default")
     cfg.add_argument("--markdown", action="store_true", help="with --list: as a Markdown table")
     doctor = sub.add_parser("doctor", help="check this node: core_pattern, composer, CRI, disk, bucket")
@@ -158,4 +158,9 @@ def _config(ns) -> int:
                                         if settings.sources[spec.attr] != spec.name else ""))
     for note in settings.notes:
         print(f"# note: {note}")
+    if settings.routes_file:
+        from cdh import routes
+
+        for line in routes.load(settings).describe():  # a bad file: one line, exit 3, as any setting
+            print(f"# {line}")
     return EXIT_OK

@@ -130,6 +130,11 @@ class Destination:
         return self.url() + (f" at {self.endpoint}" if self.endpoint else "")
 
 
+def configured(settings: Settings) -> bool:
+    """Whether the settings name a main destination (CDH_DESTINATION, or CDH_S3_BUCKET meaning s3://)."""
+    return bool(settings.destination or settings.s3_bucket)
+
+
 def from_settings(settings: Settings) -> Destination:
     """The destination the settings name; ConfigError (one line) when they do not add up."""
     s = settings

@@ -7,6 +7,11 @@ empty), so only the template's own ``/`` separate key components. Object metadat
 :data:`METADATA_NAMES` (as each kind may name them: :func:`stored_metadata`); unknown values are
 left out rather than sent empty. Stdlib only.
 
+An object of a route that encrypts (cdh/routes.py, cdh/agecrypt.py) is named ``<zip name>.age``
+and its metadata stays readable (the names above, so listing works) plus :data:`ENCRYPTION`
+(``age``), :data:`RECIPIENTS` (the recipients' fingerprints, comma-separated) and, for any object
+sent through a route, :data:`ROUTE` (its name; never a key or a credential).
+
 Reading keys back (``cdh ls``, ``cdh get``): listing a big bucket is cheapest when
 the prefix is narrowed before listing (:func:`listing_prefixes`): the template's
 literal start, plus every variable whose value a filter fixes (``--node``,
@@ -20,10 +25,14 @@ import re
 import time
 
 from cdh.config.values import TEMPLATE_FIELD, render_template, template_fields
+from cdh.ondisk import ZIP_SUFFIX
 
 MAX_VALUE_CHARS = 128         # per key component and per metadata value
 UNKNOWN = "unknown"
 METADATA_NAMES = ("namespace", "pod", "container", "node", "signal", "exe", "uuid", "timestamp")
+ENCRYPTION, RECIPIENTS, ROUTE = "encryption", "recipients", "route"
+ENCRYPTED_SUFFIX = ".age"     # <name>.zip.age: the zip, encrypted to a route's age recipients
+DUMP_SUFFIXES = (ZIP_SUFFIX, ZIP_SUFFIX + ENCRYPTED_SUFFIX)
 DATE_VARIABLES = ("date", "year", "month", "day", "hour")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 MAX_PREFIXES = 400            # more date slots than this: list from the first date variable instead
@@ -102,6 +111,45 @@ def read_metadata(kind: str, stored: dict[str, str]) -> dict[str, str]:
         return lowered
     ours = {name.replace("-", "_"): name for name in METADATA_NAMES}
     return {ours.get(name, name): value for name, value in lowered.items()}
+
+
+def route_metadata(route: str, fingerprints: list[str] | None = None) -> dict[str, str]:
+    """What an object sent through a route carries besides :func:`metadata`: the route's name and, when
+    the body is encrypted, the format and the recipients' fingerprints (cdh/agecrypt.py)."""
+    out = {ROUTE: _header_value(route)}
+    if fingerprints:
+        out[ENCRYPTION] = "age"
+        out[RECIPIENTS] = ",".join(fingerprints)  # hex: header-safe; routes cap how many
+    return out
+
+
+def encrypted_name(zip_name: str) -> str:
+    return zip_name + ENCRYPTED_SUFFIX
+
+
+def content_type(key: str) -> str:
+    """The Content-Type of an object: a zip, or an age file (which has no registered type)."""
+    return "application/octet-stream" if key.endswith(ENCRYPTED_SUFFIX) else "application/zip"
+
+
+def is_dump_key(key: str) -> bool:
+    """An object the agent wrote: ``*.zip``, or ``*.zip.age`` (encrypted)."""
+    return key.endswith(DUMP_SUFFIXES)
+
+
+def encryption_of(key: str, metadata: dict[str, str] | None) -> tuple[str, list[str]] | None:
+    """(format, recipient fingerprints) when the object's body is encrypted, else None. The name says
+    so even when metadata is missing (an object copied without it)."""
+    meta = {k.lower(): v for k, v in (metadata or {}).items()}
+    if meta.get(ENCRYPTION) or key.endswith(ENCRYPTED_SUFFIX):
+        fps = [f for f in meta.get(RECIPIENTS, "").split(",") if f]
+        return meta.get(ENCRYPTION) or "age", fps
+    return None
+
+
+def zip_name_of(key: str) -> str:
+    """The zip's file name of an object key: its last component, without ``.age``."""
+    return key.rsplit("/", 1)[-1].removesuffix(ENCRYPTED_SUFFIX)
 
 
 def _header_value(value: object) -> str:

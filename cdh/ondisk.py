@@ -5,7 +5,8 @@ keys), and its test is the contract's test: every writer and reader imports the 
 - HOST_DIR (:class:`HostDir`): the composer ``cdc`` and its Python runtime, the composer's settings,
   log and rate-limit state, crictl's config, the sysctl backups; ``state/``, the agent's own.
 - CORE_DIR: ``.<name>.zip.part`` while a composer writes it (under its exclusive flock), then
-  ``<name>.zip``, never partial (:func:`is_finished_zip`).
+  ``<name>.zip``, never partial (:func:`is_finished_zip`); ``.<name>.zip.age`` while the agent
+  uploads an encrypted copy of it (:func:`staged_name`, under the agent's flock; cdh/agent/staging.py).
 - The zip: entries named after it, ``<name>`` + a suffix below; ``<name>-dump-info.json`` holds
   :data:`DUMP_INFO_FIELDS` (:func:`read_dump_info` reads it back).
 - EVENT_DIR: ``<uuid>-event.json``, one per finished zip (``CDH_CORE_EVENTS``).
@@ -106,6 +107,20 @@ def is_part(filename: str) -> bool:
 
 def zip_name_of_part(filename: str) -> str:
     return zip_name(filename[len(PART_PREFIX):-len(PART_SUFFIX)])
+
+
+STAGED_PREFIX, STAGED_SUFFIX = ".", ".zip.age"
+
+
+def staged_name(zip_filename: str) -> str:
+    """``.<name>.zip.age``: the encrypted copy of ``<name>.zip`` that the agent uploads (hidden)."""
+    return STAGED_PREFIX + zip_filename + ".age"
+
+
+def is_staged(filename: str) -> bool:
+    """``.<name>.zip.age``: an encrypted copy being uploaded (or left by an agent that died)."""
+    return (filename.startswith(STAGED_PREFIX) and filename.endswith(STAGED_SUFFIX)
+            and len(filename) > len(STAGED_SUFFIX) + 1)
 
 
 # ---------------------------------------------------------------- the zip's entries: <name> + suffix

@@ -52,7 +52,7 @@ COMPOSER_ENTRY = ("_cdh_runtime", "cdh.cli")
 # The agent's stack: the composer must never load it. The tests measure a real composer run against
 # this list (tests/packaging/test_host_runtime.py).
 AGENT_ONLY = ("aiobotocore", "botocore", "aiohttp", "uvloop", "asyncio", "aiofiles", "asyncinotify",
-              "croniter", "prometheus_client", "argparse", "logging")
+              "croniter", "prometheus_client", "argparse", "logging", "yaml", "pyrage")
 
 
 def layout(python: str, pyz: str, out: str) -> dict:

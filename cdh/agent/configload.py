@@ -1,11 +1,13 @@
-"""The agent's settings: checked at start (:func:`check`), loaded again on every reload (:func:`load`).
+"""The agent's settings: checked at start (:func:`check`), loaded again on every reload (:func:`load`),
+with the routes of ``CDH_ROUTES_FILE`` (:func:`load_routes`, cdh/routes.py).
 
 A reload reads the same sources as the start (environment, ``CDH_CONFIG_FILE``,
-``*_FILE`` secret files). It is asked for by SIGHUP or by a change of the
-mounted config file or of a key file (a rotated Secret: new keys without a
-restart): Kubernetes updates a ConfigMap or Secret volume by writing a new
-timestamped directory and renaming the ``..data`` symlink over, so we watch each
-file's directory for renames and writes of ``..data`` or the file's own name.
+``*_FILE`` secret files, the routes file and the key files of each route's credentials
+directory). It is asked for by SIGHUP or by a change of the mounted config file, the
+routes file or a key file (a rotated Secret: new keys without a restart): Kubernetes
+updates a ConfigMap or Secret volume by writing a new timestamped directory and renaming
+the ``..data`` symlink over, so we watch each file's directory for renames and writes of
+``..data`` or the file's own name.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import os
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from cdh import config, destination
+from cdh import config, destination, routes
 
 if TYPE_CHECKING:
     from cdh.agent.log import Log
@@ -30,16 +32,34 @@ SETTLE_S = 0.3  # a ConfigMap update is several events; reload once, after the l
 
 def check(settings: Settings) -> Settings:
     """What the agent needs beyond per-setting validation; raises ConfigError with one line."""
-    if not settings.destination and not settings.s3_bucket:
+    if not destination.configured(settings) and not settings.routes_file:
         raise config.ConfigError(
             "CDH_S3_BUCKET is not set: the agent needs a bucket to upload to (IBM name: S3_BUCKET_NAME), "
             "or set CDH_DESTINATION (s3://, gs:// or azblob://)")
-    destination.from_settings(settings)  # what the kind needs (an Azure account ...): one line if missing
+    if destination.configured(settings):
+        destination.from_settings(settings)  # what the kind needs (an Azure account ...): one line if missing
     return settings
 
 
 def load() -> Settings:
     return check(config.from_environment("agent"))
+
+
+def load_routes(settings: Settings) -> routes.RouteTable:
+    """The routes of ``CDH_ROUTES_FILE`` (none: every zip to the main destination); ConfigError with one
+    line when the file is refused, or when it sends zips to a main destination that is not set."""
+    table = routes.load(settings)
+    if table.uses_main and not destination.configured(settings):
+        which = "default" if table.default == routes.MAIN else "unknown"
+        raise config.ConfigError(f"{settings.env_name('routes_file')} {table.source}: {which}: main sends "
+                                 "zips to CDH_DESTINATION (or CDH_S3_BUCKET), which is not set (set it, or "
+                                 "make default: and unknown: keep or drop)")
+    return table
+
+
+def main_destination(settings: Settings, table: routes.RouteTable) -> destination.Destination | None:
+    """The main destination, when any zip may go there."""
+    return destination.from_settings(settings) if table.uses_main else None
 
 
 def keep_restart_only(new: Settings, old: Settings) -> list[str]:
@@ -74,11 +94,15 @@ async def serve_until_stopped(stop: asyncio.Event, reload: asyncio.Event,
             await on_reload()
 
 
-def watched_files(settings: Settings) -> list[str]:
-    """The files whose change reloads the settings: CDH_CONFIG_FILE, every ``*_FILE`` key file,
-    present or not (an optional Secret created later brings its keys in the same way), and the Cloud
-    Storage credentials file (a mounted key: google-auth reads it when the store is built)."""
-    return [p for p in (settings.config_file, *settings.files.values(), settings.gcs_credentials_file) if p]
+def watched_files(settings: Settings, table: routes.RouteTable = routes.NONE) -> list[str]:
+    """The files whose change reloads the settings: CDH_CONFIG_FILE and every ``*_FILE`` key file,
+    present or not (an optional Secret created later brings its keys in the same way), the Cloud
+    Storage credentials file (a mounted key: google-auth reads it when the store is built), the routes
+    file and each route's key files."""
+    paths = [p for p in (settings.config_file, *settings.files.values(), settings.gcs_credentials_file,
+                         settings.routes_file) if p]
+    return paths + [os.path.join(r.credentials.directory, name) for r in table.routes if r.credentials
+                    for name in routes.KEY_FILES]
 
 
 async def watch_files(paths: list[str], on_change: Callable[[], None], log: Log) -> None:

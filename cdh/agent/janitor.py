@@ -14,6 +14,11 @@ Holding its lock, we look inside: a whole zip with its dump-info (the composer d
 last write and the rename) is renamed to ``<name>.zip`` and uploaded as usual
 (``retention.part_recovered``); anything else cannot be uploaded and is deleted
 (``retention.part_abandoned``: the crash's core was lost with its composer).
+
+Abandoned encrypted copies (``.<name>.zip.age``, cdh/agent/staging.py): the uploader holds each one's
+flock until it removes it, so one whose lock we get, PART_GRACE_S after it was last written, was left
+by an agent (or ``cdh sweep``) that died mid-upload. It is deleted (``retention.staged_removed``); its
+zip is still in CORE_DIR and is encrypted again at its next upload.
 """
 
 from __future__ import annotations
@@ -103,15 +108,19 @@ class Janitor:
         try:
             for name in sorted(os.listdir(dfd)):
                 if ondisk.is_part(name):
-                    self._part(dfd, name)
+                    self._unlocked(dfd, name, self._part)
+                elif ondisk.is_staged(name):
+                    self._unlocked(dfd, name, self._staged)
         finally:
             os.close(dfd)
 
-    def _part(self, dfd: int, name: str) -> None:
+    def _unlocked(self, dfd: int, name: str, then) -> None:
+        """Call ``then(dfd, fd, name, path, st, age)`` with ``name`` open and its lock held, when nobody
+        else holds it and nobody wrote it for PART_GRACE_S."""
         try:
             fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dfd)
         except OSError:
-            return  # gone (published or discarded), or a symlink: not ours
+            return  # gone (published, uploaded or discarded), or a symlink: not ours
         try:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode) or st.st_nlink == 0:
@@ -121,22 +130,38 @@ class Janitor:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                self.log.info("retention.part_live", file=path, bytes=st.st_size, age_s=round(age, 1),
-                              action="left alone: its composer holds the lock")
-                return  # a composer is writing it
+                if then == self._part:
+                    self.log.info("retention.part_live", file=path, bytes=st.st_size, age_s=round(age, 1),
+                                  action="left alone: its composer holds the lock")
+                return  # a composer is writing it, or an uploader is sending it
             if age < retention.PART_GRACE_S:
                 wait = retention.PART_GRACE_S - age
                 self._young = wait if self._young is None else min(self._young, wait)
                 return
-            if self._recover(dfd, fd, name, path, st.st_size, age):
-                return
-            os.unlink(name, dir_fd=dfd)
-            os.fsync(dfd)
-            self.log.error("retention.part_abandoned", file=path, bytes=st.st_size, age_s=round(age, 1),
-                           action="deleted: its composer died before the zip was finished; "
-                                  "this crash's core is lost")
+            then(dfd, fd, name, path, st, age)
         finally:
             os.close(fd)
+
+    def _staged(self, dfd: int, fd: int, name: str, path: str, st: os.stat_result, age: float) -> None:
+        try:
+            now = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+        except FileNotFoundError:
+            return
+        if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
+            return  # an uploader replaced it since we opened it: its copy, under its lock
+        os.unlink(name, dir_fd=dfd)
+        self.log.warning("retention.staged_removed", file=path, bytes=st.st_size, age_s=round(age, 1),
+                         action="deleted: an encrypted copy left by an uploader that died; its zip stays "
+                                "and is encrypted again when it is uploaded")
+
+    def _part(self, dfd: int, fd: int, name: str, path: str, st: os.stat_result, age: float) -> None:
+        if self._recover(dfd, fd, name, path, st.st_size, age):
+            return
+        os.unlink(name, dir_fd=dfd)
+        os.fsync(dfd)
+        self.log.error("retention.part_abandoned", file=path, bytes=st.st_size, age_s=round(age, 1),
+                       action="deleted: its composer died before the zip was finished; "
+                              "this crash's core is lost")
 
     def _recover(self, dfd: int, fd: int, name: str, path: str, size: int, age: float) -> bool:
         """Rename a whole zip left unrenamed to ``<name>.zip``; False when it is not one."""

@@ -18,7 +18,7 @@ import os
 import signal
 import time
 
-from cdh import EXIT_FAILURE, EXIT_OK, __version__, config, destination
+from cdh import EXIT_FAILURE, EXIT_OK, __version__, config, routes
 from cdh.agent import configload, host
 from cdh.agent.hostside import HostSide, ObservedHost
 from cdh.agent.intake import Intake, cancel_all
@@ -30,6 +30,10 @@ from cdh.agent.telemetry import Telemetry
 from cdh.agent.upload import Outcome, Uploader
 from cdh.sysctl import Sysctl
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from cdh.destination import Destination
+
 CANCEL_TIMEOUT_S = 15.0  # after the grace period: cancelled uploads abort their multipart
 STORAGE_RECHECK_MAX = 10  # while the bucket fails: re-check after 1, 2, 4 ... up to 10 check intervals
 
@@ -39,6 +43,7 @@ def run(settings: config.Settings) -> int:
     import uvloop
 
     configload.check(settings)
+    table = configload.load_routes(settings)
     log = Log()
     log.configure(settings)
     route_stdlib(log)
@@ -46,7 +51,7 @@ def run(settings: config.Settings) -> int:
     if settings.include_proc_environ:
         log.warning("config.environ_capture", setting="CDH_INCLUDE_PROC_ENVIRON",
                     note="every zip will hold the crashing process's environment, which may hold secrets")
-    return uvloop.run(Agent(settings, log).serve())
+    return uvloop.run(Agent(settings, log, table).serve())
 
 
 def _keep_secrets_out_of_our_core() -> None:
@@ -64,11 +69,12 @@ def _keep_secrets_out_of_our_core() -> None:
 
 
 class Agent:
-    def __init__(self, settings: config.Settings, log: Log) -> None:
+    def __init__(self, settings: config.Settings, log: Log, table: routes.RouteTable = routes.NONE) -> None:
         self.settings = settings
         self.log = log
         self.sysctl = Sysctl.here()  # or the fake tree of CDH_TEST_SYSCTL_ROOT (cdh/sysctl.py)
         self.stores = Stores(log)
+        self.stores.table = table  # opened with it at start; both swapped together on reload
         self.uploader = Uploader(settings, self.stores, log)
         self.intake = Intake(settings.core_dir, log)
         self.janitor = Janitor(settings, log)
@@ -78,6 +84,7 @@ class Agent:
         self.host = (HostSide(settings, self.sysctl, log) if settings.manage_host
                      else ObservedHost(settings, log))
         self.in_flight: set[str] = set()
+        self.kept: set[str] = set()  # zips the routes keep on the node: routed again after a reload
         self._workers: dict[int, asyncio.Task] = {}
         self._triggers: list[asyncio.Task] = []
         self._storage_watch: asyncio.Task | None = None
@@ -105,15 +112,18 @@ class Agent:
 
     async def start(self) -> None:
         s = self.settings
-        dest = destination.from_settings(s)
+        table = self.stores.table
+        dest = configload.main_destination(s, table)
         self.log.info("agent.starting", pid=os.getpid(), version=__version__, node=s.node_name,
-                      core_dir=s.core_dir, kind=dest.kind, bucket=dest.bucket, endpoint=dest.endpoint,
-                      key_prefix=dest.key_prefix_template, config_file=s.config_file)
+                      core_dir=s.core_dir, kind=dest and dest.kind, bucket=dest and dest.bucket,
+                      endpoint=dest and dest.endpoint, key_prefix=dest and dest.key_prefix_template,
+                      config_file=s.config_file, routes_file=s.routes_file)
         for note in s.notes:
             self.log.warning("config.note", note=note)
+        self._log_routes(table)
         self._install_signal_handlers()
         await self.host.set_up()
-        await self.stores.open(dest, s)
+        await self.stores.open(dest, s, table)
         await self.telemetry.start()
         await self.check_storage()
         self._storage_watch = asyncio.create_task(self._recheck_storage(), name="storage-check")
@@ -144,6 +154,14 @@ class Agent:
     def storage_ok(self) -> bool | None:
         return self.uploader.storage_ok
 
+    @property
+    def storage(self) -> dict[str, bool]:
+        return self.uploader.storage
+
+    @property
+    def kinds(self) -> dict[str, str]:
+        return {dest.name: dest.kind for dest in self.stores.destinations}
+
     def running_tasks(self) -> tuple[list[asyncio.Task], list[asyncio.Task]]:
         """The upload workers the settings ask for, and the intake tasks: for the liveness probe."""
         workers = [t for i, t in self._workers.items() if i < self.settings.upload_concurrency]
@@ -157,20 +175,29 @@ class Agent:
     # ------------------------------------------------------------ storage
 
     async def check_storage(self) -> None:
-        """Check the bucket once, so a wrong bucket or key shows at start, not at the first crash."""
-        async with self.stores.lease() as store:
-            where = {"kind": store.kind, "bucket": store.destination.bucket}
+        """Check each destination's bucket once (the main one, each route's, with its own credentials),
+        so a wrong bucket or key shows at start, not at the first crash."""
+        for dest in self.stores.destinations:
+            self.uploader.storage[dest.name] = ok = await self._check_one(dest)
+            if ok:
+                self.log.info("storage.ok", route=dest.name, kind=dest.kind, bucket=dest.bucket)
+
+    async def _check_one(self, dest: Destination) -> bool:
+        async with self.stores.lease(dest.name) as store:
             try:
                 await store.check()
             except Exception as err:
                 failure = store.failure(err)
-                self.uploader.storage_ok = False
-                self.log.error("storage.unavailable", **where, code=failure.code,
-                               permanent=failure.permanent, error=str(err) or repr(err),
+                self.log.error("storage.unavailable", route=dest.name, kind=dest.kind, bucket=dest.bucket,
+                               code=failure.code, permanent=failure.permanent, error=str(err) or repr(err),
                                action="zips stay on the node and are retried")
-                return
-        self.uploader.storage_ok = True
-        self.log.info("storage.ok", **where)
+                return False
+        return True
+
+    def _log_routes(self, table: routes.RouteTable) -> None:
+        """What the routes say, one line each (no secrets: directories and fingerprints only)."""
+        if table is not routes.NONE:
+            self.log.info("routes.loaded", file=table.source, routes=table.describe())
 
     async def _recheck_storage(self) -> None:
         """While the bucket is unreachable, check it again every CDH_CHECK_INTERVAL, then at growing
@@ -199,8 +226,7 @@ class Agent:
             self._triggers.append(asyncio.create_task(intake.on_schedule(s.schedule), name="intake-schedule"))
         self._triggers.append(asyncio.create_task(self.janitor.every(), name="retention"))
         self._triggers.append(asyncio.create_task(self.host.tend(), name="host-tend"))
-        watched = configload.watched_files(s)
-        if watched:
+        if watched := configload.watched_files(s, self.stores.table):
             self._triggers.append(asyncio.create_task(
                 configload.watch_files(watched, self._reload.set, self.log), name="config-watch"))
         if names:
@@ -231,13 +257,17 @@ class Agent:
     async def _upload(self, path: str) -> None:
         result = await self.uploader.upload(path)
         outcome = result.outcome
-        if outcome in (Outcome.DONE, Outcome.GONE):
+        if outcome in (Outcome.DONE, Outcome.GONE, Outcome.DROPPED):
             self.intake.finished(path)
             self.backoff.forget(path)
             self.janitor.uploaded()
             return
         if outcome is Outcome.INVALID:
             return  # stays known: reported once, not retried until a restart
+        if outcome is Outcome.KEPT:
+            self.kept.add(path)  # stays known: reported once, routed again after a reload
+            self.backoff.forget(path)
+            return
         if outcome is Outcome.BUSY:
             delay = self.settings.retry_min_s
         else:
@@ -255,12 +285,14 @@ class Agent:
         old = self.settings
         try:
             new = configload.load()
+            table = configload.load_routes(new)
         except config.ConfigError as err:
-            self.log.error("config.rejected", error=str(err), action="keeping the previous settings")
+            self.log.error("config.rejected", error=str(err),
+                           action="keeping the previous settings and routes")
             return
         kept = configload.keep_restart_only(new, old)
         try:
-            await self.stores.open(destination.from_settings(new), new)
+            await self.stores.open(configload.main_destination(new, table), new, table)
         except Exception as err:
             self.log.error("config.rejected", error=f"cannot build the store's client: {err}",
                            action="keeping the previous settings")
@@ -274,7 +306,12 @@ class Agent:
         await self.telemetry.configure(new)
         await cancel_all(self._triggers)
         self._triggers = []
+        self._log_routes(table)
+        self.uploader.storage = {}
         await self.check_storage()
+        for path in self.kept:  # routed again: the sweep below offers them
+            self.intake.finished(path)
+        self.kept.clear()
         self._start_triggers()
         self._resize_workers()
         requeued = self.intake.retry_now()

@@ -5,9 +5,11 @@ turns the events the agent logs, and the composer lines it relays
 (cdh/agent/composerlog.py, marked ``component=composer``), into counts. So a
 metric moves exactly when a log line says the thing happened, at any log level.
 Gauges (queue depth, pending zips, core_pattern, storage) are set just before
-each scrape from the agent's state (cdh/agent/telemetry.py). Upload series carry
-the destination's ``kind`` (s3, gs, azblob: as the log lines do); a kind has no
-more values than that, so the series stay few.
+each scrape from the agent's state (cdh/agent/telemetry.py). Upload series carry the
+``route`` (a route's name from CDH_ROUTES_FILE, or ``main``) and the destination's ``kind``
+(s3, gs, azblob: as the log lines do): routes come from the platform's config, never from a
+workload, and a route has one kind, so the series stay as few as the routes (five per route);
+the duration histogram is split by kind only.
 
 One private CollectorRegistry: no process or Python collectors from the global
 registry, nothing registered twice in tests that build several agents.
@@ -28,7 +30,8 @@ UPLOAD_SECONDS_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300,
 # so increase() sees the first failure. Others still count, under their own event name.
 COMPOSER_FAILURES = ("compose.failed", "core.write_failed", "event.failed", "config.invalid",
                      "name.template", "truncated")
-UPLOAD_FAILURES = {"upload.failed": "transient", "upload.denied": "denied", "upload.invalid": "invalid"}
+UPLOAD_FAILURES = {"upload.failed": "transient", "upload.denied": "denied", "upload.invalid": "invalid",
+                   "upload.no_room": "no_room"}
 KINDS = ("s3", "gs", "azblob")  # cdh/destination.py
 QUEUE_STATES = ("queued", "uploading", "retry_wait")
 EVENT_REASONS = ("CoreDumpCaptured", "CoreDumpUploaded")
@@ -61,14 +64,17 @@ class Metrics:
                                     "Crashes the composer skipped by its per-container rate limit.")
         self.skipped = counter("cdh_crashes_skipped", "Crashes skipped: pod not matching CDH_POD_SELECTOR.")
         # uploads
-        self.kind = "s3"  # the destination's, for lines that name none (upload.invalid): see use()
         self.uploads_ok = counter("cdh_uploads_succeeded", "Zips confirmed in the bucket (then deleted), by "
-                                  "destination kind.", ("kind",))
+                                  "route (main: CDH_DESTINATION) and destination kind.", ("route", "kind"))
         self.uploads_failed = counter(
             "cdh_uploads_failed", "Failed upload attempts: transient (retried with backoff), denied (bucket, "
-            "keys or permissions), invalid (not a readable zip; left alone).", ("reason", "kind"))
+            "keys or permissions), invalid (not a readable zip; left alone; no route), no_room (no room to "
+            "stage an encrypted copy), by route and destination kind.", ("reason", "route", "kind"))
         self.retries = counter("cdh_upload_retries", "Retries scheduled after a failed attempt.")
-        self.upload_bytes = counter("cdh_upload_bytes", "Bytes of zips confirmed in the bucket.", ("kind",))
+        self.upload_bytes = counter("cdh_upload_bytes", "Bytes of zips confirmed in the bucket, by route and "
+                                    "destination kind.", ("route", "kind"))
+        self.zips_dropped = counter("cdh_zips_dropped", "Zips deleted unsent: CDH_ROUTES_FILE's default or "
+                                    "unknown is drop.")
         self.upload_seconds = Histogram("cdh_upload_duration_seconds", "Time to upload and verify one zip.",
                                         ("kind",), buckets=UPLOAD_SECONDS_BUCKETS, registry=r)
         self.reloads = counter("cdh_config_reloads", "Config reloads: applied or rejected.", ("result",))
@@ -83,7 +89,10 @@ class Metrics:
         self.core_dir_free = gauge("cdh_core_dir_free_bytes", "Free bytes on CORE_DIR's filesystem.")
         self.core_pattern_ours = gauge("cdh_core_pattern_ours",
                                        "1 when kernel.core_pattern pipes into this agent's composer.")
-        self.storage_ok = gauge("cdh_storage_reachable", "1 when the last bucket check or upload succeeded.")
+        self.zips_kept = gauge("cdh_zips_kept", "Zips kept on the node by CDH_ROUTES_FILE (default or "
+                               "unknown: keep): not uploaded, not counted as pending.")
+        self.storage_ok = gauge("cdh_storage_reachable", "1 when the last bucket check or upload succeeded, "
+                                "by route (each with its own bucket and credentials).", ("route",))
         self._zero_series()
         # log event -> handler(event, fields)
         self._by_event: dict[str, Callable[[str, dict], None]] = {
@@ -92,6 +101,7 @@ class Metrics:
             "compose.skipped": lambda event, f: self.skipped.inc(),
             "upload.done": self._upload_done,
             "upload.retry_scheduled": lambda event, f: self.retries.inc(),
+            "upload.dropped": lambda event, f: self.zips_dropped.inc(),
             "config.reloaded": lambda event, f: self.reloads.labels("applied").inc(),
             "config.rejected": lambda event, f: self.reloads.labels("rejected").inc(),
             "k8s_event.result": self._k8s_event,
@@ -109,14 +119,20 @@ class Metrics:
             for result in EVENT_RESULTS:
                 self.k8s_events.labels(reason, result)
 
-    def use(self, kind: str) -> None:
-        """The agent uploads to a destination of ``kind``: its upload series exist from now, at 0."""
-        self.kind = kind
-        self.uploads_ok.labels(kind)
-        self.upload_bytes.labels(kind)
-        self.upload_seconds.labels(kind)
-        for reason in UPLOAD_FAILURES.values():
-            self.uploads_failed.labels(reason, kind)
+    def use_routes(self, kinds: dict[str, str]) -> None:
+        """The destinations in use (``main`` and the routes' names, each with its kind): their series exist
+        from now, at 0; a route removed keeps its counters (they only ever grow) but loses its storage
+        gauge."""
+        self.storage_ok.clear()
+        for name, kind in kinds.items():
+            self.uploads_ok.labels(name, kind)
+            self.upload_bytes.labels(name, kind)
+            self.upload_seconds.labels(kind)
+            self.storage_ok.labels(name)
+            for reason in UPLOAD_FAILURES.values():
+                if reason != "invalid":
+                    self.uploads_failed.labels(reason, name, kind)
+        self.uploads_failed.labels("invalid", "", "")  # a zip that cannot be read has no route yet
 
     # ------------------------------------------------------------ from the log
 
@@ -136,17 +152,13 @@ class Metrics:
             self.composer_failures.labels("truncated").inc()
 
     def _upload_done(self, event: str, f: dict) -> None:
-        kind = self._kind(f)
-        self.uploads_ok.labels(kind).inc()
-        self.upload_bytes.labels(kind).inc(_number(f.get("bytes")))
+        route, kind = _route(f), _kind(f)
+        self.uploads_ok.labels(route, kind).inc()
+        self.upload_bytes.labels(route, kind).inc(_number(f.get("bytes")))
         self.upload_seconds.labels(kind).observe(_number(f.get("seconds")))
 
     def _upload_failed(self, event: str, f: dict) -> None:
-        self.uploads_failed.labels(UPLOAD_FAILURES[event], self._kind(f)).inc()
-
-    def _kind(self, f: dict) -> str:
-        kind = f.get("kind")
-        return kind if kind in KINDS else self.kind
+        self.uploads_failed.labels(UPLOAD_FAILURES[event], _route(f), _kind(f)).inc()
 
     def _k8s_event(self, event: str, f: dict) -> None:
         self.k8s_events.labels(str(f.get("reason")), str(f.get("result"))).inc()
@@ -157,6 +169,17 @@ class Metrics:
         """(body, content type) for a scrape, in the format the scraper asks for (OpenMetrics or text)."""
         encoder, content_type = choose_encoder(accept)
         return encoder(self.registry), content_type
+
+
+def _route(f: dict) -> str:
+    """The route a line names (upload.invalid names none: the zip could not be read)."""
+    return str(f.get("route") or "")
+
+
+def _kind(f: dict) -> str:
+    """The destination kind a line names (none for upload.invalid)."""
+    kind = f.get("kind")
+    return kind if kind in KINDS else ""
 
 
 def _number(value: object) -> float:

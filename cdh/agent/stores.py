@@ -1,10 +1,15 @@
-"""The agent's current store, swapped on reload while uploads on the old one finish.
+"""The agent's stores, one per destination (the main one and each route's: cdh/routes.py), swapped
+on reload while uploads on the old ones finish.
 
 Each upload leases the store it starts with and keeps it to the end (a
 multipart upload must not change endpoint or keys half-way); a reload builds
-a new store for new uploads, and the old one is closed when its last lease
-ends. Built by :func:`cdh.store.open_store` from a Destination, never from the
-settings as a whole: what lets each destination carry its own credentials.
+new stores for new uploads, and an old one is closed when its last lease
+ends. A destination the reload left exactly as it was keeps its store (its
+connections stay warm). Built by :func:`cdh.store.open_store` from a Destination,
+never from the settings as a whole: what lets each route carry its own credentials.
+
+The route table and the stores are swapped together, in one step of the event loop, so
+that a zip routed by the table always finds its route's store (:meth:`Stores.lease`).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
+from cdh import routes
 from cdh.store import open_store
 
 if TYPE_CHECKING:
@@ -32,31 +38,59 @@ class _Generation:
 class Stores:
     def __init__(self, log: Logger | None = None) -> None:
         self.log = log
-        self._current: _Generation | None = None
+        self._current: dict[str, _Generation] = {}
+        self.table: routes.RouteTable = routes.NONE
 
     @staticmethod
     def pool_size(settings: Settings) -> int:
         # every part in flight + one PUT/HEAD per file + the odd LIST/abort
         return settings.part_concurrency + settings.upload_concurrency + 2
 
-    async def open(self, destination: Destination, settings: Settings) -> None:
-        """Build a store for ``destination``; the previous one retires (closes when idle)."""
-        store = open_store(destination, pool_size=self.pool_size(settings), log=self.log)
-        await store.open()
-        old, self._current = self._current, _Generation(store)
-        if old is not None:
-            old.retired = True
-            await self._close_if_idle(old)
+    async def open(self, destination: Destination | None, settings: Settings,
+                   table: routes.RouteTable = routes.NONE) -> None:
+        """Stores for ``destination`` (the main one: None when no zip goes there) and for each route of
+        ``table``; those no longer wanted retire (closed when idle). Raises, with nothing swapped,
+        when a store cannot be built."""
+        wanted = {} if destination is None else {routes.MAIN: destination}
+        wanted |= {r.name: routes.destination_of(r, settings) for r in table.routes}
+        fresh: dict[str, _Generation] = {}
+        try:
+            for name, dest in wanted.items():
+                kept = self._current.get(name)
+                if kept is not None and kept.store.destination == dest:
+                    fresh[name] = kept
+                    continue
+                store = open_store(dest, pool_size=self.pool_size(settings), log=self.log)
+                await store.open()
+                fresh[name] = _Generation(store)
+        except BaseException:
+            for name, gen in fresh.items():
+                if gen is not self._current.get(name):
+                    await gen.store.close()
+            raise
+        old, self._current, self.table = self._current, fresh, table
+        for name, gen in old.items():
+            if fresh.get(name) is not gen:
+                gen.retired = True
+                await self._close_if_idle(gen)
 
     @property
     def destination(self) -> Destination | None:
-        return self._current.store.destination if self._current is not None else None
+        """The main destination (None when no zip goes there)."""
+        gen = self._current.get(routes.MAIN)
+        return gen.store.destination if gen is not None else None
+
+    @property
+    def destinations(self) -> list[Destination]:
+        """Every destination in use: the main one first, then the routes' in the file's order."""
+        return [gen.store.destination for gen in self._current.values()]
 
     @contextlib.asynccontextmanager
-    async def lease(self) -> AsyncIterator[Store]:
-        gen = self._current
+    async def lease(self, name: str = routes.MAIN) -> AsyncIterator[Store]:
+        """The current store of destination ``name`` (a route's name, or MAIN), kept to the block's end."""
+        gen = self._current.get(name)
         if gen is None:
-            raise RuntimeError("no store: Stores.open() first")
+            raise RuntimeError(f"no store for {name!r}: Stores.open() first")
         gen.leases += 1
         try:
             yield gen.store
@@ -65,8 +99,8 @@ class Stores:
             await self._close_if_idle(gen)
 
     async def close(self) -> None:
-        gen, self._current = self._current, None
-        if gen is not None:
+        old, self._current = self._current, {}
+        for gen in old.values():
             gen.retired = True
             await self._close_if_idle(gen)
 

@@ -2,8 +2,9 @@
 
 Without files: every finished zip in CORE_DIR. With files: those, each of which
 must be a finished zip inside CORE_DIR (anything else is an error: the agent
-never uploads from elsewhere). Exit 0 when every file was uploaded (or was
-already taken by the agent, which holds its lock), 1 otherwise.
+never uploads from elsewhere). Each goes where CDH_ROUTES_FILE says, as the agent's
+would. Exit 0 when every file was uploaded (or was already taken by the agent, which
+holds its lock, or kept or dropped by the routes), 1 otherwise.
 
 A file the agent is uploading right now (its lock is held) is waited for up to
 CDH_GRACE_PERIOD: when it then disappears, the agent uploaded it.
@@ -16,7 +17,7 @@ import os
 import sys
 import time
 
-from cdh import EXIT_FAILURE, EXIT_OK, config, destination, ondisk
+from cdh import EXIT_FAILURE, EXIT_OK, config, ondisk, routes
 from cdh.agent import configload
 from cdh.agent.log import Log, route_stdlib
 from cdh.agent.stores import Stores
@@ -27,13 +28,14 @@ def run(settings: config.Settings, files: list[str]) -> int:
     import uvloop
 
     configload.check(settings)
+    table = configload.load_routes(settings)
     log = Log()
     log.configure(settings)
     route_stdlib(log)
     paths = select(settings.core_dir, files, log)
     if paths is None:
         return EXIT_FAILURE
-    return uvloop.run(sweep(settings, paths, log))
+    return uvloop.run(sweep(settings, paths, log, table))
 
 
 def select(core_dir: str, files: list[str], log: Log) -> list[str] | None:
@@ -61,13 +63,14 @@ def select(core_dir: str, files: list[str], log: Log) -> list[str] | None:
     return None if bad else chosen
 
 
-async def sweep(settings: config.Settings, paths: list[str], log: Log) -> int:
+async def sweep(settings: config.Settings, paths: list[str], log: Log,
+                table: routes.RouteTable = routes.NONE) -> int:
     stores = Stores(log)
-    await stores.open(destination.from_settings(settings), settings)
+    await stores.open(configload.main_destination(settings, table), settings, table)
     uploader = Uploader(settings, stores, log)
     gate = asyncio.Semaphore(settings.upload_concurrency)
 
-    async def one(path: str) -> bool:
+    async def one(path: str) -> Outcome | None:
         async with gate:
             return await _upload_waiting(uploader, path, settings.grace_period_s)
 
@@ -75,20 +78,24 @@ async def sweep(settings: config.Settings, paths: list[str], log: Log) -> int:
         results = await asyncio.gather(*(one(p) for p in paths))
     finally:
         await stores.close()
-    failed = results.count(False)
-    log.info("sweep.done", files=len(paths), uploaded=len(paths) - failed, failed=failed)
+    failed = results.count(None)
+    kept, dropped = results.count(Outcome.KEPT), results.count(Outcome.DROPPED)
+    log.info("sweep.done", files=len(paths), uploaded=len(paths) - failed - kept - dropped, failed=failed,
+             kept=kept, dropped=dropped)
     return EXIT_OK if failed == 0 else EXIT_FAILURE
 
 
-async def _upload_waiting(uploader: Uploader, path: str, wait_s: float) -> bool:
+async def _upload_waiting(uploader: Uploader, path: str, wait_s: float) -> Outcome | None:
+    """What became of ``path``: DONE (or GONE: the agent took it), KEPT or DROPPED by the routes, or None
+    (it failed, and stays for the agent)."""
     deadline = time.monotonic() + wait_s
     while True:
         result = await uploader.upload(path)
-        if result.outcome in (Outcome.DONE, Outcome.GONE):
-            return True
+        if result.outcome in (Outcome.DONE, Outcome.GONE, Outcome.KEPT, Outcome.DROPPED):
+            return result.outcome
         if result.outcome is not Outcome.BUSY or time.monotonic() >= deadline:
             if result.outcome is Outcome.BUSY:
                 uploader.log.error("sweep.busy", file=path,
                                    error="held by another process until the deadline")
-            return False
+            return None
         await asyncio.sleep(0.5)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from aiohttp import web
 
-from cdh import destination, keys, ondisk
+from cdh import keys, ondisk
 from cdh.agent import k8sevents
 from cdh.agent.composerlog import ComposerLogRelay
 from cdh.agent.metrics import Metrics
@@ -47,7 +47,16 @@ class AgentStatus(Protocol):
     def host_ready(self) -> bool: ...  # host setup done
 
     @property
-    def storage_ok(self) -> bool | None: ...  # the last bucket check or upload succeeded (None: not yet)
+    def storage_ok(self) -> bool | None: ...  # every destination's last check or upload succeeded
+
+    @property
+    def storage(self) -> dict[str, bool]: ...  # each destination's (main, each route's), by route name
+
+    @property
+    def kinds(self) -> dict[str, str]: ...  # each destination's kind (s3, gs, azblob), by route name
+
+    @property
+    def kept(self) -> set[str]: ...  # zips the routes keep on the node
 
     @property
     def stopping(self) -> bool: ...
@@ -80,7 +89,7 @@ class Telemetry:
     async def start(self) -> None:
         """After host setup (HOST_DIR exists): the checks, the relay, Events, then the HTTP server."""
         self.heartbeat.start()
-        self.metrics.use(destination.from_settings(self.agent.settings).kind)
+        self.metrics.use_routes(self.agent.kinds)
         self.core_pattern_ours()  # logs the first state; later changes are logged as they are seen
         self._tasks = [asyncio.create_task(self.relay.run(), name="composer-log"),
                        asyncio.create_task(self._watch_core_pattern(), name="checks")]
@@ -101,8 +110,8 @@ class Telemetry:
         await self._server.start()
 
     async def configure(self, settings: Settings) -> None:
-        """After a reload: Events follow CDH_K8S_EVENTS; upload series the destination's kind."""
-        self.metrics.use(destination.from_settings(settings).kind)
+        """After a reload: Events follow CDH_K8S_EVENTS; the route series the routes (and their kinds)."""
+        self.metrics.use_routes(self.agent.kinds)
         if settings.k8s_events and not self.events.enabled:
             await self.events.start()
         elif not settings.k8s_events and self.events.enabled:
@@ -152,13 +161,16 @@ class Telemetry:
         a, m = self.agent, self.metrics
         for state, n in a.queue_depth().items():
             m.queue_depth.labels(state).set(n)
-        count, oldest, free = await asyncio.to_thread(scan_core_dir, a.settings.core_dir)
+        kept = set(a.kept)
+        count, oldest, free = await asyncio.to_thread(scan_core_dir, a.settings.core_dir, kept)
         m.pending_zips.set(count)
+        m.zips_kept.set(len(kept))
         m.oldest_pending.set(max(0.0, time.time() - oldest) if oldest is not None else 0)
         if free is not None:
             m.core_dir_free.set(free)
         m.core_pattern_ours.set(1 if self.core_pattern_ours() else 0)
-        m.storage_ok.set(1 if a.storage_ok else 0)
+        for route, ok in a.storage.items():
+            m.storage_ok.labels(route).set(1 if ok else 0)
 
     # ------------------------------------------------------------ Events
 
@@ -195,13 +207,14 @@ class Telemetry:
         return str(keys.node_of(info, self.agent.settings.node_name) or keys.UNKNOWN)
 
 
-def scan_core_dir(core_dir: str) -> tuple[int, float | None, int | None]:
-    """(finished zips, oldest mtime or None, free bytes or None) of CORE_DIR (blocking)."""
+def scan_core_dir(core_dir: str, kept: set[str] = frozenset()) -> tuple[int, float | None, int | None]:
+    """(finished zips, oldest mtime or None, free bytes or None) of CORE_DIR (blocking); zips the routes
+    keep on the node (``kept``: their paths) are not pending."""
     count, oldest = 0, None
     try:
         with os.scandir(core_dir) as it:
             for entry in it:
-                if not ondisk.is_finished_zip(entry.name):
+                if not ondisk.is_finished_zip(entry.name) or entry.path in kept:
                     continue
                 try:
                     st = entry.stat(follow_symlinks=False)

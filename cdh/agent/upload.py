@@ -5,6 +5,12 @@ deleted only after the store has confirmed the object (cdh/store/: for S3, HEAD 
 the right size, ETag and, where the store returns it, CRC32). Every failure leaves the
 zip where it is and says why; the caller decides when to try again (retry.py).
 
+Where it goes is decided at each attempt, by the routes in force then (cdh/routes.py, held
+with the stores: stores.py): the zip's namespace picks a route and its store, or the main
+destination, or keep (it stays, reported) or drop (deleted unsent, reported). A route with
+recipients gets the zip encrypted to them (staging.py): what is uploaded and verified is
+that encrypted copy, ``<name>.zip.age``, and the zip is deleted only once it is confirmed.
+
 Memory: the store streams the body from the file (cdh/store/body.py) and each request
 carrying file data takes one of ``CDH_PART_CONCURRENCY`` slots shared by every upload
 (:class:`~cdh.store.Transfer`). So the bytes of zips in memory stay within
@@ -21,8 +27,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from cdh import keys, ondisk
+from cdh import agecrypt, keys, ondisk, routes
 from cdh.agent.localzip import Busy, Gone, LocalZip, NotAZip
+from cdh.agent.staging import NoRoom, Staging
 from cdh.store import Transfer
 
 if TYPE_CHECKING:
@@ -40,6 +47,8 @@ class Outcome(enum.Enum):
     INVALID = "invalid"    # not a usable zip: reported, left in place, not retried
     FAILED = "failed"      # transient failure: retry with backoff
     DENIED = "denied"      # permanent failure (keys, bucket, permissions): retry slowly
+    KEPT = "kept"          # the routes keep it on the node: reported, not retried until a reload
+    DROPPED = "dropped"    # the routes drop it: deleted unsent, reported
 
 
 @dataclass(frozen=True)
@@ -56,28 +65,40 @@ def object_key(destination: Destination, node_name: str, info: dict, zip_name: s
                            keys.crash_time(info, mtime), zip_name)
 
 
-def object_metadata(settings: Settings, info: dict) -> dict[str, str]:
-    """The object metadata of a zip (cdh/keys.py), the same for every kind of store."""
-    return keys.metadata(info, keys.node_of(info, settings.node_name))
+def object_metadata(settings: Settings, info: dict, route: routes.Route | None = None) -> dict[str, str]:
+    """The object metadata of a zip (cdh/keys.py), the same for every kind of store; through a route,
+    its name and, when it encrypts, the recipients' fingerprints."""
+    metadata = keys.metadata(info, keys.node_of(info, settings.node_name))
+    if route is not None:
+        metadata |= keys.route_metadata(route.name, agecrypt.fingerprints(route.recipients))
+    return metadata
 
 
 class Uploader:
     def __init__(self, settings: Settings, stores: Stores, log: Log) -> None:
         self.stores = stores
         self.log = log
-        self.storage_ok: bool | None = None  # last word from the store (for /readyz)
+        # The last word from each destination's store (by route name or MAIN), for /readyz and metrics.
+        self.storage: dict[str, bool] = {}
         # Called with the held zip and its dump-info before each attempt (cdh/agent/telemetry.py:
         # Kubernetes Events). Must not block or raise.
         self.on_zip: Callable[[LocalZip, dict], None] | None = None
+        self.staging = Staging(settings)
         self.configure(settings)
 
     def configure(self, settings: Settings) -> None:
         """New settings (reload). Uploads in flight keep the limits and slots they started with."""
         self.settings = settings
+        self.staging.configure(settings)
         # Requests carrying file data in flight, across every upload: what bounds memory.
         self.transfer = Transfer(slots=asyncio.Semaphore(settings.part_concurrency),
                                  part_size_bytes=settings.part_size_bytes,
                                  multipart_threshold_bytes=settings.multipart_threshold_bytes)
+
+    @property
+    def storage_ok(self) -> bool | None:
+        """Every destination's last word was good (None: no word yet)."""
+        return all(self.storage.values()) if self.storage else None
 
     @property
     def slots(self) -> asyncio.Semaphore:
@@ -104,28 +125,61 @@ class Uploader:
             return Result(Outcome.INVALID, detail=str(err))
         if self.on_zip is not None:
             self.on_zip(held, info)
-        transfer, metadata = self.transfer, object_metadata(self.settings, info)
-        async with self.stores.lease() as store:  # kept to the end, whatever a reload does meanwhile
+        choice = self.stores.table.choose(info.get("namespace"))
+        if choice.action != "upload":
+            return await self._not_sent(held, info, choice)
+        route = choice.route
+        metadata = object_metadata(self.settings, info, route)
+        async with self.stores.lease(choice.name) as store:  # kept to the end, whatever a reload does
             key = object_key(store.destination, self.settings.node_name, info, held.name, held.mtime)
             started = time.monotonic()
             try:
-                checked = await store.upload(held, key, metadata, transfer)
+                if route is not None and route.encrypted:
+                    key = keys.encrypted_name(key)
+                checked, sent = await self._send(store, held, key, metadata, route)
+            except NoRoom as err:
+                self.log.warning("upload.no_room", file=held.path, route=choice.name, kind=store.kind,
+                                 error=str(err), action="left in place, will retry when uploads free space")
+                return Result(Outcome.FAILED, key=key, detail="no room to encrypt")
             except Exception as err:  # anything: the zip stays, the caller retries
-                return self._failed(store, held, key, err)
+                return self._failed(store, held, key, err, choice.name)
         await asyncio.to_thread(held.delete)  # unlink and fsync the directory: off the loop
-        self.storage_ok = True
+        self.storage[choice.name] = True
         elapsed = time.monotonic() - started
         self.log.info("upload.done", file=held.path, key=key, bytes=held.size, seconds=round(elapsed, 3),
                       mib_per_s=round(held.size / 1048576 / max(elapsed, 1e-6), 1), verified=checked,
-                      kind=store.kind, url=store.destination.object_url(key))
+                      route=choice.name, kind=store.kind, encrypted=bool(route and route.encrypted),
+                      sent_bytes=sent, url=store.destination.object_url(key))
         return Result(Outcome.DONE, key=key)
 
-    def _failed(self, store: Store, held: LocalZip, key: str, err: Exception) -> Result:
+    async def _send(self, store: Store, held: LocalZip, key: str, metadata: dict[str, str],
+                    route: routes.Route | None) -> tuple[str, int]:
+        """Upload the zip, or its encrypted copy for a route with recipients (removed after, however it
+        ends); (what the store checked, the bytes it holds)."""
+        if route is None or not route.encrypted:
+            return await store.upload(held, key, metadata, self.transfer), held.size
+        async with self.staging.encrypted(held, route.recipients) as copy:
+            return await store.upload(copy, key, metadata, self.transfer), copy.size
+
+    async def _not_sent(self, held: LocalZip, info: dict, choice: routes.Choice) -> Result:
+        """The routes keep the zip on the node (reported once until a reload) or drop it (deleted)."""
+        namespace = info.get("namespace") or None
+        if choice.action == routes.KEEP:
+            self.log.warning("upload.kept", file=held.path, namespace=namespace, reason=choice.why,
+                             action="kept on the node, not uploaded; a reload routes it again")
+            return Result(Outcome.KEPT, detail=choice.why)
+        await asyncio.to_thread(held.delete)
+        self.log.warning("upload.dropped", file=held.path, namespace=namespace, bytes=held.size,
+                         reason=choice.why, action="deleted, not uploaded")
+        return Result(Outcome.DROPPED, detail=choice.why)
+
+    def _failed(self, store: Store, held: LocalZip, key: str, err: Exception, route: str) -> Result:
         failure = store.failure(err)
-        fields = {"file": held.path, "key": key, "kind": store.kind, "bucket": store.destination.bucket,
-                  "code": failure.code, "error": str(err) or repr(err), "action": "left in place, will retry"}
+        fields = {"file": held.path, "key": key, "route": route, "kind": store.kind,
+                  "bucket": store.destination.bucket, "code": failure.code, "error": str(err) or repr(err),
+                  "action": "left in place, will retry"}
         if failure.permanent:
-            self.storage_ok = False
+            self.storage[route] = False
             specific = store.hints.get(failure.code)
             hint = store.hints[""] + (f" ({specific})" if specific else "")
             self.log.error("upload.denied", **fields, hint=f"{hint}; reload with SIGHUP")

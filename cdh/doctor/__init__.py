@@ -4,9 +4,9 @@ failure, exit 0 only when nothing failed.
 Needs no running agent: it reads the kernel's sysctls, HOST_DIR and CORE_DIR, runs the installed
 composer once on a tiny fake core (into a temporary directory, with its own log), asks the container
 runtime for the node's pods (its CRI socket, else crictl, as the composer does), and writes, reads and
-deletes a probe object in the bucket. Settings come from the environment and CDH_CONFIG_FILE as for the
-agent, over HOST_DIR/composer.env (what the agent last wrote for the composer), so on a node with no
-settings at all it still finds CORE_DIR.
+deletes a probe object in the bucket (and in each route's, with the route's own credentials). Settings
+come from the environment and CDH_CONFIG_FILE as for the agent, over HOST_DIR/composer.env (what the
+agent last wrote for the composer), so on a node with no settings at all it still finds CORE_DIR.
 
 Where to run it: in the agent's pod (``kubectl -n cdh exec ds/cdh-agent -- /opt/cdh/cdh.pyz doctor``),
 or on a node where the agent does not run, from the image with the host's root mounted:
@@ -14,7 +14,7 @@ or on a node where the agent does not run, from the image with the host's root m
 --host-root /host``; programs on the host (cdc, crictl) then run chrooted into it.
 
 Checks: node.py (sysctls, composer, runtime, composer.env, a dry-run capture, CRI, CORE_DIR) and
-bucket.py (the probe object).
+bucket.py (the routes file, the probe objects).
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ def run(opts: Options) -> int:
     node = Node(opts.host_root)
     settings, env_problem = load_settings(node)
     checks = node_checks.run_all(settings, node, opts, env_problem)
-    checks.append(bucket.check(settings))
+    checks += bucket.check_all(settings)
     print(render_json(checks) if opts.as_json else render_text(checks))
     return EXIT_FAILURE if any(c.status == FAIL for c in checks) else EXIT_OK
 

@@ -1,4 +1,6 @@
-"""The bucket check: write, read back and delete a probe object, through the agent's store.
+"""The bucket checks: write, read back and delete a probe object, through the agent's store, in the
+main destination and in each route's (cdh/routes.py), each with its own credentials; and the routes
+file itself, read and checked as the agent reads it.
 
 The probe goes under the static part of the destination's key prefix (bucket policies often allow
 writes under one prefix only), carries the agent's object settings (encryption: a policy may require
@@ -13,33 +15,62 @@ import asyncio
 import os
 import time
 
-from cdh import config, destination
+from cdh import config, destination, routes
 from cdh.doctor import FAIL, PASS, SKIP, Check
 
 TIMEOUT_S = 60.0
 
 
-def check(settings: config.Settings) -> Check:
-    if not settings.destination and not settings.s3_bucket:
-        return Check("bucket", SKIP, "no destination: CDH_DESTINATION and CDH_S3_BUCKET are not set",
-                     "set one (and the credentials) to check the bucket")
+def check_all(settings: config.Settings) -> list[Check]:
+    """The routes file (when set), then the main bucket (when zips go there), then each route's."""
     try:
-        dest = destination.from_settings(settings)
+        table = routes.load(settings)
     except config.ConfigError as err:
-        return Check("bucket", FAIL, str(err), "fix that setting")
+        return [Check("routes", FAIL, str(err), "fix the file: the agent keeps its previous routes until "
+                                                  "then, and refuses to start with it"), check(settings)]
+    checks = []
+    if settings.routes_file:
+        checks.append(Check("routes", PASS, f"{settings.routes_file}: {len(table.routes)} routes; "
+                                            f"default {table.default}, unknown namespace {table.unknown}"))
+    if table.uses_main or not settings.routes_file:
+        checks.append(check(settings))
+    for route in table.routes:
+        checks.append(check(settings, route))
+    return checks
+
+
+def check(settings: config.Settings, route: routes.Route | None = None) -> Check:
+    """The main destination's bucket, or ``route``'s with its own credentials."""
+    if route is not None:
+        dest = routes.destination_of(route, settings)
+        name = f"bucket {route.name}"
+        creds = (f"keys from {route.credentials.directory}" if route.credentials
+                 else "the platform's credential chain")
+    else:
+        name, creds = "bucket", ""
+        if not destination.configured(settings):
+            return Check(name, SKIP, "no destination: CDH_DESTINATION and CDH_S3_BUCKET are not set",
+                         "set one (and the credentials) to check the bucket")
+        try:
+            dest = destination.from_settings(settings)
+        except config.ConfigError as err:
+            return Check(name, FAIL, str(err), "fix that setting")
     from cdh.store import open_store
 
     key = probe_key(dest)
     where = dest.url(key) + (f" at {dest.endpoint}" if dest.endpoint else "")
+    where += f" with {creds}" if creds else ""
     store = open_store(dest)
     try:
         note = asyncio.run(asyncio.wait_for(_probe(store, key), TIMEOUT_S))
     except Exception as err:
         failure = store.failure(err)
         code = _code(failure.code)
-        return Check("bucket", FAIL, f"{where}: {code}: {failure.message}",
-                     store.hints.get(code, "check the bucket settings and credentials"))
-    return Check("bucket", PASS, f"{where}: written, read back, {note}")
+        hint = store.hints.get(code, "check the bucket settings and credentials")
+        if route is not None:
+            hint += f" (route {route.name} in {settings.routes_file})"
+        return Check(name, FAIL, f"{where}: {code}: {failure.message}", hint)
+    return Check(name, PASS, f"{where}: written, read back, {note}")
 
 
 def probe_key(dest: destination.Destination) -> str:

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING, Any
 
+from cdh import keys
 from cdh.store import CHUNK, Failure, ObjectInfo, Store, VerifyError
 from cdh.store.s3client import (
     HINTS,
@@ -51,9 +52,9 @@ class S3Store(Store):
                        permanent=is_permanent(err),
                        status=http_status(err))
 
-    def object_args(self, metadata: dict[str, str]) -> dict[str, Any]:
+    def object_args(self, key: str, metadata: dict[str, str]) -> dict[str, Any]:
         """What every PUT / CreateMultipartUpload carries besides bucket and key."""
-        args: dict[str, Any] = {"Metadata": metadata, "ContentType": "application/zip",
+        args: dict[str, Any] = {"Metadata": metadata, "ContentType": keys.content_type(key),
                                 **encryption_args(self.access)}
         if self.access.storage_class:
             args["StorageClass"] = self.access.storage_class
@@ -63,7 +64,7 @@ class S3Store(Store):
         from cdh.store.parts import MAX_SINGLE_PUT_BYTES, MIN_PART_BYTES, PartSizer
         from cdh.store.s3upload import MultipartUpload, abort_stale, check, put_single
 
-        extra = self.object_args(metadata)
+        extra = self.object_args(key, metadata)
         if held.size < transfer.multipart_threshold_bytes and held.size <= MAX_SINGLE_PUT_BYTES:
             if held.size >= MIN_PART_BYTES:  # may have gone in parts under an older threshold
                 await abort_stale(self.client, self.bucket, key, self.log)

@@ -15,7 +15,7 @@ import asyncio
 import fnmatch
 from dataclasses import asdict, dataclass, field
 
-from cdh import ondisk, signals
+from cdh import keys, ondisk, signals
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -42,6 +42,7 @@ class DumpObject:
     exe: str = ""
     signal: int | None = None
     uuid: str = ""
+    encrypted_to: list[str] | None = None  # age recipients' fingerprints when the body is encrypted
     metadata: dict[str, str] = field(default_factory=dict)
 
     def as_json(self) -> dict:
@@ -67,11 +68,11 @@ def _glob(pattern: str | None, value: str) -> bool:
 
 
 async def list_zip_objects(store: Store, prefixes: list[str]) -> list[ObjectInfo]:
-    """Every ``*.zip`` object under the prefixes (LIST only)."""
+    """Every dump object (``*.zip``, ``*.zip.age``: cdh/keys.py) under the prefixes (LIST only)."""
     out = []
     try:
         for prefix in prefixes:
-            out.extend([o async for o in store.list(prefix) if o.key.endswith(ondisk.ZIP_SUFFIX)])
+            out.extend([o async for o in store.list(prefix) if keys.is_dump_key(o.key)])
     except Exception as err:
         raise BucketError(f"cannot list {store.destination.url(prefixes[0] if prefixes else '')}: "
                           f"{store.failure(err).detail}") from None
@@ -104,16 +105,18 @@ async def with_metadata(store: Store, objects: list[ObjectInfo], concurrency: in
 
 def from_info(info: ObjectInfo) -> DumpObject:
     meta = dict(info.metadata or {})
-    named = ondisk.parse_default_name(info.key)
+    named = ondisk.parse_default_name(keys.zip_name_of(info.key))
     modified = info.last_modified
     signal = meta.get("signal") or named.get("signal")
+    encryption = keys.encryption_of(info.key, meta)
     return DumpObject(
         key=info.key, size=info.size, last_modified=modified, etag=info.etag.strip('"'),
         time=_number(meta.get("timestamp")) or _number(named.get("timestamp")) or modified,
         namespace=meta.get("namespace", ""), pod=meta.get("pod", ""), container=meta.get("container", ""),
         node=meta.get("node", ""), exe=meta.get("exe", ""),
         signal=int(signal) if signal and str(signal).isdigit() else None,
-        uuid=meta.get("uuid") or named.get("uuid", ""), metadata=meta)
+        uuid=meta.get("uuid") or named.get("uuid", ""), metadata=meta,
+        encrypted_to=encryption[1] if encryption else None)
 
 
 def _number(v: str | None) -> float | None:

@@ -27,6 +27,8 @@ def add_commands(sub) -> dict:
                      help="an object key, its URL (s3://, gs://, azblob://bucket/key) or a dump uuid")
     get.add_argument("-o", "--output", default=".", metavar="DIR", help="unpack into DIR/<name>/")
     get.add_argument("--keep-zip", action="store_true", help="keep the downloaded zip next to the directory")
+    get.add_argument("-i", "--identity", action="append", default=[], metavar="FILE",
+                     help="an age identity file (as age -d -i): opens a dump a route encrypted; repeatable")
     _bucket_args(get, "search for a uuid under this key prefix")
     ins = sub.add_parser("inspect", help="summarise a dump: crash, pod, registers, build ids, how to debug")
     ins.add_argument("path", metavar="ZIP|DIR", help="a dump zip, its unpacked directory, or a bare core")
@@ -114,9 +116,10 @@ def run_get(ns) -> int:
     import dataclasses
 
     from cdh import destination
+    from cdh.agecrypt import DecryptError
     from cdh.tools.bucket import BucketError
     from cdh.tools.dumpzip import DumpError
-    from cdh.tools.fetch import VerifyError
+    from cdh.tools.fetch import NeedsIdentity, VerifyError
 
     dest, code = _destination(ns)
     if dest is None:
@@ -131,16 +134,16 @@ def run_get(ns) -> int:
         return EXIT_USAGE
     try:
         return asyncio.run(_get(ns, dest))
-    except (BucketError, DumpError, VerifyError, OSError) as err:
+    except (BucketError, DumpError, VerifyError, NeedsIdentity, DecryptError, OSError) as err:
         print(f"cdh get: {err}", file=sys.stderr)
         return EXIT_FAILURE
 
 
 async def _get(ns, dest) -> int:
-    from cdh import keys, ondisk
+    from cdh import agecrypt, keys, ondisk
     from cdh.store import open_store
     from cdh.tools.dumpzip import DumpError, unpack
-    from cdh.tools.fetch import VerifyError, download, resolve
+    from cdh.tools.fetch import VerifyError, decrypt, download, identities_for, resolve
     from cdh.tools.progress import Progress
 
     prefixes = [ns.prefix] if ns.prefix is not None else keys.listing_prefixes(dest.key_prefix_template, {})
@@ -148,15 +151,22 @@ async def _get(ns, dest) -> int:
     async with open_store(dest, pool_size=ns.concurrency) as store:
         info = await resolve(store, ns.dump, prefixes, ns.concurrency)
         key = info.key
-        base = key.rsplit("/", 1)[-1]
+        identities = identities_for(info, dest.url(key), ns.identity)  # None: not encrypted
+        base = keys.zip_name_of(key)
         unpacked = os.path.join(ns.output, base.removesuffix(ondisk.ZIP_SUFFIX))
         if os.path.exists(unpacked):
             raise DumpError(f"{unpacked} already exists")
         zip_path = os.path.join(ns.output, base)
+        got = os.path.join(ns.output, key.rsplit("/", 1)[-1])  # the zip, or <name>.zip.age
         try:
-            checked = await download(store, info, zip_path, Progress(base, info.size))
+            checked = await download(store, info, got, Progress(base, info.size))
         except VerifyError as err:
             raise VerifyError(f"{dest.url(key)} failed verification: {err}; nothing kept") from None
+    if identities is not None:
+        try:
+            checked.append(await decrypt(got, zip_path, identities))
+        except agecrypt.DecryptError as err:
+            raise agecrypt.DecryptError(f"{dest.url(key)} does not open: {err}; nothing kept") from None
     try:
         where = unpack(zip_path, ns.output)
     except DumpError as err:

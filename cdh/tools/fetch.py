@@ -5,11 +5,20 @@ whole-object check (cdh/store/: on S3 the ETag where it is an MD5 or an MD5 of p
 MD5s); then the CRC-32 of every zip entry while unpacking (cdh/tools/dumpzip.py). The
 object is read on the condition that it is still the one looked up, so a dump replaced
 mid-download is not mixed with its successor.
+
+A dump a route encrypted (``<name>.zip.age``, cdh/routes.py) is downloaded and checked as above,
+then decrypted with the identities the user gives (``-i FILE``, as ``age -d -i``; cdh/agecrypt.py:
+every 64 KiB chunk authenticated, a cut file refused), then unpacked and checked as any zip. Without
+an identity that opens it, nothing is downloaded: :func:`identities_for` names its recipients.
+Disk: the encrypted download and the zip are both there while it is decrypted.
 """
 
 from __future__ import annotations
 
-from cdh import ondisk
+import asyncio
+import os
+
+from cdh import agecrypt, keys, ondisk
 from cdh.store import VerifyError
 from cdh.tools.bucket import BucketError, head, list_zip_objects, with_metadata
 
@@ -18,15 +27,20 @@ if TYPE_CHECKING:
     from cdh.store import ObjectInfo, Store
     from cdh.tools.progress import Progress
 
-__all__ = ["VerifyError", "download", "resolve"]
+__all__ = ["NeedsIdentity", "VerifyError", "decrypt", "download", "identities_for", "resolve"]
+
+
+class NeedsIdentity(Exception):
+    """The dump is encrypted and no identity given opens it: the message names its recipients."""
 
 
 async def resolve(store: Store, wanted: str, prefixes: list[str], concurrency: int = 16) -> ObjectInfo:
     """The object of a key or a dump uuid (with its metadata)."""
     url = store.destination.url
     if not ondisk.is_uuid(wanted):
-        zipped = ondisk.zip_name(wanted)
-        for key in (wanted, zipped) if not wanted.endswith(ondisk.ZIP_SUFFIX) else (wanted,):
+        names = (wanted,) if keys.is_dump_key(wanted) else (
+            wanted, ondisk.zip_name(wanted), keys.encrypted_name(ondisk.zip_name(wanted)))
+        for key in names:
             found = await head(store, key)
             if found is not None:
                 return found
@@ -57,3 +71,42 @@ async def download(store: Store, info: ObjectInfo, target: str,
     except Exception as err:  # the store's client: a failed or cut transfer
         raise BucketError(f"cannot download {store.destination.url(info.key)}: "
                           f"{store.failure(err).detail}") from None
+
+
+def identities_for(info: ObjectInfo, url: str, identity_files: list[str]) -> list | None:
+    """The identities to decrypt ``info`` with (None: it is not encrypted). NeedsIdentity, before any
+    download, when none is given or none of those given is one of its recipients (by fingerprint)."""
+    encryption = keys.encryption_of(info.key, info.metadata)
+    if encryption is None:
+        return None
+    fmt, recipients = encryption
+    meta = info.metadata or {}
+    route = f" by route {meta[keys.ROUTE]}" if meta.get(keys.ROUTE) else ""
+    to = f"to recipients {', '.join(recipients)}" if recipients else "to recipients it does not name"
+    if fmt != agecrypt.FORMAT:
+        raise NeedsIdentity(f"{url} is encrypted with {fmt!r}, which cdh cannot open")
+    if not identity_files:
+        raise NeedsIdentity(f"{url} is encrypted (age){route} {to}: give an identity that opens it with "
+                            "-i FILE (as age -d -i)")
+    identities, mine = [], []
+    for path in identity_files:
+        try:
+            found = agecrypt.read_identities(path)
+        except ValueError as err:
+            raise NeedsIdentity(str(err)) from None
+        identities += found
+        mine += [f"{fp} ({path})" for fp in agecrypt.identity_fingerprints(found)]
+    if recipients and not set(agecrypt.identity_fingerprints(identities)) & set(recipients):
+        raise NeedsIdentity(f"{url} is encrypted (age){route} {to}; none of the identities given is one "
+                            f"of them: {', '.join(mine)}")
+    return identities
+
+
+async def decrypt(encrypted: str, target: str, identities: list) -> str:
+    """Decrypt the downloaded ``encrypted`` into ``target`` (off the event loop), then remove it;
+    what was checked. DecryptError (nothing kept) when it does not open or is damaged."""
+    try:
+        size = await asyncio.to_thread(agecrypt.decrypt, encrypted, target, identities)
+    finally:
+        os.unlink(encrypted)
+    return f"age: decrypted, every chunk authenticated ({size} bytes)"

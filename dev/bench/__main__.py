@@ -1,6 +1,6 @@
 """``nox -s bench`` (or ``python -m dev.bench``): speed and memory of cdh against peers.
 
-    python -m dev.bench [--only capture,startup,upload,e2e,clouds] [--size-mib 800] [--rounds 3]
+    python -m dev.bench [--only capture,startup,upload,e2e,encrypt,clouds] [--size-mib 800] [--rounds 3]
                           [--json FILE] [--cache DIR] [--runtime DIR]
 
 Builds the zipapp and runtime and installs the composer as the agent does (HOST_DIR/cdc);
@@ -21,7 +21,7 @@ from pathlib import Path
 
 from dev.bench import capture, inputs, report, startup
 
-SECTIONS = ("startup", "capture", "upload", "e2e", "clouds")
+SECTIONS = ("startup", "capture", "upload", "e2e", "encrypt", "clouds")
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -32,6 +32,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=3, help="interleaved runs per tool; medians (3)")
     p.add_argument("--upload-mib", type=int, default=2048, help="upload: size of the zip (2048)")
     p.add_argument("--e2e-mib", type=int, default=256, help="e2e: heap of the crashed process (256)")
+    p.add_argument("--encrypt-mib", type=int, default=1024, help="encrypt: size of the zip (1024)")
     p.add_argument("--cloud-mib", type=int, default=512,
                    help="clouds: size of the zip sent to Azurite and fake-gcs-server (512)")
     p.add_argument("--startup-runs", type=int, default=30, help="start-up: runs per figure (30)")
@@ -161,31 +162,48 @@ class Suite:
             self.server = S3Server(str(self.work / "moto.log"), env={"TMPDIR": str(spool)}).start()
         return self.server, aws
 
+    def _zip(self, installed: startup.Installed, section: str, mib: int) -> tuple[Path, int]:
+        """A stored zip of about ``mib`` MiB our composer wrote (the core repeated), for ``section``."""
+        from dev.bench import upload
+
+        core = self._core(self.args.size_mib)
+        zip_dir = self.work / f"{section}-input"
+        zip_dir.mkdir()
+        zip_path = upload.make_zip(installed.cdc, core, zip_dir, mib)
+        size = zip_path.stat().st_size
+        print(f"== {section}: {zip_path.name[:20]}..., {size / report.MB:,.0f} MB; {self.args.rounds} rounds",
+              flush=True)
+        return zip_path, size
+
     def upload(self, installed: startup.Installed) -> None:
         from dev.bench import upload
 
         server, _ = self._s3()
-        core = self._core(self.args.size_mib)
-        zip_dir = self.work / "upload-input"
-        zip_dir.mkdir()
-        zip_path = upload.make_zip(installed.cdc, core, zip_dir, self.args.upload_mib)
-        size = zip_path.stat().st_size
-        print(f"== upload: {zip_path.name[:20]}..., {size / report.MB:,.0f} MB; {self.args.rounds} rounds",
-              flush=True)
+        zip_path, size = self._zip(installed, "upload", self.args.upload_mib)
         bench = upload.UploadBench(self.work, inputs.runner(self.cache), zip_path, server)
         samples = bench.rounds(self.args.rounds)
-        shutil.rmtree(zip_dir)
+        shutil.rmtree(zip_path.parent)
         self._add("upload", upload.figures(samples, size), upload.notes(samples, size), {
             "bytes": size, "samples": {name: [s.as_dict() for s in runs] for name, runs in samples.items()}})
 
-    def clouds(self, installed: startup.Installed) -> None:
-        from dev.bench import clouds, upload
+    def encrypt(self, installed: startup.Installed) -> None:
+        from dev.bench import encrypt
 
-        core = self._core(self.args.size_mib)
-        zip_dir = self.work / "clouds-input"
-        zip_dir.mkdir()
-        zip_path = upload.make_zip(installed.cdc, core, zip_dir, self.args.cloud_mib)
-        size = zip_path.stat().st_size
+        if encrypt.age_cli() is None:
+            raise inputs.InputError("age is missing (apt-get install age): the encrypt section's peer")
+        zip_path, size = self._zip(installed, "encrypt", self.args.encrypt_mib)
+        inputs.warm(zip_path)
+        bench = encrypt.EncryptBench(self.work, inputs.runner(self.cache), zip_path)
+        checked = bench.verify()
+        samples = bench.rounds(self.args.rounds)
+        shutil.rmtree(zip_path.parent)
+        self._add("encrypt", encrypt.figures(samples, size), [checked, *encrypt.notes(samples, size)], {
+            "bytes": size, "samples": {name: [s.as_dict() for s in runs] for name, runs in samples.items()}})
+
+    def clouds(self, installed: startup.Installed) -> None:
+        from dev.bench import clouds
+
+        zip_path, size = self._zip(installed, "clouds", self.args.cloud_mib)
         for kind in clouds.KINDS:
             print(f"== clouds, {kind}: {size / report.MB:,.0f} MB; {self.args.rounds} rounds", flush=True)
             bench = clouds.CloudBench(kind, self.work, inputs.runner(self.cache), zip_path)
@@ -196,7 +214,7 @@ class Suite:
             self._add(f"clouds {kind}", clouds.figures(kind, samples, size),
                       clouds.notes(kind, samples, size), {"bytes": size, "versions": clouds.versions(),
                        "samples": {name: [s.as_dict() for s in runs] for name, runs in samples.items()}})
-        shutil.rmtree(zip_dir)
+        shutil.rmtree(zip_path.parent)
 
     def e2e(self, installed: startup.Installed) -> None:
         from dev.bench import e2e

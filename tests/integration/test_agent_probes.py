@@ -54,7 +54,7 @@ def test_storage_readiness_recovers_by_itself(agent_env, start_agent, s3):
     assert status == 503 and body["checks"]["storage"] is False
     s3.create_bucket(Bucket=late)  # the bucket appears (created by a slow Terraform run)
     agent.wait_event("storage.ok")
-    assert probe(port, "/readyz")[0] == 200 and scrape(port).value("cdh_storage_reachable") == 1
+    assert probe(port, "/readyz")[0] == 200 and scrape(port).value("cdh_storage_reachable", route="main") == 1
 
 
 def test_a_lost_intake_watch_is_set_up_again_and_liveness_stays_ok(agent_env, start_agent, core_dir, s3,

@@ -25,6 +25,7 @@ from cdh.agent import host
 from cdh.config import load
 from cdh.sysctl import core_pattern, is_ours
 from tests.support.cgroups import make_container_cgroup, remove_cgroups
+from tests.support.composer import NO_SPACE_LIMITS
 from tests.support.require import require
 
 HERE = Path(__file__).parent
@@ -54,7 +55,7 @@ def installed(kernel, request, image_runtime):
     marker = request.node.get_closest_marker("settings")
     extra = marker.kwargs if marker else {}
     settings = load([{"CDH_HOST_DIR": str(host_dir), "CDH_CRICTL_PATH": str(host_dir),
-                      "CDH_RUNTIME_DIR": str(image_runtime), **extra}])
+                      "CDH_RUNTIME_DIR": str(image_runtime), **NO_SPACE_LIMITS, **extra}])
     host.install(settings)
     assert _read_sysctl("kernel/core_pattern") == core_pattern(settings.host_dir)
     try:

@@ -21,9 +21,11 @@ PROVIDERS = (
     "iks", "kind", "minikube", "openshift", "roks", "rosa",
 )
 OVERLAYS = tuple(f"overlays/{p}" for p in PROVIDERS)
-# Everything else a user applies: the base (for diffs), the example of a user's own overlay, and one
-# with the optional monitoring component (Prometheus Operator objects, Grafana dashboard).
-KUSTOMIZATIONS = ("base", *OVERLAYS, "examples/my-cluster", "examples/monitoring")
+# Everything else a user applies: the base (for diffs), the example of a user's own overlay, one
+# with the optional monitoring component (Prometheus Operator objects, Grafana dashboard), and one
+# routing tenants' namespaces to their own buckets (tests/manifests/test_multi_tenant.py).
+KUSTOMIZATIONS = ("base", *OVERLAYS, "examples/my-cluster", "examples/monitoring",
+                  "examples/multi-tenant")
 # Plain manifests applied with `kubectl apply -f`.
 PLAIN_FILES = ("base/s3-secret.template.yaml", "examples/crash-pod.yaml")
 

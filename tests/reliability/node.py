@@ -23,6 +23,7 @@ from pathlib import Path
 from cdh.agent import host
 from cdh.config import load
 from tests.support.agentproc import REPO, wait_until
+from tests.support.composer import NO_SPACE_LIMITS
 
 HERE = Path(__file__).parent
 
@@ -60,7 +61,7 @@ class Node:
         # No CRI socket answers, whatever this machine runs: crictl (none, or a test's stub) is asked.
         return {"CDH_HOST_DIR": str(self.host_dir), "CDH_CRICTL_PATH": str(self.host_dir / "bin"),
                 "CDH_CRI_ENDPOINT": f"unix://{self.host_dir}/no-cri.sock",
-                "CDH_RUNTIME_DIR": str(self.runtime_dir), **extra}
+                "CDH_RUNTIME_DIR": str(self.runtime_dir), **NO_SPACE_LIMITS, **extra}
 
     def install(self, **extra: str):
         self.settings = load([self.env(**extra)])

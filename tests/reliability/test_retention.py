@@ -35,7 +35,8 @@ def test_max_use_cuts_new_cores_and_never_deletes_a_waiting_one(node, tmp_path, 
     try:
         cfg = _config(tmp_path, "cdh-no-such-bucket")  # the store is unreachable: nothing leaves
         agent = start_agent(node.agent_env(s3_server.agent_env(bucket), CDH_CONFIG_FILE=str(cfg),
-                                           CDH_COMPRESSION="none", CDH_RATE_LIMIT="off"))
+                                           CDH_COMPRESSION="none", CDH_RATE_LIMIT="off",
+                                           CDH_MAX_USE="25%", CDH_KEEP_FREE="10%"))  # the defaults
         agent.wait_event("agent.started")
         node.crash("big", "48", "random")
         node.crash("big", "48", "random")

@@ -31,6 +31,7 @@ from tests.runtime import images as image_builder
 from tests.runtime.containerd import Containerd, missing_tools
 from tests.runtime.images import CRASHERS, PAUSE
 from tests.runtime.kubelet import Kubelet
+from tests.support.composer import NO_SPACE_LIMITS
 from tests.support.require import require
 
 
@@ -100,7 +101,7 @@ def installed(kernel, node, image_runtime):
     host_dir = tempfile.mkdtemp(prefix="cdhr-", dir="/tmp")  # core_pattern is at most 127 bytes
     settings = load([{"CDH_HOST_DIR": host_dir, "CDH_CRI_ENDPOINT": node.containerd.endpoint,
                       "CDH_CRICTL_PATH": host_dir, "CDH_LOG_LINES": "5", "CDH_CRI_TIMEOUT": "10s",
-                      "CDH_RUNTIME_DIR": str(image_runtime)}])
+                      "CDH_RUNTIME_DIR": str(image_runtime), **NO_SPACE_LIMITS}])
     host.install(settings)
     try:
         yield settings

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 import uuid
 import zipfile
 from pathlib import Path
@@ -20,6 +19,7 @@ import pytest
 
 from cdh.composer.cri.h2 import NOT_FOUND, GrpcError
 from tests.runtime.images import CRASHERS
+from tests.support.zips import next_zip
 
 ELF_MAGIC, ET_CORE = b"\x7fELF", 4
 LOG_LINES = 5  # CDH_LOG_LINES in the `installed` fixture
@@ -42,19 +42,7 @@ class Dump:
 
 def wait_for_zip(settings, seen: set[str], timeout: float = 60) -> Dump:
     """The next zip in CORE_DIR (none seen before), once no .part file is left."""
-    core_dir = Path(settings.core_dir)
-    deadline = time.monotonic() + timeout
-    while True:
-        new = [p for p in core_dir.glob("*.zip") if p.name not in seen] if core_dir.exists() else []
-        if new and not list(core_dir.glob(".*.part")):
-            assert len(new) == 1, new
-            seen.add(new[0].name)
-            return Dump(new[0])
-        if time.monotonic() > deadline:
-            log = Path(settings.host_dir, "composer.log")
-            raise AssertionError(f"no zip in {core_dir} after {timeout}s; composer log:\n"
-                                 + (log.read_text() if log.exists() else "(none)"))
-        time.sleep(0.05)
+    return Dump(next_zip(settings, seen, timeout))
 
 
 def crash(crasher, settings, seen: set[str]) -> Dump:

@@ -16,6 +16,8 @@ import sys
 import time
 from collections.abc import Callable
 
+from tests.support.composer import NO_SPACE_LIMITS
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -60,6 +62,7 @@ def base_env(tmp_path, s3_settings: dict[str, str], **settings: str) -> dict[str
         "CDH_RETRY_MAX": "2s",
         "CDH_GRACE_PERIOD": "20s",
         "AWS_EC2_METADATA_DISABLED": "true",  # no 1 s IMDS probe when keys are missing
+        **NO_SPACE_LIMITS,
     })
     env.update(s3_settings)
     env.update(settings)

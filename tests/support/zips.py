@@ -13,6 +13,7 @@ import time
 import uuid as uuidlib
 import zipfile
 from dataclasses import dataclass, field
+from pathlib import Path
 
 CHUNK = 1 << 20
 
@@ -95,6 +96,24 @@ def file_sha256(path) -> str:
         while chunk := f.read(CHUNK):
             h.update(chunk)
     return h.hexdigest()
+
+
+def next_zip(settings, seen: set[str], timeout: float = 60) -> Path:
+    """The next zip a composer finishes in ``settings``' CORE_DIR (none in ``seen``, which it joins), once
+    no ``.part`` is left; on timeout, the composer's log in the message."""
+    core_dir = Path(settings.core_dir)
+    deadline = time.monotonic() + timeout
+    while True:
+        new = [p for p in core_dir.glob("*.zip") if p.name not in seen] if core_dir.exists() else []
+        if new and not list(core_dir.glob(".*.part")):
+            assert len(new) == 1, new
+            seen.add(new[0].name)
+            return new[0]
+        if time.monotonic() > deadline:
+            log = Path(settings.host_dir, "composer.log")
+            raise AssertionError(f"no zip in {core_dir} after {timeout}s; composer log:\n"
+                                 + (log.read_text() if log.exists() else "(none)"))
+        time.sleep(0.05)
 
 
 def zips_left(core_dir) -> list[str]:

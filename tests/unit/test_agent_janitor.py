@@ -15,19 +15,9 @@ import pytest
 from cdh import retention
 from cdh.agent.janitor import Janitor
 from cdh.config import load
+from tests.support.loglines import Lines
 
 GiB = 1 << 30
-
-
-class Lines:
-    def __init__(self) -> None:
-        self.lines: list[tuple[str, str, dict]] = []
-
-    def __getattr__(self, level):
-        return lambda event, **fields: self.lines.append((level, event, fields))
-
-    def events(self, name: str) -> list[dict]:
-        return [f for _, e, f in self.lines if e == name]
 
 
 # ---------------------------------------------------------------- the janitor: parts

@@ -1,0 +1,445 @@
+"""Routes: which destination each namespace's cores go to (``CDH_ROUTES_FILE``), with that team's own
+credentials and, optionally, encrypted to that team's age recipients (cdh/agecrypt.py).
+
+The file is YAML (a ConfigMap), reloaded with the rest of the config::
+
+    routes:
+      - name: team-a                          # [a-z0-9._-]; in logs, metrics and object metadata
+        namespaces: [team-a, "team-a-*"]      # exact names and globs; the first route that matches wins
+        destination: s3://team-a-cores/prefix/
+        endpoint: https://s3.example.com      # optional; region, addressing, ca_bundle, verify_tls too
+        credentials: /etc/cdh/routes/team-a   # optional: a mounted Secret (files access-key, secret-key)
+        recipients: [age1...]                 # optional: the zip is encrypted to these before it leaves
+        key_prefix: "{namespace}/{date}/"     # optional; sse, sse_kms_key_id, storage_class too
+    default: main      # a namespace no route names: main (CDH_S3_BUCKET ...), keep (on the node) or drop
+    unknown: keep      # a crash whose namespace the composer could not learn (default: as ``default``)
+
+What a route does not say, and why:
+
+- endpoint, region, addressing, CA bundle, TLS verification: the ``CDH_S3_*`` values (the same store,
+  another bucket), field by field.
+- credentials: the platform's credential chain (IRSA, Pod Identity, the node's role), never the main
+  destination's static keys: a route's authority is what its own Secret (or role) grants, nothing
+  it inherits unseen.
+- SSE and storage class: none (the bucket's own defaults); the main destination's KMS key is the
+  platform's, not the team's. key_prefix: ``CDH_S3_KEY_PREFIX`` (so ``cdh ls`` finds the same layout).
+
+A file that does not parse or does not check out (an unknown key, a bad glob or recipient, a missing
+credentials directory or key file) is refused as a whole with one line naming the file, the line
+and the field (:class:`~cdh.config.ConfigError`); the agent keeps the routes it had.
+
+Stdlib, plus PyYAML (imported when a file is read) and pyrage (when recipients are checked).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import re
+from dataclasses import dataclass, field
+
+from cdh.config.table import KEY_PREFIX_VARIABLES
+from cdh.config.values import ConfigError, choice, endpoint_url, parse_bool, template
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from cdh.config import Settings
+    from cdh.destination import Destination
+
+MAIN, KEEP, DROP = "main", "keep", "drop"
+FALLBACKS = (MAIN, KEEP, DROP)
+ACCESS_KEY_FILE, SECRET_KEY_FILE, SESSION_TOKEN_FILE = "access-key", "secret-key", "session-token"
+KEY_FILES = (ACCESS_KEY_FILE, SECRET_KEY_FILE, SESSION_TOKEN_FILE)
+MAX_FILE_BYTES = 1 << 20          # a routes file is a few KiB; more is a mistake (or a YAML bomb)
+MAX_RECIPIENTS = 32               # their fingerprints go into object metadata (S3: 2 KiB in all)
+_NAME = re.compile(r"[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?")
+_NAMESPACE_GLOB = re.compile(r"[a-z0-9*?\[\]!-]{1,63}")
+_DESTINATION = re.compile(r"s3://([A-Za-z0-9][A-Za-z0-9._-]{0,254})(/.*)?")
+TOP_KEYS = ("routes", "default", "unknown")
+ROUTE_KEYS = ("name", "namespaces", "destination", "endpoint", "region", "addressing", "ca_bundle",
+              "verify_tls", "credentials", "recipients", "key_prefix", "sse", "sse_kms_key_id",
+              "storage_class")
+_key_prefix = template(KEY_PREFIX_VARIABLES)
+_addressing = choice("auto", "path", "virtual")
+_sse = choice("none", "AES256", "aws:kms", aliases={"sse-s3": "AES256", "sse-kms": "aws:kms"})
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """Static keys read from a route's mounted Secret (never shown: repr hides them)."""
+
+    directory: str
+    access_key: str = field(repr=False)
+    secret_key: str = field(repr=False)
+    session_token: str = field(default="", repr=False)
+
+
+@dataclass(frozen=True)
+class Route:
+    name: str
+    namespaces: tuple[str, ...]
+    bucket: str
+    prefix: str = ""                          # the destination URL's path: "" or ending in "/"
+    endpoint: str | None = None               # None: CDH_S3_ENDPOINT
+    region: str | None = None
+    addressing: str | None = None
+    ca_bundle: str | None = None
+    verify_tls: bool | None = None
+    credentials: Credentials | None = None    # None: the platform's credential chain
+    recipients: tuple[str, ...] = ()          # age recipients (age1...): encrypted when set
+    key_prefix: str | None = None             # None: CDH_S3_KEY_PREFIX
+    sse: str = "none"
+    sse_kms_key_id: str = ""
+    storage_class: str = ""
+    line: int = 0                             # where it is in the file, for messages
+
+    @property
+    def url(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}"
+
+    @property
+    def encrypted(self) -> bool:
+        return bool(self.recipients)
+
+    def matches(self, namespace: str) -> bool:
+        return any(fnmatch.fnmatchcase(namespace, p) for p in self.namespaces)
+
+
+@dataclass(frozen=True)
+class Choice:
+    """Where one zip goes: a route, the main destination (``route`` None), or nowhere (keep, drop)."""
+
+    action: str                     # "upload", KEEP or DROP
+    name: str                       # the route's name, MAIN, KEEP or DROP: the label in logs and metrics
+    route: Route | None = None
+    why: str = ""                   # for keep/drop: which rule said so
+
+
+@dataclass(frozen=True)
+class RouteTable:
+    routes: tuple[Route, ...] = ()
+    default: str = MAIN
+    unknown: str = MAIN
+    source: str = ""                # the file it came from ("": no CDH_ROUTES_FILE)
+
+    def choose(self, namespace: str | None) -> Choice:
+        """The first route naming ``namespace``, else ``default`` (``unknown`` when there is none)."""
+        if not namespace:
+            return _fallback(self.unknown, "its namespace is unknown (unknown: in CDH_ROUTES_FILE)")
+        for route in self.routes:
+            if route.matches(namespace):
+                return Choice("upload", route.name, route)
+        return _fallback(self.default, f"no route names namespace {namespace} (default: in CDH_ROUTES_FILE)")
+
+    @property
+    def uses_main(self) -> bool:
+        """Whether any zip can go to the main destination (CDH_S3_BUCKET ...)."""
+        return MAIN in (self.default, self.unknown)
+
+    def describe(self) -> list[str]:
+        """One line per route and fallback, for ``cdh config`` and the agent's start (no secrets)."""
+        from cdh import agecrypt
+
+        lines = []
+        for r in self.routes:
+            creds = f"keys from {r.credentials.directory}" if r.credentials else "the platform's credentials"
+            enc = (f", encrypted to {', '.join(agecrypt.fingerprint(x) for x in r.recipients)}"
+                   if r.recipients else "")
+            lines.append(f"route {r.name}: {', '.join(r.namespaces)} -> {r.url} ({creds}{enc})")
+        lines.append(f"default: {self.default}; unknown namespace: {self.unknown}")
+        return lines
+
+
+def destination_of(route: Route, settings: Settings) -> Destination:
+    """The route's destination (named after it), what it leaves unset taken as the module's docstring
+    says: the connection from ``CDH_S3_*``, never the main destination's keys or object settings."""
+    from cdh.destination import S3, Destination, S3Access
+
+    s, creds = settings, route.credentials
+
+    def either(mine, main):
+        return main if mine is None else mine
+
+    access = S3Access(
+        endpoint=either(route.endpoint, s.s3_endpoint), region=either(route.region, s.s3_region),
+        addressing=either(route.addressing, s.s3_addressing),
+        ca_bundle=either(route.ca_bundle, s.s3_ca_bundle),
+        verify_tls=either(route.verify_tls, s.s3_verify_tls),
+        access_key=creds.access_key if creds else "", secret_key=creds.secret_key if creds else "",
+        session_token=creds.session_token if creds else "",
+        sse=route.sse, sse_kms_key_id=route.sse_kms_key_id, storage_class=route.storage_class)
+    return Destination(kind=S3, bucket=route.bucket, prefix=route.prefix,
+                       key_template=either(route.key_prefix, s.s3_key_prefix), s3=access, name=route.name)
+
+
+def _fallback(what: str, why: str) -> Choice:
+    return Choice("upload", MAIN, None, why) if what == MAIN else Choice(what, what, None, why)
+
+
+NONE = RouteTable()
+
+
+# ---------------------------------------------------------------- loading
+
+
+def load(settings: Settings) -> RouteTable:
+    """The routes of ``CDH_ROUTES_FILE``, or :data:`NONE` (everything to the main destination)."""
+    path = settings.routes_file
+    if not path:
+        return NONE
+    where = f"{settings.env_name('routes_file')} {path}"
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_FILE_BYTES + 1)
+    except OSError as err:
+        raise ConfigError(f"{where}: cannot read the file ({err.strerror})") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise ConfigError(f"{where}: bigger than {MAX_FILE_BYTES} bytes")
+    return parse(data, path, settings.env_name("routes_file") + " ")
+
+
+def parse(data: bytes | str, path: str = "<routes>", label: str = "") -> RouteTable:
+    """A routes file's text as a :class:`RouteTable`; ConfigError naming ``path:line`` and the field
+    (after ``label``: the setting that named the file)."""
+    try:
+        return _parse(data, path)
+    except ConfigError as err:
+        raise ConfigError(f"{label}{err}") from None
+
+
+def _parse(data: bytes | str, path: str) -> RouteTable:
+    doc, lines = _read_yaml(data, path)
+    if doc is None:
+        doc = {}
+    p = _Place(path, lines)
+    if not isinstance(doc, dict):
+        raise p.error((), "the file is a mapping with routes:, default: and unknown:")
+    _known_keys(p, (), doc, TOP_KEYS)
+    default = _fallback_value(p, doc, "default", MAIN)
+    unknown = _fallback_value(p, doc, "unknown", default)
+    raw_routes = doc.get("routes") or []
+    if not isinstance(raw_routes, list):
+        raise p.error(("routes",), "a list of routes")
+    routes, names = [], set()
+    for i, raw in enumerate(raw_routes):
+        route = _route(p, ("routes", i), raw)
+        if route.name in names:
+            raise p.error(("routes", i, "name"), f"{route.name!r} names two routes")
+        names.add(route.name)
+        routes.append(route)
+    return RouteTable(tuple(routes), default, unknown, path)
+
+
+def _fallback_value(p: _Place, doc: dict, key: str, default: str) -> str:
+    value = doc.get(key, default)
+    if value not in FALLBACKS:
+        raise p.error((key,), f"one of {', '.join(FALLBACKS)}, not {value!r}")
+    return value
+
+
+def _route(p: _Place, at: tuple, raw: Any) -> Route:
+    if not isinstance(raw, dict):
+        raise p.error(at, "a route is a mapping with name:, namespaces: and destination:")
+    _known_keys(p, at, raw, ROUTE_KEYS)
+    for required in ("name", "namespaces", "destination"):
+        if raw.get(required) in (None, "", []):
+            raise p.error(at, f"{required}: is missing")
+    name = _string(p, at, raw, "name")
+    if not _NAME.fullmatch(name) or name in FALLBACKS:
+        raise p.error((*at, "name"), f"{name!r} is not a route name: [a-z0-9._-], at most 63, "
+                                     f"not {', '.join(FALLBACKS)}")
+    bucket, prefix = _destination(p, at, _string(p, at, raw, "destination"))
+    fields: dict[str, Any] = {
+        "name": name, "namespaces": _namespaces(p, at, raw), "bucket": bucket, "prefix": prefix,
+        "line": p.line(at),
+        "recipients": _recipients(p, at, raw.get("recipients")),
+        "credentials": _credentials(p, at, raw.get("credentials")),
+    }
+    for key, parse_value in (("endpoint", endpoint_url), ("region", str.strip), ("addressing", _addressing),
+                             ("key_prefix", _key_prefix), ("sse", _sse), ("sse_kms_key_id", str.strip),
+                             ("storage_class", str.strip), ("ca_bundle", _abs_path),
+                             ("verify_tls", parse_bool)):
+        if raw.get(key) is not None:
+            fields[key] = _value(p, (*at, key), raw[key], parse_value)
+    if fields.get("sse_kms_key_id") and fields.get("sse") != "aws:kms":
+        raise p.error((*at, "sse_kms_key_id"), "set, but sse is not aws:kms")
+    return Route(**fields)
+
+
+def _string(p: _Place, at: tuple, raw: dict, key: str) -> str:
+    value = raw[key]
+    if not isinstance(value, str):
+        raise p.error((*at, key), "a string")
+    return value.strip()
+
+
+def _value(p: _Place, at: tuple, value: Any, parse_value) -> Any:
+    if isinstance(value, bool):
+        value = "true" if value else "false"
+    if not isinstance(value, (str, int, float)):
+        raise p.error(at, "a single value")
+    try:
+        return parse_value(str(value))
+    except ValueError as err:
+        raise p.error(at, f"{value!r} is not valid: {err}") from None
+
+
+def _abs_path(raw: str) -> str:
+    if not raw.startswith("/"):
+        raise ValueError("an absolute path")
+    return os.path.normpath(raw)
+
+
+def _destination(p: _Place, at: tuple, url: str) -> tuple[str, str]:
+    m = _DESTINATION.fullmatch(url)
+    if not m:
+        raise p.error((*at, "destination"), f"{url!r} is not s3://bucket[/prefix]")
+    prefix = (m.group(2) or "").strip("/")
+    if re.search(r"[{}\x00-\x1f\x7f]|(^|/)\.{1,2}(/|$)|//", prefix):
+        raise p.error((*at, "destination"), "the prefix is a plain path (no . or .. parts, no empty "
+                                            "parts); template variables go in key_prefix")
+    return m.group(1), prefix + "/" if prefix else ""
+
+
+def _namespaces(p: _Place, at: tuple, raw: dict) -> tuple[str, ...]:
+    value = raw["namespaces"]
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list):
+        raise p.error((*at, "namespaces"), "a list of namespace names or globs")
+    out = []
+    for i, ns in enumerate(value):
+        if not isinstance(ns, str) or not _NAMESPACE_GLOB.fullmatch(ns.strip()):
+            raise p.error((*at, "namespaces", i), f"{ns!r} is not a namespace name or glob "
+                                                  "(a-z 0-9 - and * ? [ ] !)")
+        out.append(ns.strip())
+    return tuple(out)
+
+
+def _recipients(p: _Place, at: tuple, value: Any) -> tuple[str, ...]:
+    if value in (None, []):
+        return ()
+    from cdh import agecrypt
+
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or len(value) > MAX_RECIPIENTS:
+        raise p.error((*at, "recipients"), f"a list of at most {MAX_RECIPIENTS} age recipients (age1...)")
+    out = []
+    for i, r in enumerate(value):
+        try:
+            out.append(agecrypt.recipient(r))
+        except ValueError as err:
+            raise p.error((*at, "recipients", i), str(err)) from None
+    return tuple(dict.fromkeys(out))
+
+
+def _credentials(p: _Place, at: tuple, value: Any) -> Credentials | None:
+    """The keys in a mounted Secret directory: ``access-key``, ``secret-key``, optional ``session-token``."""
+    if value in (None, ""):
+        return None
+    here = (*at, "credentials")
+    if not isinstance(value, str) or not value.startswith("/"):
+        raise p.error(here, "the absolute path of a directory (a mounted Secret)")
+    directory = os.path.normpath(value)
+    if not os.path.isdir(directory):
+        raise p.error(here, f"{directory}: no such directory (is the Secret mounted?)")
+    keys = {}
+    for name in KEY_FILES:
+        try:
+            with open(os.path.join(directory, name), encoding="utf-8") as f:
+                keys[name] = f.read(64 << 10).strip("\r\n")  # as CDH_*_FILE secrets are read
+        except FileNotFoundError:
+            if name != SESSION_TOKEN_FILE:
+                raise p.error(here, f"{directory} has no {name} file") from None
+        except (OSError, UnicodeDecodeError) as err:
+            raise p.error(here, f"cannot read {directory}/{name} ({getattr(err, 'strerror', None) or err})"
+                          ) from None
+    if not keys[ACCESS_KEY_FILE] or not keys[SECRET_KEY_FILE]:
+        raise p.error(here, f"{directory}: {ACCESS_KEY_FILE} or {SECRET_KEY_FILE} is empty")
+    return Credentials(directory, keys[ACCESS_KEY_FILE], keys[SECRET_KEY_FILE],
+                       keys.get(SESSION_TOKEN_FILE, ""))
+
+
+def _known_keys(p: _Place, at: tuple, mapping: dict, allowed: tuple[str, ...]) -> None:
+    for key in mapping:
+        if key not in allowed:
+            import difflib
+
+            close = difflib.get_close_matches(str(key), allowed, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else f": one of {', '.join(allowed)}"
+            raise p.error((*at, key), f"{key!r} is not known here{hint}")
+
+
+# ---------------------------------------------------------------- YAML, with the place of each value
+
+
+class _Place:
+    """Names a value in messages: ``file:line: routes[1].credentials: ...``."""
+
+    def __init__(self, path: str, lines: dict[tuple, int]) -> None:
+        self.path = path
+        self.lines = lines
+
+    def line(self, at: tuple) -> int:
+        while at and at not in self.lines:
+            at = at[:-1]
+        return self.lines.get(at, 1)
+
+    def error(self, at: tuple, message: str) -> ConfigError:
+        field_name = "".join(f"[{k}]" if isinstance(k, int) else f".{k}" for k in at).lstrip(".")
+        return ConfigError(f"{self.path}:{self.line(at)}: " + (f"{field_name}: " if field_name else "")
+                           + message)
+
+
+def _read_yaml(data: bytes | str, path: str) -> tuple[Any, dict[tuple, int]]:
+    """(the document, the line of each value by its path). Safe loading only; anchors and aliases are
+    refused (they are how a small file becomes a huge one)."""
+    import yaml
+
+    loader = yaml.SafeLoader(data)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None, {}
+        lines: dict[tuple, int] = {}
+        _walk(node, (), lines, set())
+        return loader.construct_document(node), lines
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else path
+        raise ConfigError(f"{where}: not valid YAML: {err.problem or err.context}") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    except _Refused as err:
+        raise _Place(path, {err.at: err.line}).error(err.at, err.why) from None
+    finally:
+        loader.dispose()
+
+
+class _Refused(Exception):
+    def __init__(self, line: int, at: tuple, why: str) -> None:
+        self.line, self.at, self.why = line, at, why
+
+
+def _walk(node, at: tuple, lines: dict[tuple, int], seen: set[int]) -> None:
+    import yaml
+
+    line = node.start_mark.line + 1
+    if id(node) in seen:
+        raise _Refused(line, at, "anchors and aliases are not allowed in a routes file")
+    seen.add(id(node))
+    lines[at] = line
+    if isinstance(node, yaml.MappingNode):
+        keys = set()
+        for key, value in node.value:
+            name = key.value if isinstance(key, yaml.ScalarNode) else f"<{key.tag}>"
+            if name in keys:
+                raise _Refused(key.start_mark.line + 1, (*at, name), "given twice")
+            keys.add(name)
+            _walk(value, (*at, name), lines, seen)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _walk(item, (*at, i), lines, seen)

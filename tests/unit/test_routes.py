@@ -1,0 +1,199 @@
+"""CDH_ROUTES_FILE (cdh/routes.py): the file read, checked as a whole, and namespaces matched."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from cdh import agecrypt, routes
+from cdh.config import ConfigError, load
+from tests.support.projected import Volume
+
+RECIPIENT = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"  # age's own spec example
+
+
+@pytest.fixture
+def creds(tmp_path):
+    """A mounted Secret, as the kubelet lays it out (files are symlinks into ..data)."""
+    d = tmp_path / "secret-a"
+    Volume(d, 0o400).update({"access-key": "AKIATEAMA\n", "secret-key": "team-a-secret\n"})
+    return d
+
+
+def table(text: str) -> routes.RouteTable:
+    return routes.parse(textwrap.dedent(text), "routes.yaml")
+
+
+def refused(text: str) -> str:
+    with pytest.raises(ConfigError) as err:
+        table(text)
+    msg = str(err.value)
+    assert "\n" not in msg
+    return msg
+
+
+def test_a_whole_file(creds):
+    t = table(f"""
+        routes:
+          - name: team-a
+            namespaces: [team-a, "team-a-*"]
+            destination: s3://team-a-cores/cores/a/
+            endpoint: https://s3.example.com
+            credentials: {creds}
+            recipients: [{RECIPIENT}]
+            key_prefix: "{{namespace}}/{{date}}/"
+            sse: sse-kms
+            sse_kms_key_id: alias/team-a
+            storage_class: STANDARD_IA
+          - name: team-b
+            namespaces: team-b
+            destination: s3://team-b-cores
+        default: keep
+        unknown: drop
+        """)
+    a, b = t.routes
+    assert (a.name, a.namespaces, a.bucket, a.prefix) == ("team-a", ("team-a", "team-a-*"), "team-a-cores",
+                                                          "cores/a/")
+    assert a.endpoint == "https://s3.example.com" and a.key_prefix == "{namespace}/{date}/"
+    assert (a.sse, a.sse_kms_key_id, a.storage_class) == ("aws:kms", "alias/team-a", "STANDARD_IA")
+    assert a.credentials.access_key == "AKIATEAMA" and a.credentials.secret_key == "team-a-secret"
+    assert a.recipients == (RECIPIENT,) and a.encrypted and a.line == 3
+    assert (b.bucket, b.prefix, b.credentials, b.recipients) == ("team-b-cores", "", None, ())
+    assert (t.default, t.unknown) == ("keep", "drop")
+
+
+def test_secrets_never_show(creds):
+    t = table(f"""
+        routes:
+          - {{name: a, namespaces: [a], destination: "s3://b", credentials: {creds}}}
+        """)
+    shown = repr(t) + "\n".join(t.describe())
+    assert "team-a-secret" not in shown and "AKIATEAMA" not in shown and str(creds) in shown
+
+
+@pytest.mark.parametrize(("namespace", "want"), [
+    ("team-a", "team-a"), ("team-a-dev", "team-a"), ("team-ab", "main"),
+    ("team-b", "team-b"), ("team-b-x", "main"), ("shop", "shared"), ("kube-system", "main"),
+])
+def test_first_match_wins(namespace, want):
+    t = table("""
+        routes:
+          - {name: team-a, namespaces: [team-a, "team-a-*"], destination: "s3://a"}
+          - {name: team-b, namespaces: [team-b], destination: "s3://b"}
+          - {name: shared, namespaces: [shop, team-a, team-b], destination: "s3://c"}
+        """)
+    assert t.choose(namespace).name == want
+
+
+def test_an_earlier_glob_shadows_a_later_route():
+    t = table("""
+        routes:
+          - {name: all-teams, namespaces: ["team-*"], destination: "s3://a"}
+          - {name: team-b, namespaces: [team-b], destination: "s3://b"}
+        """)
+    assert t.choose("team-b").name == "all-teams"
+
+
+@pytest.mark.parametrize(("default", "unknown", "ns", "want"), [
+    (None, None, "x", ("upload", "main")),
+    ("keep", None, "x", ("keep", "keep")),
+    ("drop", None, "x", ("drop", "drop")),
+    ("keep", None, None, ("keep", "keep")),     # unknown follows default
+    ("main", "keep", None, ("keep", "keep")),   # a crash whose namespace the composer could not learn
+    ("main", "keep", "", ("keep", "keep")),
+    ("drop", "main", None, ("upload", "main")),
+])
+def test_fallbacks(default, unknown, ns, want):
+    text = "routes: []\n" + (f"default: {default}\n" if default else "") + (f"unknown: {unknown}\n" if unknown
+                                                                            else "")
+    c = table(text).choose(ns)
+    assert (c.action, c.name) == want and c.route is None
+    if c.action != "upload" or ns is None:
+        assert "CDH_ROUTES_FILE" in c.why
+
+
+def test_no_file_and_an_empty_file_send_everything_to_main():
+    assert routes.load(load([{"CDH_S3_BUCKET": "b"}])) is routes.NONE
+    assert routes.NONE.choose("anything").name == "main"
+    assert table("").choose("x").name == "main"
+
+
+@pytest.mark.parametrize(("text", "says"), [
+    ("routes: [", "routes.yaml:1:10: not valid YAML"),
+    ("routes:\n  - name: a\n    namespaces: [a]\n    destinaton: s3://b\n",
+     "routes.yaml:4: routes[0].destinaton: 'destinaton' is not known here (did you mean destination?)"),
+    ("routes:\n  - name: a\n    namespaces: [Team-A]\n    destination: s3://b\n",
+     "routes.yaml:3: routes[0].namespaces[0]: 'Team-A' is not a namespace name or glob"),
+    ("routes:\n  - name: a\n    namespaces: [a]\n    destination: s3://b\n    recipients: [age1xyz]\n",
+     "routes.yaml:5: routes[0].recipients[0]: 'age1xyz' is not an age X25519 recipient"),
+    ("routes:\n  - &x\n    name: a\n    namespaces: [a]\n    destination: s3://b\n  - *x\n",
+     "anchors and aliases are not allowed"),
+    ("default: maybe\n", "routes.yaml:1: default: one of main, keep, drop, not 'maybe'"),
+    ("routes:\n  - {name: a, namespaces: [a], destination: 's3://b'}\n"
+     "  - {name: a, namespaces: [b], destination: 's3://c'}\n",
+     "routes.yaml:3: routes[1].name: 'a' names two"),
+    ("routes:\n  - name: a\n    name: b\n    namespaces: [a]\n    destination: s3://b\n",
+     "routes.yaml:3: routes[0].name: given twice"),
+    ("routes:\n  - {name: a, namespaces: [a], destination: 'gs://b'}\n", "is not s3://bucket[/prefix]"),
+    ("routes:\n  - {name: a, namespaces: [a], destination: 's3://b/../c'}\n", "a plain path"),
+    ("routes:\n  - {name: a, namespaces: [a], destination: 's3://b', sse_kms_key_id: k}\n",
+     "sse is not aws:kms"),
+    ("routes:\n  - {name: a, namespaces: [a], destination: 's3://b', key_prefix: '{secret}/'}\n",
+     "routes[0].key_prefix: '{secret}/' is not valid: a template using only"),
+    ("routes:\n  - {name: main, namespaces: [a], destination: 's3://b'}\n", "is not a route name"),
+    ("routes:\n  - {name: a, namespaces: [a]}\n", "routes.yaml:2: routes[0]: destination: is missing"),
+    ("routes:\n  - {name: a, namespaces: [], destination: 's3://b'}\n", "namespaces: is missing"),
+    ("- a\n", "routes.yaml:1: the file is a mapping"),
+    ("routes: {a: 1}\n", "routes.yaml:1: routes: a list of routes"),
+    ("routes:\n  - {name: a, namespaces: [a], destination: 's3://b', credentials: /nonexistent/team-a}\n",
+     "routes.yaml:2: routes[0].credentials: /nonexistent/team-a: no such directory (is the Secret mounted?)"),
+    ("routes:\n  - {name: a, namespaces: [a], destination: 's3://b', credentials: relative/dir}\n",
+     "the absolute path of a directory"),
+])
+def test_a_bad_file_is_refused_with_one_line_naming_the_place(text, says):
+    assert says in refused(text)
+
+
+def test_a_secret_key_given_as_recipient_is_refused_without_echoing_it():
+    identity = "AGE-SECRET-KEY-1GFPYYSJZGFPYYSJZGFPYYSJZGFPYYSJZGFPYYSJZGFPYYSJZGFPQ4EGAEX"
+    msg = refused(f"routes:\n  - {{name: a, namespaces: [a], destination: 's3://b', "
+                  f"recipients: [{identity}]}}\n")
+    assert "routes[0].recipients[0]: this is an age identity" in msg and identity not in msg
+
+
+def test_a_credentials_directory_needs_both_keys(tmp_path):
+    d = tmp_path / "half"
+    d.mkdir()
+    (d / "access-key").write_text("AKIA")
+    msg = refused(f"routes:\n  - {{name: a, namespaces: [a], destination: 's3://b', credentials: {d}}}\n")
+    assert f"{d} has no secret-key file" in msg
+    (d / "secret-key").write_text("\n")
+    assert "is empty" in refused(f"routes:\n  - {{name: a, namespaces: [a], destination: 's3://b', "
+                                 f"credentials: {d}}}\n")
+    (d / "secret-key").write_text("s\n")
+    (d / "session-token").write_text("tok\n")
+    c = table(f"routes:\n  - {{name: a, namespaces: [a], destination: 's3://b', credentials: {d}}}\n")
+    assert c.routes[0].credentials.session_token == "tok"
+
+
+def test_load_names_the_setting_and_refuses_big_files(tmp_path):
+    path = tmp_path / "routes.yaml"
+    settings = load([{"CDH_S3_BUCKET": "b", "CDH_ROUTES_FILE": str(path)}])
+    with pytest.raises(ConfigError, match=f"CDH_ROUTES_FILE {path}: cannot read the file"):
+        routes.load(settings)
+    path.write_text("routes:\n  - {name: a, namespaces: [a], destination: 's3://b', bogus: 1}\n")
+    with pytest.raises(ConfigError, match=f"^CDH_ROUTES_FILE {path}:2: routes\\[0\\].bogus"):
+        routes.load(settings)
+    path.write_text("#" * (routes.MAX_FILE_BYTES + 1))
+    with pytest.raises(ConfigError, match="bigger than"):
+        routes.load(settings)
+    path.write_text("default: drop\n")
+    assert routes.load(settings).default == "drop"
+
+
+def test_recipients_are_deduplicated_and_described_by_fingerprint():
+    t = table(f"routes:\n  - {{name: a, namespaces: [a], destination: 's3://b', "
+              f"recipients: [{RECIPIENT}, {RECIPIENT}]}}\n")
+    assert t.routes[0].recipients == (RECIPIENT,)
+    assert agecrypt.fingerprint(RECIPIENT) in t.describe()[0]
