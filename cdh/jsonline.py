@@ -24,6 +24,7 @@ def dumps(obj: object) -> bytes:
     return json.dumps(obj, default=str, ensure_ascii=False, separators=(",", ":")).encode()
 
 LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
+OFF = 100  # a threshold above every level: nothing is written (IBM's COMP_LOG_LEVEL=Off)
 REDACTED = "<redacted>"
 # Shorter values cannot be told apart from ordinary text: redacting a 1-letter "secret"
 # would mangle every line. Real keys are 16+ characters.

@@ -25,7 +25,7 @@ import re
 import time
 
 from cdh.config.values import TEMPLATE_FIELD, render_template, template_fields
-from cdh.ondisk import ZIP_SUFFIX
+from cdh.ondisk import ZIP_SUFFIX, dump_int
 
 MAX_VALUE_CHARS = 128         # per key component and per metadata value
 UNKNOWN = "unknown"
@@ -60,12 +60,10 @@ def date_values(t: float) -> dict[str, str]:
 
 
 def crash_time(info: dict, fallback: float) -> float:
-    """Epoch seconds of the crash (dump-info's ``timestamp``, the kernel's %t), or ``fallback``."""
-    try:
-        t = float(info.get("timestamp"))
-    except (TypeError, ValueError):
-        return fallback
-    return t if 0 < t < 1e11 else fallback
+    """Epoch seconds of the crash (dump-info's ``timestamp_s``, or IBM's ``timestamp``: the kernel's
+    %t), or ``fallback``."""
+    t = dump_int(info, "timestamp_s", "timestamp")
+    return t if t is not None and 0 < t < 1e11 else fallback
 
 
 def node_of(info: dict, node_name: str | None) -> object:
@@ -77,8 +75,9 @@ def crash_values(info: dict, node: object) -> dict[str, object]:
     """What a dump-info says about the crash, by metadata / key variable name (unsanitised)."""
     return {
         "namespace": info.get("namespace"), "pod": info.get("podname") or info.get("pod"),
-        "container": info.get("container"), "node": node, "signal": info.get("signal"),
-        "exe": info.get("exe"), "uuid": info.get("uuid"), "timestamp": info.get("timestamp"),
+        "container": info.get("container"), "node": node,
+        "signal": dump_int(info, "signal_number", "signal"), "exe": info.get("exe"), "uuid": info.get("uuid"),
+        "timestamp": dump_int(info, "timestamp_s", "timestamp"),
     }
 
 

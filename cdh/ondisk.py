@@ -131,6 +131,7 @@ POD_INFO = "-pod-info.json"             # the `crictl pods` item of the pod
 RUNTIME_INFO = "-runtime-info.json"     # `crictl inspectp`
 PS_INFO = "-ps-info.json"               # `crictl ps -a -p <pod>`
 PROC_DIR = "-proc"                      # <name>-proc/<file>: the crasher's /proc files
+CONTAINER_PROC_FILES = ("auxv", "cmdline", "environ", "maps", "status")  # <name>-<i>-proc/ (IBM's)
 
 
 def log_entry(i: int) -> str:
@@ -143,6 +144,11 @@ def image_info_entry(i: int) -> str:
     return f"-{i}-image-info.json"
 
 
+def container_proc_dir(i: int) -> str:
+    """Container *i*'s main process's /proc files (CDH_CONTAINER_PROC_FILES, IBM's proc info)."""
+    return f"-{i}-proc"
+
+
 def container_index(entry: str) -> int | None:
     """*i* of a ``...-<i>.log`` or ``...-<i>-image-info.json`` entry, else None."""
     m = re.search(r"-(\d+)\.log$", entry) or re.search(r"-(\d+)-image-info\.json$", entry)
@@ -153,12 +159,57 @@ def container_index(entry: str) -> int | None:
 
 IBM_FIELDS = ("uuid", "dump_file", "timestamp", "hostname", "exe", "real_pid", "signal",
               "node_hostname", "path")
-CDH_FIELDS = ("host_pid", "namespace", "podname", "pod_uid", "container", "container_id",
+# IBM's nine are strings as the kernel gave them (`path` keeps its '!'); the typed values are cdh's:
+# pid (%p), signal_number (%s), timestamp_s (%t, or the composer's clock), executable (%E with '/').
+CDH_FIELDS = ("pid", "signal_number", "timestamp_s", "executable",
+              "host_pid", "namespace", "podname", "pod_uid", "container", "container_id",
               "restart_count", "pod_id", "image", "image_digest", "core_size", "compression",
               "truncated", "truncated_reason", "pod_found_by", "metadata_source", "metadata_errors",
               "cdh_version")
 DUMP_INFO_FIELDS = IBM_FIELDS + CDH_FIELDS   # in this order
 MAX_DUMP_INFO_BYTES = 1 << 20  # dump-info is a few hundred bytes; a bigger entry is refused (zip bomb)
+
+
+# IBM's composer wrote dump-info by hand, its values unescaped (a '"' in %e made it invalid JSON).
+_IBM_DUMP_INFO = ('{"uuid":"(?P<uuid>.*?)", "dump_file":"(?P<dump_file>.*?)", '
+                  '"timestamp": "(?P<timestamp>.*?)",'
+                  r'\s*"hostname": "(?P<hostname>.*?)", "exe": "(?P<exe>.*?)", '
+                  '"real_pid": "(?P<real_pid>.*?)", "signal": "(?P<signal>.*?)", '
+                  '"node_hostname": "(?P<node_hostname>.*?)", '
+                  r'"path": "(?P<path>.*)" \}\s*')
+
+
+def _ibm_hand_written(data: bytes) -> dict:
+    """The nine fields of a dump-info IBM's composer wrote that is not valid JSON (zips IBM left on
+    a node being taken over); ValueError when it is not that either."""
+    m = re.fullmatch(_IBM_DUMP_INFO, data.decode("utf-8", "replace"), re.DOTALL)
+    if m is None:
+        raise ValueError("dump-info is not JSON")
+    return m.groupdict()
+
+
+def dump_int(info: dict, typed: str, ibm: str) -> int | None:
+    """A number of the crash from a dump-info: cdh's typed field (``signal_number``), else IBM's
+    string (``signal``: IBM's zips, and cdh's before the typed fields, where it was an int)."""
+    v = info.get(typed)
+    if isinstance(v, int) and not isinstance(v, bool):
+        return v
+    v = info.get(ibm)
+    if isinstance(v, bool):
+        return None
+    try:
+        return int(str(v).strip())
+    except (TypeError, ValueError):
+        return None
+
+
+def dump_executable(info: dict) -> str | None:
+    """The crashed executable's path: cdh's ``executable``, else IBM's ``path`` with '/' for '!'."""
+    v = info.get("executable")
+    if isinstance(v, str) and v:
+        return v
+    v = info.get("path")
+    return v.replace("!", "/") if isinstance(v, str) and v else None
 
 
 class DumpInfoError(ValueError):
@@ -177,7 +228,11 @@ def read_dump_info(fileobj) -> dict:
                 raise DumpInfoError(f"expected one *{DUMP_INFO} entry, found {len(found)}")
             if found[0].file_size > MAX_DUMP_INFO_BYTES:
                 raise DumpInfoError(f"{found[0].filename} is {found[0].file_size} bytes, too big")
-            info = json.loads(zf.read(found[0]))
+            data = zf.read(found[0])
+        try:
+            info = json.loads(data)
+        except ValueError:
+            info = _ibm_hand_written(data)  # IBM's composer did not escape its values
     except DumpInfoError:
         raise
     except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError, EOFError) as err:
@@ -194,6 +249,18 @@ EVENT_SUFFIX = "-event.json"
 
 def event_file_name(uuid: str) -> str:
     return f"{uuid}{EVENT_SUFFIX}"
+
+
+def event_dir_mode(file_mode: int) -> int:
+    """EVENT_DIR's mode for event files of ``file_mode`` (CDH_EVENT_FILE_MODE): 0700, opened (r-x)
+    to the group and others that may read the files (0644 → 0755), so a sidecar of another user
+    can list and read them."""
+    mode = 0o700
+    if file_mode & 0o040:
+        mode |= 0o050
+    if file_mode & 0o004:
+        mode |= 0o005
+    return mode
 
 
 # ---------------------------------------------------------------- the default zip name, read back

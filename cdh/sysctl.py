@@ -13,6 +13,7 @@ runs without touching the machine's core_pattern, which other test runs share. S
 from __future__ import annotations
 
 import os
+import re
 
 from cdh import ondisk
 
@@ -31,6 +32,14 @@ def core_pattern(host_dir: str) -> str:
 
 def is_ours(pattern: str, host_dir: str) -> bool:
     return pattern.startswith(f"|{ondisk.HostDir(host_dir).composer} ")
+
+
+def ibm_pattern(pattern: str) -> tuple[str, str] | None:
+    """(HOST_DIR, CORE_DIR) of the IBM Core Dump Handler's pattern, or None: IBM's agent wrote
+    ``|<HOST_DIR>/cdc -c=%c -e=%e -p=%p -s=%s -t=%t -d=<CORE_DIR> -h=%h -E=%E``. Never a node's original
+    value: cdh backs up what was there before IBM (cdh/agent/takeover.py), never IBM's pattern."""
+    m = re.fullmatch(r"\|(/\S*)/cdc -c=%c -e=%e -p=%p -s=%s -t=%t -d=(\S+) -h=%h -E=%E", pattern.strip())
+    return (m.group(1) or "/", m.group(2)) if m else None
 
 
 class Sysctl:

@@ -30,15 +30,27 @@ CONFIGMAP_LINK = "..data"
 SETTLE_S = 0.3  # a ConfigMap update is several events; reload once, after the last
 
 
-def check(settings: Settings) -> Settings:
-    """What the agent needs beyond per-setting validation; raises ConfigError with one line."""
-    if not destination.configured(settings) and not settings.routes_file:
+def check(settings: Settings, need_bucket: bool | None = None) -> Settings:
+    """What the agent needs beyond per-setting validation; raises ConfigError with one line.
+
+    A bucket is needed to upload: by ``cdh sweep``, and by the agent when a trigger is on. An agent
+    with neither bucket nor trigger keeps the cores on the node (IBM #48: "I run my own uploader").
+    """
+    if need_bucket is None:
+        need_bucket = has_trigger(settings)
+    if need_bucket and not destination.configured(settings) and not settings.routes_file:
         raise config.ConfigError(
             "CDH_S3_BUCKET is not set: the agent needs a bucket to upload to (IBM name: S3_BUCKET_NAME), "
-            "or set CDH_DESTINATION (s3://, gs:// or azblob://)")
+            "or CDH_DESTINATION (s3://, gs:// or azblob://); with no trigger set, no bucket is needed: "
+            "the cores then stay on the node")
     if destination.configured(settings):
         destination.from_settings(settings)  # what the kind needs (an Azure account ...): one line if missing
     return settings
+
+
+def has_trigger(settings: Settings) -> bool:
+    """Whether anything makes the agent upload (inotify, an interval, a schedule)."""
+    return bool(settings.use_inotify or settings.interval_s or settings.schedule)
 
 
 def load() -> Settings:
@@ -49,7 +61,7 @@ def load_routes(settings: Settings) -> routes.RouteTable:
     """The routes of ``CDH_ROUTES_FILE`` (none: every zip to the main destination); ConfigError with one
     line when the file is refused, or when it sends zips to a main destination that is not set."""
     table = routes.load(settings)
-    if table.uses_main and not destination.configured(settings):
+    if table.uses_main and not destination.configured(settings) and table is not routes.NONE:
         which = "default" if table.default == routes.MAIN else "unknown"
         raise config.ConfigError(f"{settings.env_name('routes_file')} {table.source}: {which}: main sends "
                                  "zips to CDH_DESTINATION (or CDH_S3_BUCKET), which is not set (set it, or "
@@ -58,8 +70,10 @@ def load_routes(settings: Settings) -> routes.RouteTable:
 
 
 def main_destination(settings: Settings, table: routes.RouteTable) -> destination.Destination | None:
-    """The main destination, when any zip may go there."""
-    return destination.from_settings(settings) if table.uses_main else None
+    """The main destination, when any zip may go there (none without a bucket: the cores stay on the
+    node, IBM #48)."""
+    wanted = table.uses_main and destination.configured(settings)
+    return destination.from_settings(settings) if wanted else None
 
 
 def keep_restart_only(new: Settings, old: Settings) -> list[str]:

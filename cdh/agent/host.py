@@ -8,7 +8,8 @@ Rules:
   truncated value with an error naming HOST_DIR.
 - The original value of each sysctl is backed up once. When the current value
   is already ours (the agent restarted), the backup is kept, never replaced by
-  our own value.
+  our own value. On a node taken over from the IBM Core Dump Handler, IBM's
+  backups are the originals (cdh/agent/takeover.py); IBM's pattern never is.
 - Uninstall restores and removes the backups and succeeds when files are gone.
 - The composer is replaced atomically, never copied over a running binary.
 
@@ -25,8 +26,9 @@ import sys
 
 from cdh import fsutil, ondisk
 from cdh.agent import pyruntime
+from cdh.agent.takeover import Takeover
 from cdh.config import Settings, render_env
-from cdh.sysctl import CORE_PATTERN_MAX, Sysctl, core_pattern, is_ours
+from cdh.sysctl import CORE_PATTERN_MAX, Sysctl, core_pattern, ibm_pattern, is_ours
 
 DEFAULT_CORE_PATTERN = "core"  # what we leave behind when no backup survives
 
@@ -56,8 +58,11 @@ def install(settings: Settings, sysctl: Sysctl | None = None, composer: bytes | 
             f"kernel.core_pattern would be {len(pattern.encode())} bytes, over the kernel's "
             f"{CORE_PATTERN_MAX}: use a shorter CDH_HOST_DIR (now {settings.host_dir!r})")
     done: list[str] = []
-    for d in (settings.host_dir, settings.core_dir, settings.event_dir, layout.state):
+    for d in (settings.host_dir, settings.core_dir, layout.state):
         fsutil.makedirs_private(d)
+    fsutil.makedirs_private(settings.event_dir, ondisk.event_dir_mode(settings.event_file_mode))
+    takeover = Takeover(settings, sysctl)  # a node the IBM Core Dump Handler ran on
+    done += takeover.adopt_backups()
     done += install_composer(settings, layout, composer)
     fsutil.write_if_changed(layout.composer_env, render_env(settings).encode(), mode=0o600)
     done.append(f"composer settings written to {layout.composer_env}")
@@ -71,7 +76,7 @@ def install(settings: Settings, sysctl: Sysctl | None = None, composer: bytes | 
         raise HostError(
             f"kernel.core_pattern reads back as {got!r}, not {pattern!r}: the kernel truncated or "
             f"refused it; check CDH_HOST_DIR ({settings.host_dir!r})")
-    return done
+    return done + takeover.move_aside()
 
 
 def install_composer(settings: Settings, layout: ondisk.HostDir, composer: bytes | None = None) -> list[str]:
@@ -107,7 +112,9 @@ def _current_runtime(layout: ondisk.HostDir) -> str | None:
 def _apply(sysctl: Sysctl, layout: ondisk.HostDir, name: str, value: str) -> str:
     current = sysctl.read(name)
     backup = layout.backup(name)
-    ours = is_ours(current, layout.path) if name == "kernel.core_pattern" else False
+    # Ours (a restart), or IBM's (its backups are the originals: cdh/agent/takeover.py): not an original.
+    ours = (is_ours(current, layout.path) or ibm_pattern(current) is not None
+            if name == "kernel.core_pattern" else False)
     if not ours and current != value and not os.path.exists(backup):
         fsutil.atomic_write(backup, current.encode(), mode=0o600)  # saved once, never replaced
     if current != value:
@@ -142,7 +149,7 @@ def _site_dirs() -> list[str]:
 
 
 def crictl_yaml(settings: Settings) -> str:
-    endpoint = settings.cri_endpoint or "unix:///run/containerd/containerd.sock"
+    endpoint = settings.cri_endpoint or settings.cri_endpoint_hint or "unix:///run/containerd/containerd.sock"
     return f"runtime-endpoint: {endpoint}\nimage-endpoint: {endpoint}\ntimeout: 10\n"
 
 

@@ -14,7 +14,6 @@ import contextlib
 import os
 import stat
 import time
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from cdh import fsutil, ondisk
@@ -23,6 +22,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from cdh.agent.log import Log
+    from cdh.config.cron import Schedule
 
 
 WATCH_RETRY_S = 1.0
@@ -167,14 +167,15 @@ class Intake:
             next_at += interval_s
             self.sweep("interval")
 
-    async def on_schedule(self, expression: str) -> None:
-        """A sweep at each tick of a cron ``expression`` (6 fields: seconds first, as IBM's)."""
-        from croniter import croniter
-
-        six = len(expression.split()) == 6
-        ticks = croniter(expression, datetime.now(UTC), second_at_beginning=six)
+    async def on_schedule(self, schedule: Schedule) -> None:
+        """A sweep at each tick of ``schedule`` (cdh/config/cron.py: standard cron, or IBM's)."""
         while True:
-            at = ticks.get_next(float)
+            at = schedule.next_after(time.time())
+            if at is None:
+                self.log.warning("intake.schedule_ended", schedule=str(schedule),
+                                 note="the schedule has no more ticks (its years have passed)")
+                await self._closed.wait()
+                return
             while (left := at - time.time()) > 0:
                 await asyncio.sleep(min(left, 60.0))  # re-read the clock: it may have been stepped
             self.sweep("schedule")

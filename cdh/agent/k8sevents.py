@@ -31,7 +31,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from cdh import __version__, signals
+from cdh import __version__, ondisk, signals
 
 if TYPE_CHECKING:
     import aiohttp
@@ -88,13 +88,11 @@ def _dns(value: str) -> str:
 
 
 def crash_words(info: dict) -> str:
-    sig = info.get("signal")
-    try:
-        sig_text = f"signal {int(sig)} ({signals.name(int(sig))})"
-    except (TypeError, ValueError):
-        sig_text = "an unknown signal"
+    sig = ondisk.dump_int(info, "signal_number", "signal")
+    sig_text = f"signal {sig} ({signals.name(sig)})" if sig is not None else "an unknown signal"
     where = f" in container {info['container']}" if info.get("container") else ""
-    exe, pid = info.get("exe") or "a process", info.get("real_pid", "?")
+    pid = ondisk.dump_int(info, "pid", "real_pid")
+    exe, pid = info.get("exe") or "a process", "?" if pid is None else pid
     return f"{exe} (pid {pid}){where} crashed with {sig_text}"
 
 

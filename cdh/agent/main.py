@@ -18,7 +18,7 @@ import os
 import signal
 import time
 
-from cdh import EXIT_FAILURE, EXIT_OK, __version__, config, routes
+from cdh import EXIT_FAILURE, EXIT_OK, __version__, config, destination, routes
 from cdh.agent import configload, host
 from cdh.agent.hostside import HostSide, ObservedHost
 from cdh.agent.intake import Intake, cancel_all
@@ -122,8 +122,9 @@ class Agent:
             self.log.warning("config.note", note=note)
         self._log_routes(table)
         self._install_signal_handlers()
-        await self.host.set_up()
+        # a bad region or endpoint is a ConfigError: before the node changes
         await self.stores.open(dest, s, table)
+        await self.host.set_up()
         await self.telemetry.start()
         await self.check_storage()
         self._storage_watch = asyncio.create_task(self._recheck_storage(), name="storage-check")
@@ -152,6 +153,8 @@ class Agent:
 
     @property
     def storage_ok(self) -> bool | None:
+        if not self.stores.destinations:
+            return True  # no bucket and no trigger: cores stay on the node, there is no store to reach
         return self.uploader.storage_ok
 
     @property
@@ -232,6 +235,10 @@ class Agent:
         if names:
             intake.sweep("start")
             self.log.info("intake.triggers", triggers=names)
+        elif not destination.configured(s) and not s.routes_file:
+            self.log.warning("intake.no_trigger", action="cores are kept on the node, for your own uploader "
+                             "(no bucket and no trigger set: IBM's idle mode, IBM #48)",
+                             hint="set a bucket and CDH_USE_INOTIFY, CDH_INTERVAL or CDH_SCHEDULE to upload")
         else:
             self.log.warning("intake.no_trigger", action="cores are kept on the node",
                              hint="set CDH_USE_INOTIFY, CDH_INTERVAL or CDH_SCHEDULE, or run `cdh sweep`")

@@ -27,7 +27,7 @@ from cdh.agent.upload import Outcome, Uploader
 def run(settings: config.Settings, files: list[str]) -> int:
     import uvloop
 
-    configload.check(settings)
+    configload.check(settings, need_bucket=True)
     table = configload.load_routes(settings)
     log = Log()
     log.configure(settings)

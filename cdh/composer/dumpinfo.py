@@ -1,9 +1,14 @@
 """What the composer says about a crash besides the core, in IBM's shapes and real JSON: dump-info,
 the zip's other small entries, and the event file's record.
 
-dump-info keeps IBM's field names and adds what IBM lacked (cdh/ondisk.py lists them: the contract
-the agent and the tools read). Values are typed: ints are ints, unknown is null. The event record
-keeps IBM's fields, as IBM wrote them (strings), plus podname, container, node and zip.
+dump-info keeps IBM's nine fields exactly as IBM's composer wrote them: strings, the kernel's
+values as given (``real_pid`` "4", ``signal`` "10", ``timestamp`` "1588462466", ``path`` with the
+kernel's ``!``), so a consumer written against IBM's files (a struct of strings) keeps working. What
+IBM lacked follows in fields of its own, typed (ints are ints, unknown is null): cdh/ondisk.py lists
+them, the contract the agent and the tools read (they read numbers with ondisk.dump_int).
+
+The event record keeps IBM's fields and types (all strings but ``image_list`` and ``labels``),
+plus podname, container, node and zip; it is one line of compact JSON, as IBM's.
 """
 
 from __future__ import annotations
@@ -20,20 +25,30 @@ def dumps(obj: object) -> bytes:
     return (json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n").encode()
 
 
+def event_line(obj: object) -> bytes:
+    """One line of compact JSON (an event file: IBM's was compact; a line per event for `cat` sidecars)."""
+    return (json.dumps(obj, ensure_ascii=False, separators=(",", ":"), default=str) + "\n").encode()
+
+
 def dump_info(*, uuid: str, name: str, kargs, node: str, meta, core_size: int, compression: str,
               truncated_reason: str | None, errors: list[str]) -> dict:
+    given = kargs.given
     return {
-        # IBM's fields
+        # IBM's fields, as IBM's composer wrote them: strings, as the kernel gave them
         "uuid": uuid,
         "dump_file": name + ondisk.CORE,
-        "timestamp": kargs.timestamp,
+        "timestamp": given.get("timestamp", ""),
         "hostname": kargs.hostname,
         "exe": kargs.exe_name,
-        "real_pid": kargs.pid,
-        "signal": kargs.signal,
+        "real_pid": given.get("pid", ""),
+        "signal": given.get("signal", ""),
         "node_hostname": node,
-        "path": kargs.pathname,
+        "path": given.get("pathname", ""),
         # cdh's
+        "pid": kargs.pid,
+        "signal_number": kargs.signal,
+        "timestamp_s": kargs.timestamp,
+        "executable": kargs.pathname,
         "host_pid": kargs.host_pid,
         "namespace": meta.namespace,
         "podname": meta.podname,
@@ -67,38 +82,38 @@ def metadata_entries(name: str, meta, proc_files: dict[str, bytes]) -> list[tupl
             entries.append((name + ondisk.log_entry(i), c.log))
         if c.image_info is not None:
             entries.append((name + ondisk.image_info_entry(i), dumps(c.image_info)))
+        for fname, data in (c.proc or {}).items():
+            entries.append((f"{name}{ondisk.container_proc_dir(i)}/{fname}", data))
     for fname, data in proc_files.items():
         entries.append((f"{name}{ondisk.PROC_DIR}/{fname}", data))
     return entries
 
 
 def event_record(info: dict, kargs, meta, zip_name: str) -> dict:
-    """IBM's event fields (strings, as IBM wrote them) plus podname, container, node and zip."""
+    """IBM's event fields with IBM's types (strings; ``image_list`` one digest per container, ``""``
+    where its image is unknown; ``namespace`` "unknown" when unknown), plus podname, container, node
+    and zip."""
     labels = {k: str(v) for k, v in (meta.labels or {}).items() if k.startswith(LABEL_PREFIX)}
     images = []
     for c in meta.containers:
         digests = (c.image_info or {}).get("repoDigests") or []
-        if digests:
-            images.append(str(digests[0]))
+        images.append(str(digests[0]) if digests else "")
+    given = kargs.given
     return {
         "image_list": images,
         "key": zip_name,
-        "exe_path": kargs.pathname,
+        "exe_path": given.get("pathname", ""),
         "labels": labels,
         "limit_size": kargs.limit_size,
         "exe_name": kargs.exe_name,
-        "pid": _text(kargs.pid),
-        "signal": _text(kargs.signal),
-        "timestamp": _text(kargs.timestamp),
+        "pid": given.get("pid", ""),
+        "signal": given.get("signal", ""),
+        "timestamp": given.get("timestamp", ""),
         "hostname": kargs.hostname,
-        "namespace": meta.namespace,
+        "namespace": meta.namespace or "unknown",
         "uuid": info["uuid"],
         "podname": meta.podname,
         "container": meta.container,
         "node": info["node_hostname"],
         "zip": zip_name,
     }
-
-
-def _text(v) -> str:
-    return "" if v is None else str(v)

@@ -18,7 +18,8 @@ from cdh import jsonline, ondisk
 class ComposerLog(jsonline.Logger):
     def __init__(self, host_dir: str | None, level: str = "info", max_bytes: int = 4 << 20) -> None:
         self.path = ondisk.HostDir(host_dir).composer_log if host_dir else None
-        self.threshold = jsonline.LEVELS.get(level, jsonline.LEVELS["info"])
+        default = jsonline.LEVELS["info"]
+        self.threshold = jsonline.OFF if level == "off" else jsonline.LEVELS.get(level, default)
         self.max_bytes = max_bytes
         self.fd: int | None = None
         self.context: dict = {}  # fields on every line (the dump's uuid)

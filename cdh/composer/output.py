@@ -12,13 +12,20 @@ directory: after a power cut there is a whole ``<name>.zip`` or none.
 Two crashes may render the same name (a template without ``{uuid}``): the
 second gets a short uuid suffix rather than overwrite anything.
 
-The event file is written the same careful way (a temp file created with O_EXCL|O_NOFOLLOW
-through a handle on the directory, fsynced, renamed over the final name): a consumer sees a
-whole file or none, and a symlink planted in the directory is never followed.
+The event file appears whole under its final name in one step, and that step is a *create*:
+IBM's documented consumer is a sidecar running ``inotifywait -e create`` that reads the file at
+once, and a rename raises no IN_CREATE for the new name. So the file is written unnamed
+(``O_TMPFILE`` in the event directory), fsynced, given its mode, then linked in (``linkat``, as
+systemd makes files appear whole): IN_CREATE for the final name, content complete. An open and
+close for writing follows, so that ``close_write`` watchers hear of it too (the close of the
+unnamed file is reported without a name). Where a filesystem has no O_TMPFILE, a temp file
+(O_EXCL|O_NOFOLLOW, unguessable name) is renamed over the final name: still never partial.
+Everything goes through a handle on the directory; a planted symlink is never followed.
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 
@@ -104,27 +111,74 @@ class PartFile:
             self.dfd = -1
 
 
-def write_event(event_dir: str, uuid: str, data: bytes) -> str:
-    """Write the event file of dump ``uuid``; returns its path. Raises OSError (the caller logs it;
-    the zip stays)."""
-    fsutil.makedirs_private(event_dir)
+def write_event(event_dir: str, uuid: str, data: bytes, mode: int = 0o600) -> str:
+    """Write the event file of dump ``uuid`` with ``mode`` (CDH_EVENT_FILE_MODE); returns its path.
+    Raises OSError (the caller logs it; the zip stays)."""
+    fsutil.makedirs_private(event_dir, ondisk.event_dir_mode(mode))
     dfd = os.open(event_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         name = ondisk.event_file_name(uuid)
-        tmp = f".{name}.{os.getpid()}.{os.urandom(4).hex()}.tmp"  # unguessable: cannot be pre-planted
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                     0o600, dir_fd=dfd)
-        try:
-            while data:
-                data = data[os.write(fd, data):]
-            os.fsync(fd)
-        except BaseException:
-            os.close(fd)
-            os.unlink(tmp, dir_fd=dfd)
-            raise
-        os.close(fd)
-        os.rename(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
+        if not _link_whole(dfd, name, data, mode):
+            _rename_whole(dfd, name, data, mode)
         os.fsync(dfd)
+        _announce_close_write(dfd, name)
         return os.path.join(event_dir, name)
     finally:
         os.close(dfd)
+
+
+_NO_TMPFILE = (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL)
+
+
+def _link_whole(dfd: int, name: str, data: bytes, mode: int) -> bool:
+    """O_TMPFILE + linkat; False when the filesystem (or a missing /proc) does not allow it."""
+    try:
+        fd = os.open(".", os.O_TMPFILE | os.O_WRONLY | os.O_CLOEXEC, mode, dir_fd=dfd)
+    except OSError as err:
+        if err.errno in _NO_TMPFILE:
+            return False
+        raise
+    try:
+        _write_all(fd, data, mode)
+        # linkat(AT_FDCWD, "/proc/self/fd/N", dfd, name, AT_SYMLINK_FOLLOW): dst_dir_fd makes CPython
+        # call linkat with the follow flag (link(2) on the /proc path fails with EXDEV).
+        os.link(f"/proc/self/fd/{fd}", name, dst_dir_fd=dfd)
+        return True
+    except FileExistsError:
+        return False  # a file of that name (a rerun): replace it as the rename way does
+    except OSError as err:
+        if err.errno in (errno.ENOENT, errno.EXDEV, errno.EPERM):  # no /proc here (a chroot)
+            return False
+        raise
+    finally:
+        os.close(fd)
+
+
+def _rename_whole(dfd: int, name: str, data: bytes, mode: int) -> None:
+    tmp = f".{name}.{os.getpid()}.{os.urandom(4).hex()}.tmp"  # unguessable: cannot be pre-planted
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                 dir_fd=dfd)
+    try:
+        _write_all(fd, data, mode)
+    except BaseException:
+        os.close(fd)
+        os.unlink(tmp, dir_fd=dfd)
+        raise
+    os.close(fd)
+    os.rename(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
+
+
+def _write_all(fd: int, data: bytes, mode: int) -> None:
+    while data:
+        data = data[os.write(fd, data):]
+    os.fchmod(fd, mode)  # the umask must not change what the setting asks for
+    os.fsync(fd)
+
+
+def _announce_close_write(dfd: int, name: str) -> None:
+    """Open the final name for writing and close it: IN_CLOSE_WRITE <name> (nothing is written)."""
+    try:
+        fd = os.open(name, os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dfd)
+    except OSError:
+        return  # replaced meanwhile (a symlink, a fifo without reader): nothing to announce
+    os.close(fd)

@@ -10,8 +10,10 @@ dicts whichever way it reached the runtime, so this module fills the zip one way
   pod item with its labels). Without one it falls back to ``pods --name
   <hostname>``: only exact ``metadata.name`` matches count, and two matches (same
   name, different namespaces) are recorded, not guessed between.
-- :func:`gather` adds what only goes into the zip: ``inspectp``, ``ps -a -p``,
-  and per container its log tail and image.
+- :func:`gather` adds what only goes into the zip: ``inspectp``, ``ps -a -p`` (running
+  containers only with ``CDH_EXITED_CONTAINERS=false``, as IBM's ``ps -p``), and per
+  container its log tail, its image and, with ``CDH_CONTAINER_PROC_FILES`` (IBM's
+  ``COMP_INCLUDE_PROC_INFO``), its main process's /proc files (the pid ``inspect`` names).
 
 Every failure becomes one line in ``errors``; nothing here raises.
 """
@@ -20,6 +22,8 @@ from __future__ import annotations
 
 import time
 
+from cdh import ondisk
+from cdh.composer import proc
 from cdh.composer.cri import CriError, OutOfBudget
 from cdh.composer.cri.sources import POD_NAME_LABEL, Link
 
@@ -49,12 +53,13 @@ class PodMeta:
 
 
 class ContainerFacts:
-    __slots__ = ("id", "image_info", "log")
+    __slots__ = ("id", "image_info", "log", "proc")
 
     def __init__(self, cid: str) -> None:
         self.id = cid
         self.log: bytes | None = None
         self.image_info: dict | None = None  # the image item: id, repoTags, repoDigests, ...
+        self.proc: dict[str, bytes] | None = None  # its main process's /proc files (IBM's proc info)
 
 
 def identify(link: Link, meta: PodMeta, hostname: str, budget_end: float | None = None) -> bool:
@@ -123,6 +128,9 @@ def _by_hostname(meta: PodMeta, hostname: str, call, errors: list[str]) -> None:
         return
     exact = [p for p in _list(listed.get("items"))
              if _str(_dict(_dict(p).get("metadata")).get("name")) == hostname]
+    ready = [p for p in exact if _dict(p).get("state") == "SANDBOX_READY"]
+    if len(exact) > 1 and len(ready) == 1:
+        exact = ready  # the pod's earlier sandboxes linger NOTREADY: the running one crashed
     if len(exact) == 1:
         meta.pod_id = _str(exact[0].get("id"))
         meta.pod_found_by = "hostname"
@@ -163,8 +171,13 @@ def selector_verdict(meta: PodMeta, selector: tuple[str, str | None]) -> str:
     return "match"
 
 
-def gather(link: Link, meta: PodMeta, hostname: str, log_lines: int, log_max_bytes: int) -> None:
-    """Everything else for the zip. Runs after stdin is closed: the crasher is released."""
+def gather(link: Link, meta: PodMeta, hostname: str, log_lines: int, log_max_bytes: int,
+           running_only: bool = False, proc_root: str | None = None) -> None:
+    """Everything else for the zip. Runs after stdin is closed: the crasher is released.
+
+    ``running_only``: the running containers only (IBM's ``crictl ps`` without ``-a``);
+    ``proc_root``: read each container's main process's /proc files under it (IBM's proc info).
+    """
     if not meta.identified:
         identify(link, meta, hostname)
     if not meta.pod_id:
@@ -177,6 +190,10 @@ def gather(link: Link, meta: PodMeta, hostname: str, log_lines: int, log_max_byt
     if meta.runtime_info is None:
         meta.runtime_info = _ask(meta, source.sandbox, meta.pod_id)
     meta.ps_info = _ask(meta, source.pod_containers, meta.pod_id)
+    if running_only and meta.ps_info is not None:
+        listed = _list(meta.ps_info.get("containers"))
+        meta.ps_info = {**meta.ps_info, "containers": [
+            c for c in listed if _dict(c).get("state") == "CONTAINER_RUNNING"]}
     images: dict[str, dict | None] = {}
     for item in _list(_dict(meta.ps_info).get("containers")):
         item = _dict(item)
@@ -191,7 +208,22 @@ def gather(link: Link, meta: PodMeta, hostname: str, log_lines: int, log_max_byt
         if facts.id == meta.container_id and facts.image_info and not meta.image_digest:
             digests = _list(facts.image_info.get("repoDigests"))
             meta.image_digest = digest_of(_str(digests[0])) if digests else None
+        if proc_root is not None and facts.id:
+            facts.proc = _container_proc(meta, source, facts.id, proc_root)
         meta.containers.append(facts)
+
+
+def _container_proc(meta: PodMeta, source, cid: str, proc_root: str) -> dict[str, bytes] | None:
+    """IBM's ``<name>-<i>-proc/``: auxv, cmdline, environ, maps, status of the pid ``inspect``
+    names (the container's main process), read in that order until one fails, as IBM did."""
+    inspected = _ask(meta, source.container, cid)
+    pid = _dict(_dict(inspected).get("info")).get("pid")
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+        meta.errors.append(f"container {cid[:12]}: the runtime named no pid: no proc files")
+        return None
+    files, errors = proc.read_files(proc_root, pid, ondisk.CONTAINER_PROC_FILES, stop_at_error=True)
+    meta.errors += [f"container {cid[:12]}: {e}" for e in errors]
+    return files
 
 
 def _ask(meta: PodMeta, question, *args):

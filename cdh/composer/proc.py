@@ -38,25 +38,36 @@ def read_facts(proc_root: str, pid: int | None, include_environ: bool) -> ProcFa
     if pid is None or pid <= 0:
         facts.errors.append("proc: no host pid (-P) given")
         return facts
-    try:
-        dfd = os.open(os.path.join(proc_root, str(pid)), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except OSError as err:
-        facts.errors.append(f"proc: cannot open {proc_root}/{pid}: {err.strerror}")
-        return facts
-    try:
-        for name in FILES + (SECRET_FILES if include_environ else ()):
-            try:
-                facts.files[name] = read_bounded(name, dfd, MAX_BYTES.get(name, DEFAULT_MAX_BYTES))
-            except OSError as err:
-                facts.errors.append(f"proc: cannot read {name}: {err.strerror}")
-    finally:
-        os.close(dfd)
-    if "environ" in facts.files:
-        facts.files["environ"] = redact_environ(facts.files["environ"])
+    facts.files, facts.errors = read_files(proc_root, pid, FILES + (SECRET_FILES if include_environ else ()))
     cgroup = facts.files.get("cgroup")
     if cgroup:
         facts.container_id = container_id(cgroup.decode("utf-8", "replace"))
     return facts
+
+
+def read_files(proc_root: str, pid: int, names: tuple[str, ...],
+               stop_at_error: bool = False) -> tuple[dict[str, bytes], list[str]]:
+    """(files, errors): ``names`` of ``/proc/<pid>``, read through one handle on the directory, each
+    bounded; ``environ`` redacted. ``stop_at_error``: the first failure ends the reading (IBM's way)."""
+    files: dict[str, bytes] = {}
+    errors: list[str] = []
+    try:
+        dfd = os.open(os.path.join(proc_root, str(pid)), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as err:
+        return files, [f"proc: cannot open {proc_root}/{pid}: {err.strerror}"]
+    try:
+        for name in names:
+            try:
+                files[name] = read_bounded(name, dfd, MAX_BYTES.get(name, DEFAULT_MAX_BYTES))
+            except OSError as err:
+                errors.append(f"proc: cannot read {name}: {err.strerror}")
+                if stop_at_error:
+                    break
+    finally:
+        os.close(dfd)
+    if "environ" in files:
+        files["environ"] = redact_environ(files["environ"])
+    return files, errors
 
 
 def redact_environ(data: bytes) -> bytes:

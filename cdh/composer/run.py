@@ -24,6 +24,7 @@ class Run:
         self.deadline = deadline
         self.started = started
         self.node = os.uname().nodename
+        self.proc_root = os.environ.get(PROC_ROOT_VAR) or "/proc"
         self.facts: proc.ProcFacts | None = None
         self.meta = podmeta.PodMeta(None)
         self.cri: Link | None = None
@@ -40,8 +41,7 @@ class Run:
 
     def execute(self) -> int:
         s = self.settings
-        self.facts = proc.read_facts(os.environ.get(PROC_ROOT_VAR) or "/proc", self.kargs.host_pid,
-                                     s.include_proc_environ)
+        self.facts = proc.read_facts(self.proc_root, self.kargs.host_pid, s.include_proc_environ)
         if "environ" in self.facts.files:
             self.log.warning("compose.environ_included", setting="CDH_INCLUDE_PROC_ENVIRON",
                              note="the zip holds the process's environment, which may hold secrets; "
@@ -149,15 +149,23 @@ class Run:
             return
         s = self.settings
         try:
-            podmeta.gather(self.cri, self.meta, self.kargs.hostname, s.log_lines, s.log_max_bytes)
+            if s.minimal_zip:  # IBM's COMP_IGNORE_CRIO: the pod for dump-info and the event, no more
+                if not self.meta.identified:
+                    podmeta.identify(self.cri, self.meta, self.kargs.hostname)
+                return
+            podmeta.gather(self.cri, self.meta, self.kargs.hostname, s.log_lines, s.log_max_bytes,
+                           running_only=not s.exited_containers,
+                           proc_root=self.proc_root if s.container_proc_files else None)
         except Exception as err:  # a bug here must cost metadata, not the core
             self.meta.errors.append(f"internal error while gathering metadata: {err!r}")
 
     def _finish_zip(self, zw: zipstream.ZipWriter, part: PartFile) -> bool:
         """Small entries, dump-info last, central directory, publish. False: no zip at all."""
         method = zipstream.METHODS[self.compression]
-        proc_files = self.facts.files if self.facts else {}
-        for entry_name, data in dumpinfo.metadata_entries(part.name, self.meta, proc_files):
+        proc_files = self.facts.files if self.facts and self.settings.proc_files else {}
+        entries = [] if self.settings.minimal_zip else dumpinfo.metadata_entries(part.name, self.meta,
+                                                                                  proc_files)
+        for entry_name, data in entries:
             try:
                 zw.add(entry_name, data, method)
             except OSError as err:
@@ -185,7 +193,8 @@ class Run:
         info = {"uuid": self.uuid, "node_hostname": self.node}
         try:
             record = dumpinfo.event_record(info, self.kargs, self.meta, zip_name)
-            write_event(self.settings.event_dir, self.uuid, dumpinfo.dumps(record))
+            write_event(self.settings.event_dir, self.uuid, dumpinfo.event_line(record),
+                        self.settings.event_file_mode)
         except OSError as err:
             self.log.error("event.failed", error=str(err))
 

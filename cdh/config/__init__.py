@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import os
 
+from cdh.config import ibm
 from cdh.config.envfile import parse_env_text, quote, read_env_file
 from cdh.config.table import BY_ALIAS, BY_NAME, IGNORED, SECRET_FILE_SUFFIX, SPECS
-from cdh.config.values import ConfigError
+from cdh.config.values import ConfigError, endpoint_url
 
 TYPE_CHECKING = False  # typing costs the composer ~6 ms to import
 if TYPE_CHECKING:
@@ -63,7 +64,7 @@ def load(layers: Iterable[Mapping[str, str]], scope: str = "agent") -> Settings:
     and ``CDH_*_FILE`` for secrets. ``scope="composer"`` parses only what the
     composer uses (host + composer settings), so it never imports agent code.
     """
-    raw: dict[str, tuple[str, str]] = {}  # attr → (value, env name)
+    raw: dict[str, tuple[Any, str]] = {}  # attr → (value, env name)
     notes: list[str] = []
     files: dict[str, str] = {}
     absent: dict[str, str] = {}  # *_FILE names whose file is not there → the path
@@ -73,9 +74,9 @@ def load(layers: Iterable[Mapping[str, str]], scope: str = "agent") -> Settings:
             value = layer[name]
             if name in BY_ALIAS:
                 spec, conv = BY_ALIAS[name]
-                raw[spec.attr] = (_convert(name, value, conv), name)
+                _set(raw, spec.attr, (_convert(name, value, conv, notes), name), notes)
             elif name in BY_NAME:
-                raw[BY_NAME[name].attr] = (value, name)
+                _set(raw, BY_NAME[name].attr, (value, name), notes)
             elif name.endswith(SECRET_FILE_SUFFIX) and name[: -len(SECRET_FILE_SUFFIX)] in BY_NAME:
                 spec = BY_NAME[name[: -len(SECRET_FILE_SUFFIX)]]
                 if not spec.secret:
@@ -85,7 +86,7 @@ def load(layers: Iterable[Mapping[str, str]], scope: str = "agent") -> Settings:
                 if content is None:
                     absent[name] = value
                 else:
-                    raw[spec.attr] = (content, name)
+                    _set(raw, spec.attr, (content, name), notes)
                     absent.pop(name, None)
             elif name in IGNORED:
                 notes.append(f"{name} is ignored: {IGNORED[name]}")
@@ -95,6 +96,9 @@ def load(layers: Iterable[Mapping[str, str]], scope: str = "agent") -> Settings:
         notes.append(f"{', '.join(f'{n}={p!r}' for n, p in absent.items())}: no such file, so "
                      f"{', '.join(n.removesuffix(SECRET_FILE_SUFFIX) for n in absent)} not set (an optional "
                      "Secret not created?); the credential chain is used")
+    if scope != "composer":
+        _ibm_s3_location(raw, notes)
+        _ibm_triggers(raw, notes)
     values: dict[str, Any] = {}
     strings: dict[str, str] = {}
     sources: dict[str, str] = {}
@@ -104,6 +108,9 @@ def load(layers: Iterable[Mapping[str, str]], scope: str = "agent") -> Settings:
         value, source = raw.get(spec.attr, (None, spec.name))
         if value is None:
             value = spec.default(values) if callable(spec.default) else spec.default
+        if not isinstance(value, str):  # typed by its IBM converter: cdh's syntax cannot say it
+            values[spec.attr], strings[spec.attr], sources[spec.attr] = value, str(value), source
+            continue
         try:
             values[spec.attr] = spec.parse(value)
         except ValueError as err:
@@ -116,13 +123,61 @@ def load(layers: Iterable[Mapping[str, str]], scope: str = "agent") -> Settings:
                     files=files)
 
 
-def _convert(name: str, value: str, conv: Callable[[str], str] | None) -> str:
+def _set(raw: dict[str, tuple[Any, str]], attr: str, entry: tuple[Any, str], notes: list[str]) -> None:
+    """``raw[attr] = entry``; a value replaced under another name is said (every value explained)."""
+    old = raw.get(attr)
+    if old is not None and old[1] != entry[1]:
+        notes.append(f"{old[1]} is overridden by {entry[1]}")
+    raw[attr] = entry
+
+
+def _convert(name: str, value: str, conv: Callable[[str], Any] | None, notes: list[str]) -> Any:
+    """An IBM value in cdh's terms; a converter may return ``(value, note)`` (the note is kept)."""
     if conv is None:
         return value
     try:
-        return conv(value)
+        out = conv(value)
     except ValueError as err:
         raise ConfigError(f"{name}={value!r} is not valid: {err}") from None
+    if isinstance(out, tuple):
+        out, note = out
+        if note:
+            notes.append(f"{name}={value!r}: {note}")
+    return out
+
+
+def _ibm_s3_location(raw: dict[str, tuple[Any, str]], notes: list[str]) -> None:
+    """IBM's ``S3_REGION`` may name a host (IBM COS, ODF, MinIO): then it is the endpoint. A store
+    named by IBM's settings is addressed path-style, as IBM's agent always did (unless
+    CDH_S3_ADDRESSING says otherwise)."""
+    value, source = raw.get("s3_region", ("", ""))
+    if source == "S3_REGION" and value.strip():
+        endpoint = raw.get("s3_endpoint", ("", ""))[0].strip() or None
+        try:
+            signing, url, note = ibm.s3_location(value, endpoint)
+        except ValueError as err:
+            raise ConfigError(f"S3_REGION={value!r} is not valid: {err}") from None
+        raw["s3_region"] = (signing, source)
+        if url != endpoint:
+            try:
+                endpoint_url(url)
+            except ValueError as err:
+                raise ConfigError(f"S3_REGION={value!r} is not valid: {err}") from None
+            raw["s3_endpoint"] = (url, source)
+        if note:
+            notes.append(f"S3_REGION={value!r}: {note}")
+    endpoint, source = raw.get("s3_endpoint", ("", ""))
+    if source in ("S3_REGION", "S3_ENDPOINT") and endpoint.strip() and "s3_addressing" not in raw:
+        raw["s3_addressing"] = ("path", source)
+
+
+def _ibm_triggers(raw: dict[str, tuple[Any, str]], notes: list[str]) -> None:
+    """IBM's agent did not watch CORE_DIR when INTERVAL or SCHEDULE was set: say that cdh does."""
+    inotify, source = raw.get("use_inotify", ("", ""))
+    timed = [v[1] for attr in ("interval_s", "schedule") if (v := raw.get(attr)) and str(v[0]).strip()]
+    if source == "USE_INOTIFY" and timed and inotify.strip().lower() == "true":
+        notes.append(f"USE_INOTIFY=true with {' and '.join(timed)}: IBM's agent then only swept on the "
+                     "schedule; cdh also uploads each zip as it appears (USE_INOTIFY=false for IBM's way)")
 
 
 def _read_secret_file(name: str, path: str) -> str | None:

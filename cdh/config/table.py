@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from cdh.config import ibm
 from cdh.config.values import (
     KiB,
     MiB,
@@ -14,8 +15,7 @@ from cdh.config.values import (
     duration,
     emulator_url,
     endpoint_url,
-    ibm_bool_compression,
-    ibm_millis,
+    file_mode,
     int_range,
     ip_address,
     label_selector,
@@ -23,6 +23,7 @@ from cdh.config.values import (
     parse_bool,
     path_list,
     rate,
+    region,
     secret,
     size,
     size_or_percent,
@@ -103,12 +104,13 @@ SPECS: tuple[Spec, ...] = (
     # composer
     Spec("CDH_COMPRESSION", "compression", choice("deflate", "none", "zstd", aliases={"stored": "none"}),
          "deflate", "Compression of the core inside the zip.",
-         (("COMP_COMPRESSION", ibm_bool_compression),), scope="composer"),
+         (("COMP_COMPRESSION", ibm.compression),), scope="composer"),
     Spec("CDH_FILENAME_TEMPLATE", "filename_template", template(FILENAME_VARIABLES),
          DEFAULT_FILENAME_TEMPLATE, "Zip name template; values are sanitised to [A-Za-z0-9._-].",
-         (("COMP_FILENAME_TEMPLATE", None),), scope="composer"),
-    Spec("CDH_LOG_LINES", "log_lines", int_range(0, 100_000), "500",
-         "Container log lines to include per container.", (("COMP_LOG_LENGTH", None),), scope="composer"),
+         (("COMP_FILENAME_TEMPLATE", ibm.filename_template(FILENAME_VARIABLES)),), scope="composer"),
+    Spec("CDH_LOG_LINES", "log_lines", int_range(0, ibm.U32_MAX), "500",
+         "Container log lines to include per container (CDH_LOG_MAX_BYTES caps their bytes).",
+         (("COMP_LOG_LENGTH", ibm.log_length),), scope="composer"),
     Spec("CDH_LOG_MAX_BYTES", "log_max_bytes", size(0), "1MiB",
          "Cap on the container log bytes included per container.", scope="composer"),
     Spec("CDH_POD_SELECTOR", "pod_selector", label_selector, "",
@@ -116,27 +118,47 @@ SPECS: tuple[Spec, ...] = (
          (("COMP_POD_SELECTOR_LABEL", None),), scope="composer"),
     Spec("CDH_COMPOSER_TIMEOUT", "composer_timeout_s", duration(0), "600s",
          "Deadline of one composer run; then the zip is finished with what it has and marked.",
-         (("COMP_TIMEOUT", None),), scope="composer"),
+         (("COMP_TIMEOUT", ibm.timeout),), scope="composer"),
     Spec("CDH_CRI_TIMEOUT", "cri_timeout_s", duration(0), "5s",
          "Timeout of each container runtime call.", scope="composer"),
     Spec("CDH_IGNORE_CRI", "ignore_cri", parse_bool, "false",
-         "Skip all container runtime metadata.", (("COMP_IGNORE_CRIO", None),), scope="composer"),
+         "Never ask the container runtime: no pod metadata, the pod selector unused.", scope="composer"),
+    Spec("CDH_MINIMAL_ZIP", "minimal_zip", parse_bool, "false",
+         "The zip holds only the core and dump-info; the pod is still looked up for the selector, the "
+         "name, dump-info and the event (IBM's COMP_IGNORE_CRIO).",
+         (("COMP_IGNORE_CRIO", None),), scope="composer"),
     Spec("CDH_CRI_IMAGE_CMD", "cri_image_cmd", choice("img", "images"), "img",
          "crictl image listing command (IBM setting; cdh asks for the one image with inspecti first).",
-         (("COMP_CRIO_IMAGE_CMD", None),), scope="composer"),
+         (("COMP_CRIO_IMAGE_CMD", ibm.image_cmd),), scope="composer"),
     Spec("CDH_CRI_ENDPOINT", "cri_endpoint", text, "",
-         "Container runtime socket, e.g. unix:///run/containerd/containerd.sock (empty: the usual sockets).",
-         (("CRIO_ENDPOINT", None),), scope="composer"),
+         "The container runtime socket, the only one asked, e.g. unix:///run/containerd/containerd.sock "
+         "(empty: the usual sockets).", scope="composer"),
+    Spec("CDH_CRI_ENDPOINT_HINT", "cri_endpoint_hint", text, "",
+         "A runtime socket asked first, then the usual sockets; also what crictl.yaml names (IBM's "
+         "CRIO_ENDPOINT).", (("CRIO_ENDPOINT", None),), scope="composer"),
     Spec("CDH_CRICTL_PATH", "crictl_path", path_list,
          Derived(":".join(("CDH_HOST_DIR", *CRICTL_DIRS)), lambda v: ":".join((v["host_dir"], *CRICTL_DIRS))),
          "Where the composer looks for crictl (used when no CRI socket answers): directories or files.",
          scope="composer"),
+    Spec("CDH_PROC_FILES", "proc_files", parse_bool, "true",
+         "Put the crashing process's /proc files into the zip as <name>-proc/ (false: IBM's entries only).",
+         scope="composer"),
     Spec("CDH_INCLUDE_PROC_ENVIRON", "include_proc_environ", parse_bool, "false",
-         "Also capture /proc/PID/environ (may hold secrets: opt-in).",
+         "Also capture /proc/PID/environ of the crashing process (may hold secrets: opt-in).",
+         scope="composer"),
+    Spec("CDH_CONTAINER_PROC_FILES", "container_proc_files", parse_bool, "false",
+         "Per container i, its main process's auxv, cmdline, environ, maps and status as <name>-<i>-proc/ "
+         "(IBM's COMP_INCLUDE_PROC_INFO; environ may hold secrets).",
          (("COMP_INCLUDE_PROC_INFO", None),), scope="composer"),
+    Spec("CDH_EXITED_CONTAINERS", "exited_containers", parse_bool, "true",
+         "Include the pod's exited containers (their logs tell why it restarts) in ps-info and the "
+         "per-container entries (false: running ones only, as IBM).", scope="composer"),
     Spec("CDH_CORE_EVENTS", "core_events", parse_bool, "false",
          "Write one event JSON per finished zip into CDH_EVENT_DIR.", (("COMP_CORE_EVENTS", None),),
          scope="composer"),
+    Spec("CDH_EVENT_FILE_MODE", "event_file_mode", file_mode, "0600",
+         "Mode of event files, e.g. 0644 for a sidecar running as another user (CDH_EVENT_DIR then "
+         "opens to the same readers).", scope="composer"),
     Spec("CDH_RATE_LIMIT", "rate_limit", rate, "5/10m",
          "At most this many cores per container (pod and executable) in a sliding window, e.g. 5/10m; "
          "more are skipped with a compose.rate_limited log line (off: no limit).", scope="composer"),
@@ -147,8 +169,9 @@ SPECS: tuple[Spec, ...] = (
          "Free space kept on CDH_CORE_DIR's filesystem (size or %; 10% is the kubelet's default "
          "eviction threshold); a new core is cut short at it.", scope="composer"),
     Spec("CDH_COMPOSER_LOG_LEVEL", "composer_log_level",
-         choice("debug", "info", "warning", "error", aliases={"warn": "warning"}), "info",
-         "Composer log level.", (("COMP_LOG_LEVEL", None),), scope="composer"),
+         choice("debug", "info", "warning", "error", "off", aliases={"warn": "warning"}), "info",
+         "Composer log level (off: no log; the agent's capture metrics then stay at 0).",
+         (("COMP_LOG_LEVEL", ibm.log_level),), scope="composer"),
     Spec("CDH_COMPOSER_LOG_MAX_BYTES", "composer_log_max_bytes", size(4 * KiB), "4MiB",
          "The composer log is rotated at this size (two files kept).", scope="composer"),
     # host setup
@@ -157,7 +180,8 @@ SPECS: tuple[Spec, ...] = (
     Spec("CDH_CORE_PIPE_LIMIT", "core_pipe_limit", int_range(1, 1 << 20), "128",
          "kernel.core_pipe_limit: crashes handled at once (must be > 0 so /proc stays readable)."),
     Spec("CDH_DEPLOY_CRICTL_CONFIG", "deploy_crictl_config", parse_bool, "false",
-         "Write HOST_DIR/crictl.yaml pointing at CDH_CRI_ENDPOINT.", (("DEPLOY_CRIO_CONFIG", None),)),
+         "Write HOST_DIR/crictl.yaml pointing at CDH_CRI_ENDPOINT (else CDH_CRI_ENDPOINT_HINT).",
+         (("DEPLOY_CRIO_CONFIG", None),)),
     Spec("CDH_RUNTIME_DIR", "runtime_dir", optional(abs_path), "",
          "The runtime (laid out by packaging/pyruntime.py) whose host part `cdh install` copies into "
          "HOST_DIR/runtime/ (empty: the one the agent runs on, /opt/cdh/runtime in the image)."),
@@ -180,16 +204,18 @@ SPECS: tuple[Spec, ...] = (
     Spec("CDH_USE_INOTIFY", "use_inotify", parse_bool, "true", "Upload zips as soon as they appear.",
          (("USE_INOTIFY", None),)),
     Spec("CDH_INTERVAL", "interval_s", optional(duration(0)), "",
-         "Also sweep CDH_CORE_DIR at this interval (30s, 5m, 1h ...).", (("INTERVAL", ibm_millis),)),
-    Spec("CDH_SCHEDULE", "schedule", cron, "", "Also sweep on this cron schedule.",
-         (("SCHEDULE", None),)),
+         "Also sweep CDH_CORE_DIR at this interval (30s, 5m, 1h ...).", (("INTERVAL", ibm.interval),)),
+    Spec("CDH_SCHEDULE", "schedule", cron, "",
+         "Also sweep on this cron schedule: 5 fields, or 6 with seconds first (IBM's SCHEDULE keeps IBM's "
+         "cron).", (("SCHEDULE", ibm.schedule),)),
     Spec("CDH_DESTINATION", "destination", destination_url, "",
          "Where zips go: s3://bucket[/prefix], gs://bucket[/prefix] or azblob://container[/prefix] "
          "(empty: s3://CDH_S3_BUCKET). CDH_S3_KEY_PREFIX applies after the prefix, for every kind."),
     Spec("CDH_S3_BUCKET", "s3_bucket", text, "", "S3 bucket, when CDH_DESTINATION is not set.",
          (("S3_BUCKET_NAME", None),)),
-    Spec("CDH_S3_REGION", "s3_region", text, "", "Bucket region (empty: botocore's default chain).",
-         (("S3_REGION", None),)),
+    Spec("CDH_S3_REGION", "s3_region", region, "",
+         "Bucket region, the one requests are signed for (empty: botocore's default chain). IBM's "
+         "S3_REGION may name a host instead: it becomes the endpoint.", (("S3_REGION", None),)),
     Spec("CDH_S3_ENDPOINT", "s3_endpoint", endpoint_url, "",
          "Custom S3 endpoint URL (GCS, IBM COS, MinIO, Ceph ...).", (("S3_ENDPOINT", None),)),
     Spec("CDH_S3_ACCESS_KEY", "s3_access_key", secret, "",
@@ -267,6 +293,7 @@ IGNORED: dict[str, str] = {
     "VENDOR": "one bundled runtime fits every node; VENDOR is not needed",
     "LOCAL_BIN": "cdh writes /proc/sys directly and needs no sysctl binary",
     "DEPLOY_CRIO_EXE": "cdh does not copy a crictl; install one on the node or use CDH_CRICTL_PATH",
+    "EVENT_DIR": "IBM's agent never read it either; event files go to COMP_CORE_EVENT_DIR (CDH_EVENT_DIR)",
 }
 
 BY_NAME: dict[str, Spec] = {s.name: s for s in SPECS}

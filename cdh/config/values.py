@@ -259,6 +259,15 @@ def endpoint_url(raw: str) -> str | None:
         s = "https://" + s  # IBM users often give a bare host (storage.googleapis.com)
     if not re.match(r"^https?://[^/\s]+(/\S*)?$", s):
         raise ValueError("an http:// or https:// URL")
+    from urllib.parse import urlsplit  # agent settings only: the composer never parses an endpoint
+
+    try:
+        parts = urlsplit(s)
+        _ = parts.port  # a port that is not a number raises here, as botocore would when building
+    except ValueError as err:
+        raise ValueError(f"an http:// or https:// URL ({err})") from None
+    if not parts.hostname:
+        raise ValueError("an http:// or https:// URL with a host")
     return s
 
 
@@ -299,31 +308,36 @@ def destination_url(raw: str) -> str:
     return f"{kind}://{bucket}/" + (prefix + "/" if prefix else "")
 
 
-def cron(raw: str) -> str | None:
-    """5-field cron, or IBM's 6-field form with seconds first."""
-    s = " ".join(raw.split())
-    if not s:
-        return None
-    from croniter import croniter  # agent-only dependency: imported only when a schedule is set
+def cron(raw: str):
+    """``CDH_SCHEDULE``: standard cron (cdh/config/cron.py); empty means no schedule."""
+    from cdh.config.cron import parse_cron  # agent only: croniter is imported when a schedule is set
 
-    n = len(s.split(" "))
-    ok = n in (5, 6) and croniter.is_valid(s, second_at_beginning=(n == 6))
-    if not ok:
-        raise ValueError("a cron expression: 5 fields, or 6 with seconds first")
-    return s
+    return parse_cron(raw)
 
 
-# ---------------------------------------------------------------- IBM value converters
+# botocore's own check of a region name (a host there raises InvalidRegionError when the client is built)
+_REGION_NAME = re.compile(r"^[a-zA-Z0-9](?:[a-zA-Z0-9\-]{0,61}[a-zA-Z0-9])?$")
 
 
-def ibm_bool_compression(raw: str) -> str:
-    """IBM ``COMP_COMPRESSION``: true → deflate, false → none."""
-    return "deflate" if parse_bool(raw) else "none"
+def is_region_name(value: str) -> bool:
+    return bool(_REGION_NAME.match(value))
 
 
-def ibm_millis(raw: str) -> str:
-    """IBM ``INTERVAL`` is in milliseconds."""
+def region(raw: str) -> str:
+    """A region name, as botocore checks it at client construction (too late: after host setup)."""
     v = raw.strip()
-    if not v.isdigit() or int(v) <= 0:
-        raise ValueError("milliseconds, a positive integer")
-    return f"{int(v)}ms"
+    if v and not is_region_name(v):
+        raise ValueError("a region name such as eu-west-1 (a store's host belongs in CDH_S3_ENDPOINT)")
+    return v
+
+
+def file_mode(raw: str) -> int:
+    """An octal file mode, read-write for the owner, no execute or special bits: 0600, 0640, 0644."""
+    v = raw.strip()
+    try:
+        mode = int(v, 8)
+    except ValueError:
+        mode = -1
+    if mode < 0 or mode & ~0o666 or mode & 0o600 != 0o600:
+        raise ValueError("an octal mode such as 0600, 0640 or 0644 (rw for the owner, no x)")
+    return mode

@@ -219,8 +219,9 @@ def check_cri(settings: config.Settings, node: Node) -> Check:
     from cdh.composer.cri.h2 import GrpcError
 
     try:
+        hint = [grpc.socket_path(settings.cri_endpoint_hint)] if settings.cri_endpoint_hint else []
         sockets = ([grpc.socket_path(settings.cri_endpoint)] if settings.cri_endpoint
-                   else [p for p in grpc.DEFAULT_SOCKETS if os.path.exists(node.path(p))])
+                   else [p for p in (*hint, *grpc.DEFAULT_SOCKETS) if os.path.exists(node.path(p))])
     except ValueError as err:
         return Check("cri", FAIL, str(err), "set CDH_CRI_ENDPOINT=unix:///run/containerd/containerd.sock")
     reasons = []

@@ -10,6 +10,7 @@ aiobotocore is imported when a client is built.
 from __future__ import annotations
 
 import base64
+import contextlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -31,9 +32,15 @@ def client_config(access: S3Access, max_pool_connections: int = 10):
     )
 
 
-def create_client(access: S3Access, max_pool_connections: int = 10):
-    """An async context manager yielding an aiobotocore S3 client for ``access``."""
+@contextlib.asynccontextmanager
+async def create_client(access: S3Access, max_pool_connections: int = 10):
+    """An async context manager yielding an aiobotocore S3 client for ``access``.
+
+    A region or endpoint botocore refuses is a ConfigError (one line, exit 3), raised before anything
+    else is done: the agent builds its store before it touches the node.
+    """
     from aiobotocore.session import get_session
+    from botocore.exceptions import BotoCoreError
 
     kwargs: dict = {
         "region_name": access.region or None,
@@ -45,7 +52,16 @@ def create_client(access: S3Access, max_pool_connections: int = 10):
         kwargs["aws_access_key_id"] = access.access_key
         kwargs["aws_secret_access_key"] = access.secret_key
         kwargs["aws_session_token"] = access.session_token or None
-    return get_session().create_client("s3", **kwargs)
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            client = await stack.enter_async_context(get_session().create_client("s3", **kwargs))
+        except (ValueError, BotoCoreError) as err:
+            from cdh.config import ConfigError
+
+            raise ConfigError(f"the S3 client cannot be built from region {access.region!r} and endpoint "
+                              f"{access.endpoint!r} (CDH_S3_REGION and CDH_S3_ENDPOINT; IBM: S3_REGION, "
+                              f"S3_ENDPOINT): {err}") from None
+        yield client
 
 
 def encryption_args(access: S3Access) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""From bucket to debugger: ``cdh ls``, ``cdh get`` and ``cdh inspect``.
+"""From bucket to debugger: ``cdh ls``, ``cdh get`` and ``cdh inspect``; and ``cdh migrate``.
 
 - ``commands`` the three subcommands' arguments and runners (imported by cdh.cli)
 - ``bucket``   list dumps from object metadata (``cdh ls``); cdh/keys.py narrows the listing prefix
@@ -9,6 +9,8 @@
 - ``summary``  what ``cdh inspect`` reports, as data (``--json``); ``render`` makes it text
 - ``debugger`` the gdb / lldb / debuginfod command lines
 - ``timespec``, ``fmt``, ``progress``: ``--since``, sizes and tables, the download's progress line
+- ``migrate``  ``cdh migrate``: an IBM Core Dump Handler installation (Helm values) as a cdh overlay;
+  ``ibmchart`` what IBM's chart makes of its values
 
 What they share with the agent lives above both: the zip's names (cdh/ondisk.py), object keys
 (cdh/keys.py), the destination and its store (cdh/destination.py, cdh/store/), signal names

@@ -1,4 +1,4 @@
-"""The ``ls``, ``get`` and ``inspect`` subcommands: arguments here, the work imported when run.
+"""The ``ls``, ``get``, ``inspect`` and ``migrate`` subcommands: arguments here, the work imported when run.
 
 ``cdh.cli`` calls :func:`add_commands`; importing this module costs only argparse.
 """
@@ -10,6 +10,7 @@ import os
 import sys
 
 from cdh import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, EXIT_USAGE
+from cdh.tools.migrate import PROVIDERS
 
 
 def add_commands(sub) -> dict:
@@ -34,7 +35,16 @@ def add_commands(sub) -> dict:
     ins.add_argument("path", metavar="ZIP|DIR", help="a dump zip, its unpacked directory, or a bare core")
     ins.add_argument("--log-lines", type=int, default=20, metavar="N", help="log lines to show per container")
     ins.add_argument("--json", action="store_true", help="everything as JSON")
-    return {"ls": run_ls, "get": run_get, "inspect": run_inspect}
+    mig = sub.add_parser("migrate", help="an IBM Core Dump Handler installation (its Helm values) as a cdh "
+                                         "kustomize overlay")
+    mig.add_argument("values", metavar="VALUES.yaml", help="`helm get values core-dump-handler -o yaml`, "
+                                                           "or one of IBM's values.<provider>.yaml")
+    mig.add_argument("-o", "--output", required=True, metavar="DIR", help="write the overlay into DIR")
+    mig.add_argument("--manifests", metavar="PATH",
+                     help="cdh's k8s-manifests (default: this checkout's), or a kustomize remote base")
+    mig.add_argument("--provider", choices=PROVIDERS, help="the cdh overlay to build on (default: guessed "
+                                                           "from the values)")
+    return {"ls": run_ls, "get": run_get, "inspect": run_inspect, "migrate": run_migrate}
 
 
 def _bucket_args(p, prefix_help: str) -> None:
@@ -217,3 +227,9 @@ def run_inspect(ns) -> int:
     else:
         sys.stdout.write(render(summary))
     return EXIT_OK
+
+
+def run_migrate(ns) -> int:
+    from cdh.tools.migrate import run
+
+    return run(ns.values, ns.output, ns.manifests, ns.provider)

@@ -35,8 +35,9 @@ def summarize(path: str, log_lines: int = 20) -> dict:
             out["core"] = _core(dump, core_entry, info, problems)
         out["image"] = _image(info, out["containers"])
         core_signo = ((out["core"] or {}).get("siginfo") or {}).get("signo")
-        if core_signo and info.get("signal") not in (None, core_signo):
-            problems.append(f"dump-info says signal {info['signal']}, the core says {core_signo}")
+        said = ondisk.dump_int(info, "signal_number", "signal")
+        if core_signo and said not in (None, core_signo):
+            problems.append(f"dump-info says signal {said}, the core says {core_signo}")
         out["debug"] = _debug(out, dump, core_entry)
         out["problems"] = problems
         return out
@@ -90,12 +91,12 @@ def _first(doc, *keys):
 
 
 def _crash(info: dict) -> dict:
-    ts = info.get("timestamp")
-    signo = info.get("signal")
+    ts = ondisk.dump_int(info, "timestamp_s", "timestamp")
+    signo = ondisk.dump_int(info, "signal_number", "signal")
     return {
         "time": _iso(ts), "timestamp": ts, "node": info.get("node_hostname"),
-        "hostname": info.get("hostname"), "exe": info.get("exe"), "path": info.get("path"),
-        "pid": info.get("real_pid"), "host_pid": info.get("host_pid"),
+        "hostname": info.get("hostname"), "exe": info.get("exe"), "path": ondisk.dump_executable(info),
+        "pid": ondisk.dump_int(info, "pid", "real_pid"), "host_pid": info.get("host_pid"),
         "signal": signo, "signal_name": signals.name(signo) if signo is not None else None,
         "signal_meaning": signals.meaning(signo), "cdh_version": info.get("cdh_version"),
     }

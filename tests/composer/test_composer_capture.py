@@ -32,8 +32,9 @@ def test_manual_run_with_the_documented_command(tmp_path):
     assert r.rc == 0, r.stderr
     assert r.zip_path.parent == out_dir and r.read(".core") == CORE
     info = r.dump_info
-    assert (info["exe"], info["real_pid"], info["host_pid"], info["signal"]) == ("x", 1, 999999, 11)
-    assert (info["timestamp"], info["hostname"], info["path"]) == (0, "x", "/x")
+    assert (info["exe"], info["real_pid"], info["host_pid"], info["signal"]) == ("x", "1", 999999, "11")
+    assert (info["timestamp"], info["hostname"], info["path"]) == ("0", "x", "!x")
+    assert (info["pid"], info["signal_number"], info["timestamp_s"], info["executable"]) == (1, 11, 0, "/x")
     assert any("999999" in e for e in info["metadata_errors"])  # no such process: reported, not fatal
     # HOST_DIR does not exist: the composer does not create it and logs to stderr instead
     assert not (tmp_path / "nohost").exists() and '"event":"compose.start"' in r.stderr
@@ -97,7 +98,7 @@ def test_environ_only_when_opted_in_and_never_logged(tmp_path, host_dir):
     assert f"{r.name}-proc/environ" not in r.entries
     assert f"{r.name}-proc/status" in r.entries
     r.zip_path.unlink()
-    r = run_composer(host_dir, core=CORE, proc_root=proc_root, env={"COMP_INCLUDE_PROC_INFO": "true"})
+    r = run_composer(host_dir, core=CORE, proc_root=proc_root, env={"CDH_INCLUDE_PROC_ENVIRON": "true"})
     assert r.read("-proc/environ") == b"API_TOKEN=hunter2\0"
     assert "hunter2" not in (host_dir / "composer.log").read_text()
 

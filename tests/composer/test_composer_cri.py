@@ -172,7 +172,7 @@ def test_log_tail_is_bounded_in_lines_and_bytes(tmp_path, node):
 
 def test_ignore_cri_makes_no_calls(tmp_path, node):
     r = compose(tmp_path, node, cgroup_v2_systemd(node.shop, node.shop_app["id"]),
-                env={"COMP_IGNORE_CRIO": "true"})
+                env={"CDH_IGNORE_CRI": "true"})
     assert_core_kept(r)
     assert node.stub.calls() == []
     names = {n[len(r.name):] for n in r.entries}

@@ -4,34 +4,16 @@ to a moto_server serving TLS with a private CA, one PUT and one multipart upload
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
-
-import pytest
 
 from tests.support.agentproc import base_env, run_sweep
-from tests.support.require import require
-from tests.support.s3server import S3Server, list_keys, object_sha256, pending_uploads
+from tests.support.s3server import list_keys, object_sha256, pending_uploads
 from tests.support.zips import make_zip
 
 MiB = 1 << 20
 
 
-@pytest.fixture(scope="module")
-def tls_server(tmp_path_factory):
-    require(shutil.which("openssl"), "openssl is needed to make the test certificate")
-    d = tmp_path_factory.mktemp("tls")
-    cert, key = d / "cert.pem", d / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
-    server = S3Server(str(d / "moto.log"), tls=(str(cert), str(key))).start()
-    yield server, cert
-    server.stop()
-
-
-def test_sweep_streams_parts_over_tls(tmp_path, tls_server):
-    server, cert = tls_server
+def test_sweep_streams_parts_over_tls(tmp_path, tls_s3_server):
+    server, cert = tls_s3_server
     bucket = server.create_bucket()
     s3 = server.client()
     core_dir = tmp_path / "cores"

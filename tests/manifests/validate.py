@@ -1,5 +1,6 @@
 """`nox -s manifests`: every overlay renders, and every object is valid for every Kubernetes version
-the README claims, checked offline and strictly (unknown fields are errors).
+the README claims, checked offline and strictly (unknown fields are errors); so are the overlays
+`cdh migrate` writes for the IBM values files of tests/compat/values.
 
 Kubernetes kinds: the OpenAPI-derived JSON schemas bundled in kubernetes-validate. OpenShift's
 SecurityContextConstraints and the Prometheus Operator's PodMonitor and PrometheusRule are not
@@ -16,9 +17,12 @@ Run: python -m tests.manifests.validate [DIR ...]   (exit 1 and one line per pro
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import sys
+import tempfile
 
 import jsonschema
 import kubernetes_validate
@@ -62,6 +66,20 @@ def problems_of(obj: dict) -> list[str]:
     return out
 
 
+def migrate_outputs(into: str) -> list[str]:
+    """`cdh migrate` of every IBM values file of tests/compat/values: the overlays it writes."""
+    from cdh.tools import migrate
+
+    out = []
+    for values in sorted((ROOT.parent / "tests" / "compat" / "values").glob("*.yaml")):
+        target = os.path.join(into, values.stem)
+        with contextlib.redirect_stdout(io.StringIO()):
+            if migrate.run(str(values), target, str(ROOT), None) != 0:
+                raise SystemExit(f"cdh migrate {values} failed")
+        out.append(target)
+    return out
+
+
 def _path(parts) -> str:
     return ".".join(str(p) for p in parts) or "(top)"
 
@@ -77,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     placeheld: list[str] = []
     checked: dict[str, list[str]] = {}  # one validation per distinct object, shared by the overlays
     count = 0
-    targets = users or [*KUSTOMIZATIONS, *PLAIN_FILES]
+    migrated = tempfile.TemporaryDirectory(prefix="cdh-migrate-")
+    targets = users or [*KUSTOMIZATIONS, *PLAIN_FILES, *migrate_outputs(migrated.name)]
     for target in targets:
         try:
             objs = objects(target)
@@ -98,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
             placeheld.append(target)
     for line in failures:
         print(line, file=sys.stderr)
+    migrated.cleanup()
     print(f"{len(targets)} targets, {count} objects ({len(checked)} distinct), "
           f"Kubernetes {K8S_VERSIONS[0]}-{K8S_VERSIONS[-1]} strict: "
           + ("valid" if not failures else f"{len(failures)} problems"))

@@ -57,7 +57,7 @@ def assert_core(dump: Dump) -> None:
     core = dump.entries[".core"]
     assert core[:4] == ELF_MAGIC and int.from_bytes(core[16:18], "little") == ET_CORE
     assert dump.info["core_size"] == len(core) and not dump.info["truncated"]
-    assert dump.info["signal"] == 11 and dump.info["exe"] == "sh"
+    assert dump.info["signal"] == "11" and dump.info["signal_number"] == 11 and dump.info["exe"] == "sh"
 
 
 def file_log_lines(path: str) -> list[str]:

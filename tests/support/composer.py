@@ -105,9 +105,11 @@ def run_composer(host_dir: Path, core: bytes = b"\x7fELF core", args: list[str] 
     proc = subprocess.run(argv, input=None if stdin is not None else core, stdin=stdin,
                           env=full_env, capture_output=True, timeout=timeout, preexec_fn=preexec_fn)
     core_dir = Path(full_env.get("CDH_CORE_DIR", host_dir / "cores"))
-    for a in argv:
+    for a, after in zip(argv, [*argv[1:], ""], strict=True):
         if a.startswith("-d="):
             core_dir = Path(a[3:])
+        elif a == "-d":  # IBM's form: `-d DIR`
+            core_dir = Path(after)
     return Result(proc.returncode, host_dir, core_dir, proc.stderr)
 
 

@@ -163,11 +163,12 @@ def cmd_inspect(node, args):
                    f"{pod['metadata']['uid']}/{c['metadata']['name']}/0.log",
         "message": "", "metadata": c["metadata"], "mounts": [], "reason": "", "state": c["state"],
     }
-    info = {"config": {"metadata": {"name": c["metadata"]["name"]}}, "pid": 4243, "removing": False,
+    pid = c.get("pid", 4243)  # the container's main process (a scenario may name it)
+    info = {"config": {"metadata": {"name": c["metadata"]["name"]}}, "pid": pid, "removing": False,
             "runtimeType": "io.containerd.runc.v2", "sandboxID": c["podSandboxId"],
             "snapshotKey": c["id"], "snapshotter": "overlayfs"}
     if node.get("runtime") == "cri-o":
-        info = {"pid": 4243, "privileged": False, "sandboxID": c["podSandboxId"]}
+        info = {"pid": pid, "privileged": False, "sandboxID": c["podSandboxId"]}
     if node.get("inspect_without_sandbox"):
         info.pop("sandboxID", None)
     emit_inspect({"info": info, "status": status})

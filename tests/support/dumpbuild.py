@@ -22,19 +22,22 @@ DEFAULT_LOG = ["starting app v1.2.3", "listening on :8080", "handling request 42
 
 
 def dump_info(**over) -> dict:
-    """A dump-info.json with every field the composer writes; ``over`` replaces any."""
+    """A dump-info.json with every field the composer writes; ``over`` replaces any (``timestamp``,
+    ``signal``, ``real_pid`` and ``path`` as numbers and a '/' path: both forms are written)."""
     ts = int(over.pop("timestamp", time.time()))
+    sig, pid = int(over.pop("signal", 11)), int(over.pop("real_pid", 1))
+    exe_path = over.pop("path", "/usr/bin/app")
     info = {
-        "uuid": str(uuidlib.uuid4()), "dump_file": "", "timestamp": ts, "hostname": "web-0",
-        "exe": "app", "real_pid": 1, "signal": 11, "node_hostname": "node-1", "path": "/usr/bin/app",
-        "host_pid": 4242, "namespace": "default", "podname": "web-0",
+        "uuid": str(uuidlib.uuid4()), "dump_file": "", "timestamp": str(ts), "hostname": "web-0",
+        "exe": "app", "real_pid": str(pid), "signal": str(sig), "node_hostname": "node-1",
+        "path": exe_path.replace("/", "!"), "pid": pid, "signal_number": sig, "timestamp_s": ts,
+        "executable": exe_path, "host_pid": 4242, "namespace": "default", "podname": "web-0",
         "pod_uid": "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0", "container": "app",
         "container_id": "a" * 64, "image": "registry.example.com/team/app:1.2.3",
         "image_digest": "registry.example.com/team/app@sha256:" + "b" * 64, "core_size": 0,
         "compression": "deflate", "truncated": False, "truncated_reason": None,
         "pod_found_by": "cgroup", "metadata_errors": [], "cdh_version": "0.1.0",
     }
-    info["timestamp"] = ts
     info.update(over)
     return info
 

@@ -3,6 +3,8 @@
 - ``s3_server``: one real ``moto_server`` process per test session.
 - ``s3``: a boto3 client for it; ``bucket``: a fresh bucket per test.
 - ``fault_proxy``: a FaultProxy in front of the server, per test.
+- ``tls_s3_server``: (server, certificate): another ``moto_server`` serving HTTPS on 127.0.0.1 with a
+  certificate that is its own CA, one per session.
 - ``azurite``, ``fake_gcs``: Azurite and fake-gcs-server processes, one per session
   (tests/support/emulators.py).
 - ``store``: one destination of each kind in turn (s3, azblob, gs: the test runs three times), a
@@ -12,6 +14,9 @@
 """
 
 from __future__ import annotations
+
+import shutil
+import subprocess
 
 import pytest
 
@@ -39,6 +44,19 @@ def s3(s3_server):
 @pytest.fixture
 def bucket(s3_server):
     return s3_server.create_bucket()
+
+
+@pytest.fixture(scope="session")
+def tls_s3_server(tmp_path_factory):
+    require(shutil.which("openssl"), "openssl is needed to make the test certificate")
+    d = tmp_path_factory.mktemp("tls")
+    cert, key = d / "cert.pem", d / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    server = S3Server(str(d / "moto.log"), tls=(str(cert), str(key))).start()
+    yield server, cert
+    server.stop()
 
 
 @pytest.fixture

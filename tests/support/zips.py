@@ -32,17 +32,23 @@ class DumpZip:
 
 
 def dump_info(name: str, **overrides) -> dict:
-    """A dump-info.json like the composer writes (IBM fields plus the pod's identity)."""
+    """A dump-info.json like the composer writes (IBM fields as strings, typed values, the pod);
+    a ``timestamp`` override is given as a number: both forms follow it."""
+    now = int(overrides.pop("timestamp", time.time()))
     info = {
         "uuid": str(uuidlib.uuid4()),
         "dump_file": f"{name}.core",
-        "timestamp": int(time.time()),
+        "timestamp": str(now),
         "hostname": "web-7d4b9c-x2x9q",
         "exe": "segfaulter",
-        "real_pid": 1,
-        "signal": 11,
+        "real_pid": "1",
+        "signal": "11",
         "node_hostname": "node-a",
         "path": "!usr!local!bin!segfaulter",
+        "pid": 1,
+        "signal_number": 11,
+        "timestamp_s": now,
+        "executable": "/usr/local/bin/segfaulter",
         "namespace": "shop",
         "podname": "web-7d4b9c-x2x9q",
         "container": "web",

@@ -1,4 +1,4 @@
-"""dump-info, the zip's other small entries and the event record: IBM's names, real JSON."""
+"""dump-info, the zip's other small entries and the event record: IBM's names and types, real JSON."""
 
 from __future__ import annotations
 
@@ -27,15 +27,19 @@ def meta():
     return m
 
 
-def test_dump_info_has_every_field_typed():
+def test_dump_info_keeps_ibms_strings_and_types_its_own_fields():
     info = dumpinfo.dump_info(uuid="u-1", name="n", kargs=kargs(), node="node-1", meta=meta(),
                               core_size=123, compression="deflate", truncated_reason=None,
                               errors=["a", "a", "b"])
     assert tuple(info) == ondisk.DUMP_INFO_FIELDS  # every field, in the contract's order
     assert info["dump_file"] == "n.core" and info["exe"] == 'we"ird\\exe\n'
-    typed = (info["real_pid"], info["host_pid"], info["signal"], info["timestamp"])
-    assert typed == (7, 4242, 11, 1718000000)
-    assert info["path"] == "/app/bin" and info["truncated"] is False and info["truncated_reason"] is None
+    # IBM's nine: strings, as the kernel gave them (a consumer of IBM's zips reads a struct of strings)
+    ibm = (info["real_pid"], info["signal"], info["timestamp"], info["path"])
+    assert ibm == ("7", "11", "1718000000", "!app!bin")
+    assert all(isinstance(info[f], str) for f in ondisk.IBM_FIELDS)
+    typed = (info["pid"], info["host_pid"], info["signal_number"], info["timestamp_s"], info["executable"])
+    assert typed == (7, 4242, 11, 1718000000, "/app/bin")
+    assert info["truncated"] is False and info["truncated_reason"] is None
     assert info["metadata_errors"] == ["a", "b"]
     assert json.loads(dumpinfo.dumps(info)) == info  # real JSON, whatever the process was called
 
@@ -44,8 +48,10 @@ def test_dump_info_unknowns_are_null():
     m = PodMeta(None)
     info = dumpinfo.dump_info(uuid="u", name="n", kargs=kernel.parse([]), node="x", meta=m, core_size=0,
                               compression="none", truncated_reason="deadline", errors=[])
-    for field in ("real_pid", "host_pid", "signal", "namespace", "podname", "container_id", "image"):
+    for field in ("pid", "host_pid", "signal_number", "namespace", "podname", "container_id", "image"):
         assert info[field] is None, field
+    for field in ("real_pid", "signal", "timestamp", "path"):  # IBM wrote "" for a missing argument
+        assert info[field] == "", field
     assert info["truncated"] is True and info["pod_found_by"] == "none"
 
 
@@ -53,9 +59,10 @@ def test_metadata_entries_names():
     m = meta()
     m.pod_item, m.runtime_info, m.ps_info = {"id": "p"}, {"status": {}}, {"containers": []}
     m.containers[0].log = b"log"
+    m.containers[1].proc = {"auxv": b"a", "cmdline": b"c"}
     names = [n for n, _ in dumpinfo.metadata_entries("N", m, {"status": b"s"})]
     assert names == ["N-pod-info.json", "N-runtime-info.json", "N-ps-info.json", "N-0.log",
-                     "N-0-image-info.json", "N-proc/status"]
+                     "N-0-image-info.json", "N-1-proc/auxv", "N-1-proc/cmdline", "N-proc/status"]
 
 
 def test_event_record_has_ibms_fields_as_ibm_wrote_them():
@@ -64,6 +71,24 @@ def test_event_record_has_ibms_fields_as_ibm_wrote_them():
            "timestamp", "hostname", "namespace", "uuid")
     assert set(ibm) | {"podname", "node", "zip"} <= set(record)
     assert record["labels"] == {"info.coredump.owner": "team-a", "info.coredumpx": "y"}
-    assert record["image_list"] == ["docker.io/library/nginx@sha256:" + "d" * 64]
+    # one entry per container, "" where its image is unknown, as IBM's
+    assert record["image_list"] == ["docker.io/library/nginx@sha256:" + "d" * 64, ""]
     assert (record["key"], record["node"], record["pid"]) == ("n.zip", "node-1", "7")
-    assert json.loads(dumpinfo.dumps(record)) == record
+    assert (record["signal"], record["timestamp"], record["exe_path"]) == ("11", "1718000000", "!app!bin")
+    assert all(isinstance(record[f], str) for f in ibm if f not in ("image_list", "labels"))
+    line = dumpinfo.event_line(record)
+    assert line.count(b"\n") == 1 and line.endswith(b"\n") and json.loads(line) == record
+
+
+def test_event_record_namespace_is_unknown_when_unknown():
+    record = dumpinfo.event_record({"uuid": "u", "node_hostname": "n"}, kargs(), PodMeta(None), "n.zip")
+    assert record["namespace"] == "unknown" and record["image_list"] == [] and record["labels"] == {}
+
+
+def test_readers_take_typed_fields_or_ibms_strings():
+    assert ondisk.dump_int({"signal_number": 11, "signal": "11"}, "signal_number", "signal") == 11
+    assert ondisk.dump_int({"signal": "10"}, "signal_number", "signal") == 10      # IBM's zip
+    assert ondisk.dump_int({"signal": 6}, "signal_number", "signal") == 6          # cdh's older zips
+    assert ondisk.dump_int({"signal": ""}, "signal_number", "signal") is None
+    assert ondisk.dump_executable({"path": "!usr!bin!app"}) == "/usr/bin/app"
+    assert ondisk.dump_executable({"path": "!x", "executable": "/usr/x"}) == "/usr/x"

@@ -55,3 +55,26 @@ def test_bytes_that_are_not_utf8_become_escapes():
     k = kernel.parse([os.fsdecode(b"-e=\xf0\x9f\x92\xa5\xf0\x9f\x92"), os.fsdecode(b"-h=\xff.x")])
     assert k.exe_name == "💥\\xf0\\x9f\\x92" and k.hostname == "\\xff.x"
     k.exe_name.encode()  # every writer can take it now
+
+
+def test_ibms_argument_forms_are_understood():
+    # IBM's composer tests call it so (clap): space-separated values, no -P
+    k = kernel.parse(["-c", "1000000000", "-e", "node", "-p", "4", "-s", "10", "-E", "!target!debug!app",
+                      "-d", "/out", "-t", "1588462466", "-h", "crashing-app-7d4b9c-x2x9q"])
+    assert (k.limit_size, k.exe_name, k.pid, k.signal) == ("1000000000", "node", 4, 10)
+    assert k.timestamp == 1588462466
+    assert (k.hostname, k.core_dir, k.pathname) == ("crashing-app-7d4b9c-x2x9q", "/out", "/target/debug/app")
+    assert k.given["pathname"] == "!target!debug!app" and k.given["pid"] == "4" and k.ignored == []
+
+
+def test_long_names_attached_values_and_ibms_unused_flags():
+    k = kernel.parse(["--pid=4", "--signal", "10", "-enode", "-T", "600", "-D", "--test-threads=1",
+                      "--hostname", "web-0"])
+    assert (k.pid, k.signal, k.exe_name, k.hostname) == (4, 10, "node", "web-0")
+    assert k.ignored == []
+
+
+def test_values_are_kept_as_given():
+    k = kernel.parse(["-p=0004", "-s=10", "-t=1588462466", "-E=!usr!bin!a b"])
+    assert k.given == {"pid": "0004", "signal": "10", "timestamp": "1588462466", "pathname": "!usr!bin!a b"}
+    assert k.pid == 4 and k.pathname == "/usr/bin/a b"

@@ -114,3 +114,21 @@ def test_not_found_is_its_own_error(tmp_path, serve):
     source = link_for(tmp_path, server.path).open()
     with pytest.raises(CriNotFound, match="code = NotFound"):
         source.container("x" * 64)
+
+
+def test_ibms_crio_endpoint_is_a_hint_tried_first_then_the_usual_sockets(tmp_path, serve, monkeypatch):
+    """IBM's chart sets CRIO_ENDPOINT to containerd's socket everywhere, OpenShift (CRI-O) included."""
+    from cdh.composer.cri import grpc
+
+    hint = serve(status_only(12, "unknown service runtime.v1.RuntimeService"))  # not a CRI runtime
+    usual = serve(ok_reply(VERSION))
+    monkeypatch.setattr(grpc, "DEFAULT_SOCKETS", (str(tmp_path / "absent.sock"), usual.path))
+    assert grpc.candidates("", f"unix://{hint.path}") == [hint.path, usual.path]
+    assert grpc.candidates("", "unix:///nonexistent/containerd.sock") == [usual.path]
+    assert grpc.candidates("", "tcp://localhost:1") == [usual.path]
+    assert grpc.candidates(f"unix://{hint.path}", f"unix://{usual.path}") == [hint.path]  # CDH_CRI_ENDPOINT
+    settings = load([{"CDH_HOST_DIR": str(tmp_path), "CRIO_ENDPOINT": f"unix://{hint.path}",
+                      "CDH_CRICTL_PATH": str(tmp_path / "none")}], scope="composer")
+    link = Link(settings, deadline=time.monotonic() + 60)
+    assert isinstance(link.open(), GrpcSource) and link.via.startswith(f"cri unix://{usual.path} ")
+    assert len(hint.requests) == 1  # asked first

@@ -68,6 +68,19 @@ def test_read_dump_info_problems_are_one_clear_error():
     assert ondisk.read_dump_info(good) == {"uuid": "u"}
 
 
+def test_an_ibm_dump_info_that_is_not_json_still_reads():
+    """IBM's composer wrote dump-info by hand, unescaped: a '"' in a process name broke the JSON. Such
+    zips on a node taken over are still uploaded (their fields read as IBM meant them)."""
+    hand_written = (b'{"uuid":"8d7f2c1e-0b7a-4a53-9d0e-3f1c2b4a5d6e", "dump_file":"n.core", "timestamp": '
+                    b'"1718000000",\n        "hostname": "web-0", "exe": "my"app", "real_pid": "4", '
+                    b'"signal": "11", "node_hostname": "node-1", "path": "!usr!bin!my"app" }')
+    info = ondisk.read_dump_info(_zip({"n-dump-info.json": hand_written}))
+    assert (info["exe"], info["path"], info["signal"]) == ('my"app', '!usr!bin!my"app', "11")
+    assert ondisk.dump_int(info, "signal_number", "signal") == 11
+    with pytest.raises(ondisk.DumpInfoError):
+        ondisk.read_dump_info(_zip({"n-dump-info.json": b'{"uuid": "u", broken'}))
+
+
 def test_the_default_zip_name_reads_back():
     values = {"uuid": "8d7f2c1e-0b7a-4a53-9d0e-3f1c2b4a5d6e", "timestamp": 1718000000, "hostname": "web-0",
               "exe_name": "my-app", "pid": 12, "signal": 11}

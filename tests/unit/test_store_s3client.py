@@ -55,3 +55,16 @@ def test_encryption_arguments_follow_the_settings():
 def test_a_crc32_as_s3_carries_it():
     assert s3.crc32_b64(zlib.crc32(b"")) == "AAAAAA=="
     assert s3.crc32_b64(0xDEADBEEF) == "3q2+7w=="
+
+
+async def test_a_client_botocore_refuses_is_a_config_error():
+    """Settings check what they can; what botocore still refuses is one line (exit 3), not a traceback."""
+    import pytest
+
+    from cdh.config import ConfigError
+
+    with pytest.raises(ConfigError, match="the S3 client cannot be built from region 'not a region!'"):
+        async with s3.create_client(destination.S3Access(region="not a region!")):
+            pass
+    async with s3.create_client(destination.S3Access(region="eu-west-1")) as client:
+        assert client.meta.region_name == "eu-west-1"

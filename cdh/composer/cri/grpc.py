@@ -8,9 +8,9 @@ returned shaped like crictl's JSON (``inspect``, ``inspectp``, ``pods``, ``ps``,
 IBM's consumers keep working.
 
 Finding the runtime (:func:`candidates`; cdh.composer.cri.sources asks each for ``Version``):
-``CDH_CRI_ENDPOINT`` (``unix:///path`` or a path) when set, otherwise each of
-:data:`DEFAULT_SOCKETS` that is a socket. A socket that answers ``Unimplemented`` (docker's
-own containerd, CRI plugin off) is passed over.
+``CDH_CRI_ENDPOINT`` (``unix:///path`` or a path) when set, otherwise ``CDH_CRI_ENDPOINT_HINT``
+(IBM's ``CRIO_ENDPOINT``) first, then each of :data:`DEFAULT_SOCKETS` that is a socket. A socket
+that answers ``Unimplemented`` (docker's own containerd, CRI plugin off) is passed over.
 
 Why hand-written: the host runtime holds only what the composer imports, and the ready-made
 stacks cost far more on disk and in import time (grpcio + protobuf, or h2 + hpack + hyperframe,
@@ -55,12 +55,18 @@ def socket_path(endpoint: str) -> str:
     return path
 
 
-def candidates(endpoint: str) -> list[str]:
-    """Sockets to try, in order: the configured one only, or each existing default once."""
+def candidates(endpoint: str, hint: str = "") -> list[str]:
+    """Sockets to try, in order: the configured one only (``CDH_CRI_ENDPOINT``); or the hint
+    (``CDH_CRI_ENDPOINT_HINT``, IBM's CRIO_ENDPOINT) when it is a socket, then each existing
+    default, each socket once."""
     if endpoint:
         return [socket_path(endpoint)]
+    try:
+        first = (socket_path(hint),) if hint else ()
+    except ValueError:
+        first = ()  # only a hint (IBM's chart sets containerd's socket everywhere): the usual ones follow
     found, seen = [], set()
-    for path in DEFAULT_SOCKETS:
+    for path in (*first, *DEFAULT_SOCKETS):
         try:
             st = os.stat(path)
         except OSError:

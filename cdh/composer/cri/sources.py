@@ -3,8 +3,8 @@
 :class:`Link` is what a composer run holds. It decides on first use (usually after the dying
 process is released, so the gRPC modules are imported only then):
 
-1. the CRI socket: ``CDH_CRI_ENDPOINT`` or the usual paths (cdh.composer.cri.grpc), the first
-   that answers ``Version`` → :class:`GrpcSource`;
+1. the CRI socket: ``CDH_CRI_ENDPOINT``, or ``CDH_CRI_ENDPOINT_HINT`` and the usual paths
+   (cdh.composer.cri.grpc), the first that answers ``Version`` → :class:`GrpcSource`;
 2. no socket answers (none there, refused, not a CRI v1 runtime) → :class:`CrictlSource`,
    crictl from ``CDH_CRICTL_PATH`` (with ``-r CDH_CRI_ENDPOINT`` when set);
 3. a socket accepted but did not answer in time → nothing: crictl would hang on it too.
@@ -65,7 +65,7 @@ class Link:
 
         s = self.settings
         try:
-            paths = grpc.candidates(s.cri_endpoint)
+            paths = grpc.candidates(s.cri_endpoint, s.cri_endpoint_hint)
         except ValueError as err:
             paths, reasons = [], [str(err)]
         else:
