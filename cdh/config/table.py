@@ -196,7 +196,8 @@ SPECS: tuple[Spec, ...] = (
          "An env-file (mounted ConfigMap) overlaid on the environment; reloaded on SIGHUP and change."),
     Spec("CDH_ROUTES_FILE", "routes_file", optional(abs_path), "",
          "A YAML file (mounted ConfigMap) routing namespaces to their own destinations, credentials and "
-         "age recipients (README \"Routes\"); reloaded with the config. Empty: every zip to CDH_S3_BUCKET."),
+         "age recipients (README \"Routes\"); reloaded with the config. Empty: every zip to CDH_DESTINATION "
+         "(or CDH_S3_BUCKET)."),
     Spec("CDH_LOG_LEVEL", "log_level", choice("debug", "info", "warning", "error",
                                                aliases={"warn": "warning"}), "info", "Agent log level."),
     Spec("CDH_NODE_NAME", "node_name", text, Derived("the host name", lambda v: os.uname().nodename),

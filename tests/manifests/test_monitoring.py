@@ -38,7 +38,7 @@ def promtool():
 def exported() -> set[str]:
     """Every sample name the agent's /metrics has (counters with _total, histogram series ...)."""
     metrics = Metrics()
-    metrics.use("s3")  # the agent's start: the upload series of its destination's kind
+    metrics.use_routes({"main": "s3"})  # the agent's start: the upload series of its destinations
     return {s.name for fam in metrics.registry.collect() for s in fam.samples}
 
 

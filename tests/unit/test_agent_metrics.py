@@ -106,12 +106,14 @@ def test_openmetrics_when_the_scraper_asks():
 
 def test_upload_series_carry_the_destination_kind():
     m = Metrics()
-    m.use("azblob")
-    m.tap("info", "upload.done", {"bytes": 5, "seconds": 1, "kind": "azblob"})
-    m.tap("error", "upload.invalid", {})  # no store was asked: the agent's destination
-    m.tap("warning", "upload.failed", {"kind": "gs"})  # an upload still on the old store after a reload
+    m.use_routes({"main": "azblob"})
+    m.tap("info", "upload.done", {"bytes": 5, "seconds": 1, "route": "main", "kind": "azblob"})
+    m.tap("error", "upload.invalid", {})  # no store was asked: no route, no kind
+    # an upload still on the old store after a reload moved main from Cloud Storage to Azure
+    m.tap("warning", "upload.failed", {"route": "main", "kind": "gs"})
     v = values(m)
-    assert v[("cdh_uploads_succeeded_total", (("kind", "azblob"),))] == 1
-    assert v[("cdh_uploads_failed_total", (("kind", "azblob"), ("reason", "invalid")))] == 1
-    assert v[("cdh_uploads_failed_total", (("kind", "gs"), ("reason", "transient")))] == 1
-    assert ("cdh_uploads_succeeded_total", (("kind", "s3"),)) not in v
+    assert v[("cdh_uploads_succeeded_total", (("kind", "azblob"), ("route", "main")))] == 1
+    assert v[("cdh_upload_duration_seconds_count", (("kind", "azblob"),))] == 1
+    assert v[("cdh_uploads_failed_total", (("kind", ""), ("reason", "invalid"), ("route", "")))] == 1
+    assert v[("cdh_uploads_failed_total", (("kind", "gs"), ("reason", "transient"), ("route", "main")))] == 1
+    assert not [k for k in v if ("kind", "s3") in k[1]]  # nothing of a kind the agent never used
