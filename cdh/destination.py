@@ -78,6 +78,10 @@ class GcsAccess:
     endpoint: str = GCS_ENDPOINT
     credentials_file: str = ""       # a key or external-account file; "": Application Default Credentials
     anonymous: bool = False          # an emulator: no credentials at all
+    # A digest of what that file held when the settings were read: google-auth reads the file when the
+    # store is built, so a new key in the same file (a rotated Secret) must make the destination differ
+    # (cdh/agent/stores.py keeps the store of a destination a reload left equal).
+    credentials_digest: str = field(default="", repr=False)
 
     @property
     def credential(self) -> str:
@@ -167,7 +171,21 @@ def gcs_access(settings: Settings) -> GcsAccess:
     s = settings
     if s.gcs_emulator_host:
         return GcsAccess(endpoint=s.gcs_emulator_host, anonymous=True)
-    return GcsAccess(endpoint=s.gcs_endpoint or GCS_ENDPOINT, credentials_file=s.gcs_credentials_file)
+    return GcsAccess(endpoint=s.gcs_endpoint or GCS_ENDPOINT, credentials_file=s.gcs_credentials_file,
+                     credentials_digest=_digest(s.gcs_credentials_file))
+
+
+def _digest(path: str | None) -> str:
+    """SHA-256 of a file's bytes ("" when there is no path or no readable file: the store says why)."""
+    import hashlib
+
+    if not path:
+        return ""
+    try:
+        with open(path, "rb") as f:
+            return hashlib.sha256(f.read()).hexdigest()
+    except (OSError, ValueError):
+        return ""
 
 
 def azure_access(settings: Settings) -> AzureAccess:

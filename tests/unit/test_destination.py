@@ -93,3 +93,17 @@ def test_cloud_storage_emulator_and_credentials():
                                                               "/var/run/secrets/sa.json")
     adc = destination.from_settings(settings(CDH_DESTINATION="gs://cores")).gcs
     assert adc is not None and adc.credential == "Application Default Credentials"
+
+
+def test_a_new_key_in_the_same_cloud_storage_credentials_file_is_another_destination(tmp_path):
+    """A reload keeps the store of an equal destination (cdh/agent/stores.py); google-auth read the key
+    file when that store was built, so a rotated key must make the destination differ."""
+    key = tmp_path / "sa.json"
+    key.write_text('{"type": "service_account", "private_key_id": "one"}')
+    env = {"CDH_DESTINATION": "gs://cores", "CDH_GCS_CREDENTIALS_FILE": str(key)}
+    before, again = destination.from_settings(settings(**env)), destination.from_settings(settings(**env))
+    assert before == again
+    key.write_text('{"type": "service_account", "private_key_id": "two"}')
+    after = destination.from_settings(settings(**env))
+    assert after != before and after.gcs.credentials_file == before.gcs.credentials_file
+    assert "private_key" not in repr(after)
