@@ -5,7 +5,11 @@ store. Every value put into a key is sanitised to ``[A-Za-z0-9._-]`` (never ``.`
 empty), so only the template's own ``/`` separate key components. Object metadata
 (``x-amz-meta-<name>``, ``x-ms-meta-<name>``, Cloud Storage's ``metadata``) carries
 :data:`METADATA_NAMES` (as each kind may name them: :func:`stored_metadata`); unknown values are
-left out rather than sent empty. Stdlib only.
+left out rather than sent empty. Each value is printable ASCII and at most MAX_VALUE_CHARS, so all
+of them stay within S3's 2 KB of user metadata (:data:`METADATA_MAX_BYTES`, checked by
+tests/unit/test_keys.py; Azure and Cloud Storage allow 8 KiB); ``signature`` and ``top-frame``
+(cdh/stack/signature.py) let ``cdh ls --group`` group a bucket by cause without a download.
+Stdlib only.
 
 An object of a route that encrypts (cdh/routes.py, cdh/agecrypt.py) is named ``<zip name>.age``
 and its metadata stays readable (the names above, so listing works) plus :data:`ENCRYPTION`
@@ -29,7 +33,9 @@ from cdh.ondisk import ZIP_SUFFIX, dump_int
 
 MAX_VALUE_CHARS = 128         # per key component and per metadata value
 UNKNOWN = "unknown"
-METADATA_NAMES = ("namespace", "pod", "container", "node", "signal", "exe", "uuid", "timestamp")
+METADATA_NAMES = ("namespace", "pod", "container", "node", "signal", "exe", "uuid", "timestamp", "image",
+                  "signature", "top-frame")
+METADATA_MAX_BYTES = 2048     # S3: user-defined metadata, names and values, at most 2 KB
 ENCRYPTION, RECIPIENTS, ROUTE = "encryption", "recipients", "route"
 ENCRYPTED_SUFFIX = ".age"     # <name>.zip.age: the zip, encrypted to a route's age recipients
 DUMP_SUFFIXES = (ZIP_SUFFIX, ZIP_SUFFIX + ENCRYPTED_SUFFIX)
@@ -78,6 +84,7 @@ def crash_values(info: dict, node: object) -> dict[str, object]:
         "container": info.get("container"), "node": node,
         "signal": dump_int(info, "signal_number", "signal"), "exe": info.get("exe"), "uuid": info.get("uuid"),
         "timestamp": dump_int(info, "timestamp_s", "timestamp"),
+        "image": info.get("image"), "signature": info.get("signature"), "top-frame": info.get("top_frame"),
     }
 
 

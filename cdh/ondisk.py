@@ -165,8 +165,18 @@ CDH_FIELDS = ("pid", "signal_number", "timestamp_s", "executable",
               "host_pid", "namespace", "podname", "pod_uid", "container", "container_id",
               "restart_count", "pod_id", "image", "image_digest", "core_size", "compression",
               "truncated", "truncated_reason", "pod_found_by", "metadata_source", "metadata_errors",
-              "cdh_version")
+              "cdh_version", "signature", "top_frame", "stack")
 DUMP_INFO_FIELDS = IBM_FIELDS + CDH_FIELDS   # in this order
+# dump-info's ``stack`` (cdh/stack/trace.py writes it; null when CDH_STACK_TRACE is off): versions,
+# the tokens the signature hashes, the threads (the crashing one first) with their frames, the
+# build id of each module named in a frame ({path: build id or null}), what went wrong, the time.
+STACK_FIELDS = ("version", "signature_version", "signature_frames", "threads", "modules", "errors",
+                "seconds")
+THREAD_FIELDS = ("tid", "crashed", "stopped", "frames")
+# A frame: pc and how it was found (first, cfi, fp, sigcontext, ra-at-sp, lr); the module's path
+# and the link-time offset (addr2line's input) when a file maps the pc; the function when a symbol
+# table names it; signal_frame for a signal trampoline. Absent keys are unknown.
+FRAME_FIELDS = ("pc", "how", "module", "offset", "function", "function_offset", "signal_frame")
 MAX_DUMP_INFO_BYTES = 1 << 20  # dump-info is a few hundred bytes; a bigger entry is refused (zip bomb)
 
 
@@ -251,10 +261,10 @@ def event_file_name(uuid: str) -> str:
     return f"{uuid}{EVENT_SUFFIX}"
 
 
-def event_dir_mode(file_mode: int) -> int:
-    """EVENT_DIR's mode for event files of ``file_mode`` (CDH_EVENT_FILE_MODE): 0700, opened (r-x)
-    to the group and others that may read the files (0644 → 0755), so a sidecar of another user
-    can list and read them."""
+def dir_mode(file_mode: int) -> int:
+    """The mode of a directory holding files of ``file_mode`` (CORE_DIR for CDH_ZIP_FILE_MODE,
+    EVENT_DIR for CDH_EVENT_FILE_MODE): 0700, opened (r-x) to the group and others that may read
+    the files (0644 → 0755), so an uploader or sidecar of another user can list and read them."""
     mode = 0o700
     if file_mode & 0o040:
         mode |= 0o050

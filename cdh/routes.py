@@ -394,6 +394,14 @@ class _Place:
                            + message)
 
 
+def yaml_problem(err: Exception, path: str) -> str:
+    """One line for a PyYAML error: ``path:line:column: not valid YAML: what``."""
+    mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+    where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else path
+    what = getattr(err, "problem", None) or getattr(err, "context", None) or str(err).replace("\n", " ")
+    return f"{where}: not valid YAML: {what}"
+
+
 def _read_yaml(data: bytes | str, path: str) -> tuple[Any, dict[tuple, int]]:
     """(the document, the line of each value by its path). Safe loading only; anchors and aliases are
     refused (they are how a small file becomes a huge one)."""
@@ -407,12 +415,8 @@ def _read_yaml(data: bytes | str, path: str) -> tuple[Any, dict[tuple, int]]:
         lines: dict[tuple, int] = {}
         _walk(node, (), lines, set())
         return loader.construct_document(node), lines
-    except yaml.MarkedYAMLError as err:
-        mark = err.problem_mark or err.context_mark
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else path
-        raise ConfigError(f"{where}: not valid YAML: {err.problem or err.context}") from None
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+        raise ConfigError(yaml_problem(err, path)) from None
     except _Refused as err:
         raise _Place(path, {err.at: err.line}).error(err.at, err.why) from None
     finally:

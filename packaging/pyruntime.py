@@ -49,6 +49,10 @@ DYNLOAD_SKIP = ("_test", "_ctypes_test", "xxlimited", "_xx", "_tkinter", "_curse
 # What runs before the composer's own code: the zipapp's entry under a runtime, and cdh.cli, which
 # hands a `cdc` run to cdh.composer.main before it imports anything else.
 COMPOSER_ENTRY = ("_cdh_runtime", "cdh.cli")
+# The packages whose every module the composer may run, imported whole: its own, and the stack trace
+# (cdh/stack/ imports some modules only when first used). Other cdh modules count as far as these
+# import them.
+COMPOSER_PACKAGES = ("cdh/composer", "cdh/stack")
 # The agent's stack: the composer must never load it. The tests measure a real composer run against
 # this list (tests/packaging/test_host_runtime.py).
 AGENT_ONLY = ("aiobotocore", "botocore", "aiohttp", "uvloop", "asyncio", "aiofiles", "asyncinotify",
@@ -197,7 +201,7 @@ def compile_bytecode(facts: dict, out: str) -> None:
 
 def probe(out: str) -> dict[str, str | None]:
     """Import what the composer imports through the new runtime, run as a zipapp the way cdc is:
-    the entry, every module of cdh/composer, and every module those name in an import statement
+    the entry, every module of its packages, and every module those name in an import statement
     (at any depth: the zstd codec and the CRI client are imported when first used). What they
     import in turn is whatever importing them loads, so the list is measured, never written down:
     a module the composer stops using leaves the host part with the next build."""
@@ -225,12 +229,13 @@ def probe(out: str) -> dict[str, str | None]:
 
 
 def composer_imports(out: str) -> tuple[list[str], list[str]]:
-    """(modules, maybe modules): every module of cdh/composer (sub-packages included) and what their
-    import statements name, at any depth but under ``if TYPE_CHECKING:``; for ``from x import y``,
-    x is a module and x.y maybe one."""
+    """(modules, maybe modules): every module of the composer's packages (COMPOSER_PACKAGES, sub-packages
+    included) and what their import statements name, at any depth but under ``if TYPE_CHECKING:``;
+    for ``from x import y``, x is a module and x.y maybe one."""
     site = os.path.join(out, "site-packages")
     modules, maybe = set(), set()
-    for root, _dirs, files in os.walk(os.path.join(site, "cdh", "composer")):
+    walks = (os.walk(os.path.join(site, package)) for package in COMPOSER_PACKAGES)
+    for root, _dirs, files in (w for walk in walks for w in walk):
         package = os.path.relpath(root, site).replace(os.sep, ".")
         for name in (n for n in files if n.endswith(".py")):
             modules.add(package + ("" if name == "__init__.py" else "." + name[:-3]))

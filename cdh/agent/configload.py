@@ -37,7 +37,7 @@ def check(settings: Settings, need_bucket: bool | None = None) -> Settings:
     with neither bucket nor trigger keeps the cores on the node (IBM #48: "I run my own uploader").
     """
     if need_bucket is None:
-        need_bucket = has_trigger(settings)
+        need_bucket = settings.has_trigger
     if need_bucket and not destination.configured(settings) and not settings.routes_file:
         raise config.ConfigError(
             "CDH_S3_BUCKET is not set: the agent needs a bucket to upload to (IBM name: S3_BUCKET_NAME), "
@@ -46,11 +46,6 @@ def check(settings: Settings, need_bucket: bool | None = None) -> Settings:
     if destination.configured(settings):
         destination.from_settings(settings)  # what the kind needs (an Azure account ...): one line if missing
     return settings
-
-
-def has_trigger(settings: Settings) -> bool:
-    """Whether anything makes the agent upload (inotify, an interval, a schedule)."""
-    return bool(settings.use_inotify or settings.interval_s or settings.schedule)
 
 
 def load() -> Settings:

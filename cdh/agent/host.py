@@ -58,9 +58,10 @@ def install(settings: Settings, sysctl: Sysctl | None = None, composer: bytes | 
             f"kernel.core_pattern would be {len(pattern.encode())} bytes, over the kernel's "
             f"{CORE_PATTERN_MAX}: use a shorter CDH_HOST_DIR (now {settings.host_dir!r})")
     done: list[str] = []
-    for d in (settings.host_dir, settings.core_dir, layout.state):
+    for d in (settings.host_dir, layout.state):
         fsutil.makedirs_private(d)
-    fsutil.makedirs_private(settings.event_dir, ondisk.event_dir_mode(settings.event_file_mode))
+    fsutil.makedirs_private(settings.core_dir, ondisk.dir_mode(settings.zip_file_mode))
+    fsutil.makedirs_private(settings.event_dir, ondisk.dir_mode(settings.event_file_mode))
     takeover = Takeover(settings, sysctl)  # a node the IBM Core Dump Handler ran on
     done += takeover.adopt_backups()
     done += install_composer(settings, layout, composer)

@@ -29,8 +29,9 @@ WATCH_RETRY_S = 1.0
 
 
 class Intake:
-    def __init__(self, core_dir: str, log: Log) -> None:
+    def __init__(self, core_dir: str, log: Log, dir_mode: int = 0o700) -> None:
         self.core_dir = core_dir
+        self.dir_mode = dir_mode  # a new CORE_DIR's, as the composer would make it
         self.log = log
         self.queue: asyncio.Queue[str] = asyncio.Queue()
         self.known: set[str] = set()   # queued, in flight, or waiting to retry
@@ -126,7 +127,7 @@ class Intake:
             self.log.error("intake.watch_lost", dir=self.core_dir, action="watching a new CORE_DIR")
             while True:
                 try:
-                    fsutil.makedirs_private(self.core_dir)
+                    fsutil.makedirs_private(self.core_dir, self.dir_mode)
                     break
                 except OSError as err:
                     self.log.error("intake.watch_failed", dir=self.core_dir, error=err.strerror)

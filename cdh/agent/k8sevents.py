@@ -96,8 +96,18 @@ def crash_words(info: dict) -> str:
     return f"{exe} (pid {pid}){where} crashed with {sig_text}"
 
 
+def cause_words(info: dict) -> str:
+    """`` at <top frame> (signature <signature>)``: the crash's cause (README "Stack traces and
+    signatures"), or nothing when the composer could not sign it."""
+    sig, top = info.get("signature"), info.get("top_frame")
+    if not sig:
+        return ""
+    return f" at {top} (signature {sig})" if top else f" (signature {sig})"
+
+
 def captured(info: dict, node: str, zip_name: str, size: int, now: float) -> dict | None:
-    note = f"{crash_words(info)}; core dump captured on node {node}: {zip_name} ({size} bytes)"
+    note = (f"{crash_words(info)}{cause_words(info)}; core dump captured on node {node}: {zip_name} "
+            f"({size} bytes)")
     return _event(info, node, "CoreDumpCaptured", "Capture", "Warning", note, now)
 
 
@@ -123,11 +133,14 @@ def _event(info: dict, node: str, reason: str, action: str, kind: str, note: str
     if info.get("container"):
         regarding["fieldPath"] = f"spec.containers{{{info['container']}}}"
     uuid = str(info.get("uuid") or "")
+    annotations = {"cdh.io/uuid": uuid}
+    if info.get("signature"):
+        annotations["cdh.io/signature"] = str(info["signature"])
     return {
         "apiVersion": "events.k8s.io/v1",
         "kind": "Event",
         "metadata": {"name": event_name(pod, uuid, reason.removeprefix("CoreDump").lower()),
-                     "namespace": namespace, "annotations": {"cdh.io/uuid": uuid}},
+                     "namespace": namespace, "annotations": annotations},
         "eventTime": micro_time(now),
         "reportingController": CONTROLLER,
         "reportingInstance": f"{CONTROLLER}-{node}"[:INSTANCE_MAX],

@@ -18,7 +18,7 @@ import os
 import signal
 import time
 
-from cdh import EXIT_FAILURE, EXIT_OK, __version__, config, destination, routes
+from cdh import EXIT_FAILURE, EXIT_OK, __version__, config, destination, ondisk, routes
 from cdh.agent import configload, host
 from cdh.agent.hostside import HostSide, ObservedHost
 from cdh.agent.intake import Intake, cancel_all
@@ -76,7 +76,7 @@ class Agent:
         self.stores = Stores(log)
         self.stores.table = table  # opened with it at start; both swapped together on reload
         self.uploader = Uploader(settings, self.stores, log)
-        self.intake = Intake(settings.core_dir, log)
+        self.intake = Intake(settings.core_dir, log, ondisk.dir_mode(settings.zip_file_mode))
         self.janitor = Janitor(settings, log)
         self.intake.on_part_closed = self.janitor.part_closed
         self.backoff = Backoff(settings.retry_min_s, settings.retry_max_s)

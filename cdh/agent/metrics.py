@@ -29,7 +29,12 @@ UPLOAD_SECONDS_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300,
 # Composer error events known today (cdh/composer/): their series exist from the start at 0,
 # so increase() sees the first failure. Others still count, under their own event name.
 COMPOSER_FAILURES = ("compose.failed", "core.write_failed", "event.failed", "config.invalid",
-                     "name.template", "truncated")
+                     "name.template", "stack.failed", "truncated")
+# The composer's stack trace, from compose.done (cdh/composer/run.py): how it went, and its time after
+# the release. Never a label per signature: their number grows with every new bug and rebuild, and a
+# series per value would stay in Prometheus for good (README "Stack traces and signatures").
+STACK_RESULTS = ("signed", "unsigned", "failed", "off")
+STACK_SECONDS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2)
 UPLOAD_FAILURES = {"upload.failed": "transient", "upload.denied": "denied", "upload.invalid": "invalid",
                    "upload.no_room": "no_room"}
 KINDS = ("s3", "gs", "azblob")  # cdh/destination.py
@@ -63,6 +68,12 @@ class Metrics:
         self.rate_limited = counter("cdh_crashes_rate_limited",
                                     "Crashes the composer skipped by its per-container rate limit.")
         self.skipped = counter("cdh_crashes_skipped", "Crashes skipped: pod not matching CDH_POD_SELECTOR.")
+        self.stack_traces = counter(
+            "cdh_stack_traces", "Stack traces of captured cores: signed, unsigned (unwound, nothing to "
+            "sign), failed (nothing unwound), off (CDH_STACK_TRACE=false).", ("result",))
+        self.stack_seconds = Histogram("cdh_stack_trace_seconds", "Time the composer spent on one stack "
+                                       "trace after releasing the process.", buckets=STACK_SECONDS_BUCKETS,
+                                       registry=r)
         # uploads
         self.uploads_ok = counter("cdh_uploads_succeeded", "Zips confirmed in the bucket (then deleted), by "
                                   "route (main: CDH_DESTINATION) and destination kind.", ("route", "kind"))
@@ -113,6 +124,8 @@ class Metrics:
             self.queue_depth.labels(state)
         for reason in COMPOSER_FAILURES:
             self.composer_failures.labels(reason)
+        for result in STACK_RESULTS:
+            self.stack_traces.labels(result)
         for result in ("applied", "rejected"):
             self.reloads.labels(result)
         for reason in EVENT_REASONS:
@@ -150,6 +163,10 @@ class Metrics:
         self.core_bytes.inc(_number(f.get("core_size")))
         if f.get("truncated"):
             self.composer_failures.labels("truncated").inc()
+        if f.get("stack") in STACK_RESULTS:   # absent in the lines of composers before the trace
+            self.stack_traces.labels(f["stack"]).inc()
+        if f.get("stack_seconds") is not None:
+            self.stack_seconds.observe(_number(f["stack_seconds"]))
 
     def _upload_done(self, event: str, f: dict) -> None:
         route, kind = _route(f), _kind(f)

@@ -149,7 +149,9 @@ class Uploader:
         self.log.info("upload.done", file=held.path, key=key, bytes=held.size, seconds=round(elapsed, 3),
                       mib_per_s=round(held.size / 1048576 / max(elapsed, 1e-6), 1), verified=checked,
                       route=choice.name, kind=store.kind, encrypted=bool(route and route.encrypted),
-                      sent_bytes=sent, url=store.destination.object_url(key))
+                      sent_bytes=sent, url=store.destination.object_url(key), namespace=info.get("namespace"),
+                      podname=info.get("podname"), signature=info.get("signature"),
+                      top_frame=info.get("top_frame"))
         return Result(Outcome.DONE, key=key)
 
     async def _send(self, store: Store, held: LocalZip, key: str, metadata: dict[str, str],

@@ -9,6 +9,9 @@ them, the contract the agent and the tools read (they read numbers with ondisk.d
 
 The event record keeps IBM's fields and types (all strings but ``image_list`` and ``labels``),
 plus podname, container, node and zip; it is one line of compact JSON, as IBM's.
+
+The crash's stack trace comes last in dump-info (``signature``, ``top_frame``, ``stack``); the event
+record carries its signature and top frame too.
 """
 
 from __future__ import annotations
@@ -31,7 +34,8 @@ def event_line(obj: object) -> bytes:
 
 
 def dump_info(*, uuid: str, name: str, kargs, node: str, meta, core_size: int, compression: str,
-              truncated_reason: str | None, errors: list[str]) -> dict:
+              truncated_reason: str | None, errors: list[str], trace=None) -> dict:
+    """``trace``: cdh/stack/trace.py's Trace, or None (CDH_STACK_TRACE off, or it failed)."""
     given = kargs.given
     return {
         # IBM's fields, as IBM's composer wrote them: strings, as the kernel gave them
@@ -67,6 +71,10 @@ def dump_info(*, uuid: str, name: str, kargs, node: str, meta, core_size: int, c
         "metadata_source": meta.source,
         "metadata_errors": list(dict.fromkeys(errors)),
         "cdh_version": __version__,
+        # the crash's cause (README "Stack traces and signatures"): what listings group by, then the frames
+        "signature": trace.signature if trace else None,
+        "top_frame": trace.top_frame if trace else None,
+        "stack": trace.stack if trace else None,
     }
 
 
@@ -91,8 +99,8 @@ def metadata_entries(name: str, meta, proc_files: dict[str, bytes]) -> list[tupl
 
 def event_record(info: dict, kargs, meta, zip_name: str) -> dict:
     """IBM's event fields with IBM's types (strings; ``image_list`` one digest per container, ``""``
-    where its image is unknown; ``namespace`` "unknown" when unknown), plus podname, container, node
-    and zip."""
+    where its image is unknown; ``namespace`` "unknown" when unknown), plus podname, container, node,
+    zip, signature and top_frame (null when there is none)."""
     labels = {k: str(v) for k, v in (meta.labels or {}).items() if k.startswith(LABEL_PREFIX)}
     images = []
     for c in meta.containers:
@@ -116,4 +124,6 @@ def event_record(info: dict, kargs, meta, zip_name: str) -> dict:
         "container": meta.container,
         "node": info["node_hostname"],
         "zip": zip_name,
+        "signature": info.get("signature"),
+        "top_frame": info.get("top_frame"),
     }

@@ -6,8 +6,9 @@ O_CREAT|O_EXCL|O_NOFOLLOW, mode 0600, and held under an exclusive flock
 until it is complete, so the agent (which skips ``.part`` files and locked
 files) never reads half a zip. The lock is also how the agent tells a live
 composer's ``.part`` from one left by a composer that died: the kernel drops
-a dead process's locks (cdh/retention.py). Publishing is fsync, rename, fsync of the
-directory: after a power cut there is a whole ``<name>.zip`` or none.
+a dead process's locks (cdh/retention.py). Publishing is the zip's mode (CDH_ZIP_FILE_MODE:
+an uploader of another user reads only whole zips), fsync, rename, fsync of the directory: after a
+power cut there is a whole ``<name>.zip`` or none.
 
 Two crashes may render the same name (a template without ``{uuid}``): the
 second gets a short uuid suffix rather than overwrite anything.
@@ -34,9 +35,10 @@ from cdh.composer.naming import MAX_NAME, safe_name
 
 
 class PartFile:
-    def __init__(self, core_dir: str, name: str, uuid: str) -> None:
-        fsutil.makedirs_private(core_dir)
+    def __init__(self, core_dir: str, name: str, uuid: str, mode: int = 0o600) -> None:
+        fsutil.makedirs_private(core_dir, ondisk.dir_mode(mode))
         self.core_dir = core_dir
+        self.mode = mode  # the finished zip's (CDH_ZIP_FILE_MODE); the part file is 0600 while written
         self.dfd = os.open(core_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         self.fd = -1
         try:
@@ -85,6 +87,7 @@ class PartFile:
         and finds it locked means busy, try again later (seconds later). The file is
         whole by then, and still named ``.part``, which the agent never takes.
         """
+        os.fchmod(self.fd, self.mode)  # readable by others (if asked) only once whole
         os.fsync(self.fd)
         fcntl.flock(self.fd, fcntl.LOCK_UN)
         final = ondisk.zip_name(self.name)
@@ -114,7 +117,7 @@ class PartFile:
 def write_event(event_dir: str, uuid: str, data: bytes, mode: int = 0o600) -> str:
     """Write the event file of dump ``uuid`` with ``mode`` (CDH_EVENT_FILE_MODE); returns its path.
     Raises OSError (the caller logs it; the zip stays)."""
-    fsutil.makedirs_private(event_dir, ondisk.event_dir_mode(mode))
+    fsutil.makedirs_private(event_dir, ondisk.dir_mode(mode))
     dfd = os.open(event_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         name = ondisk.event_file_name(uuid)

@@ -23,22 +23,42 @@ DEFAULT_MAX_BYTES = 1 << 20
 
 
 class ProcFacts:
-    """The files read (name → bytes), what failed, and the container id found in the cgroup."""
+    """The files read (name → bytes), what failed, the container id found in the cgroup, and the
+    /proc/<P> directory handle while the caller keeps it (:meth:`close` closes it)."""
 
-    __slots__ = ("container_id", "errors", "files")
+    __slots__ = ("container_id", "dir_fd", "errors", "files")
 
     def __init__(self) -> None:
         self.files: dict[str, bytes] = {}
         self.errors: list[str] = []
         self.container_id: str | None = None
+        self.dir_fd: int | None = None
+
+    def close(self) -> None:
+        if self.dir_fd is not None:
+            os.close(self.dir_fd)
+            self.dir_fd = None
 
 
-def read_facts(proc_root: str, pid: int | None, include_environ: bool) -> ProcFacts:
+def read_facts(proc_root: str, pid: int | None, include_environ: bool, keep_open: bool = False) -> ProcFacts:
+    """The facts of /proc/<pid>. ``keep_open``: the directory handle stays in ``dir_fd`` for a later
+    step that needs the still-held process (the stack trace opens its code files through it)."""
     facts = ProcFacts()
     if pid is None or pid <= 0:
         facts.errors.append("proc: no host pid (-P) given")
         return facts
-    facts.files, facts.errors = read_files(proc_root, pid, FILES + (SECRET_FILES if include_environ else ()))
+    names = FILES + (SECRET_FILES if include_environ else ())
+    dfd, error = _open_dir(proc_root, pid)
+    if dfd is None:
+        facts.errors.append(error)
+        return facts
+    try:
+        facts.files, facts.errors = _read_from(dfd, names)
+    finally:
+        if keep_open:
+            facts.dir_fd = dfd
+        else:
+            os.close(dfd)
     cgroup = facts.files.get("cgroup")
     if cgroup:
         facts.container_id = container_id(cgroup.decode("utf-8", "replace"))
@@ -49,22 +69,33 @@ def read_files(proc_root: str, pid: int, names: tuple[str, ...],
                stop_at_error: bool = False) -> tuple[dict[str, bytes], list[str]]:
     """(files, errors): ``names`` of ``/proc/<pid>``, read through one handle on the directory, each
     bounded; ``environ`` redacted. ``stop_at_error``: the first failure ends the reading (IBM's way)."""
-    files: dict[str, bytes] = {}
-    errors: list[str] = []
+    dfd, error = _open_dir(proc_root, pid)
+    if dfd is None:
+        return {}, [error]
     try:
-        dfd = os.open(os.path.join(proc_root, str(pid)), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except OSError as err:
-        return files, [f"proc: cannot open {proc_root}/{pid}: {err.strerror}"]
-    try:
-        for name in names:
-            try:
-                files[name] = read_bounded(name, dfd, MAX_BYTES.get(name, DEFAULT_MAX_BYTES))
-            except OSError as err:
-                errors.append(f"proc: cannot read {name}: {err.strerror}")
-                if stop_at_error:
-                    break
+        return _read_from(dfd, names, stop_at_error)
     finally:
         os.close(dfd)
+
+
+def _open_dir(proc_root: str, pid: int) -> tuple[int | None, str]:
+    try:
+        return os.open(os.path.join(proc_root, str(pid)), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC), ""
+    except OSError as err:
+        return None, f"proc: cannot open {proc_root}/{pid}: {err.strerror}"
+
+
+def _read_from(dfd: int, names: tuple[str, ...],
+               stop_at_error: bool = False) -> tuple[dict[str, bytes], list[str]]:
+    files: dict[str, bytes] = {}
+    errors: list[str] = []
+    for name in names:
+        try:
+            files[name] = read_bounded(name, dfd, MAX_BYTES.get(name, DEFAULT_MAX_BYTES))
+        except OSError as err:
+            errors.append(f"proc: cannot read {name}: {err.strerror}")
+            if stop_at_error:
+                break
     if "environ" in files:
         files["environ"] = redact_environ(files["environ"])
     return files, errors

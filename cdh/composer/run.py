@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import os
+import resource
 import time
 
 from cdh import EXIT_DEADLINE, EXIT_FAILURE, EXIT_OK, ondisk
 from cdh.composer import capture, dumpinfo, naming, podmeta, proc, ratelimit, space, zipstream
 from cdh.composer.cri.sources import Link
 from cdh.composer.output import PartFile, write_event
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from cdh.composer.stacktrace import StackCapture
+    from cdh.stack.trace import Trace
 
 PROC_ROOT_VAR = "CDH_TEST_PROC_ROOT"  # tests point /proc elsewhere (apport does the same)
 
@@ -32,6 +38,8 @@ class Run:
         self.truncated: str | None = None
         self.core_size = 0
         self.write_failed = False
+        self.stack: StackCapture | None = None   # from the hold to the release
+        self.trace: Trace | None = None          # after the release
         self.compression = zipstream.available_method(settings.compression)
         if self.compression != settings.compression:
             self.errors.append(f"{settings.compression} is not available here (zstandard missing): "
@@ -40,8 +48,18 @@ class Run:
     # ------------------------------------------------------------ the steps
 
     def execute(self) -> int:
+        try:
+            return self._execute()
+        finally:
+            if self.facts is not None:
+                self.facts.close()
+            if self.stack is not None:
+                self.stack.close()
+
+    def _execute(self) -> int:
         s = self.settings
-        self.facts = proc.read_facts(self.proc_root, self.kargs.host_pid, s.include_proc_environ)
+        self.facts = proc.read_facts(self.proc_root, self.kargs.host_pid, s.include_proc_environ,
+                                     keep_open=s.stack_trace)
         if "environ" in self.facts.files:
             self.log.warning("compose.environ_included", setting="CDH_INCLUDE_PROC_ENVIRON",
                              note="the zip holds the process's environment, which may hold secrets; "
@@ -51,9 +69,12 @@ class Run:
             self.cri = Link(s, self.deadline)  # opened on first use: the socket, else crictl
         if self._skipped_by_selector() or self._rate_limited():
             return EXIT_OK
+        if s.stack_trace:  # only now: a skipped crash opens nothing (and with it off, nothing is imported)
+            self._hold_for_stack()
+        self.facts.close()
         name = self._name()
         try:
-            part = PartFile(s.core_dir, name, self.uuid)
+            part = PartFile(s.core_dir, name, self.uuid, s.zip_file_mode)
         except OSError as err:
             self.log.error("compose.failed", error=f"cannot create the zip in {s.core_dir}: {err}")
             return EXIT_FAILURE
@@ -111,7 +132,9 @@ class Run:
     def _write(self, part: PartFile) -> int:
         zw = zipstream.ZipWriter(part.fd, mtime=self.kargs.timestamp)
         self._stream_core(zw, part)
+        self._before_release()
         capture.release_stdin()  # the dying process may go now
+        self._unwind()
         self._gather()
         if not self._finish_zip(zw, part):
             part.discard()
@@ -130,7 +153,8 @@ class Run:
         guard = space.SpaceGuard(self.settings, part.dfd, lambda: zw.offset, lambda: entry.pending)
         try:
             try:
-                self.truncated = capture.stream(guard.wrap(entry), self.deadline)
+                self.truncated = capture.stream(guard.wrap(entry), self.deadline,
+                                                tap=self.stack.tap.feed if self.stack else None)
             except space.OutOfSpace as stop:  # a limit, before the disk is full: keep what we have
                 self.truncated = stop.reason
                 self.log.warning("core.space_limited", core_size=entry.size, **stop.fields,
@@ -143,6 +167,40 @@ class Run:
             self.write_failed = True
             self.log.error("core.write_failed", error=str(err), core_size=self.core_size)
             entry.abort()
+
+    def _hold_for_stack(self) -> None:
+        """Still held, after the rate limit and the selector: the process's code files and memory."""
+        from cdh.composer.stacktrace import StackCapture
+
+        try:
+            self.stack = StackCapture.hold(self.facts.dir_fd, self.facts.files.get("maps"))
+        except Exception as err:
+            self._stack_failed(err)
+
+    def _before_release(self) -> None:
+        """Still held, the stream ended: what it lacked, from the process's memory (microseconds)."""
+        if self.stack is not None:
+            try:
+                self.stack.before_release()
+            except Exception as err:
+                self._stack_failed(err)
+
+    def _unwind(self) -> None:
+        """The stack trace and signature; the process is released, the runtime not yet asked."""
+        if self.stack is not None:
+            try:
+                budget = max(0.0, min(self.settings.stack_budget_s, self.deadline - time.monotonic()))
+                self.trace = self.stack.after_release(budget)
+            except Exception as err:
+                self._stack_failed(err)
+            self.stack = None
+
+    def _stack_failed(self, err: Exception) -> None:
+        """A bug in the stack trace costs the trace, never the core."""
+        self.log.error("stack.failed", error=repr(err), action="no stack trace in this zip")
+        if self.stack is not None:
+            self.stack.close()
+            self.stack = None
 
     def _gather(self) -> None:
         if self.cri is None:
@@ -185,12 +243,14 @@ class Run:
         return dumpinfo.dump_info(uuid=self.uuid, name=name, kargs=self.kargs, node=self.node,
                                   meta=self.meta, core_size=self.core_size,
                                   compression=self.compression, truncated_reason=self.truncated,
-                                  errors=errors)
+                                  errors=errors, trace=self.trace)
 
     def _write_event(self, zip_name: str | None) -> None:
         if not self.settings.core_events or not zip_name:
             return
         info = {"uuid": self.uuid, "node_hostname": self.node}
+        if self.trace is not None:
+            info.update(signature=self.trace.signature, top_frame=self.trace.top_frame)
         try:
             record = dumpinfo.event_record(info, self.kargs, self.meta, zip_name)
             write_event(self.settings.event_dir, self.uuid, dumpinfo.event_line(record),
@@ -206,8 +266,25 @@ class Run:
                       container=m.container, metadata_errors=len(m.errors) + len(self.errors),
                       runtime=self.cri.via if self.cri else None,
                       runtime_calls=self.cri.calls if self.cri else 0,
+                      **self._trace_fields(),
                       seconds=round(time.monotonic() - self.started, 3),
-                      max_rss_kib=peak_rss_kib())
+                      cpu_s=cpu_seconds(), max_rss_kib=peak_rss_kib())
+
+    def _trace_fields(self) -> dict:
+        """compose.done's stack fields: the signature and top frame (null when unsigned), how the
+        trace went (``signed``, ``unsigned``, ``failed``, ``off``) and its time after release."""
+        t = self.trace
+        if t is None:
+            return {"signature": None, "top_frame": None,
+                    "stack": "off" if not self.settings.stack_trace else "failed"}
+        return {"signature": t.signature, "top_frame": t.top_frame, "stack": t.result,
+                "stack_seconds": t.stack["seconds"]}
+
+
+def cpu_seconds() -> float:
+    """This process's CPU time so far, every thread, user and system: what one crash costs the node."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return round(usage.ru_utime + usage.ru_stime, 4)
 
 
 def peak_rss_kib() -> int | None:

@@ -53,6 +53,11 @@ class Settings:
         """Secret values set, for log redaction."""
         return tuple(self.values[s.attr] for s in SPECS if s.secret and self.values.get(s.attr))
 
+    @property
+    def has_trigger(self) -> bool:
+        """Whether anything makes the agent upload (inotify, an interval, a schedule)."""
+        return any(self.values.get(attr) for attr in ("use_inotify", "interval_s", "schedule"))
+
     def env_name(self, attr: str) -> str:
         return self.sources.get(attr) or next(s.name for s in SPECS if s.attr == attr)
 
@@ -68,10 +73,13 @@ def load(layers: Iterable[Mapping[str, str]], scope: str = "agent") -> Settings:
     notes: list[str] = []
     files: dict[str, str] = {}
     absent: dict[str, str] = {}  # *_FILE names whose file is not there → the path
+    web_identity = False  # AWS_WEB_IDENTITY_TOKEN_FILE set (IRSA): IBM's agent then ignored its keys
     for layer in layers:
         # Aliases first, so a canonical name in the same layer wins over its alias.
         for name in sorted(layer, key=lambda n: n.startswith("CDH_")):
             value = layer[name]
+            if name == WEB_IDENTITY:
+                web_identity = bool(value.strip())
             if name in BY_ALIAS:
                 spec, conv = BY_ALIAS[name]
                 _set(raw, spec.attr, (_convert(name, value, conv, notes), name), notes)
@@ -99,6 +107,7 @@ def load(layers: Iterable[Mapping[str, str]], scope: str = "agent") -> Settings:
     if scope != "composer":
         _ibm_s3_location(raw, notes)
         _ibm_triggers(raw, notes)
+        _ibm_credentials(raw, notes, web_identity)
     values: dict[str, Any] = {}
     strings: dict[str, str] = {}
     sources: dict[str, str] = {}
@@ -169,6 +178,32 @@ def _ibm_s3_location(raw: dict[str, tuple[Any, str]], notes: list[str]) -> None:
     endpoint, source = raw.get("s3_endpoint", ("", ""))
     if source in ("S3_REGION", "S3_ENDPOINT") and endpoint.strip() and "s3_addressing" not in raw:
         raw["s3_addressing"] = ("path", source)
+
+
+WEB_IDENTITY = "AWS_WEB_IDENTITY_TOKEN_FILE"
+IBM_KEYS = {"s3_access_key": "S3_ACCESS_KEY", "s3_secret_key": "S3_SECRET"}
+
+
+def _ibm_credentials(raw: dict[str, tuple[Any, str]], notes: list[str], web_identity: bool) -> None:
+    """IBM's agent signed with the web identity role (IRSA) whenever AWS_WEB_IDENTITY_TOKEN_FILE was set,
+    whatever its keys said (its chart's placeholder keys, ``XXX``, are often still there), and with the
+    credential chain when only one of its two keys was set. Keys set by IBM's names mean the same in
+    cdh; keys set by ``CDH_*`` names keep cdh's rules (static keys win; one alone is an error)."""
+    given = {attr: raw[attr][1] for attr in IBM_KEYS if attr in raw and str(raw[attr][0]).strip()}
+    if not given or any(source != IBM_KEYS[attr] for attr, source in given.items()):
+        return
+    if web_identity:
+        why = (f"{WEB_IDENTITY} is set, and IBM's agent then used the web identity role (IRSA) "
+               "whatever its keys said; so does cdh")
+    elif len(given) == 1:
+        (attr,) = given
+        other = next(name for a, name in IBM_KEYS.items() if a != attr)
+        why = f"{other} is not set, and IBM's agent then used the credential chain; so does cdh"
+    else:
+        return
+    for attr in given:
+        del raw[attr]
+    notes.append(f"{' and '.join(given.values())} not used: {why}")
 
 
 def _ibm_triggers(raw: dict[str, tuple[Any, str]], notes: list[str]) -> None:

@@ -45,7 +45,7 @@ FILENAME_VARIABLES = frozenset(
 )
 # The variables an S3 key prefix template may use.
 KEY_PREFIX_VARIABLES = frozenset(
-    {"node", "namespace", "pod", "container", "exe_name", "signal", "uuid",
+    {"node", "namespace", "pod", "container", "exe_name", "signal", "uuid", "signature",
      "date", "year", "month", "day", "hour"}
 )
 
@@ -140,6 +140,13 @@ SPECS: tuple[Spec, ...] = (
          Derived(":".join(("CDH_HOST_DIR", *CRICTL_DIRS)), lambda v: ":".join((v["host_dir"], *CRICTL_DIRS))),
          "Where the composer looks for crictl (used when no CRI socket answers): directories or files.",
          scope="composer"),
+    Spec("CDH_STACK_TRACE", "stack_trace", parse_bool, "true",
+         "Unwind the crashed process's threads (after it is released) for dump-info's stack trace and "
+         "signature.", scope="composer"),
+    Spec("CDH_STACK_BUDGET", "stack_budget_s", duration(0), "2s",
+         "Time the stack trace may take after the process is released (naming functions may take as "
+         "long again); threads and frames past it are left out, the crashing thread comes first.",
+         scope="composer"),
     Spec("CDH_PROC_FILES", "proc_files", parse_bool, "true",
          "Put the crashing process's /proc files into the zip as <name>-proc/ (false: IBM's entries only).",
          scope="composer"),
@@ -156,6 +163,9 @@ SPECS: tuple[Spec, ...] = (
     Spec("CDH_CORE_EVENTS", "core_events", parse_bool, "false",
          "Write one event JSON per finished zip into CDH_EVENT_DIR.", (("COMP_CORE_EVENTS", None),),
          scope="composer"),
+    Spec("CDH_ZIP_FILE_MODE", "zip_file_mode", file_mode, "0600",
+         "Mode of finished zips, e.g. 0644 for an uploader of your own running as another user "
+         "(CDH_CORE_DIR then opens to the same readers; IBM's zips were 0644).", scope="composer"),
     Spec("CDH_EVENT_FILE_MODE", "event_file_mode", file_mode, "0600",
          "Mode of event files, e.g. 0644 for a sidecar running as another user (CDH_EVENT_DIR then "
          "opens to the same readers).", scope="composer"),

@@ -4,7 +4,6 @@
 - ``bucket``   list dumps from object metadata (``cdh ls``); cdh/keys.py narrows the listing prefix
 - ``fetch``    find one dump by key or uuid, download, verify (``cdh get``)
 - ``dumpzip``  read a dump zip or its unpacked directory: entries by role, zstd, CRCs, unpack
-- ``elfcore``  the core's ELF notes: threads, registers, signal info, mapped files
 - ``buildid``  GNU build ids of the mapped ELF files, read from the core's memory
 - ``summary``  what ``cdh inspect`` reports, as data (``--json``); ``render`` makes it text
 - ``debugger`` the gdb / lldb / debuginfod command lines
@@ -14,7 +13,8 @@
 
 What they share with the agent lives above both: the zip's names (cdh/ondisk.py), object keys
 (cdh/keys.py), the destination and its store (cdh/destination.py, cdh/store/), signal names
-(cdh/signals.py).
+(cdh/signals.py); with the composer, the core's notes (cdh/elfcore.py) and the stack trace's
+signature (cdh/stack/).
 Everything here runs on a developer's laptop as well as in a pod; the composer and the agent
 import none of it.
 """

@@ -42,6 +42,9 @@ class DumpObject:
     exe: str = ""
     signal: int | None = None
     uuid: str = ""
+    image: str = ""
+    signature: str | None = None  # the crash's cause (cdh/stack/signature.py); None: not signed
+    top_frame: str | None = None
     encrypted_to: list[str] | None = None  # age recipients' fingerprints when the body is encrypted
     metadata: dict[str, str] = field(default_factory=dict)
 
@@ -57,10 +60,12 @@ class Filters:
     pod: str | None = None
     node: str | None = None
     since: float | None = None   # epoch seconds
+    signature: str | None = None
 
     def match(self, d: DumpObject) -> bool:
         return (_glob(self.namespace, d.namespace) and _glob(self.pod, d.pod)
-                and _glob(self.node, d.node) and (self.since is None or d.time >= self.since))
+                and _glob(self.node, d.node) and (self.since is None or d.time >= self.since)
+                and (self.signature is None or fnmatch.fnmatchcase(d.signature or "", self.signature)))
 
 
 def _glob(pattern: str | None, value: str) -> bool:
@@ -115,7 +120,8 @@ def from_info(info: ObjectInfo) -> DumpObject:
         namespace=meta.get("namespace", ""), pod=meta.get("pod", ""), container=meta.get("container", ""),
         node=meta.get("node", ""), exe=meta.get("exe", ""),
         signal=int(signal) if signal and str(signal).isdigit() else None,
-        uuid=meta.get("uuid") or named.get("uuid", ""), metadata=meta,
+        uuid=meta.get("uuid") or named.get("uuid", ""), image=meta.get("image", ""),
+        signature=meta.get("signature") or None, top_frame=meta.get("top-frame") or None, metadata=meta,
         encrypted_to=encryption[1] if encryption else None)
 
 

@@ -13,7 +13,11 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from cdh.tools.elfcore import ELF_MAGIC, PT_NOTE, Core, ReadAt, iter_notes
+from cdh.elfcore import ELF_MAGIC, PT_NOTE, iter_notes
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from cdh.elfcore import Core, ReadAt
 
 NT_GNU_BUILD_ID = 3
 HEADER_BYTES = 64 << 10  # how much of a mapped file's start we read (the note is in the first page)

@@ -20,7 +20,12 @@ def add_commands(sub) -> dict:
     ls.add_argument("--pod", "-p", help="only this pod (glob)")
     ls.add_argument("--node", help="only this node (glob)")
     ls.add_argument("--since", help="only crashes since: a duration (30m, 2h, 7d) or a UTC date/time")
-    ls.add_argument("--limit", type=int, help="show at most this many (the newest)")
+    ls.add_argument("--signature", "-s", metavar="S",
+                    help="only crashes of this cause (a signature from --group; glob)")
+    ls.add_argument("--group", "-g", action="store_true",
+                    help="one line per crash signature: count, first and last seen, namespaces, images, top "
+                         "frame; newest activity first")
+    ls.add_argument("--limit", type=int, help="show at most this many (the newest; with --group, groups)")
     _bucket_args(ls, "list under this key prefix instead of the one derived from CDH_S3_KEY_PREFIX")
     ls.add_argument("--json", action="store_true", help="a JSON array, for scripts")
     get = sub.add_parser("get", help="download, verify and unpack one dump (by key or dump uuid)")
@@ -34,6 +39,8 @@ def add_commands(sub) -> dict:
     ins = sub.add_parser("inspect", help="summarise a dump: crash, pod, registers, build ids, how to debug")
     ins.add_argument("path", metavar="ZIP|DIR", help="a dump zip, its unpacked directory, or a bare core")
     ins.add_argument("--log-lines", type=int, default=20, metavar="N", help="log lines to show per container")
+    ins.add_argument("--threads", action="store_true",
+                     help="every thread's stack, not only the crashing one's")
     ins.add_argument("--json", action="store_true", help="everything as JSON")
     mig = sub.add_parser("migrate", help="an IBM Core Dump Handler installation (its Helm values) as a cdh "
                                          "kustomize overlay")
@@ -85,40 +92,78 @@ def run_ls(ns) -> int:
     except ValueError as err:
         print(f"cdh ls: --since {ns.since!r}: {err}", file=sys.stderr)
         return EXIT_USAGE
-    filters = Filters(namespace=ns.namespace, pod=ns.pod, node=ns.node, since=since)
+    filters = Filters(namespace=ns.namespace, pod=ns.pod, node=ns.node, since=since, signature=ns.signature)
+    known = {"node": ns.node, "namespace": ns.namespace, "pod": ns.pod, "signature": ns.signature}
     prefixes = [ns.prefix] if ns.prefix is not None else keys.listing_prefixes(
-        dest.key_prefix_template, {"node": ns.node, "namespace": ns.namespace, "pod": ns.pod}, since)
+        dest.key_prefix_template, known, since)
 
     async def work():
         from cdh.store import open_store
 
         async with open_store(dest, pool_size=ns.concurrency) as store:
-            return await find_dumps(store, prefixes, filters, ns.concurrency)
+            dumps = await find_dumps(store, prefixes, filters, ns.concurrency)
+            if not ns.group:
+                return dumps
+            from cdh.tools.groups import fill_from_metadata, group
+
+            groups = group(dumps)
+            groups = groups[: ns.limit] if ns.limit else groups
+            await fill_from_metadata(store, groups, ns.concurrency)
+            return groups
 
     try:
-        dumps = asyncio.run(work())
+        found = asyncio.run(work())
     except BucketError as err:
         print(f"cdh ls: {err}", file=sys.stderr)
         return EXIT_FAILURE
-    dumps = dumps[: ns.limit] if ns.limit else dumps
-    _print_dumps(dumps, ns.json, dest.url(prefixes[0] if len(prefixes) == 1 else "..."))
+    where = dest.url(prefixes[0] if len(prefixes) == 1 else "...")
+    if ns.group:
+        _print_groups(found, ns.json, where)
+        return EXIT_OK
+    dumps = found[: ns.limit] if ns.limit else found
+    _print_dumps(dumps, ns.json, where)
     return EXIT_OK
 
 
 def _print_dumps(dumps, as_json: bool, where: str) -> None:
+    """One row a crash; its cause as a SIGNATURE (in every layout's listing), to pass to --signature."""
     from cdh import signals
-    from cdh.tools.fmt import human_size, table, utc
+    from cdh.tools.fmt import human_size, utc
+
+    def row(d) -> list[str]:
+        return [utc(d.time), d.namespace or "-", d.pod or "-", d.container or "-", d.exe or "-",
+                signals.name(d.signal) if d.signal is not None else "-", human_size(d.size),
+                d.signature or "-", d.key]
+
+    headers = ["TIME (UTC)", "NAMESPACE", "POD", "CONTAINER", "EXE", "SIGNAL", "SIZE", "SIGNATURE", "KEY"]
+    _print_rows(dumps, as_json, where, headers, row)
+
+
+def _print_groups(groups, as_json: bool, where: str) -> None:
+    from cdh.tools.fmt import utc
+    from cdh.tools.groups import few
+
+    def row(g) -> list[str]:
+        return [g.signature or "(none)", str(g.count), utc(g.first), utc(g.last), few(g.namespaces),
+                few(g.images, 1), g.top_frame or "-"]
+
+    headers = ["SIGNATURE", "COUNT", "FIRST SEEN (UTC)", "LAST SEEN (UTC)", "NAMESPACES", "IMAGES",
+               "TOP FRAME"]
+    _print_rows(groups, as_json, where, headers, row)
+
+
+def _print_rows(items, as_json: bool, where: str, headers: list[str], row) -> None:
+    """A table of ``row(item)`` under ``headers``, or a JSON array of ``item.as_json()``; nothing found
+    is one line on stderr."""
+    from cdh.tools.fmt import table
 
     if as_json:
-        print(json.dumps([d.as_json() for d in dumps], indent=2))
+        print(json.dumps([i.as_json() for i in items], indent=2))
         return
-    if not dumps:
+    if not items:
         print(f"no dumps found in {where}", file=sys.stderr)
         return
-    rows = [[utc(d.time), d.namespace or "-", d.pod or "-", d.container or "-", d.exe or "-",
-             signals.name(d.signal) if d.signal is not None else "-", human_size(d.size), d.key]
-            for d in dumps]
-    print(table(["TIME (UTC)", "NAMESPACE", "POD", "CONTAINER", "EXE", "SIGNAL", "SIZE", "KEY"], rows))
+    print(table(headers, [row(i) for i in items]))
 
 
 def run_get(ns) -> int:
@@ -225,7 +270,7 @@ def run_inspect(ns) -> int:
     if ns.json:
         print(json.dumps(summary, indent=2, default=str))
     else:
-        sys.stdout.write(render(summary))
+        sys.stdout.write(render(summary, all_threads=ns.threads))
     return EXIT_OK
 
 

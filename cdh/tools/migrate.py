@@ -29,7 +29,7 @@ import os
 import sys
 from pathlib import Path
 
-from cdh import EXIT_CONFIG, EXIT_OK, EXIT_USAGE, config
+from cdh import EXIT_CONFIG, EXIT_OK, EXIT_USAGE, config, routes
 from cdh.config.envfile import quote
 from cdh.tools import ibmchart
 from cdh.tools.ibmchart import EXAMPLE_ROLE, IBM_DEFAULTS, IBM_VOLUMES, NOT_NEEDED, PLACEHOLDER, ROLE_ARN
@@ -56,8 +56,11 @@ def run(values_path: str, out_dir: str, manifests: str | None, provider: str | N
         text = Path(values_path).read_text(encoding="utf-8")
         user = yaml.safe_load("\n".join(ln for ln in text.splitlines()
                                         if ln.strip() != "USER-SUPPLIED VALUES:")) or {}
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+    except (OSError, UnicodeDecodeError) as err:
         print(f"cdh migrate: {values_path}: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except yaml.YAMLError as err:
+        print(f"cdh migrate: {routes.yaml_problem(err, values_path)}", file=sys.stderr)
         return EXIT_USAGE
     if not isinstance(user, dict):
         print(f"cdh migrate: {values_path}: not a Helm values mapping", file=sys.stderr)
@@ -142,6 +145,11 @@ class Plan:
             if isinstance(settings.values[attr], bool):
                 value = "true" if settings.values[attr] else "false"  # the chart's empty useINotify: false
             self.env_lines += [f"# from IBM's {source}", f'{spec.name}="{quote(value)}"']
+        if not settings.has_trigger:  # IBM #48: an uploader of your own reads the zips
+            self.env_lines += ["# no trigger: the cores stay for an uploader of your own, which may run as "
+                               "another user: IBM's zips were 0644", 'CDH_ZIP_FILE_MODE="0644"']
+        if settings.core_events:  # IBM's consumers of event files may run as another user
+            self.env_lines += ["# IBM's event files were 0644", 'CDH_EVENT_FILE_MODE="0644"']
 
     def _directories(self, settings: config.Settings) -> None:
         """IBM's directories where the overlay's differ: the volumes' host paths, CDH_CORE_DIR and
@@ -225,7 +233,10 @@ class Plan:
         if not d.get("manageStoreSecret"):
             return
         keys = {"access-key": d.get("s3AccessKey"), "secret-key": d.get("s3Secret")}
-        if all(k and k != PLACEHOLDER for k in keys.values()):
+        if ROLE_ARN in self.sa_annotations:
+            self.not_carried.append(("daemonset.s3AccessKey/s3Secret", "an IAM role (IRSA) is set, and IBM's "
+                                     "agent then used the role whatever its keys said: so does cdh"))
+        elif all(k and k != PLACEHOLDER for k in keys.values()):
             self.secret = {k: str(v) for k, v in keys.items()}
         else:
             self.not_carried.append(("daemonset.s3AccessKey/s3Secret", "the chart's placeholders or empty: "

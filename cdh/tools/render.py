@@ -7,14 +7,55 @@ from cdh.tools.fmt import human_size
 REGS_PER_LINE = 3
 
 
-def render(s: dict) -> str:
+def render(s: dict, all_threads: bool = False) -> str:
+    """The summary as text; the stack trace first (every thread's with ``all_threads``)."""
     lines = [f"dump   {s['name']}", f"source {s['source']}"]
-    for section in (_crash, _pod, _core, _registers, _build_ids, _mappings, _logs, _debug, _problems):
-        body = section(s)
+    sections = (_crash, _pod, _core, _registers, _build_ids, _mappings, _logs, _debug, _problems)
+    for body in (_trace(s, all_threads), *(section(s) for section in sections)):
         if body:
             lines.append("")
             lines.extend(body)
     return "\n".join(lines) + "\n"
+
+
+def _trace(s: dict, all_threads: bool = False) -> list[str]:
+    """First thing: the crash's cause (signature, top frame) and the crashing thread's frames."""
+    st = s.get("stack")
+    if not st:
+        return ["Stack trace: none in this dump (made by a composer without stack traces, or with "
+                "CDH_STACK_TRACE=false)"] if s.get("dump_info") else []
+    sig = st.get("signature")
+    frames = " | ".join(st.get("signature_frames") or [])
+    out = [f"Signature {sig}  {frames}  (normal form v{st.get('signature_version')})" if sig else
+           "Signature none (none of the program's own code was unwound)"]
+    threads = st.get("threads") or []
+    for t in threads if all_threads else threads[:1]:
+        out.append(f"Thread {t.get('tid')}{', crashed' if t.get('crashed') else ''}  "
+                   f"(unwound until: {t.get('stopped')})")
+        out.extend(_frame_lines(t.get("frames") or []))
+    if not all_threads and len(threads) > 1:
+        out.append(f"  and {len(threads) - 1} other thread{'s' if len(threads) > 2 else ''}: "
+                   "cdh inspect --threads, or --json")
+    out.extend(f"  ! {e}" for e in st.get("errors") or [])
+    return out
+
+
+def _frame_lines(frames: list[dict]) -> list[str]:
+    """``#n  pc  function+offset  module+offset`` (addr2line's input), aligned."""
+    rows = []
+    for f in frames:
+        if f.get("signal_frame"):
+            where = "<signal handler called>"
+        elif f.get("function"):
+            where = f"{f['function']}+{f.get('function_offset') or 0:#x}"
+        else:
+            where = "??"
+        module = f.get("module")
+        place = f"{module.rsplit('/', 1)[-1]}+{f['offset']}" if module and f.get("offset") else "-"
+        how = "" if f.get("how") in (None, "first", "cfi") else f"  [{f.get('how')}]"
+        rows.append((int(f["pc"], 16), where, place + how))
+    width = min(48, max((len(w) for _, w, _ in rows), default=0))
+    return [f"  #{i:<2} {pc:#018x}  {where:<{width}}  {place}" for i, (pc, where, place) in enumerate(rows)]
 
 
 def _crash(s: dict) -> list[str]:

@@ -11,10 +11,10 @@ import os
 import time
 
 from cdh import ondisk, signals
+from cdh.elfcore import PC, SP, Core, CoreError, read_core
 from cdh.tools import debugger
 from cdh.tools.buildid import mapped_elves
 from cdh.tools.dumpzip import Dump, DumpError
-from cdh.tools.elfcore import PC, SP, Core, CoreError, read_core
 
 
 def summarize(path: str, log_lines: int = 20) -> dict:
@@ -25,7 +25,7 @@ def summarize(path: str, log_lines: int = 20) -> dict:
         problems: list[str] = []
         info = _json(dump, ondisk.DUMP_INFO, problems) or {}
         out = {"source": os.path.abspath(path), "name": dump.name, "dump_info": info,
-               "crash": _crash(info), "pod": _pod(dump, info, problems),
+               "stack": _stack(info), "crash": _crash(info), "pod": _pod(dump, info, problems),
                "containers": _containers(dump, log_lines, problems)}
         core_entry = dump.entry(ondisk.CORE)
         if core_entry is None:
@@ -62,7 +62,7 @@ def _summarize_core_file(path: str) -> dict:
     core.update({"entry": None, "path": os.path.abspath(path), "size": os.path.getsize(path),
                  "compression": "file"})
     out = {"source": os.path.abspath(path), "name": os.path.basename(path), "dump_info": {},
-           "crash": _crash({}), "pod": {}, "containers": [], "core": core, "image": None,
+           "stack": None, "crash": _crash({}), "pod": {}, "containers": [], "core": core, "image": None,
            "problems": problems}
     out["debug"] = _commands(out, out["source"])
     return out
@@ -88,6 +88,57 @@ def _first(doc, *keys):
             return None
         doc = doc.get(k)
     return doc
+
+
+def _stack(info: dict) -> dict | None:
+    """The composer's stack trace (dump-info ``signature``, ``top_frame``, ``stack``), or None when the
+    dump has none (a composer before cdh's stack traces, or CDH_STACK_TRACE=false). A dump-info is
+    read from a zip anyone who can write to the bucket may have made: every value is checked for the
+    type the composer writes (cdh/ondisk.py STACK_FIELDS), and what is not that is left out."""
+    stack = info.get("stack")
+    if not isinstance(stack, dict):
+        return None
+    out = {k: v for k, v in stack.items() if k not in ("threads", "signature_frames", "errors")}
+    out.update(signature=_text(info.get("signature")), top_frame=_text(info.get("top_frame")),
+               signature_version=_int(stack.get("signature_version")),
+               signature_frames=_texts(stack.get("signature_frames")), errors=_texts(stack.get("errors")),
+               threads=[_thread(t) for t in _list(stack.get("threads")) if isinstance(t, dict)])
+    return out
+
+
+def _thread(t: dict) -> dict:
+    frames = [_frame(f) for f in _list(t.get("frames")) if isinstance(f, dict) and _hex(f.get("pc"))]
+    return {"tid": _int(t.get("tid")), "crashed": t.get("crashed") is True,
+            "stopped": _text(t.get("stopped")), "frames": frames}
+
+
+def _frame(f: dict) -> dict:
+    return {"pc": f["pc"], "how": _text(f.get("how")), "module": _text(f.get("module")),
+            "offset": f.get("offset") if _hex(f.get("offset")) else None,
+            "function": _text(f.get("function")), "function_offset": _int(f.get("function_offset")),
+            "signal_frame": f.get("signal_frame") is True}
+
+
+def _int(v) -> int | None:
+    return v if isinstance(v, int) and not isinstance(v, bool) else None
+
+
+def _list(v) -> list:
+    return v if isinstance(v, list) else []
+
+
+def _text(v) -> str | None:
+    return v if isinstance(v, str) else None
+
+
+def _texts(v) -> list[str]:
+    return [x for x in _list(v) if isinstance(x, str)]
+
+
+def _hex(v) -> bool:
+    """A frame's address as the composer writes it: ``0x...``, at most 64 bits."""
+    return isinstance(v, str) and 3 <= len(v) <= 18 and v.startswith("0x") and all(
+        c in "0123456789abcdefABCDEF" for c in v[2:])
 
 
 def _crash(info: dict) -> dict:

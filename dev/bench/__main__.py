@@ -1,6 +1,6 @@
 """``nox -s bench`` (or ``python -m dev.bench``): speed and memory of cdh against peers.
 
-    python -m dev.bench [--only capture,startup,upload,e2e,encrypt,clouds] [--size-mib 800] [--rounds 3]
+    python -m dev.bench [--only startup,capture,stack,upload,e2e,encrypt,clouds] [--size-mib 800] [--rounds 3]
                           [--json FILE] [--cache DIR] [--runtime DIR]
 
 Builds the zipapp and runtime and installs the composer as the agent does (HOST_DIR/cdc);
@@ -21,7 +21,7 @@ from pathlib import Path
 
 from dev.bench import capture, inputs, report, startup
 
-SECTIONS = ("startup", "capture", "upload", "e2e", "encrypt", "clouds")
+SECTIONS = ("startup", "capture", "stack", "upload", "e2e", "encrypt", "clouds")
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -144,6 +144,20 @@ class Suite:
         self._add("capture", capture.figures(samples, size), notes, {
             "input": {"name": core.name, "bytes": size, "rounds": self.args.rounds},
             "samples": {name: [s.as_dict() for s in runs] for name, runs in samples.items()}})
+
+    def stack(self, installed: startup.Installed) -> None:
+        from dev.bench import stack
+
+        core = self._core(self.args.size_mib)
+        print(f"== stack trace: on against off, a small crash and a {self.args.size_mib} MiB heap; "
+              f"{self.args.rounds} interleaved rounds", flush=True)
+        bench = stack.StackBench(self.work, self.cache, installed.runtime_dir, core, self.args.size_mib)
+        try:
+            result = bench.run(self.args.rounds)
+        finally:
+            bench.remove()
+        figures, notes = stack.figures(result, self.args.size_mib)
+        self._add("stack", figures, notes, result)
 
     def _s3(self):
         """The moto_server process (started once) and the aws CLI."""

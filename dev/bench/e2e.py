@@ -5,6 +5,8 @@ points kernel.core_pattern at it, under the machine-wide kernel lock) and a proc
 heap of ``--e2e-mib`` MiB that crashes. The clock starts when the crasher says its heap is
 full (it segfaults right after) and stops when an object is in the bucket (polled every
 50 ms); when the composer finished its zip (its log's ``compose.done``) is recorded too.
+Ours runs twice a round, with the stack trace (the default) and with ``CDH_STACK_TRACE=false``:
+what the trace adds to crash → object.
 
 The parts: core_pattern pipes the core to a shell helper that does `cat > file`, fsyncs
 it and renames it (so its end is visible), then `aws s3 cp` sends that file. Their sum is
@@ -64,13 +66,15 @@ class E2E:
         why = unavailable()
         if why:
             raise InputError(f"e2e crashes a real process under a pipe core_pattern ({why})")
-        times: dict[str, list[float]] = {"ours": [], "ours_zip": [], "parts_file": [], "parts_aws": []}
+        times: dict[str, list[float]] = {"ours": [], "ours_zip": [], "ours_no_trace": [],
+                                         "ours_no_trace_zip": [], "parts_file": [], "parts_aws": []}
         try:
             with exclusive():  # restores core_pattern before HOST_DIR goes
-                for _ in range(rounds):
-                    total, zip_at = self._ours()
-                    times["ours"].append(total)
-                    times["ours_zip"].append(zip_at)
+                for r in range(rounds):
+                    for suffix in ("", "_no_trace") if r % 2 == 0 else ("_no_trace", ""):
+                        total, zip_at = self._ours(stack_trace=not suffix)
+                        times["ours" + suffix].append(total)
+                        times["ours" + suffix + "_zip"].append(zip_at)
                     file_s, aws_s = self._parts()
                     times["parts_file"].append(file_s)
                     times["parts_aws"].append(aws_s)
@@ -80,13 +84,14 @@ class E2E:
 
     # ------------------------------------------------------------ ours
 
-    def _ours(self) -> tuple[float, float]:
+    def _ours(self, stack_trace: bool = True) -> tuple[float, float]:
         log_path = self.work / "e2e-agent.log"
         log_path.unlink(missing_ok=True)
         env = self.server.cdh_env(self.bucket, PYTHONPATH=str(REPO), CDH_HOST_DIR=str(self.host_dir),
                                   CDH_RUNTIME_DIR=self.runtime_dir, CDH_IGNORE_CRI="true",
                                   CDH_RATE_LIMIT="off",  # one HOST_DIR, the same crasher every round
                                   CDH_METRICS_PORT="0", CDH_NODE_NAME="bench",
+                                  CDH_STACK_TRACE="true" if stack_trace else "false",
                                   AWS_EC2_METADATA_DISABLED="true")
         with open(log_path, "ab") as log:
             agent = subprocess.Popen([sys.executable, "-m", "cdh", "agent"], env=env, cwd="/", stdout=log,
@@ -189,7 +194,10 @@ def figures(times: dict[str, list[float]]) -> tuple[list[Figure], list[str]]:
 
     ours = median(times["ours"])
     parts = median(f + a for f, a in zip(times["parts_file"], times["parts_aws"], strict=True))
-    figs = [Figure("e2e crash→object", "s", ours, "cat helper + aws s3 cp", parts)]
-    notes = [f"ours: crash→zip {median(times['ours_zip']):.2f} s, then upload; parts: crash→file "
+    figs = [Figure("e2e crash→object", "s", ours, "cat helper + aws s3 cp", parts),
+            Figure("e2e crash→object, stack trace on", "s", ours, "trace off",
+                   median(times["ours_no_trace"]))]
+    notes = [f"ours: crash→zip {median(times['ours_zip']):.2f} s (trace off "
+             f"{median(times['ours_no_trace_zip']):.2f} s), then upload; parts: crash→file "
              f"{median(times['parts_file']):.2f} s + aws s3 cp {median(times['parts_aws']):.2f} s"]
     return figs, notes

@@ -9,13 +9,18 @@ address with no endpoint setting) and no bucket with no trigger (cores kept on t
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+import tempfile
+from pathlib import Path
 
 import pytest
 
 from tests.compat.chart import ENVIRONMENTS
 from tests.support.agentproc import Proc, base_env, fake_sysctl_root, run_sweep
 from tests.support.cli import run_cdh
+from tests.support.composer import run_composer
+from tests.support.require import require
 from tests.support.s3server import ACCESS_KEY, SECRET_KEY, list_keys
 from tests.support.zips import make_zip
 
@@ -49,6 +54,9 @@ def test_every_value_ibms_chart_renders_is_accepted_and_explained(values):
     ("values.yaml", ["CDH_SCHEDULE=  # from SCHEDULE",
                      "CDH_COMPOSER_LOG_LEVEL=warning  # from COMP_LOG_LEVEL", "VENDOR is ignored",
                      "EVENT_DIR is ignored", "CDH_S3_ACCESS_KEY=<set>  # from S3_ACCESS_KEY"]),
+    ("values.aws.sts.yaml on EKS (IRSA)", [
+        "CDH_S3_ACCESS_KEY=\n", "CDH_S3_SECRET_KEY=\n",
+        "S3_ACCESS_KEY and S3_SECRET not used: AWS_WEB_IDENTITY_TOKEN_FILE"]),
     ("--set daemonset.interval=3600000", ["CDH_INTERVAL=3600000ms  # from INTERVAL"]),
     ("--set composer.logLength=2000000", ["CDH_LOG_LINES=2000000  # from COMP_LOG_LENGTH"]),
     ("--set daemonset.s3Region=<IBM COS host>", [
@@ -119,3 +127,33 @@ def test_no_bucket_and_no_trigger_keeps_cores_on_the_node(tmp_path, start_agent)
     assert agent.wait(60) == 0
     assert os.path.exists(z.path)  # kept for the user's own uploader
     assert os.path.exists(tmp_path / "host" / "cdc")  # the composer was installed all the same
+
+
+def test_an_uploader_of_your_own_running_as_another_user_reads_the_zips(tmp_path):
+    """IBM's FAQ, "How should I integrate my own uploader?": no trigger, and an uploader of one's own
+    that takes a shared flock on each zip (IBM's composer held an exclusive one while writing), then
+    reads it. IBM's zips were 0644; cdh's are 0600 in a 0700 CORE_DIR unless CDH_ZIP_FILE_MODE opens
+    them. The uploader here runs as nobody, as one deployed on its own may."""
+    require(shutil.which("setpriv") and shutil.which("flock"), "setpriv and flock (util-linux) are needed")
+    top = Path(tempfile.mkdtemp(prefix="cdh-own-uploader-"))
+    try:
+        top.chmod(0o755)
+        cores = top / "cores"
+        each_zip = 'cd "$0" && for f in *.zip; do flock -s -n "$f" unzip -tq "$f" || exit 1; done'
+        uploader = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                    "sh", "-c", each_zip, str(cores)]
+        for mode, readable in (("", False), ("0644", True)):
+            env = {"CDH_CORE_DIR": str(cores), **({"CDH_ZIP_FILE_MODE": mode} if mode else {})}
+            r = run_composer(tmp_path / "host", core=os.urandom(1000), env=env, args=[
+                "-c=0", "-e=segfaulter", "-p=4", "-s=11", "-t=1718000000", "-h=web-0", "-E=!usr!bin!x"])
+            assert r.rc == 0, r.stderr
+            done = subprocess.run(uploader, capture_output=True, text=True, timeout=60)
+            assert (done.returncode == 0) is readable, done.stdout + done.stderr
+            if not readable:
+                assert "can't cd" in done.stderr  # CORE_DIR is 0700
+                for z in cores.glob("*.zip"):
+                    assert z.stat().st_mode & 0o777 == 0o600
+                    z.unlink()
+        assert "No errors detected" in done.stdout and len(list(cores.glob("*.zip"))) == 1
+    finally:
+        shutil.rmtree(top)

@@ -97,8 +97,10 @@ def test_failures_retries_and_waiting_zips(agent_env, start_agent, core_dir, fau
     old = make_zip(core_dir, 100, name="old-core")
     os.utime(old.path, (time.time() - 900, time.time() - 900))
     agent.wait_event("upload.denied", count=2)
-    m = scrape(port)
     transient = len(agent.events("upload.failed"))
+    # A failure's retry is scheduled (and counted) just after its log line: wait for the last one.
+    agent.wait_event("upload.retry_scheduled", count=transient + 2)
+    m = scrape(port)
     assert transient >= 1
     assert m.value("cdh_uploads_failed_total", reason="transient", route="main", kind="s3") == transient
     assert m.value("cdh_uploads_failed_total", reason="denied", route="main", kind="s3") >= 2

@@ -73,7 +73,7 @@ def test_ls_table_has_the_columns_people_read(s3_server, listed):
     assert r.returncode == 0, r.stderr
     header, *lines = r.stdout.splitlines()
     assert header.split() == ["TIME", "(UTC)", "NAMESPACE", "POD", "CONTAINER", "EXE", "SIGNAL", "SIZE",
-                              "KEY"]
+                              "SIGNATURE", "KEY"]
     assert len(lines) == 4
     assert "payments" in lines[0] and "SIGBUS" in lines[0] and lines[0].endswith(dumps[2][0])
     assert time.strftime("%Y-%m-%d %H:%M", time.gmtime(NOW - 10 * 60)) in lines[0]
@@ -254,3 +254,71 @@ def test_get_refuses_to_overwrite_an_unpacked_dump(s3_server, tmp_path):
     assert _get(s3_server, "some-other-default", f"s3://{bucket}/{key}", out).returncode == 0
     r = _get(s3_server, bucket, key, out)
     assert r.returncode == 1 and "already exists" in r.stderr
+
+
+# ---------------------------------------------------------------- grouped by cause
+
+STORM, RARE = "1-aaaaaaaaaaaaaaaa", "1-bbbbbbbbbbbbbbbb"
+
+
+@pytest.fixture(scope="module")
+def storm(s3_server, tmp_path_factory):
+    """A crash storm of one bug in two namespaces and two images, one rare other cause, one unsigned."""
+    tmp = tmp_path_factory.mktemp("storm")
+    bucket = s3_server.create_bucket()
+    top = "cart!apply_coupon"
+    for i in range(5):
+        ns = "shop" if i < 3 else "shop-canary"
+        _put(s3_server, bucket, tmp, namespace=ns, podname=f"cart-{i}", hostname=f"cart-{i}",
+             node_hostname=f"node-{i % 2}", timestamp=NOW - (10 - i) * 60, signature=STORM, top_frame=top,
+             image="registry.example/shop/cart:2.4" if i < 4 else "registry.example/shop/cart:2.5")
+    _put(s3_server, bucket, tmp, namespace="payments", podname="ledger-0", hostname="ledger-0",
+         timestamp=NOW - 30 * HOUR, signature=RARE, top_frame="ledger!post_entry",
+         image="registry.example/pay/ledger:7")
+    _put(s3_server, bucket, tmp, namespace="payments", podname="old-0", hostname="old-0",
+         timestamp=NOW - 2 * HOUR)   # a zip from a composer without stack traces
+    return bucket
+
+
+def test_ls_group_gives_one_line_per_cause_newest_activity_first(s3_server, storm):
+    groups = _ls(s3_server, storm, "--group")
+    assert [(g["signature"], g["count"]) for g in groups] == [(STORM, 5), (None, 1), (RARE, 1)]
+    first = groups[0]
+    assert first["top_frame"] == "cart!apply_coupon"
+    assert (first["first_seen"], first["last_seen"]) == (NOW - 10 * 60, NOW - 6 * 60)
+    assert first["namespaces"] == ["shop", "shop-canary"] and first["nodes"] == ["node-0", "node-1"]
+    assert first["images"] == ["registry.example/shop/cart:2.4", "registry.example/shop/cart:2.5"]
+    assert first["newest"]["key"].endswith(".zip") and first["newest"]["uuid"]
+    assert [g["signature"] for g in _ls(s3_server, storm, "--group", "--since", "1h")] == [STORM]
+
+
+def test_ls_group_table(s3_server, storm):
+    r = run_cdh("ls", "--group", env=s3_server.cdh_env(storm))
+    assert r.returncode == 0, r.stderr
+    header, *lines = r.stdout.splitlines()
+    assert header.split() == ["SIGNATURE", "COUNT", "FIRST", "SEEN", "(UTC)", "LAST", "SEEN", "(UTC)",
+                              "NAMESPACES", "IMAGES", "TOP", "FRAME"]
+    assert lines[0].startswith(f"{STORM}  5 ") and lines[0].endswith("cart!apply_coupon")
+    assert "shop, shop-canary" in lines[0] and "registry.example/shop/cart:2.4 +1" in lines[0]
+    assert lines[1].startswith("(none)") and lines[2].startswith(RARE)
+
+
+def test_ls_signature_lists_the_crashes_of_one_cause(s3_server, storm):
+    rows = _ls(s3_server, storm, "--signature", STORM)
+    assert [r["pod"] for r in rows] == [f"cart-{i}" for i in (4, 3, 2, 1, 0)]
+    assert {(r["signature"], r["top_frame"]) for r in rows} == {(STORM, "cart!apply_coupon")}
+    assert [r["pod"] for r in _ls(s3_server, storm, "--signature", "1-b*")] == ["ledger-0"]
+    assert _ls(s3_server, storm, "--signature", "1-cccccccccccccccc") == []
+    table = run_cdh("ls", "--signature", RARE, env=s3_server.cdh_env(storm))
+    (row,) = table.stdout.splitlines()[1:]
+    assert f" {RARE}  " in row and "ledger-0" in row
+
+
+def test_ls_signature_narrows_the_listing_when_the_key_prefix_has_it(s3_server, tmp_path):
+    bucket = s3_server.create_bucket()
+    tpl = {"CDH_S3_KEY_PREFIX": "{signature}/"}
+    _put(s3_server, bucket, tmp_path, prefix=f"{STORM}/", podname="in", hostname="in", signature=STORM)
+    # a decoy under another prefix whose metadata claims the signature: listing never reaches it
+    _put(s3_server, bucket, tmp_path, prefix="elsewhere/", podname="decoy", hostname="decoy", signature=STORM)
+    assert [r["pod"] for r in _ls(s3_server, bucket, "--signature", STORM, **tpl)] == ["in"]
+    assert sorted(r["pod"] for r in _ls(s3_server, bucket, "--signature", STORM)) == ["decoy", "in"]

@@ -37,7 +37,7 @@ def test_captured_then_uploaded_on_the_crashed_pod(agent_env, start_agent, core_
     agent = start_agent(events_env(agent_env, api, CDH_METRICS_PORT=str(port)))
     agent.wait_event("k8s_events.enabled")
     agent.wait_event("agent.started")
-    z = make_zip(core_dir, 3000, **POD)
+    z = make_zip(core_dir, 3000, **POD, signature="1-9e18378b020e987f", top_frame="web!handle_request")
     wait_until(lambda: len(api.events) == 2, what="two Events")
     captured, uploaded = api.events
     assert [captured["reason"], uploaded["reason"]] == ["CoreDumpCaptured", "CoreDumpUploaded"]
@@ -49,6 +49,11 @@ def test_captured_then_uploaded_on_the_crashed_pod(agent_env, start_agent, core_
         assert e["reportingController"] == "cdh-agent" and e["reportingInstance"] == "cdh-agent-node-a"
         assert e["metadata"]["annotations"]["cdh.io/uuid"] == z.info["uuid"]
     assert captured["type"] == "Warning" and z.filename in captured["note"] and "SIGSEGV" in captured["note"]
+    # the crash's cause: in the note, as an annotation to select by, and in the log line of its upload
+    assert "at web!handle_request (signature 1-9e18378b020e987f)" in captured["note"]
+    assert captured["metadata"]["annotations"]["cdh.io/signature"] == "1-9e18378b020e987f"
+    (done,) = agent.events("upload.done")
+    assert (done["signature"], done["top_frame"]) == ("1-9e18378b020e987f", "web!handle_request")
     url = f"{s3_server.url}/{bucket}/{z.filename}"
     assert uploaded["type"] == "Normal" and url in uploaded["note"]
     assert uploaded["metadata"]["annotations"]["cdh.io/object-url"] == url

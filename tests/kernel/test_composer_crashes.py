@@ -25,7 +25,7 @@ from cdh.agent import host
 from cdh.config import load
 from cdh.sysctl import core_pattern, is_ours
 from tests.support.cgroups import make_container_cgroup, remove_cgroups
-from tests.support.composer import NO_SPACE_LIMITS
+from tests.support.composer import installed_composer
 from tests.support.require import require
 
 HERE = Path(__file__).parent
@@ -51,20 +51,12 @@ def installed(kernel, request, image_runtime):
 
     Extra settings come from ``@pytest.mark.settings(NAME=value)``.
     """
-    host_dir = Path(tempfile.mkdtemp(prefix="cdhk-", dir="/tmp"))
     marker = request.node.get_closest_marker("settings")
-    extra = marker.kwargs if marker else {}
-    settings = load([{"CDH_HOST_DIR": str(host_dir), "CDH_CRICTL_PATH": str(host_dir),
-                      "CDH_RUNTIME_DIR": str(image_runtime), **NO_SPACE_LIMITS, **extra}])
-    host.install(settings)
-    assert _read_sysctl("kernel/core_pattern") == core_pattern(settings.host_dir)
-    try:
+    with installed_composer(image_runtime, **(marker.kwargs if marker else {})) as settings:
+        assert _read_sysctl("kernel/core_pattern") == core_pattern(settings.host_dir)
         yield settings
-    finally:
-        host.uninstall(settings)
-        restored = _read_sysctl("kernel/core_pattern")
-        shutil.rmtree(host_dir, ignore_errors=True)
-        assert restored == kernel["kernel/core_pattern"], "uninstall must restore the previous pattern"
+    assert _read_sysctl("kernel/core_pattern") == kernel["kernel/core_pattern"], \
+        "uninstall must restore the previous pattern"
 
 
 def _read_sysctl(name: str) -> str:

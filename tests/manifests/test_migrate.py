@@ -30,6 +30,15 @@ def migrated(tmp_path, name: str):
     return done.stdout, out, render(str(out))
 
 
+def test_a_broken_values_file_is_one_line(tmp_path):
+    (tmp_path / "values.yaml").write_text("daemonset:\n  interval: [60000\n")
+    done = run_cdh("migrate", str(tmp_path / "values.yaml"), "-o", str(tmp_path / "out"))
+    assert done.returncode == 2 and not (tmp_path / "out").exists()
+    assert done.stderr.startswith(f"cdh migrate: {tmp_path / 'values.yaml'}:2:")  # line:column
+    assert "not valid YAML" in done.stderr
+    assert len(done.stderr.splitlines()) == 1, done.stderr
+
+
 def test_every_fixture_is_checked():
     assert {p.stem for p in VALUES.glob("*.yaml")} == set(EXPECTED_OVERLAY)
 
@@ -58,6 +67,7 @@ def test_a_whole_installation_carries_over(kubectl_present, tmp_path):
     assert s.filename_template == "{uuid}-{namespace}-{podname}-{exe_name}"  # IBM's {{x}} form, as meant
     assert (s.log_lines, s.composer_timeout_s, s.compression) == (2000, 300.0, "none")
     assert s.pod_selector == ("example.com/core-dumps", None) and s.core_events is True
+    assert s.event_file_mode == 0o644 and s.zip_file_mode == 0o600  # IBM's events were 0644; a trigger is set
     assert (s.interval_s, s.use_inotify) == (3600.0, False)
     assert (s.s3_bucket, s.s3_region, s.s3_addressing) == ("cluster-7-cores", "us-south", "path")
     assert s.s3_endpoint == "https://s3.us-south.cloud-object-storage.appdomain.cloud"
@@ -93,6 +103,15 @@ def test_iam_roles(kubectl_present, tmp_path):
     _, _, objs = migrated(tmp_path, "eks")  # no role in IBM's values: not the overlay's example one either
     annotations = find(objs, "ServiceAccount", "cdh-agent")["metadata"].get("annotations") or {}
     assert migrate.ROLE_ARN not in annotations
+    # a role and keys: IBM's agent used the role (the keys went unused), so the keys are not carried over
+    irsa = (VALUES / "eks-irsa.yaml").read_text().replace(
+        "manageStoreSecret: false", "manageStoreSecret: true\n  s3AccessKey: AKIAUNUSED\n  s3Secret: unused")
+    (tmp_path / "keys-and-role.yaml").write_text(irsa)
+    done = run_cdh("migrate", str(tmp_path / "keys-and-role.yaml"), "-o", str(tmp_path / "keys-and-role"))
+    assert done.returncode == 0, done.stderr
+    objs = render(str(tmp_path / "keys-and-role"))
+    assert "AKIAUNUSED" not in str(objs) and not (tmp_path / "keys-and-role" / "s3-secret.env").exists()
+    assert "an IAM role (IRSA) is set" in done.stdout
 
 
 def test_gke_cos_keeps_cdhs_own_directory(kubectl_present, tmp_path):
@@ -107,6 +126,7 @@ def test_the_own_uploader_recipe_needs_no_bucket(kubectl_present, tmp_path):
     _, _, objs = migrated(tmp_path, "own-uploader")
     s = spec.settings(objs)
     assert not s.use_inotify and not s.s3_bucket
+    assert s.zip_file_mode == 0o644  # IBM's zips were 0644: an uploader of another user reads them
     configload.check(s)  # IBM #48: the agent starts, keeps the cores on the node
 
 

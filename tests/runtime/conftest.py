@@ -20,18 +20,15 @@ CDH_REQUIRE_KERNEL=1 (CI), which makes that a failure (tests/support/require.py)
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 
 import pytest
 
-from cdh.agent import host
-from cdh.config import load
 from tests.runtime import images as image_builder
 from tests.runtime.containerd import Containerd, missing_tools
 from tests.runtime.images import CRASHERS, PAUSE
 from tests.runtime.kubelet import Kubelet
-from tests.support.composer import NO_SPACE_LIMITS
+from tests.support.composer import installed_composer
 from tests.support.require import require
 
 
@@ -98,13 +95,6 @@ def node(images):
 def installed(kernel, node, image_runtime):
     """The composer installed for real, on the self-contained runtime the image ships (so the CRI
     client runs with only what that runtime carries), asking our containerd; 5 log lines a container."""
-    host_dir = tempfile.mkdtemp(prefix="cdhr-", dir="/tmp")  # core_pattern is at most 127 bytes
-    settings = load([{"CDH_HOST_DIR": host_dir, "CDH_CRI_ENDPOINT": node.containerd.endpoint,
-                      "CDH_CRICTL_PATH": host_dir, "CDH_LOG_LINES": "5", "CDH_CRI_TIMEOUT": "10s",
-                      "CDH_RUNTIME_DIR": str(image_runtime), **NO_SPACE_LIMITS}])
-    host.install(settings)
-    try:
+    with installed_composer(image_runtime, CDH_CRI_ENDPOINT=node.containerd.endpoint, CDH_LOG_LINES="5",
+                            CDH_CRI_TIMEOUT="10s") as settings:
         yield settings
-    finally:
-        host.uninstall(settings)
-        shutil.rmtree(host_dir, ignore_errors=True)

@@ -19,6 +19,8 @@ import pytest
 
 from cdh.composer.cri.h2 import NOT_FOUND, GrpcError
 from tests.runtime.images import CRASHERS
+from tests.support.agentproc import run_sweep
+from tests.support.cli import run_cdh
 from tests.support.zips import next_zip
 
 ELF_MAGIC, ET_CORE = b"\x7fELF", 4
@@ -112,6 +114,37 @@ def test_same_pod_name_in_two_namespaces(installed, node):
 
     dump = crash(in_shop, installed, seen)
     assert_container_dump(dump, in_shop, image_shop)
+
+
+def test_one_cause_in_two_pods_is_one_signature_in_the_bucket_and_one_group(installed, node, s3_server):
+    """The same fault (busybox sh killing itself) in two namespaces' containers: one signature, in
+    dump-info, in the uploaded objects' metadata, and as one line of ``cdh ls --group``."""
+    images = [node.images[n] for n in CRASHERS]
+    pods = [node.kubelet.run_pod("cause-0", ns) for ns in ("storm-a", "storm-b")]
+    crashers = [node.kubelet.crasher(pod, "app", image.name) for pod, image in zip(pods, images, strict=True)]
+    seen: set[str] = set()
+    dumps = [crash(c, installed, seen) for c in crashers]
+    for dump, crasher, image in zip(dumps, crashers, images, strict=True):
+        assert_container_dump(dump, crasher, image)
+    signature = dumps[0].info["signature"]
+    assert signature and signature.startswith("1-") and dumps[1].info["signature"] == signature
+    assert dumps[0].info["stack"]["threads"][0]["crashed"] and not dumps[0].info["stack"]["errors"]
+
+    bucket = s3_server.create_bucket()
+    env = s3_server.cdh_env(bucket, CDH_HOST_DIR=installed.host_dir, CDH_NODE_NAME="node-r")
+    done = run_sweep(env)
+    assert done.returncode == 0, done.stderr
+    client = s3_server.client()
+    for dump in dumps:
+        meta = client.head_object(Bucket=bucket, Key=dump.path.name)["Metadata"]
+        assert (meta["signature"], meta["top-frame"]) == (signature, dump.info["top_frame"])
+        assert meta["image"] == dump.info["image"]
+    listed = run_cdh("ls", "--group", "--json", env=s3_server.cdh_env(bucket))
+    assert listed.returncode == 0, listed.stderr
+    [group] = json.loads(listed.stdout)
+    top = dumps[0].info["top_frame"]
+    assert (group["signature"], group["count"], group["top_frame"]) == (signature, 2, top)
+    assert group["namespaces"] == ["storm-a", "storm-b"] and group["images"] == sorted(i.name for i in images)
 
 
 def test_host_network_pod(installed, node):

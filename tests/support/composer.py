@@ -3,14 +3,22 @@
     result = run_composer(host_dir, core=b"...", env={"CDH_CRICTL_PATH": str(stub.dir)},
                           proc_root=fake_proc(tmp_path, 4242, cgroup_text))
     result.rc, result.zip_path, result.dump_info, result.entries, result.log
+
+or installed for real, where the kernel runs it (inside the ``kernel`` fixture's lock):
+
+    with installed_composer(image_runtime, CDH_RATE_LIMIT="off") as settings: ...
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import shutil
 import subprocess
 import sys
+import tempfile
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -127,3 +135,22 @@ def ensure_unzip() -> None:
 
     require(shutil.which("unzip"), "unzip is needed (apt-get install unzip; .ci/run installs it)")
 
+
+
+@contextlib.contextmanager
+def installed_composer(runtime_dir: Path, **extra: str) -> Iterator:
+    """``cdh install`` into a short temporary HOST_DIR (core_pattern holds 127 bytes), on the
+    self-contained runtime the image ships; ``extra`` settings on top. Yields the settings;
+    uninstalls (the previous core_pattern back) and removes HOST_DIR afterwards."""
+    from cdh.agent import host
+    from cdh.config import load
+
+    host_dir = Path(tempfile.mkdtemp(prefix="cdhk-", dir="/tmp"))
+    settings = load([{"CDH_HOST_DIR": str(host_dir), "CDH_CRICTL_PATH": str(host_dir),
+                      "CDH_RUNTIME_DIR": str(runtime_dir), **NO_SPACE_LIMITS, **extra}])
+    host.install(settings)
+    try:
+        yield settings
+    finally:
+        host.uninstall(settings)
+        shutil.rmtree(host_dir, ignore_errors=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import tempfile
 from pathlib import Path
 
 GDB_TIMEOUT_S = 120
@@ -36,3 +37,34 @@ def readelf_build_id(path: str | Path) -> str | None:
     out = subprocess.run(["readelf", "-n", str(path)], capture_output=True, text=True, check=True).stdout
     m = re.search(r"Build ID: ([0-9a-f]+)", out)
     return m.group(1) if m else None
+
+
+# gdb's physical frames of the current thread: no inline or tail-call frames (gdb infers those from
+# debug info; an unwinder of machine state cannot see them).
+_FRAMES_SCRIPT = """
+import gdb
+gdb.execute("set backtrace past-main on")
+gdb.execute("set backtrace limit %d")
+f = gdb.newest_frame()
+while f is not None:
+    if f.type() not in (gdb.INLINE_FRAME, gdb.TAILCALL_FRAME):
+        print("FRAME %%#x %%s" %% (f.pc(), f.name()))
+    try:
+        f = f.older()
+    except gdb.error:
+        break
+"""
+
+
+def physical_frames(binary: Path, core: Path, limit: int = 64) -> list[tuple[int, str | None]]:
+    """[(pc, function name or None)] of the crashing thread, innermost first, as gdb unwinds it."""
+    with tempfile.NamedTemporaryFile("w", suffix=".py") as script:
+        script.write(_FRAMES_SCRIPT % limit)
+        script.flush()
+        out = gdb_batch("-x", script.name, str(binary), str(core))
+    frames = []
+    for line in out.splitlines():
+        if line.startswith("FRAME "):
+            _, pc, name = line.split(" ", 2)
+            frames.append((int(pc, 16), None if name == "None" else name))
+    return frames

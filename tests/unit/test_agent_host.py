@@ -32,6 +32,14 @@ def test_install_sets_sysctls_and_backs_up_originals(host_dir, sysctl):
     assert oct((host_dir / "cores").stat().st_mode & 0o777) == "0o700"
 
 
+def test_file_modes_open_their_directories_to_the_same_readers(host_dir, sysctl):
+    host.install(settings(host_dir, CDH_ZIP_FILE_MODE="0644", CDH_EVENT_FILE_MODE="0640"), sysctl)
+    assert oct((host_dir / "cores").stat().st_mode & 0o777) == "0o755"
+    assert oct((host_dir / "events").stat().st_mode & 0o777) == "0o750"
+    assert oct(host_dir.stat().st_mode & 0o777) == "0o700"
+    assert 'CDH_ZIP_FILE_MODE="0644"' in (host_dir / "composer.env").read_text()  # the composer's too
+
+
 def test_reinstall_keeps_the_original_backup(host_dir, sysctl):
     s = settings(host_dir)
     host.install(s, sysctl)

@@ -26,6 +26,18 @@ def test_event_bodies_pass_the_api_servers_checks():
     assert cap["metadata"]["name"] != up["metadata"]["name"]
 
 
+def test_the_captured_event_names_the_cause():
+    signed = {**INFO, "signature": "1-0123456789abcdef", "top_frame": "segfaulter!parse_header"}
+    cap = k8sevents.captured(signed, "node-a", "x.zip", 123, 0)
+    assert event_problems(cap, namespace="shop") == []
+    assert ("crashed with signal 11 (SIGSEGV) at segfaulter!parse_header (signature 1-0123456789abcdef); "
+            "core dump captured") in cap["note"]
+    assert cap["metadata"]["annotations"]["cdh.io/signature"] == "1-0123456789abcdef"
+    unsigned = k8sevents.captured(INFO, "node-a", "x.zip", 123, 0)
+    assert "signature" not in unsigned["note"]
+    assert "cdh.io/signature" not in unsigned["metadata"]["annotations"]
+
+
 def test_no_event_for_a_crash_outside_a_pod_and_long_names_are_cut():
     assert k8sevents.captured({**INFO, "namespace": None}, "n", "x.zip", 1, 0) is None
     long = k8sevents.captured({**INFO, "podname": "p" * 253, "exe": "e" * 2000}, "n" * 300, "x.zip", 1, 0)

@@ -88,6 +88,23 @@ def test_composer_lines_count_only_when_they_come_from_the_composer():
     assert v[("cdh_crashes_skipped_total", ())] == 1
 
 
+def test_stack_traces_count_by_result_never_by_signature():
+    m = Metrics()
+    composer = {"component": "composer", "core_size": 1}
+    m.tap("info", "compose.done", {**composer, "stack": "signed", "stack_seconds": 0.004,
+                                   "signature": "1-0123456789abcdef", "top_frame": "srv!f"})
+    m.tap("info", "compose.done", {**composer, "stack": "unsigned", "stack_seconds": 0.002})
+    m.tap("info", "compose.done", {**composer, "stack": "off"})
+    m.tap("info", "compose.done", composer)   # a composer from before the stack trace
+    v = values(m)
+    results = {dict(k[1])["result"]: n for k, n in v.items() if k[0] == "cdh_stack_traces_total"}
+    assert results == {"signed": 1, "unsigned": 1, "failed": 0, "off": 1}
+    assert v[("cdh_stack_trace_seconds_count", ())] == 2
+    assert v[("cdh_stack_trace_seconds_bucket", (("le", "0.005"),))] == 2
+    body, _ = m.render()
+    assert b"0123456789abcdef" not in body and b"srv!f" not in body
+
+
 def test_every_counted_event_is_one_cdh_logs():
     """A renamed log event would silently stop its metric: each one the metrics count is in the code."""
     source = "\n".join(p.read_text() for p in CDH.rglob("*.py") if p.name != "metrics.py")

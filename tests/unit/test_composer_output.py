@@ -58,6 +58,23 @@ def test_a_published_zip_is_not_locked_while_the_composer_finishes(tmp_path):
         part.close()
 
 
+def test_zip_file_mode_applies_once_the_zip_is_whole(tmp_path):
+    """CDH_ZIP_FILE_MODE (an uploader of another user): 0600 while written, the mode when published;
+    CORE_DIR opens to the same readers."""
+    from cdh.composer.output import PartFile
+
+    part = PartFile(str(tmp_path / "cores"), "n", "0123abcd-uuid", mode=0o644)
+    try:
+        assert stat.S_IMODE(os.stat(tmp_path / "cores").st_mode) == 0o755
+        assert stat.S_IMODE(os.fstat(part.fd).st_mode) == 0o600
+        name = part.publish()
+        assert stat.S_IMODE(os.stat(tmp_path / "cores" / name).st_mode) == 0o644
+    finally:
+        part.close()
+    PartFile(str(tmp_path / "cores"), "m", "4567abcd-uuid").close()  # the default tightens it again
+    assert stat.S_IMODE(os.stat(tmp_path / "cores").st_mode) == 0o700
+
+
 def inotify_events(directory, action) -> list[tuple[str, str]]:
     """(event name, file name) of everything inotify reports in ``directory`` while ``action`` runs."""
     from asyncinotify import Inotify, Mask

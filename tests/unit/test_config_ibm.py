@@ -117,3 +117,29 @@ def test_no_bucket_and_no_trigger_keeps_cores_on_the_node():
         configload.check(load([{"USE_INOTIFY": "true"}]))
     with pytest.raises(ConfigError, match="CDH_S3_BUCKET is not set"):
         configload.check(idle, need_bucket=True)  # `cdh sweep` always needs one
+
+
+@pytest.mark.parametrize(("env", "keys", "note"), [
+    # IRSA: IBM's agent used the role whatever its keys said (the chart's placeholders are often left)
+    ({"S3_ACCESS_KEY": "XXX", "S3_SECRET": "XXX", "AWS_WEB_IDENTITY_TOKEN_FILE": "/var/run/token"}, ("", ""),
+     "S3_ACCESS_KEY and S3_SECRET not used: AWS_WEB_IDENTITY_TOKEN_FILE is set"),
+    # one key alone: IBM's agent used the credential chain
+    ({"S3_ACCESS_KEY": "AKIA1"}, ("", ""), "S3_ACCESS_KEY not used: S3_SECRET is not set"),
+    ({"S3_ACCESS_KEY": "", "S3_SECRET": "s"}, ("", ""), "S3_SECRET not used: S3_ACCESS_KEY is not set"),
+    ({"S3_ACCESS_KEY": "AKIA1", "S3_SECRET": "s"}, ("AKIA1", "s"), None),
+    ({"S3_ACCESS_KEY": "AKIA1", "S3_SECRET": "s", "AWS_WEB_IDENTITY_TOKEN_FILE": ""}, ("AKIA1", "s"), None),
+    # cdh's names keep cdh's rule: static keys win over the role
+    ({"CDH_S3_ACCESS_KEY": "AKIA1", "CDH_S3_SECRET_KEY": "s", "AWS_WEB_IDENTITY_TOKEN_FILE": "/t"},
+     ("AKIA1", "s"), None),
+])
+def test_ibm_keys_mean_what_they_meant_to_ibms_agent(env, keys, note):
+    s = load([env])
+    assert (s.s3_access_key, s.s3_secret_key) == keys
+    said = [n for n in s.notes if "not used" in n]
+    assert len(said) == (note is not None) and all(n.startswith(note) for n in said)
+    assert not any(secret in n for n in s.notes for secret in ("AKIA1", "XXX"))
+
+
+def test_a_lone_cdh_key_is_still_an_error():
+    with pytest.raises(ConfigError, match="CDH_S3_SECRET_KEY is not set: static keys need both"):
+        load([{"CDH_S3_ACCESS_KEY": "AKIA1"}])

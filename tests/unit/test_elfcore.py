@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from cdh.elfcore import CoreError, read_core
 from cdh.tools.buildid import mapped_elves
-from cdh.tools.elfcore import CoreError, read_core
 from tests.support import synthcore
 
 PAGE = synthcore.PAGE

@@ -5,18 +5,25 @@ Layouts from core(5), linux/elfcore.h, asm/ptrace.h and fs/binfmt_elf.c. Only
 stdlib's struct is enough, so ``cdh inspect`` needs no binutils.
 
 Every read goes through ``read_at(offset, size) -> bytes``, so the same parser
-works on a core file on disk and on a core still compressed inside a zip. The
+works on a core file on disk, on a core still compressed inside a zip, and on
+the head of a core the composer kept as it streamed by (cdh/stack/tap.py). The
 kernel writes the notes right after the program headers, so parsing them reads
 only the first pages of the core.
+
+Shared by ``cdh inspect`` and the composer's stack trace, so it imports only
+``struct``: plain classes with ``__slots__``, no dataclasses (their import costs
+the composer ~14 ms per crash).
 """
 
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
-from dataclasses import dataclass, field
 
-ReadAt = Callable[[int, int], bytes]
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    ReadAt = Callable[[int, int], bytes]
 
 ELF_MAGIC = b"\x7fELF"
 ELFCLASS64, ELFDATA2LSB, ET_CORE = 2, 1, 4
@@ -24,7 +31,7 @@ PT_LOAD, PT_NOTE = 1, 4
 PN_XNUM = 0xFFFF                          # more segments than e_phnum holds: see section 0
 NT_PRSTATUS, NT_PRPSINFO, NT_AUXV = 1, 3, 6
 NT_SIGINFO, NT_FILE = 0x53494749, 0x46494C45   # "SIGI", "FILE"
-AT_ENTRY = 9
+AT_ENTRY, AT_SYSINFO_EHDR = 9, 33    # auxv: the program's entry point; the vdso
 MAX_NOTES_BYTES = 64 << 20                # a core with more notes than this is not one we made
 
 MACHINES = {62: "x86_64", 183: "aarch64"}
@@ -55,13 +62,12 @@ class CoreError(ValueError):
     """The file is not a core this parser understands; the message says why, in one line."""
 
 
-@dataclass
 class Segment:
-    vaddr: int
-    memsz: int
-    offset: int
-    filesz: int
-    flags: int   # PF_X=1, PF_W=2, PF_R=4
+    __slots__ = ("filesz", "flags", "memsz", "offset", "vaddr")
+
+    def __init__(self, vaddr: int, memsz: int, offset: int, filesz: int, flags: int) -> None:
+        self.vaddr, self.memsz, self.offset, self.filesz = vaddr, memsz, offset, filesz
+        self.flags = flags   # PF_X=1, PF_W=2, PF_R=4
 
     @property
     def perms(self) -> str:
@@ -69,40 +75,41 @@ class Segment:
             "x" if self.flags & 1 else "-")
 
 
-@dataclass
 class Mapping:
-    start: int
-    end: int
-    file_offset: int
-    path: str
+    __slots__ = ("end", "file_offset", "path", "start")
+
+    def __init__(self, start: int, end: int, file_offset: int, path: str) -> None:
+        self.start, self.end, self.file_offset, self.path = start, end, file_offset, path
 
 
-@dataclass
 class Thread:
-    tid: int
-    signal: int
-    registers: dict[str, int]
+    __slots__ = ("registers", "signal", "tid")
+
+    def __init__(self, tid: int, signal: int, registers: dict[str, int]) -> None:
+        self.tid, self.signal, self.registers = tid, signal, registers
 
 
-@dataclass
 class SigInfo:
-    signo: int
-    errno: int
-    code: int
-    addr: int | None = None        # the faulting address, for fault signals
-    sender_pid: int | None = None  # who sent it, for kill()/tkill()/sigqueue()
-    sender_uid: int | None = None
+    __slots__ = ("addr", "code", "errno", "sender_pid", "sender_uid", "signo")
+
+    def __init__(self, signo: int, errno: int, code: int) -> None:
+        self.signo, self.errno, self.code = signo, errno, code
+        self.addr: int | None = None        # the faulting address, for fault signals
+        self.sender_pid: int | None = None  # who sent it, for kill()/tkill()/sigqueue()
+        self.sender_uid: int | None = None
 
 
-@dataclass
 class Core:
-    machine: str
-    segments: list[Segment]
-    threads: list[Thread] = field(default_factory=list)   # the crashing thread first
-    siginfo: SigInfo | None = None
-    mappings: list[Mapping] = field(default_factory=list)
-    auxv: dict[int, int] = field(default_factory=dict)
-    psinfo: dict[str, object] = field(default_factory=dict)
+    __slots__ = ("auxv", "machine", "mappings", "psinfo", "segments", "siginfo", "threads")
+
+    def __init__(self, machine: str, segments: list[Segment]) -> None:
+        self.machine = machine
+        self.segments = segments
+        self.threads: list[Thread] = []          # the crashing thread first
+        self.siginfo: SigInfo | None = None
+        self.mappings: list[Mapping] = []
+        self.auxv: dict[int, int] = {}
+        self.psinfo: dict[str, object] = {}
 
     def locate(self, addr: int) -> tuple[int, int] | None:
         """(core file offset, bytes present) of memory at ``addr``, or None if not dumped."""
@@ -132,7 +139,7 @@ def read_core(read_at: ReadAt) -> Core:
     ehdr = read_at(0, 64)
     machine, phoff, phnum, shoff = _check_header(ehdr)
     if phnum == PN_XNUM:
-        phnum = struct.unpack_from("<I", _exact(read_at, shoff, 64, "section header 0"), 44)[0]
+        phnum = extended_count(read_at, phoff, shoff)
     phdrs = _exact(read_at, phoff, 56 * phnum, "program headers")
     segments, notes = [], []
     for i in range(phnum):
@@ -149,6 +156,22 @@ def read_core(read_at: ReadAt) -> Core:
             if name == b"CORE":
                 _apply_note(core, ntype, desc)
     return core
+
+
+def extended_count(read_at: ReadAt, phoff: int, shoff: int) -> int:
+    """The number of program headers of a core with 65535 or more (e_phnum is PN_XNUM).
+
+    It is in section header 0, at the end of the core. A core's head alone (what the composer
+    keeps while the core streams by) lacks it; Linux writes PT_NOTE first and the notes right
+    after the table, so the table ends where the notes begin.
+    """
+    sh0 = read_at(shoff, 64)
+    if len(sh0) == 64:
+        return struct.unpack_from("<I", sh0, 44)[0]
+    p_type, _, note_offset = struct.unpack_from("<IIQ", _exact(read_at, phoff, 16, "program headers"))
+    if p_type != PT_NOTE or note_offset <= phoff:
+        raise CoreError("65535 or more segments, and neither section header 0 nor PT_NOTE first")
+    return (note_offset - phoff) // 56
 
 
 def _check_header(ehdr: bytes) -> tuple[str, int, int, int]:
