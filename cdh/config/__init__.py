@@ -286,8 +286,9 @@ def describe() -> list[tuple[str, str, str, str]]:
     rows = []
     for s in SPECS:
         default = s.default.shown if callable(s.default) else s.default
-        doc = s.doc + (" Environment only (never `CDH_CONFIG_FILE`)." if s.env_only else "")
-        rows.append((s.name, ", ".join(a for a, _ in s.aliases), default, doc))
+        also = f" Also read from {', '.join(s.also)}." if s.also else ""
+        only = " Environment only (never `CDH_CONFIG_FILE`)." if s.env_only else ""
+        rows.append((s.name, ", ".join(a for a, _ in s.aliases), default, s.doc + also + only))
     return rows
 
 

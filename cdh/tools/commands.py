@@ -33,7 +33,8 @@ def add_commands(sub) -> dict:
     _bucket_args(ls, "list under this key prefix instead of the one derived from CDH_S3_KEY_PREFIX")
     ls.add_argument("--json", action="store_true", help="a JSON array, for scripts")
     get = sub.add_parser("get", help="download, verify and unpack one dump (by key or dump uuid)")
-    get.add_argument("dump", metavar="KEY|UUID", help="an object key, s3://bucket/key, or a dump uuid")
+    get.add_argument("dump", metavar="KEY|UUID",
+                     help="an object key, its URL (s3://, gs://, azblob://bucket/key) or a dump uuid")
     get.add_argument("-o", "--output", default=".", metavar="DIR", help="unpack into DIR/<name>/")
     get.add_argument("--keep-zip", action="store_true", help="keep the downloaded zip next to the directory")
     get.add_argument("--max-size", metavar="SIZE",
@@ -61,7 +62,7 @@ def add_commands(sub) -> dict:
 
 
 def _bucket_args(p, prefix_help: str) -> None:
-    p.add_argument("--bucket", help="bucket (default: CDH_S3_BUCKET / S3_BUCKET_NAME)")
+    p.add_argument("--bucket", help="bucket or container (default: CDH_DESTINATION's, or CDH_S3_BUCKET)")
     p.add_argument("--prefix", help=prefix_help)
     p.add_argument("--concurrency", type=int, default=16, help="HEAD requests in flight (default 16)")
 
@@ -73,12 +74,12 @@ def _destination(ns):
 
     from cdh import config, destination
 
-    dest = destination.from_settings(config.from_environment("agent"))
+    dest = destination.from_settings(config.from_environment("agent"))  # ConfigError: cdh/cli.py, exit 3
     if ns.bucket:
         dest = dataclasses.replace(dest, bucket=ns.bucket)
     if not dest.bucket:
-        print(f"cdh {ns.command}: no bucket: set CDH_S3_BUCKET (or S3_BUCKET_NAME), or pass --bucket",
-              file=sys.stderr)
+        print(f"cdh {ns.command}: no bucket: set CDH_DESTINATION or CDH_S3_BUCKET (or S3_BUCKET_NAME), "
+              "or pass --bucket", file=sys.stderr)
         return None, EXIT_CONFIG
     return dest, EXIT_OK
 
@@ -186,6 +187,7 @@ def run_get(ns) -> int:
     import asyncio
     import dataclasses
 
+    from cdh import destination
     from cdh.agecrypt import DecryptError
     from cdh.tools.bucket import BucketError
     from cdh.tools.dumpzip import DumpError
@@ -207,6 +209,10 @@ def run_get(ns) -> int:
     if ns.dump.startswith(scheme):  # a full URL names its own bucket
         bucket, _, ns.dump = ns.dump[len(scheme):].partition("/")
         dest = dataclasses.replace(dest, bucket=bucket)
+    elif ns.dump.partition("://")[0] in destination.KINDS:
+        print(f"cdh get: {ns.dump}: the destination is {dest.url()} (CDH_DESTINATION); give a key, a uuid "
+              f"or a {scheme} URL", file=sys.stderr)
+        return EXIT_USAGE
     try:
         return asyncio.run(_get(ns, dest, max_size))
     except (BucketError, DumpError, VerifyError, NeedsIdentity, DecryptError, OSError) as err:

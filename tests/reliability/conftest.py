@@ -49,6 +49,7 @@ def _one_attack_per_security_case(request):
 
 
 def pytest_terminal_summary(terminalreporter):
+    """One line per area that ran (figures.py), the lines the README's Reliability section quotes."""
     lines = figures_mod.summary_lines()
     if lines:
         terminalreporter.section("reliability figures")

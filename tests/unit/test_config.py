@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from cdh import config
@@ -215,3 +217,30 @@ def test_an_env_file_that_is_a_fifo_is_refused_without_blocking(tmp_path):
     os.mkfifo(tmp_path / "composer.env")
     with pytest.raises(ConfigError, match="not a regular file"):
         config.read_env_file(str(tmp_path / "composer.env"), [])
+
+
+def test_the_platforms_own_names_are_read_and_cdh_names_win(tmp_path):
+    s = config.load([{"AZURE_STORAGE_ACCOUNT": "fromaz", "STORAGE_EMULATOR_HOST": "127.0.0.1:4443",
+                      "GOOGLE_APPLICATION_CREDENTIALS": "/etc/sa.json"}])
+    assert (s.azure_account, s.gcs_emulator_host, s.gcs_credentials_file) == (
+        "fromaz", "http://127.0.0.1:4443", "/etc/sa.json")
+    assert s.sources["azure_account"] == "AZURE_STORAGE_ACCOUNT"
+    s = config.load([{"AZURE_STORAGE_ACCOUNT": "fromaz", "CDH_AZURE_ACCOUNT": "fromcdh"}])
+    assert s.azure_account == "fromcdh"
+    sas = tmp_path / "sas"
+    sas.write_text("sv=2025-01-05&sig=abc\n")
+    s = config.load([{"CDH_AZURE_SAS_FILE": str(sas)}])  # a mounted Secret
+    assert s.azure_sas == "sv=2025-01-05&sig=abc" and s.azure_sas in s.secrets
+    assert any("Also read from AZURE_STORAGE_ACCOUNT" in doc for *_, doc in config.describe())
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ("gcs://cores", "CDH_DESTINATION='gcs://cores' is not valid: s3://bucket[/prefix], gs://bucket[/prefix] "
+                    "or azblob://container[/prefix]"),
+    ("gs://c", "'c' is not a Cloud Storage bucket name"),
+    ("s3://b/a//b", "the prefix is a plain path"),
+])
+def test_destination_urls_are_checked(value, message):
+    with pytest.raises(config.ConfigError, match=re.escape(message)):
+        config.load([{"CDH_DESTINATION": value}])
+    assert config.load([{"CDH_DESTINATION": "gs://cores/a/b/"}]).destination == "gs://cores/a/b/"
