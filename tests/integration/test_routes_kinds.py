@@ -16,7 +16,7 @@ import pytest
 
 from cdh import agecrypt, keys
 from tests.support.agekeys import keypair
-from tests.support.agentproc import SMALL_PARTS, base_env, wait_until
+from tests.support.agentproc import SMALL_PARTS, base_env, run_sweep, wait_until
 from tests.support.cli import run_cdh
 from tests.support.emulators import Azurite, azurite_binary
 from tests.support.projected import Volume
@@ -136,3 +136,31 @@ def test_each_team_in_its_own_account_or_bucket_of_any_kind(accounts, fake_gcs, 
     assert checks["bucket team-d"]["status"] == "fail" and "route team-d" in checks["bucket team-d"]["hint"]
     said = agent.text()
     assert all(key not in said for key in ACCOUNTS.values())
+
+
+def test_a_gs_routes_own_key_file_signs_its_requests(fake_gcs, s3_server, bucket, tmp_path, core_dir):
+    """Cloud Storage, as the real one does, refuses a request without the route's token (the fault proxy
+    in front of fake-gcs-server, which checks none); the platform's own credentials (the metadata
+    server, which would answer too) are not what the route uses."""
+    from tests.support.faultproxy import FaultProxy, Rule
+    from tests.support.tokenstubs import GKE_TOKEN, TokenStubs
+
+    gcs = fake_gcs.create()
+    with TokenStubs() as stubs, FaultProxy(fake_gcs.url, "gs") as proxy:
+        key = tmp_path / "sa.json"
+        stubs.add_service_account(key, "team-h@test-project.iam.gserviceaccount.com", "ya29.team-h")
+        creds = secret(tmp_path, "team-h", {"key.json": key.read_text()})
+        refused = proxy.add(Rule("error", header=("authorization", r"^(?!Bearer ya29\.team-h$)"), status=401,
+                                 code="required"))
+        routes = tmp_path / "routes.yaml"
+        routes.write_text(f"routes:\n  - {{name: team-h, namespaces: [team-h], destination: 'gs://{gcs.name}',"
+                          f" endpoint: '{proxy.url}', credentials: {creds}, key_prefix: ''}}\n")
+        metadata_server = f"127.0.0.1:{stubs.http_port}"  # the platform's chain: it would give GKE_TOKEN
+        env = base_env(tmp_path, s3_server.agent_env(bucket), CDH_ROUTES_FILE=str(routes),
+                       GCE_METADATA_HOST=metadata_server, GCE_METADATA_IP=metadata_server)
+        h = make_zip(core_dir, 4096, namespace="team-h", podname="api-1")
+        done = run_sweep(env)
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+        assert gcs.names() == [h.filename] and refused.hits == 0
+        assert stubs.requests("google-token") and not stubs.requests("gce-token")
+        assert GKE_TOKEN not in done.stdout and "ya29.team-h" not in done.stdout + done.stderr
