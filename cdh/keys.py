@@ -1,6 +1,7 @@
 """Object keys and metadata: the one definition the agent writes and the bucket tools read.
 
-key = ``CDH_S3_KEY_PREFIX`` rendered + the object's name, which ``CDH_KEY_LAYOUT`` chooses:
+key = the destination's prefix + ``CDH_S3_KEY_PREFIX`` rendered + the object's name, for every kind
+of store; ``CDH_KEY_LAYOUT`` chooses the name:
 
 - ``listing`` (the default): ``<YYYY-MM-DD>/<HHMMSS>~<signal>~<signature>~<namespace>~<pod>~
   <container>~<exe>~<node>~<uuid>~<image>~<top frame>~<zip name>`` (:func:`listed_name`, read
@@ -13,11 +14,13 @@ Every value put into the prefix template is sanitised to ``[A-Za-z0-9._-]`` (nev
 never empty), so only the template's own ``/`` separate key components. A listed value is kept
 exactly, escaped (:func:`escape_listed`: each byte outside ``[A-Za-z0-9._-]`` as ``!XX``, from
 S3's safe key characters), so neither ``/`` nor ``~`` occurs in it. Object metadata
-(``x-amz-meta-<name>``) carries :data:`METADATA_NAMES`; unknown values are left out rather than
-sent empty. Each value is printable ASCII and at most MAX_VALUE_CHARS, so all of them stay within
-S3's 2 KB of user metadata (:data:`METADATA_MAX_BYTES`, checked by tests/unit/test_keys.py);
-``signature`` and ``top-frame`` (cdh/stack/signature.py) let ``cdh ls --group`` group a bucket by
-cause without a download. Stdlib only.
+(``x-amz-meta-<name>``, ``x-ms-meta-<name>``, Cloud Storage's ``metadata``) carries
+:data:`METADATA_NAMES` (as each kind may name them: :func:`stored_metadata`); unknown values are
+left out rather than sent empty. Each value is printable ASCII and at most MAX_VALUE_CHARS, so all
+of them stay within S3's 2 KB of user metadata (:data:`METADATA_MAX_BYTES`, checked by
+tests/unit/test_keys.py; Azure and Cloud Storage allow 8 KiB); ``signature`` and ``top-frame``
+(cdh/stack/signature.py) let ``cdh ls --group`` group a bucket by cause without a download.
+Stdlib only.
 
 An object of a route that encrypts (cdh/routes.py, cdh/agecrypt.py) is named ``<zip name>.age``
 and its metadata stays readable (the names above, so listing works) plus :data:`ENCRYPTION`
@@ -200,6 +203,23 @@ def listed_start_after(day_dir: str, since: float) -> str | None:
 def metadata(info: dict, node: object) -> dict[str, str]:
     """``x-amz-meta-*`` values: printable ASCII (HTTP headers), capped, unknown ones left out."""
     return {k: _header_value(v) for k, v in crash_values(info, node).items() if v not in (None, "")}
+
+
+def stored_metadata(kind: str, metadata: dict[str, str]) -> dict[str, str]:
+    """The metadata as a store of ``kind`` keeps it: Azure's names must be C# identifiers (``_``,
+    never ``-``); S3 (``x-amz-meta-*``) and Cloud Storage take the names as they are."""
+    if kind != "azblob":
+        return dict(metadata)
+    return {name.replace("-", "_"): value for name, value in metadata.items()}
+
+
+def read_metadata(kind: str, stored: dict[str, str]) -> dict[str, str]:
+    """Stored metadata back under :data:`METADATA_NAMES` (names lower-cased: HTTP headers are not)."""
+    lowered = {name.lower(): value for name, value in stored.items()}
+    if kind != "azblob":
+        return lowered
+    ours = {name.replace("-", "_"): name for name in METADATA_NAMES}
+    return {ours.get(name, name): value for name, value in lowered.items()}
 
 
 def route_metadata(route: str, fingerprints: list[str] | None = None) -> dict[str, str]:

@@ -49,7 +49,8 @@ PREFIX = "opt/cdh"
 RUNTIME = f"{PREFIX}/runtime"
 ENTRY = f"{PREFIX}/cdh.pyz"
 # What the uncompressed layers may weigh (README "Packaging" states it; a packaging test holds it).
-SIZE_BUDGET_MIB = 96
+# 96 until the Azure and Google credential libraries came (README "Dependencies": +37 MiB measured).
+SIZE_BUDGET_MIB = 128
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"

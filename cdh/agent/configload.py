@@ -38,10 +38,13 @@ def check(settings: Settings, need_bucket: bool | None = None) -> Settings:
     """
     if need_bucket is None:
         need_bucket = settings.has_trigger
-    if need_bucket and not settings.s3_bucket and not settings.routes_file:
+    if need_bucket and not destination.configured(settings) and not settings.routes_file:
         raise config.ConfigError(
-            "CDH_S3_BUCKET is not set: the agent needs a bucket to upload to (IBM name: S3_BUCKET_NAME; "
-            "with no trigger set, no bucket is needed: the cores then stay on the node)")
+            "CDH_S3_BUCKET is not set: the agent needs a bucket to upload to (IBM name: S3_BUCKET_NAME), "
+            "or CDH_DESTINATION (s3://, gs:// or azblob://); with no trigger set, no bucket is needed: "
+            "the cores then stay on the node")
+    if destination.configured(settings):
+        destination.from_settings(settings)  # what the kind needs (an Azure account ...): one line if missing
     return settings
 
 
@@ -53,18 +56,19 @@ def load_routes(settings: Settings) -> routes.RouteTable:
     """The routes of ``CDH_ROUTES_FILE`` (none: every zip to the main destination); ConfigError with one
     line when the file is refused, or when it sends zips to a main destination that is not set."""
     table = routes.load(settings)
-    if table.uses_main and not settings.s3_bucket and table is not routes.NONE:
+    if table.uses_main and not destination.configured(settings) and table is not routes.NONE:
         which = "default" if table.default == routes.MAIN else "unknown"
         raise config.ConfigError(f"{settings.env_name('routes_file')} {table.source}: {which}: main sends "
-                                 "zips to CDH_S3_BUCKET, which is not set (set it, or make default: and "
-                                 "unknown: keep or drop)")
+                                 "zips to CDH_DESTINATION (or CDH_S3_BUCKET), which is not set (set it, or "
+                                 "make default: and unknown: keep or drop)")
     return table
 
 
 def main_destination(settings: Settings, table: routes.RouteTable) -> destination.Destination | None:
     """The main destination, when any zip may go there (none without a bucket: the cores stay on the
     node, IBM #48)."""
-    return destination.from_settings(settings) if table.uses_main and settings.s3_bucket else None
+    wanted = table.uses_main and destination.configured(settings)
+    return destination.from_settings(settings) if wanted else None
 
 
 def keep_restart_only(new: Settings, old: Settings) -> list[str]:
@@ -101,11 +105,13 @@ async def serve_until_stopped(stop: asyncio.Event, reload: asyncio.Event,
 
 def watched_files(settings: Settings, table: routes.RouteTable = routes.NONE) -> list[str]:
     """The files whose change reloads the settings: CDH_CONFIG_FILE and every ``*_FILE`` key file,
-    present or not (an optional Secret created later brings its keys in the same way), the routes
+    present or not (an optional Secret created later brings its keys in the same way), the Cloud
+    Storage credentials file (a mounted key: google-auth reads it when the store is built), the routes
     file and each route's key files."""
-    paths = [p for p in (settings.config_file, *settings.files.values(), settings.routes_file) if p]
+    paths = [p for p in (settings.config_file, *settings.files.values(), settings.gcs_credentials_file,
+                         settings.routes_file) if p]
     return paths + [os.path.join(r.credentials.directory, name) for r in table.routes if r.credentials
-                    for name in routes.KEY_FILES]
+                    for name in routes.KEY_FILES[r.kind]]
 
 
 async def watch_files(paths: list[str], on_change: Callable[[], None], log: Log) -> None:

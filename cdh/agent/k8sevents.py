@@ -111,11 +111,14 @@ def captured(info: dict, node: str, zip_name: str, size: int, now: float) -> dic
     return _event(info, node, "CoreDumpCaptured", "Capture", "Warning", note, now)
 
 
-def uploaded(info: dict, node: str, url: str, size: int, now: float) -> dict | None:
-    note = f"Core dump uploaded to {url} ({size} bytes); fetch it with `cdh get {info.get('uuid', '')}`"
+def uploaded(info: dict, node: str, url: str, kind: str, size: int, now: float) -> dict | None:
+    """``kind``: the destination's (s3, gs, azblob), in the note and an annotation."""
+    note = (f"Core dump uploaded to {url} ({kind}, {size} bytes); fetch it with "
+            f"`cdh get {info.get('uuid', '')}`")
     event = _event(info, node, "CoreDumpUploaded", "Upload", "Normal", note, now)
     if event is not None:
         event["metadata"]["annotations"]["cdh.io/object-url"] = url
+        event["metadata"]["annotations"]["cdh.io/destination-kind"] = kind
     return event
 
 

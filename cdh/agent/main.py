@@ -18,7 +18,7 @@ import os
 import signal
 import time
 
-from cdh import EXIT_FAILURE, EXIT_OK, __version__, config, ondisk, routes
+from cdh import EXIT_FAILURE, EXIT_OK, __version__, config, destination, ondisk, routes
 from cdh.agent import configload, host
 from cdh.agent.hostside import HostSide, ObservedHost
 from cdh.agent.intake import Intake, cancel_all
@@ -115,9 +115,9 @@ class Agent:
         table = self.stores.table
         dest = configload.main_destination(s, table)
         self.log.info("agent.starting", pid=os.getpid(), version=__version__, node=s.node_name,
-                      core_dir=s.core_dir, bucket=dest and dest.bucket, endpoint=dest and dest.endpoint,
-                      key_prefix=dest and dest.key_prefix_template, config_file=s.config_file,
-                      routes_file=s.routes_file)
+                      core_dir=s.core_dir, kind=dest and dest.kind, bucket=dest and dest.bucket,
+                      endpoint=dest and dest.endpoint, key_prefix=dest and dest.key_prefix_template,
+                      config_file=s.config_file, routes_file=s.routes_file)
         for note in s.notes:
             self.log.warning("config.note", note=note)
         self._log_routes(table)
@@ -161,6 +161,10 @@ class Agent:
     def storage(self) -> dict[str, bool]:
         return self.uploader.storage
 
+    @property
+    def kinds(self) -> dict[str, str]:
+        return {dest.name: dest.kind for dest in self.stores.destinations}
+
     def running_tasks(self) -> tuple[list[asyncio.Task], list[asyncio.Task]]:
         """The upload workers the settings ask for, and the intake tasks: for the liveness probe."""
         workers = [t for i, t in self._workers.items() if i < self.settings.upload_concurrency]
@@ -179,7 +183,7 @@ class Agent:
         for dest in self.stores.destinations:
             self.uploader.storage[dest.name] = ok = await self._check_one(dest)
             if ok:
-                self.log.info("storage.ok", route=dest.name, bucket=dest.bucket)
+                self.log.info("storage.ok", route=dest.name, kind=dest.kind, bucket=dest.bucket)
 
     async def _check_one(self, dest: Destination) -> bool:
         async with self.stores.lease(dest.name) as store:
@@ -187,8 +191,8 @@ class Agent:
                 await store.check()
             except Exception as err:
                 failure = store.failure(err)
-                self.log.error("storage.unavailable", route=dest.name, bucket=dest.bucket, code=failure.code,
-                               permanent=failure.permanent, error=str(err) or repr(err),
+                self.log.error("storage.unavailable", route=dest.name, kind=dest.kind, bucket=dest.bucket,
+                               code=failure.code, permanent=failure.permanent, error=str(err) or repr(err),
                                action="zips stay on the node and are retried")
                 return False
         return True
@@ -231,7 +235,7 @@ class Agent:
         if names:
             intake.sweep("start")
             self.log.info("intake.triggers", triggers=names)
-        elif not s.s3_bucket and not s.routes_file:
+        elif not destination.configured(s) and not s.routes_file:
             self.log.warning("intake.no_trigger", action="cores are kept on the node, for your own uploader "
                              "(no bucket and no trigger set: IBM's idle mode, IBM #48)",
                              hint="set a bucket and CDH_USE_INOTIFY, CDH_INTERVAL or CDH_SCHEDULE to upload")

@@ -6,9 +6,10 @@ turns the events the agent logs, and the composer lines it relays
 metric moves exactly when a log line says the thing happened, at any log level.
 Gauges (queue depth, pending zips, core_pattern, storage) are set just before
 each scrape from the agent's state (cdh/agent/telemetry.py). Upload series carry the
-``route`` (a route's name from CDH_ROUTES_FILE, or ``main``): routes come from the
-platform's config, never from a workload, so the series stay as few as the routes
-(five per route); the duration histogram is not split by route.
+``route`` (a route's name from CDH_ROUTES_FILE, or ``main``) and the destination's ``kind``
+(s3, gs, azblob: as the log lines do): routes come from the platform's config, never from a
+workload, and a route has one kind, so the series stay as few as the routes (five per route);
+the duration histogram is split by kind only.
 
 One private CollectorRegistry: no process or Python collectors from the global
 registry, nothing registered twice in tests that build several agents.
@@ -36,6 +37,7 @@ STACK_RESULTS = ("signed", "unsigned", "failed", "off")
 STACK_SECONDS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2)
 UPLOAD_FAILURES = {"upload.failed": "transient", "upload.denied": "denied", "upload.invalid": "invalid",
                    "upload.no_room": "no_room"}
+KINDS = ("s3", "gs", "azblob")  # cdh/destination.py
 QUEUE_STATES = ("queued", "uploading", "retry_wait")
 EVENT_REASONS = ("CoreDumpCaptured", "CoreDumpUploaded")
 EVENT_RESULTS = ("posted", "failed", "dropped")
@@ -74,18 +76,18 @@ class Metrics:
                                        registry=r)
         # uploads
         self.uploads_ok = counter("cdh_uploads_succeeded", "Zips confirmed in the bucket (then deleted), by "
-                                  "route (main: CDH_S3_BUCKET).", ("route",))
+                                  "route (main: CDH_DESTINATION) and destination kind.", ("route", "kind"))
         self.uploads_failed = counter(
             "cdh_uploads_failed", "Failed upload attempts: transient (retried with backoff), denied (bucket, "
             "keys or permissions), invalid (not a readable zip; left alone; no route), no_room (no room to "
-            "stage an encrypted copy), by route.", ("reason", "route"))
+            "stage an encrypted copy), by route and destination kind.", ("reason", "route", "kind"))
         self.retries = counter("cdh_upload_retries", "Retries scheduled after a failed attempt.")
-        self.upload_bytes = counter("cdh_upload_bytes", "Bytes of zips confirmed in the bucket, by route.",
-                                    ("route",))
+        self.upload_bytes = counter("cdh_upload_bytes", "Bytes of zips confirmed in the bucket, by route and "
+                                    "destination kind.", ("route", "kind"))
         self.zips_dropped = counter("cdh_zips_dropped", "Zips deleted unsent: CDH_ROUTES_FILE's default or "
                                     "unknown is drop.")
         self.upload_seconds = Histogram("cdh_upload_duration_seconds", "Time to upload and verify one zip.",
-                                        buckets=UPLOAD_SECONDS_BUCKETS, registry=r)
+                                        ("kind",), buckets=UPLOAD_SECONDS_BUCKETS, registry=r)
         self.reloads = counter("cdh_config_reloads", "Config reloads: applied or rejected.", ("result",))
         self.k8s_events = counter("cdh_k8s_events", "Kubernetes Events: posted, failed, or dropped (queue "
                                   "full).", ("reason", "result"))
@@ -124,23 +126,26 @@ class Metrics:
             self.composer_failures.labels(reason)
         for result in STACK_RESULTS:
             self.stack_traces.labels(result)
-        self.use_routes(["main"])
         for result in ("applied", "rejected"):
             self.reloads.labels(result)
         for reason in EVENT_REASONS:
             for result in EVENT_RESULTS:
                 self.k8s_events.labels(reason, result)
 
-    def use_routes(self, names: list[str]) -> None:
-        """The destinations in use (``main`` and the routes' names): their series exist from now, at 0;
-        a route removed keeps its counters (they only ever grow) but loses its storage gauge."""
+    def use_routes(self, kinds: dict[str, str]) -> None:
+        """The destinations in use (``main`` and the routes' names, each with its kind): their series exist
+        from now, at 0; a route removed keeps its counters (they only ever grow) but loses its storage
+        gauge."""
         self.storage_ok.clear()
-        for name in names:
-            self.uploads_ok.labels(name)
-            self.upload_bytes.labels(name)
+        for name, kind in kinds.items():
+            self.uploads_ok.labels(name, kind)
+            self.upload_bytes.labels(name, kind)
+            self.upload_seconds.labels(kind)
             self.storage_ok.labels(name)
             for reason in UPLOAD_FAILURES.values():
-                self.uploads_failed.labels(reason, "" if reason == "invalid" else name)
+                if reason != "invalid":
+                    self.uploads_failed.labels(reason, name, kind)
+        self.uploads_failed.labels("invalid", "", "")  # a zip that cannot be read has no route yet
 
     # ------------------------------------------------------------ from the log
 
@@ -164,12 +169,13 @@ class Metrics:
             self.stack_seconds.observe(_number(f["stack_seconds"]))
 
     def _upload_done(self, event: str, f: dict) -> None:
-        self.uploads_ok.labels(_route(f)).inc()
-        self.upload_bytes.labels(_route(f)).inc(_number(f.get("bytes")))
-        self.upload_seconds.observe(_number(f.get("seconds")))
+        route, kind = _route(f), _kind(f)
+        self.uploads_ok.labels(route, kind).inc()
+        self.upload_bytes.labels(route, kind).inc(_number(f.get("bytes")))
+        self.upload_seconds.labels(kind).observe(_number(f.get("seconds")))
 
     def _upload_failed(self, event: str, f: dict) -> None:
-        self.uploads_failed.labels(UPLOAD_FAILURES[event], _route(f)).inc()
+        self.uploads_failed.labels(UPLOAD_FAILURES[event], _route(f), _kind(f)).inc()
 
     def _k8s_event(self, event: str, f: dict) -> None:
         self.k8s_events.labels(str(f.get("reason")), str(f.get("result"))).inc()
@@ -185,6 +191,12 @@ class Metrics:
 def _route(f: dict) -> str:
     """The route a line names (upload.invalid names none: the zip could not be read)."""
     return str(f.get("route") or "")
+
+
+def _kind(f: dict) -> str:
+    """The destination kind a line names (none for upload.invalid)."""
+    kind = f.get("kind")
+    return kind if kind in KINDS else ""
 
 
 def _number(value: object) -> float:

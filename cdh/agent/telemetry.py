@@ -53,6 +53,9 @@ class AgentStatus(Protocol):
     def storage(self) -> dict[str, bool]: ...  # each destination's (main, each route's), by route name
 
     @property
+    def kinds(self) -> dict[str, str]: ...  # each destination's kind (s3, gs, azblob), by route name
+
+    @property
     def kept(self) -> set[str]: ...  # zips the routes keep on the node
 
     @property
@@ -86,7 +89,7 @@ class Telemetry:
     async def start(self) -> None:
         """After host setup (HOST_DIR exists): the checks, the relay, Events, then the HTTP server."""
         self.heartbeat.start()
-        self.metrics.use_routes(list(self.agent.storage))
+        self.metrics.use_routes(self.agent.kinds)
         self.core_pattern_ours()  # logs the first state; later changes are logged as they are seen
         self._tasks = [asyncio.create_task(self.relay.run(), name="composer-log"),
                        asyncio.create_task(self._watch_core_pattern(), name="checks")]
@@ -107,8 +110,8 @@ class Telemetry:
         await self._server.start()
 
     async def configure(self, settings: Settings) -> None:
-        """After a reload: Events follow CDH_K8S_EVENTS; the route series the routes."""
-        self.metrics.use_routes(list(self.agent.storage))
+        """After a reload: Events follow CDH_K8S_EVENTS; the route series the routes (and their kinds)."""
+        self.metrics.use_routes(self.agent.kinds)
         if settings.k8s_events and not self.events.enabled:
             await self.events.start()
         elif not settings.k8s_events and self.events.enabled:
@@ -192,7 +195,8 @@ class Telemetry:
         info = self._infos.pop(str(fields.get("file")), None)
         if info is not None:
             url = str(fields.get("url") or fields.get("key"))
-            self._post(k8sevents.uploaded(info, self._node(info), url, int(fields.get("bytes") or 0),
+            self._post(k8sevents.uploaded(info, self._node(info), url, str(fields.get("kind") or ""),
+                                          int(fields.get("bytes") or 0),
                                           time.time()))
 
     def _post(self, event: dict | None) -> None:

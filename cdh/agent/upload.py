@@ -138,8 +138,8 @@ class Uploader:
                     key = keys.encrypted_name(key)
                 checked, sent = await self._send(store, held, key, metadata, route)
             except NoRoom as err:
-                self.log.warning("upload.no_room", file=held.path, route=choice.name, error=str(err),
-                                 action="left in place, will retry when uploads free space")
+                self.log.warning("upload.no_room", file=held.path, route=choice.name, kind=store.kind,
+                                 error=str(err), action="left in place, will retry when uploads free space")
                 return Result(Outcome.FAILED, key=key, detail="no room to encrypt")
             except Exception as err:  # anything: the zip stays, the caller retries
                 return self._failed(store, held, key, err, choice.name)
@@ -148,8 +148,8 @@ class Uploader:
         elapsed = time.monotonic() - started
         self.log.info("upload.done", file=held.path, key=key, bytes=held.size, seconds=round(elapsed, 3),
                       mib_per_s=round(held.size / 1048576 / max(elapsed, 1e-6), 1), verified=checked,
-                      route=choice.name, encrypted=bool(route and route.encrypted), sent_bytes=sent,
-                      url=store.destination.object_url(key), namespace=info.get("namespace"),
+                      route=choice.name, kind=store.kind, encrypted=bool(route and route.encrypted),
+                      sent_bytes=sent, url=store.destination.object_url(key), namespace=info.get("namespace"),
                       podname=info.get("podname"), signature=info.get("signature"),
                       top_frame=info.get("top_frame"))
         return Result(Outcome.DONE, key=key)
@@ -177,11 +177,14 @@ class Uploader:
 
     def _failed(self, store: Store, held: LocalZip, key: str, err: Exception, route: str) -> Result:
         failure = store.failure(err)
-        fields = {"file": held.path, "key": key, "route": route, "bucket": store.destination.bucket,
-                  "code": failure.code, "error": str(err) or repr(err), "action": "left in place, will retry"}
+        fields = {"file": held.path, "key": key, "route": route, "kind": store.kind,
+                  "bucket": store.destination.bucket, "code": failure.code, "error": str(err) or repr(err),
+                  "action": "left in place, will retry"}
         if failure.permanent:
             self.storage[route] = False
-            self.log.error("upload.denied", **fields, hint=f"{store.hints['']}; reload with SIGHUP")
+            specific = store.hints.get(failure.code)
+            hint = store.hints[""] + (f" ({specific})" if specific else "")
+            self.log.error("upload.denied", **fields, hint=f"{hint}; reload with SIGHUP")
             return Result(Outcome.DENIED, key=key, detail=failure.code)
         if hint := store.server_error_hint(failure):
             fields["hint"] = hint

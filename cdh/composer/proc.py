@@ -15,7 +15,9 @@ import re
 FILES = ("cmdline", "status", "maps", "limits", "cgroup", "auxv")
 SECRET_FILES = ("environ",)  # opt-in only: it may hold credentials
 # botocore's environment credentials: the agent may be given its S3 keys this way too.
-AWS_SECRET_NAMES = {b"AWS_SECRET_ACCESS_KEY", b"AWS_SESSION_TOKEN", b"AWS_SECURITY_TOKEN"}
+# The clouds' own secret variables that cdh does not read itself (their credential chains do).
+CLOUD_SECRET_NAMES = {b"AWS_SECRET_ACCESS_KEY", b"AWS_SESSION_TOKEN", b"AWS_SECURITY_TOKEN",
+                      b"AZURE_CLIENT_SECRET", b"AZURE_CLIENT_CERTIFICATE_PASSWORD", b"AZURE_PASSWORD"}
 MAX_BYTES = {"maps": 4 << 20}
 DEFAULT_MAX_BYTES = 1 << 20
 
@@ -107,8 +109,8 @@ def redact_environ(data: bytes) -> bytes:
     """
     from cdh.config.table import SPECS
 
-    names = {n.encode() for s in SPECS if s.secret for n in (s.name, *(a for a, _ in s.aliases))}
-    names |= AWS_SECRET_NAMES
+    names = {n.encode() for s in SPECS if s.secret for n in (s.name, *(a for a, _ in s.aliases), *s.also)}
+    names |= CLOUD_SECRET_NAMES
     out = []
     for item in data.split(b"\0"):
         name, eq, _ = item.partition(b"=")

@@ -1,4 +1,4 @@
-"""The settings table: one row per setting, with IBM aliases and defaults."""
+"""The settings table: one row per setting, with IBM aliases, the platforms' own names, and defaults."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ from cdh.config.values import (
     abs_path,
     choice,
     cron,
+    destination_url,
     duration,
+    emulator_url,
     endpoint_url,
     file_mode,
     int_range,
@@ -51,20 +53,25 @@ KEY_PREFIX_VARIABLES = frozenset(
 class Spec:
     """One setting. A plain class: dataclasses and typing cost the composer ~15 ms per crash."""
 
-    __slots__ = ("aliases", "attr", "default", "doc", "name", "parse", "scope", "secret")
+    __slots__ = ("aliases", "also", "attr", "default", "doc", "env_only", "name", "parse", "scope", "secret")
 
     def __init__(self, name: str, attr: str, parse: Callable[[str], Any],
                  default: str | Callable[[Mapping[str, Any]], str], doc: str,
                  aliases: tuple[tuple[str, Callable[[str], str] | None], ...] = (),
-                 scope: str = "agent", secret: bool = False) -> None:
+                 scope: str = "agent", secret: bool = False, also: tuple[str, ...] = (),
+                 env_only: bool = False) -> None:
         self.name = name          # canonical env name
         self.attr = attr          # attribute on Settings
         self.parse = parse
         self.default = default
         self.doc = doc
         self.aliases = aliases    # IBM names, each with a value converter or None
+        self.also = also          # the platform's own names (its SDKs and tools read them), read as aliases
         self.scope = scope        # "host": both; "composer": also in composer.env; "agent": agent only
         self.secret = secret
+        # Decides where root writes or what it runs on the node: taken from the DaemonSet's environment
+        # only, never from CDH_CONFIG_FILE (a ConfigMap that a config editor, not a cluster admin, edits).
+        self.env_only = env_only
 
 
 class Derived:
@@ -92,12 +99,12 @@ SPECS: tuple[Spec, ...] = (
     # host layout, shared by agent and composer
     Spec("CDH_HOST_DIR", "host_dir", abs_path, DEFAULT_HOST_DIR,
          "Where the composer, its runtime, settings, log and sysctl backups live on the node.",
-         (("HOST_DIR", None),), scope="host"),
+         (("HOST_DIR", None),), scope="host", env_only=True),
     Spec("CDH_CORE_DIR", "core_dir", abs_path, _under_host("cores"),
-         "Where finished zips are written and watched.", (("CORE_DIR", None),), scope="host"),
+         "Where finished zips are written and watched.", (("CORE_DIR", None),), scope="host", env_only=True),
     Spec("CDH_EVENT_DIR", "event_dir", abs_path, _under_host("events"),
          "Where event files go when CDH_CORE_EVENTS is on.", (("COMP_CORE_EVENT_DIR", None),),
-         scope="host"),
+         scope="host", env_only=True),
     # composer
     Spec("CDH_COMPRESSION", "compression", choice("deflate", "none", "zstd", aliases={"stored": "none"}),
          "deflate", "Compression of the core inside the zip.",
@@ -135,8 +142,9 @@ SPECS: tuple[Spec, ...] = (
          "CRIO_ENDPOINT).", (("CRIO_ENDPOINT", None),), scope="composer"),
     Spec("CDH_CRICTL_PATH", "crictl_path", path_list,
          Derived(":".join(("CDH_HOST_DIR", *CRICTL_DIRS)), lambda v: ":".join((v["host_dir"], *CRICTL_DIRS))),
-         "Where the composer looks for crictl (used when no CRI socket answers): directories or files.",
-         scope="composer"),
+         "Where the composer looks for crictl (used when no CRI socket answers): directories or files; "
+         "a crictl that root does not own, or that others could write, is never run.",
+         scope="composer", env_only=True),
     Spec("CDH_STACK_TRACE", "stack_trace", parse_bool, "true",
          "Unwind the crashed process's threads (after it is released) for dump-info's stack trace and "
          "signature.", scope="composer"),
@@ -191,7 +199,8 @@ SPECS: tuple[Spec, ...] = (
          (("DEPLOY_CRIO_CONFIG", None),)),
     Spec("CDH_RUNTIME_DIR", "runtime_dir", optional(abs_path), "",
          "The runtime (laid out by packaging/pyruntime.py) whose host part `cdh install` copies into "
-         "HOST_DIR/runtime/ (empty: the one the agent runs on, /opt/cdh/runtime in the image)."),
+         "HOST_DIR/runtime/ (empty: the one the agent runs on, /opt/cdh/runtime in the image).",
+         env_only=True),
     Spec("CDH_UNINSTALL_ON_STOP", "uninstall_on_stop", parse_bool, "false",
          "Restore the host (sysctls, composer) when the agent (or `cdh host`) stops."),
     Spec("CDH_MANAGE_HOST", "manage_host", parse_bool, "true",
@@ -203,7 +212,8 @@ SPECS: tuple[Spec, ...] = (
          "An env-file (mounted ConfigMap) overlaid on the environment; reloaded on SIGHUP and change."),
     Spec("CDH_ROUTES_FILE", "routes_file", optional(abs_path), "",
          "A YAML file (mounted ConfigMap) routing namespaces to their own destinations, credentials and "
-         "age recipients (README \"Routes\"); reloaded with the config. Empty: every zip to CDH_S3_BUCKET."),
+         "age recipients (README \"Routes\"); reloaded with the config. Empty: every zip to CDH_DESTINATION "
+         "(or CDH_S3_BUCKET)."),
     Spec("CDH_LOG_LEVEL", "log_level", choice("debug", "info", "warning", "error",
                                                aliases={"warn": "warning"}), "info", "Agent log level."),
     Spec("CDH_NODE_NAME", "node_name", text, Derived("the host name", lambda v: os.uname().nodename),
@@ -215,7 +225,10 @@ SPECS: tuple[Spec, ...] = (
     Spec("CDH_SCHEDULE", "schedule", cron, "",
          "Also sweep on this cron schedule: 5 fields, or 6 with seconds first (IBM's SCHEDULE keeps IBM's "
          "cron).", (("SCHEDULE", ibm.schedule),)),
-    Spec("CDH_S3_BUCKET", "s3_bucket", text, "", "Destination bucket (required to upload).",
+    Spec("CDH_DESTINATION", "destination", destination_url, "",
+         "Where zips go: s3://bucket[/prefix], gs://bucket[/prefix] or azblob://container[/prefix] "
+         "(empty: s3://CDH_S3_BUCKET). CDH_S3_KEY_PREFIX applies after the prefix, for every kind."),
+    Spec("CDH_S3_BUCKET", "s3_bucket", text, "", "S3 bucket, when CDH_DESTINATION is not set.",
          (("S3_BUCKET_NAME", None),)),
     Spec("CDH_S3_REGION", "s3_region", region, "",
          "Bucket region, the one requests are signed for (empty: botocore's default chain). IBM's "
@@ -245,6 +258,33 @@ SPECS: tuple[Spec, ...] = (
     Spec("CDH_S3_STORAGE_CLASS", "s3_storage_class", text, "", "Storage class of uploaded objects."),
     Spec("CDH_S3_CA_BUNDLE", "s3_ca_bundle", optional(abs_path), "", "CA bundle for the S3 endpoint."),
     Spec("CDH_S3_VERIFY_TLS", "s3_verify_tls", parse_bool, "true", "Verify the S3 endpoint's certificate."),
+    Spec("CDH_AZURE_ACCOUNT", "azure_account", text, "",
+         "Storage account of an azblob:// destination (empty: the connection string's).",
+         also=("AZURE_STORAGE_ACCOUNT",)),
+    Spec("CDH_AZURE_CONNECTION_STRING", "azure_connection_string", secret, "",
+         "Connection string (AccountKey or SharedAccessSignature; Azurite's works too).",
+         also=("AZURE_STORAGE_CONNECTION_STRING",), secret=True),
+    Spec("CDH_AZURE_ACCOUNT_KEY", "azure_account_key", secret, "",
+         "Storage account key (Shared Key).", also=("AZURE_STORAGE_KEY",), secret=True),
+    Spec("CDH_AZURE_SAS", "azure_sas", secret, "",
+         "SAS token; the agent needs r, c, w and d on the container (ls and sweep: l too).",
+         also=("AZURE_STORAGE_SAS_TOKEN",), secret=True),
+    Spec("CDH_AZURE_ENDPOINT", "azure_endpoint", endpoint_url, "",
+         "Blob service URL (empty: https://ACCOUNT.blob.core.windows.net): sovereign clouds, private "
+         "endpoints. With no key, SAS or connection string: Entra ID tokens (Workload Identity, "
+         "managed identity, a service principal from AZURE_CLIENT_*)."),
+    Spec("CDH_AZURE_CHECKSUM", "azure_checksum", choice("auto", "crc64", "md5"), "auto",
+         "Checksum of each block, verified by the service: crc64 (x-ms-content-crc64) or md5 "
+         "(Content-MD5, about 30x the CPU); auto: md5 on Azurite (it refuses crc64), else crc64."),
+    Spec("CDH_GCS_CREDENTIALS_FILE", "gcs_credentials_file", optional(abs_path), "",
+         "Service account key or workload identity federation file of a gs:// destination (empty: "
+         "Application Default Credentials: GKE Workload Identity, the metadata server).",
+         also=("GOOGLE_APPLICATION_CREDENTIALS",)),
+    Spec("CDH_GCS_ENDPOINT", "gcs_endpoint", endpoint_url, "",
+         "Cloud Storage JSON API URL (empty: https://storage.googleapis.com): private endpoints."),
+    Spec("CDH_GCS_EMULATOR_HOST", "gcs_emulator_host", emulator_url, "",
+         "A Cloud Storage emulator (fake-gcs-server): host:port or URL; no credentials are sent.",
+         also=("STORAGE_EMULATOR_HOST",)),
     Spec("CDH_MULTIPART_THRESHOLD", "multipart_threshold_bytes", size(5 * MiB), "64MiB",
          "Files at least this big are uploaded in parts."),
     Spec("CDH_PART_SIZE", "part_size_bytes", size(5 * MiB), "16MiB",
@@ -280,6 +320,6 @@ IGNORED: dict[str, str] = {
 
 BY_NAME: dict[str, Spec] = {s.name: s for s in SPECS}
 BY_ALIAS: dict[str, tuple[Spec, Callable[[str], str] | None]] = {
-    a: (s, conv) for s in SPECS for a, conv in s.aliases
+    a: (s, conv) for s in SPECS for a, conv in (*s.aliases, *((n, None) for n in s.also))
 }
 SECRET_FILE_SUFFIX = "_FILE"

@@ -271,6 +271,43 @@ def endpoint_url(raw: str) -> str | None:
     return s
 
 
+def emulator_url(raw: str) -> str | None:
+    """An emulator's address as the clouds' SDKs take it: ``host:port`` (plain http) or a URL."""
+    s = raw.strip().rstrip("/")
+    if not s:
+        return None
+    return endpoint_url(s if "://" in s else "http://" + s)
+
+
+# CDH_DESTINATION: kind -> (what the name is, the rule) and the URL's shape. Patterns stay strings:
+# re caches them on first use, and the composer (which imports this module) never parses these.
+DESTINATION_NAMES = {
+    "s3": ("an S3 bucket name", r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}"),
+    "gs": ("a Cloud Storage bucket name (3-222 of a-z 0-9 . _ -)", r"[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]"),
+    "azblob": ("an Azure container name (3-63 of a-z 0-9 -)", r"(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]"),
+}
+DESTINATION_FORMS = "s3://bucket[/prefix], gs://bucket[/prefix] or azblob://container[/prefix]"
+
+
+def destination_url(raw: str) -> str:
+    """``kind://bucket[/prefix]``, normalised to ``kind://bucket/`` + ``prefix/``; empty: not set."""
+    s = raw.strip()
+    if not s:
+        return ""
+    kind, sep, rest = s.partition("://")
+    if not sep or kind not in DESTINATION_NAMES or "?" in rest or "#" in rest:
+        raise ValueError(DESTINATION_FORMS)
+    bucket, _, prefix = rest.partition("/")
+    what, pattern = DESTINATION_NAMES[kind]
+    if not re.fullmatch(pattern, bucket):
+        raise ValueError(f"{bucket!r} is not {what}")
+    prefix = prefix.strip("/")
+    if re.search(r"[{}\x00-\x1f\x7f]|(^|/)\.{1,2}(/|$)|//", prefix):
+        raise ValueError("the prefix is a plain path (no . or .. parts, no empty parts); "
+                         "template variables go in CDH_S3_KEY_PREFIX")
+    return f"{kind}://{bucket}/" + (prefix + "/" if prefix else "")
+
+
 def cron(raw: str):
     """``CDH_SCHEDULE``: standard cron (cdh/config/cron.py); empty means no schedule."""
     from cdh.config.cron import parse_cron  # agent only: croniter is imported when a schedule is set

@@ -48,9 +48,14 @@ def check(settings: config.Settings, route: routes.Route | None = None) -> Check
         creds = (f"keys from {route.credentials.directory}" if route.credentials
                  else "the platform's credential chain")
     else:
-        dest, name, creds = destination.from_settings(settings), "bucket", ""
-    if not dest.bucket:
-        return Check(name, SKIP, "CDH_S3_BUCKET is not set", "set it (and the keys) to check the bucket")
+        name, creds = "bucket", ""
+        if not destination.configured(settings):
+            return Check(name, SKIP, "no destination: CDH_DESTINATION and CDH_S3_BUCKET are not set",
+                         "set one (and the credentials) to check the bucket")
+        try:
+            dest = destination.from_settings(settings)
+        except config.ConfigError as err:
+            return Check(name, FAIL, str(err), "fix that setting")
     from cdh.store import open_store
 
     key = probe_key(dest)

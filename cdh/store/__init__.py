@@ -4,7 +4,7 @@ implementation per kind, the same contract for each (README "Agent": verify, the
 Users: the agent's upload (cdh/agent/upload.py), ``cdh sweep``, ``cdh ls``/``get`` (cdh/tools/) and
 ``cdh doctor`` (cdh/doctor/bucket.py). A store is built from a :class:`~cdh.destination.Destination`
 by :func:`open_store`, which imports that kind's module only (an S3 user never imports another
-cloud's code): ``s3`` (aiobotocore).
+cloud's code): ``s3`` (aiobotocore), ``azblob`` (Azure Blob Storage), ``gcs`` (Google Cloud Storage).
 
 The contract of :meth:`Store.upload`: the body streams from the held zip's descriptor (body.py), each
 request carrying file data holds one of the shared :class:`Transfer` slots (what bounds the agent's
@@ -18,7 +18,10 @@ a missing bucket: only a config change fixes it) or transient (retry with backof
 
 Modules: ``body`` (bodies streamed from the held file), ``parts`` (how a file is cut into parts),
 ``s3`` (the S3 store), ``s3client`` (its client, errors, arguments), ``s3upload`` (PUT, multipart,
-verify), ``s3download`` (``cdh get``'s ETag check).
+verify), ``s3download`` (``cdh get``'s ETag check); ``azblob`` (the Azure store) and ``azblobapi``
+(its REST calls and credentials); ``gcs`` (the Cloud Storage store) and ``gcsapi`` (its JSON API
+calls and credentials); ``http`` (what those two share: session, errors, the retry of a request);
+``crc`` (CRC-64/NVME and CRC-32C from ISA-L).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import hashlib
 import os
 from dataclasses import dataclass, field
 
-from cdh import jsonline
+from cdh import fsutil, jsonline
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -144,9 +147,6 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def failure(self, err: BaseException) -> Failure: ...
 
-    def hint(self, failure: Failure) -> str:
-        return self.hints.get(failure.code) or self.hints.get("", "")
-
     def server_error_hint(self, failure: Failure) -> str:
         """What may be behind a server error (5xx) that is our settings' doing, else "". A server
         error stays transient, retried with backoff: the answer cannot tell a store's bad minute from
@@ -195,18 +195,26 @@ class Store(abc.ABC):
     async def delete(self, key: str) -> None: ...
 
     async def download(self, info: ObjectInfo, target: str, progress: Progress | None = None) -> list[str]:
-        """Download to ``target`` (via ``target.part``) and verify; return what was checked.
+        """Download to ``target`` and verify; return what was checked.
 
-        Raises :class:`VerifyError` when the bytes are not the object's; leaves nothing behind then.
+        The bytes go to ``.<name>.<random>.part`` beside it, created O_EXCL|O_NOFOLLOW and 0600 (a
+        core is a process's memory; a link planted in a shared directory is never followed), which
+        becomes ``target`` only when verified, and never over a file already there
+        (:func:`cdh.fsutil.publish`). Raises :class:`VerifyError` when the bytes are not the
+        object's; leaves nothing behind then.
         """
+        import secrets
+
         import aiofiles
 
-        digest = self._download_digest()
-        got, tmp = 0, target + ".part"
+        digest = self._download_digest(info)
+        directory, name = os.path.split(target)
+        got, tmp = 0, os.path.join(directory, f".{name}.{secrets.token_hex(8)}.part")
+        fd = os.open(tmp, fsutil.CREATE_NEW, 0o600)
         try:
             # aiofiles: each disk write runs in a worker thread while the event loop goes on
             # receiving the next bytes (a slow disk does not stall the socket).
-            async with aiofiles.open(tmp, "wb") as out:
+            async with aiofiles.open(fd, "wb") as out:
                 async for chunk in self._read(info):
                     await out.write(chunk)
                     digest.update(chunk)
@@ -218,12 +226,12 @@ class Store(abc.ABC):
             if got != info.size:
                 raise VerifyError(f"got {got} bytes, the object has {info.size}")
             checked = [f"size {info.size} bytes", await self._check_download(info, tmp, digest)]
-            os.replace(tmp, target)
+            fsutil.publish(tmp, target)
             return checked
         finally:
-            _remove(tmp)  # gone already when the download succeeded
+            _remove(tmp)  # the target is a link to it when the download succeeded
 
-    def _download_digest(self) -> Any:
+    def _download_digest(self, info: ObjectInfo) -> Any:
         """What :meth:`download` feeds every chunk to (the kind's whole-object checksum)."""
         return hashlib.md5(usedforsecurity=False)
 
@@ -242,6 +250,14 @@ def open_store(destination: Destination, pool_size: int = 10, log: jsonline.Logg
         from cdh.store.s3 import S3Store
 
         return S3Store(destination, pool_size, log)
+    if destination.kind == "azblob":
+        from cdh.store.azblob import AzureBlobStore
+
+        return AzureBlobStore(destination, pool_size, log)
+    if destination.kind == "gs":
+        from cdh.store.gcs import GcsStore
+
+        return GcsStore(destination, pool_size, log)
     raise ValueError(f"no store for destination kind {destination.kind!r}")
 
 

@@ -37,7 +37,7 @@ from __future__ import annotations
 import asyncio
 import os
 import zlib
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, TypeVar
 
 from aiohttp import payload
@@ -101,17 +101,24 @@ def read_cached(fd: int, offset: int, length: int) -> bytearray | None:
     return buf if got == length else None
 
 
-def crc32_of_slice(fd: int, offset: int, length: int, path: str) -> int:
-    """CRC32 of ``length`` bytes at ``offset``, read in chunks into one buffer (blocking)."""
+def fold_slice(fd: int, offset: int, length: int, path: str, fold: Callable[[memoryview, T], T],
+               value: T) -> T:
+    """``value = fold(chunk, value)`` over ``length`` bytes at ``offset``, read in chunks into one
+    buffer (blocking): a checksum of a slice in one pass, at most one chunk in memory."""
     view = memoryview(bytearray(min(length, CHUNK_BYTES)))
-    value = done = 0
+    done = 0
     while done < length:
         got = os.preadv(fd, [view[:min(len(view), length - done)]], offset + done)
         if got == 0:
             raise _shrank(path, offset + done, offset + length)
-        value = _crc32(view[:got], value)
+        value = fold(view[:got], value)
         done += got
     return value
+
+
+def crc32_of_slice(fd: int, offset: int, length: int, path: str) -> int:
+    """CRC32 of ``length`` bytes at ``offset`` (blocking)."""
+    return fold_slice(fd, offset, length, path, _crc32, 0)
 
 
 class FileSlice(payload.Payload):

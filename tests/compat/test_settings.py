@@ -54,6 +54,9 @@ def test_every_value_ibms_chart_renders_is_accepted_and_explained(values):
     ("values.yaml", ["CDH_SCHEDULE=  # from SCHEDULE",
                      "CDH_COMPOSER_LOG_LEVEL=warning  # from COMP_LOG_LEVEL", "VENDOR is ignored",
                      "EVENT_DIR is ignored", "CDH_S3_ACCESS_KEY=<set>  # from S3_ACCESS_KEY"]),
+    ("values.aws.sts.yaml on EKS (IRSA)", [
+        "CDH_S3_ACCESS_KEY=\n", "CDH_S3_SECRET_KEY=\n",
+        "S3_ACCESS_KEY and S3_SECRET not used: AWS_WEB_IDENTITY_TOKEN_FILE"]),
     ("--set daemonset.interval=3600000", ["CDH_INTERVAL=3600000ms  # from INTERVAL"]),
     ("--set composer.logLength=2000000", ["CDH_LOG_LINES=2000000  # from COMP_LOG_LENGTH"]),
     ("--set daemonset.s3Region=<IBM COS host>", [

@@ -31,7 +31,7 @@ def test_counters_follow_uploads_and_the_composers_captures(agent_env, start_age
     agent = start_agent({**agent_env, "CDH_METRICS_PORT": str(port)})
     agent.wait_event("agent.started")
     m = scrape(port)
-    assert m.value("cdh_uploads_succeeded_total", route="main") == 0
+    assert m.value("cdh_uploads_succeeded_total", route="main", kind="s3") == 0
     assert m.value("cdh_cores_captured_total") == 0
     assert m.value("cdh_core_pattern_ours") == 1 and m.value("cdh_storage_reachable", route="main") == 1
     assert m.value("cdh_build_info", version="0.1.0") == 1
@@ -39,9 +39,9 @@ def test_counters_follow_uploads_and_the_composers_captures(agent_env, start_age
     zips = [make_zip(core_dir, size) for size in (100, 5000, 70_000)]
     agent.wait_event("upload.done", count=3)
     m = scrape(port)
-    assert m.value("cdh_uploads_succeeded_total", route="main") == 3
-    assert m.value("cdh_upload_bytes_total", route="main") == sum(z.size for z in zips)
-    assert m.value("cdh_upload_duration_seconds_count") == 3
+    assert m.value("cdh_uploads_succeeded_total", route="main", kind="s3") == 3
+    assert m.value("cdh_upload_bytes_total", route="main", kind="s3") == sum(z.size for z in zips)
+    assert m.value("cdh_upload_duration_seconds_count", kind="s3") == 3
     assert m.value("cdh_pending_zips") == 0 and m.value("cdh_oldest_pending_zip_age_seconds") == 0
     assert all(m.value("cdh_queue_depth", state=s) == 0 for s in ("queued", "uploading", "retry_wait"))
     assert m.value("cdh_core_dir_free_bytes") > 0
@@ -58,7 +58,7 @@ def test_counters_follow_uploads_and_the_composers_captures(agent_env, start_age
     wait_until(lambda: scrape(port).value("cdh_cores_captured_total") == 1, what="the capture counted")
     m = scrape(port)
     assert m.value("cdh_core_bytes_captured_total") == len(core)
-    assert m.value("cdh_uploads_succeeded_total", route="main") == 4
+    assert m.value("cdh_uploads_succeeded_total", route="main", kind="s3") == 4
     # The composer put environ into the zip (opt-in) and nowhere else: not its log, not the agent's.
     assert MARKER not in (host / "composer.log").read_bytes()
     assert MARKER.decode() not in agent.text()
@@ -97,13 +97,15 @@ def test_failures_retries_and_waiting_zips(agent_env, start_agent, core_dir, fau
     old = make_zip(core_dir, 100, name="old-core")
     os.utime(old.path, (time.time() - 900, time.time() - 900))
     agent.wait_event("upload.denied", count=2)
-    m = scrape(port)
     transient = len(agent.events("upload.failed"))
+    # A failure's retry is scheduled (and counted) just after its log line: wait for the last one.
+    agent.wait_event("upload.retry_scheduled", count=transient + 2)
+    m = scrape(port)
     assert transient >= 1
-    assert m.value("cdh_uploads_failed_total", reason="transient", route="main") == transient
-    assert m.value("cdh_uploads_failed_total", reason="denied", route="main") >= 2
+    assert m.value("cdh_uploads_failed_total", reason="transient", route="main", kind="s3") == transient
+    assert m.value("cdh_uploads_failed_total", reason="denied", route="main", kind="s3") >= 2
     assert m.value("cdh_upload_retries_total") >= transient + 2
-    assert m.value("cdh_uploads_succeeded_total", route="main") == 1
+    assert m.value("cdh_uploads_succeeded_total", route="main", kind="s3") == 1
     assert m.value("cdh_pending_zips") == 1
     assert m.value("cdh_oldest_pending_zip_age_seconds") >= 900
     assert m.value("cdh_storage_reachable", route="main") == 0
@@ -113,7 +115,7 @@ def test_failures_retries_and_waiting_zips(agent_env, start_agent, core_dir, fau
     wait_until(lambda: zips_left(core_dir) == [], timeout=30, what="the denied zip uploaded after the fix")
     m = scrape(port)
     assert m.value("cdh_pending_zips") == 0 and m.value("cdh_oldest_pending_zip_age_seconds") == 0
-    assert m.value("cdh_uploads_succeeded_total", route="main") == 2
+    assert m.value("cdh_uploads_succeeded_total", route="main", kind="s3") == 2
     assert m.value("cdh_storage_reachable", route="main") == 1
 
 

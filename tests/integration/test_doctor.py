@@ -203,3 +203,26 @@ def test_a_node_seen_from_elsewhere_with_host_root(node_env, tmp_path):
         assert rc == 1 and checks["composer"]["status"] == "fail"
     finally:
         subprocess.run(["umount", str(root)], check=True)
+
+
+def test_the_bucket_check_on_every_kind(node_env, store):
+    env = {k: v for k, v in node_env.items() if not k.startswith("CDH_S3_")} | store.agent_env()
+    rc, checks = doctor(env)
+    assert rc == 0 and checks["bucket"]["status"] == "pass", checks["bucket"]
+    assert checks["bucket"]["detail"].startswith(f"{store.kind}://{store.bucket}/cdh-doctor/")
+    assert checks["bucket"]["detail"].endswith("written, read back, deleted")
+    assert list_keys(store.client, store.bucket) == []
+
+
+@pytest.mark.parametrize("store", ["azblob"], indirect=True)
+def test_a_wrong_azure_key(node_env, store):
+    import base64
+
+    env = {k: v for k, v in node_env.items() if not k.startswith("CDH_S3_")}
+    wrong = base64.b64encode(b"x" * 64).decode()
+    env.update(CDH_DESTINATION=f"azblob://{store.bucket}",
+               CDH_AZURE_CONNECTION_STRING=store.server.connection_string(key=wrong))
+    rc, checks = doctor(env)
+    assert rc == 1
+    only_failing(checks, "bucket")
+    assert "AuthorizationFailure" in checks["bucket"]["detail"] and wrong not in json.dumps(checks)

@@ -89,9 +89,9 @@ def test_each_bucket_holds_only_its_teams_cores_and_only_the_team_opens_them(wee
     url = f"{weed.url}/{TEAM['team-a'].bucket(n)}/{in_a.key(f'cores/{big_a.filename}.age')}"
     assert uploaded["api-1"]["metadata"]["namespace"] == "team-a"
     assert uploaded["api-1"]["metadata"]["annotations"]["cdh.io/object-url"] == url
-    assert metrics.value("cdh_uploads_succeeded_total", route="team-a") == 2
-    assert metrics.value("cdh_uploads_succeeded_total", route="team-b") == 1
-    assert metrics.value("cdh_uploads_succeeded_total", route="main") == 2
+    assert metrics.value("cdh_uploads_succeeded_total", route="team-a", kind="s3") == 2
+    assert metrics.value("cdh_uploads_succeeded_total", route="team-b", kind="s3") == 1
+    assert metrics.value("cdh_uploads_succeeded_total", route="main", kind="s3") == 2
     assert metrics.value("cdh_storage_reachable", route="team-a") == 1
 
     # Each bucket holds its namespaces' cores, and nothing else.
@@ -303,5 +303,5 @@ def test_sweep_keeps_and_drops_as_the_routes_say_with_no_main_bucket(tmp_path, c
     assert (done["uploaded"], done["kept"], done["dropped"], done["failed"]) == (0, 1, 1, 0)
     routes.write_text("routes: []\ndefault: main\n")
     got = run_sweep(env)
-    assert got.returncode == 3 and "CDH_S3_BUCKET, which is not set" in got.stderr
+    assert got.returncode == 3 and "CDH_DESTINATION (or CDH_S3_BUCKET), which is not set" in got.stderr
     assert got.stderr.count("\n") == 1

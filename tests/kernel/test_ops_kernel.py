@@ -65,7 +65,7 @@ def test_a_real_crash_seen_by_metrics_events_logs_probes_and_doctor(kernel, s3_s
             assert list_keys(s3, bucket) == [done["key"]]
             m = scrape(port)
             assert m.value("cdh_cores_captured_total") == 1
-            assert m.value("cdh_uploads_succeeded_total", route="main") == 1
+            assert m.value("cdh_uploads_succeeded_total", route="main", kind="s3") == 1
             assert m.value("cdh_core_bytes_captured_total") == relayed["core_size"] > 0
             wait_until(lambda: len(api.events) == 2, what="the pod's Events")
             assert [e["reason"] for e in api.events] == ["CoreDumpCaptured", "CoreDumpUploaded"]

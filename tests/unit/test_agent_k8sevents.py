@@ -12,12 +12,13 @@ INFO = {"uuid": "0f3a2b1c-aaaa-4bbb-8ccc-123456789abc", "namespace": "shop", "po
 
 def test_event_bodies_pass_the_api_servers_checks():
     cap = k8sevents.captured(INFO, "node-a", "x.zip", 123, 1700000000.25)
-    up = k8sevents.uploaded(INFO, "node-a", "s3://b/k/x.zip", 123, 1700000001.0)
+    up = k8sevents.uploaded(INFO, "node-a", "s3://b/k/x.zip", "s3", 123, 1700000001.0)
     for event in (cap, up):
         assert event_problems(event, namespace="shop") == []
     assert cap["type"] == "Warning" and cap["reason"] == "CoreDumpCaptured"
     assert "SIGSEGV" in cap["note"] and "container web" in cap["note"]
     assert up["type"] == "Normal" and "s3://b/k/x.zip" in up["note"]
+    assert up["metadata"]["annotations"]["cdh.io/destination-kind"] == "s3"
     assert cap["regarding"] == {"apiVersion": "v1", "kind": "Pod", "namespace": "shop",
                                 "name": "web-7d4b9c-x2x9q", "uid": INFO["pod_uid"],
                                 "fieldPath": "spec.containers{web}"}

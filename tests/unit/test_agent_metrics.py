@@ -20,46 +20,51 @@ def values(m: Metrics) -> dict[tuple[str, tuple], float]:
 
 def test_counters_move_with_the_log_events():
     m = Metrics()
-    m.tap("info", "upload.done", {"bytes": 1000, "seconds": 0.3, "route": "main"})
-    m.tap("info", "upload.done", {"bytes": 24, "seconds": 7, "route": "main"})
-    m.tap("warning", "upload.failed", {"route": "main"})
-    m.tap("error", "upload.denied", {"route": "main"})
+    m.use_routes({"main": "s3"})
+    m.tap("info", "upload.done", {"bytes": 1000, "seconds": 0.3, "route": "main", "kind": "s3"})
+    m.tap("info", "upload.done", {"bytes": 24, "seconds": 7, "route": "main", "kind": "s3"})
+    m.tap("warning", "upload.failed", {"route": "main", "kind": "s3"})
+    m.tap("error", "upload.denied", {"route": "main", "kind": "s3"})
     m.tap("info", "upload.retry_scheduled", {})
     m.tap("info", "config.reloaded", {})
     m.tap("error", "config.rejected", {})
     v = values(m)
-    main = (("route", "main"),)
+    main = (("kind", "s3"), ("route", "main"))
     assert v[("cdh_uploads_succeeded_total", main)] == 2
     assert v[("cdh_upload_bytes_total", main)] == 1024
-    assert v[("cdh_upload_duration_seconds_count", ())] == 2
-    assert v[("cdh_upload_duration_seconds_bucket", (("le", "0.5"),))] == 1
-    assert v[("cdh_uploads_failed_total", (("reason", "transient"), *main))] == 1
-    assert v[("cdh_uploads_failed_total", (("reason", "denied"), *main))] == 1
-    assert v[("cdh_uploads_failed_total", (("reason", "invalid"), ("route", "")))] == 0  # before the first
+    assert v[("cdh_upload_duration_seconds_count", (("kind", "s3"),))] == 2
+    assert v[("cdh_upload_duration_seconds_bucket", (("kind", "s3"), ("le", "0.5")))] == 1
+    assert v[("cdh_uploads_failed_total", (("kind", "s3"), ("reason", "transient"), ("route", "main")))] == 1
+    assert v[("cdh_uploads_failed_total", (("kind", "s3"), ("reason", "denied"), ("route", "main")))] == 1
+    # exists before the first; an unreadable zip has no route and no kind yet
+    assert v[("cdh_uploads_failed_total", (("kind", ""), ("reason", "invalid"), ("route", "")))] == 0
     assert v[("cdh_upload_retries_total", ())] == 1
     assert v[("cdh_config_reloads_total", (("result", "applied"),))] == 1
     assert v[("cdh_config_reloads_total", (("result", "rejected"),))] == 1
 
 
-def test_upload_series_by_route_from_the_routes_in_use():
+def test_upload_series_by_route_and_kind_from_the_routes_in_use():
     m = Metrics()
-    m.use_routes(["main", "team-a"])
+    m.use_routes({"main": "azblob", "team-a": "s3"})
     m.storage_ok.labels("team-a").set(1)
-    m.tap("info", "upload.done", {"bytes": 7, "seconds": 1, "route": "team-a"})
-    m.tap("warning", "upload.no_room", {"route": "team-a"})
+    m.tap("info", "upload.done", {"bytes": 7, "seconds": 1, "route": "team-a", "kind": "s3"})
+    m.tap("warning", "upload.no_room", {"route": "team-a", "kind": "s3"})
     m.tap("warning", "upload.dropped", {})
     v = values(m)
-    assert v[("cdh_uploads_succeeded_total", (("route", "team-a"),))] == 1
-    assert v[("cdh_uploads_succeeded_total", (("route", "main"),))] == 0
-    assert v[("cdh_upload_bytes_total", (("route", "team-a"),))] == 7
-    assert v[("cdh_uploads_failed_total", (("reason", "no_room"), ("route", "team-a")))] == 1
-    assert v[("cdh_uploads_failed_total", (("reason", "denied"), ("route", "team-a")))] == 0
+    team_a, main = (("kind", "s3"), ("route", "team-a")), (("kind", "azblob"), ("route", "main"))
+    assert v[("cdh_uploads_succeeded_total", team_a)] == 1
+    assert v[("cdh_uploads_succeeded_total", main)] == 0
+    assert ("cdh_uploads_succeeded_total", (("kind", "s3"), ("route", "main"))) not in v
+    assert v[("cdh_upload_bytes_total", team_a)] == 7
+    assert v[("cdh_upload_duration_seconds_count", (("kind", "azblob"),))] == 0
+    assert v[("cdh_uploads_failed_total", (("kind", "s3"), ("reason", "no_room"), ("route", "team-a")))] == 1
+    assert v[("cdh_uploads_failed_total", (("kind", "azblob"), ("reason", "denied"), ("route", "main")))] == 0
     assert v[("cdh_zips_dropped_total", ())] == 1
     assert v[("cdh_storage_reachable", (("route", "team-a"),))] == 1
-    m.use_routes(["main"])  # team-a's route removed: its gauge goes, its counters stay
+    m.use_routes({"main": "azblob"})  # team-a's route removed: its gauge goes, its counters stay
     v = values(m)
     assert ("cdh_storage_reachable", (("route", "team-a"),)) not in v
-    assert v[("cdh_uploads_succeeded_total", (("route", "team-a"),))] == 1
+    assert v[("cdh_uploads_succeeded_total", team_a)] == 1
 
 
 def test_composer_lines_count_only_when_they_come_from_the_composer():
@@ -114,3 +119,18 @@ def test_openmetrics_when_the_scraper_asks():
     assert content_type.startswith("application/openmetrics-text") and body.endswith(b"# EOF\n")
     body, content_type = m.render("")
     assert content_type.startswith("text/plain") and b"cdh_build_info" in body
+
+
+def test_upload_series_carry_the_destination_kind():
+    m = Metrics()
+    m.use_routes({"main": "azblob"})
+    m.tap("info", "upload.done", {"bytes": 5, "seconds": 1, "route": "main", "kind": "azblob"})
+    m.tap("error", "upload.invalid", {})  # no store was asked: no route, no kind
+    # an upload still on the old store after a reload moved main from Cloud Storage to Azure
+    m.tap("warning", "upload.failed", {"route": "main", "kind": "gs"})
+    v = values(m)
+    assert v[("cdh_uploads_succeeded_total", (("kind", "azblob"), ("route", "main")))] == 1
+    assert v[("cdh_upload_duration_seconds_count", (("kind", "azblob"),))] == 1
+    assert v[("cdh_uploads_failed_total", (("kind", ""), ("reason", "invalid"), ("route", "")))] == 1
+    assert v[("cdh_uploads_failed_total", (("kind", "gs"), ("reason", "transient"), ("route", "main")))] == 1
+    assert not [k for k in v if ("kind", "s3") in k[1]]  # nothing of a kind the agent never used

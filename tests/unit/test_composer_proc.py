@@ -119,3 +119,15 @@ def test_symlinked_files_are_not_followed(tmp_path):
     (d / "status").symlink_to(tmp_path / "elsewhere")
     facts = read_facts(str(tmp_path), 6, False)
     assert "status" not in facts.files
+
+
+def test_the_clouds_secrets_in_an_environ_are_redacted():
+    """The agent's own environment, if it crashes with environ capture on: every cloud's secrets."""
+    from cdh.composer.proc import redact_environ
+
+    environ = b"\0".join([b"PATH=/bin", b"CDH_AZURE_ACCOUNT_KEY=k1", b"AZURE_STORAGE_CONNECTION_STRING=c",
+                          b"AZURE_CLIENT_SECRET=s", b"AZURE_STORAGE_SAS_TOKEN=sig", b"AWS_SESSION_TOKEN=t",
+                          b"AZURE_CLIENT_ID=not-secret"])
+    out = redact_environ(environ).split(b"\0")
+    assert out[0] == b"PATH=/bin" and out[-1] == b"AZURE_CLIENT_ID=not-secret"
+    assert all(item.endswith(b"=<redacted>") for item in out[1:-1]), out

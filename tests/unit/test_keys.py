@@ -43,6 +43,16 @@ def test_listing_prefixes_fall_back_when_since_spans_too_much():
     assert got == ["n1/"]
 
 
+def test_metadata_names_as_each_kind_stores_them():
+    md = {"namespace": "shop", "top-frame": "main+0x10"}  # a name with '-': not a C# identifier
+    stored = keys.stored_metadata("azblob", md)
+    assert stored == {"namespace": "shop", "top_frame": "main+0x10"}
+    assert keys.stored_metadata("s3", md) == md == keys.stored_metadata("gs", md)
+    back = keys.read_metadata("azblob", {"Namespace": "shop", "pod_uid": "y"})
+    assert back == {"namespace": "shop", "pod_uid": "y"}  # only cdh's own names are mapped back
+    assert keys.read_metadata("s3", {"Pod": "web"}) == {"pod": "web"}
+
+
 def test_metadata_carries_the_signature_top_frame_and_image():
     info = {"namespace": "shop", "podname": "cart-1", "signature": "1-0123456789abcdef",
             "top_frame": "cart!checkout", "image": "registry.example/shop/cart:2.4"}

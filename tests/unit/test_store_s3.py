@@ -36,3 +36,36 @@ def test_a_server_error_with_encryption_says_what_may_be_behind_it():
     assert store.server_error_hint(store.failure(client_error("AccessDenied", 403))) == ""
     plain = open_store(destination.Destination("s3", "b", s3=destination.S3Access()))
     assert plain.server_error_hint(plain.failure(client_error("InternalError", 500))) == ""
+
+
+def test_each_kind_imports_only_its_own_cloud():
+    """An S3 agent never imports Azure or Google code, and each of those never imports the other's."""
+    import subprocess
+    import sys
+
+    from tests.support.cli import ROOT
+
+    code = """
+import asyncio, sys
+from cdh import destination as d
+from cdh.store import open_store
+kind = sys.argv[1]
+dest = {"s3": d.Destination("s3", "b", s3=d.S3Access(endpoint="http://127.0.0.1:9")),
+        "azblob": d.Destination("azblob", "b", azure=d.AzureAccess("acct1", "http://127.0.0.1:9/acct1")),
+        "gs": d.Destination("gs", "b", gcs=d.GcsAccess(anonymous=True))}[kind]
+async def main():
+    async with open_store(dest):
+        pass
+asyncio.run(main())
+print(*sorted({m.split(".")[0] for m in sys.modules} & {"azure", "google", "botocore", "aiobotocore"}))
+print(*sorted(m for m in sys.modules if m.startswith("cdh.store.")))
+"""
+    seen = {}
+    for kind in ("s3", "azblob", "gs"):
+        done = subprocess.run([sys.executable, "-c", code, kind], cwd=ROOT, capture_output=True, text=True,
+                              check=True)
+        clouds, modules = done.stdout.splitlines()
+        seen[kind] = (clouds.split(), {m.removeprefix("cdh.store.") for m in modules.split()})
+    assert seen["s3"][0] == ["aiobotocore", "botocore"] and not {"azblob", "gcs", "crc"} & seen["s3"][1]
+    assert seen["azblob"][0] == ["azure"] and not {"gcs", "s3"} & seen["azblob"][1]  # Entra ID: no key given
+    assert seen["gs"][0] == [] and not {"azblob", "s3"} & seen["gs"][1]  # an emulator: no credentials
