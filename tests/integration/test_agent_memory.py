@@ -50,6 +50,7 @@ def test_azure_and_gcs_uploads_keep_peak_rss_within_the_same_bound(tmp_path, sto
     print(f"{store.kind}: agent peak RSS (VmHWM) {peak_kib / 1024:.0f} MiB; {done['mib_per_s']} MiB/s")
     assert peak_kib < PEAK_RSS_LIMIT_KIB
     wait_until(lambda: not os.path.exists(z.path), what="zip deleted")
-    assert object_sha256(store.client, store.bucket, z.filename) == z.sha256
+    key = zip_keys(store.client, store.bucket)[z.filename]
+    assert object_sha256(store.client, store.bucket, key) == z.sha256
     agent.signal(signal.SIGTERM)
     assert agent.wait(30) == 0

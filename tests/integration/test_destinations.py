@@ -13,7 +13,7 @@ import pytest
 
 from tests.support.agentproc import base_env, run_sweep, wait_until
 from tests.support.cli import run_cdh
-from tests.support.s3server import list_keys, object_sha256, pending_uploads
+from tests.support.s3server import list_keys, object_sha256, pending_uploads, plain_key
 from tests.support.zips import make_zip, zips_left
 
 MiB = 1 << 20
@@ -28,10 +28,16 @@ def env_for(tmp_path, store, **extra: str) -> dict[str, str]:
                     CDH_S3_KEY_PREFIX="{namespace}/{node}/", **extra)
 
 
+def stored(store) -> dict[str, str]:
+    """Each object's key as the ``plain`` layout would name it (prefix + zip name) -> its real key."""
+    return {plain_key(k): k for k in list_keys(store.client, store.bucket)}
+
+
 def assert_intact(store, zips, prefix: str = "cores/shop/node-a/") -> None:
-    assert sorted(list_keys(store.client, store.bucket)) == sorted(prefix + z.filename for z in zips)
+    keys = stored(store)
+    assert sorted(keys) == sorted(prefix + z.filename for z in zips)
     for z in zips:
-        assert object_sha256(store.client, store.bucket, prefix + z.filename) == z.sha256, z.filename
+        assert object_sha256(store.client, store.bucket, keys[prefix + z.filename]) == z.sha256, z.filename
     assert pending_uploads(store.client, store.bucket) == []
 
 
@@ -47,7 +53,7 @@ def test_the_agent_uploads_to_every_kind(tmp_path, store, start_agent):
     assert_intact(store, zips)
     assert {e["verified"] for e in done} == {VERIFIED[store.kind]}
     assert {e["kind"] for e in done} == {store.kind}
-    key = "cores/shop/node-a/" + zips[0].filename
+    key = stored(store)["cores/shop/node-a/" + zips[0].filename]
     head = store.client.head_object(Bucket=store.bucket, Key=key)
     meta = {k.lower(): v for k, v in head["Metadata"].items()}
     assert meta["namespace"] == "shop" and meta["pod"] == zips[0].info["podname"] and meta["signal"] == "11"
@@ -71,8 +77,9 @@ def test_sweep_then_ls_get_inspect_on_every_kind(tmp_path, store):
     listed = run_cdh("ls", "--json", env=env)
     assert listed.returncode == 0, listed.stderr
     rows = {r["pod"]: r for r in json.loads(listed.stdout)}
+    keys = stored(store)
     assert set(rows) == {"cart-1", "mon-0"} and rows["cart-1"]["namespace"] == "shop"
-    assert rows["cart-1"]["key"] == "cores/shop/node-a/" + zips[0].filename
+    assert rows["cart-1"]["key"] == keys["cores/shop/node-a/" + zips[0].filename]
     assert rows["cart-1"]["size"] == zips[0].size and rows["cart-1"]["signal_name"] == "SIGSEGV"
     only = run_cdh("ls", "--json", "--namespace", "ops", env=env)
     assert [r["pod"] for r in json.loads(only.stdout)] == ["mon-0"]
@@ -80,14 +87,14 @@ def test_sweep_then_ls_get_inspect_on_every_kind(tmp_path, store):
     out = tmp_path / "out"
     got = run_cdh("get", zips[0].info["uuid"], "-o", str(out), "--keep-zip", env=env)
     assert got.returncode == 0, got.stderr
-    assert f"{store.kind}://{store.bucket}/cores/shop/node-a/{zips[0].filename}" in got.stdout
+    assert f"{store.kind}://{store.bucket}/{keys['cores/shop/node-a/' + zips[0].filename]}" in got.stdout
     assert hashlib.sha256((out / zips[0].filename).read_bytes()).hexdigest() == zips[0].sha256
     assert "verified: size" in got.stdout
     inspected = run_cdh("inspect", str(out / zips[0].name), env=env)
     assert inspected.returncode == 0, inspected.stderr
     assert "cart-1" in inspected.stdout
 
-    by_url = run_cdh("get", f"{store.kind}://{store.bucket}/cores/ops/node-a/{zips[1].filename}",
+    by_url = run_cdh("get", f"{store.kind}://{store.bucket}/{keys['cores/ops/node-a/' + zips[1].filename]}",
                      "-o", str(tmp_path / "out2"), env=env)
     assert by_url.returncode == 0, by_url.stderr
     missing = run_cdh("get", "cores/nothing-here.zip", "-o", str(tmp_path / "out3"), env=env)
@@ -124,11 +131,12 @@ def test_a_dead_azure_attempt_leaves_nothing_the_next_commit_keeps(tmp_path, sto
                                    code="InternalError"))
     assert run_sweep(env).returncode == 1
     assert refused.hits == 3 and zips_left(core_dir) == [z.filename]
-    assert list_keys(store.client, store.bucket) == [] and store.view.leftovers() == [z.filename]
+    (left,) = store.view.leftovers()
+    assert list_keys(store.client, store.bucket) == [] and plain_key(left) == z.filename
     store.proxy.clear()
     done = run_sweep(env)
     assert done.returncode == 0, done.stderr + done.stdout
-    assert object_sha256(store.client, store.bucket, z.filename) == z.sha256
+    assert object_sha256(store.client, store.bucket, left) == z.sha256  # the same name: its blocks replaced
     assert store.view.leftovers() == []
 
 

@@ -21,7 +21,7 @@ from tests.support.cli import run_cdh
 from tests.support.emulators import Azurite, azurite_binary
 from tests.support.projected import Volume
 from tests.support.require import require
-from tests.support.s3server import list_keys
+from tests.support.s3server import list_keys, plain_key
 from tests.support.tenants import age_decrypt
 from tests.support.zips import make_zip
 
@@ -94,14 +94,17 @@ def test_each_team_in_its_own_account_or_bucket_of_any_kind(accounts, fake_gcs, 
 
     # Each account, bucket and container holds its team's cores and nothing else.
     in_c, in_d = (accounts.service(a).get_container_client("cores") for a in ACCOUNTS)
-    assert [b.name for b in in_c.list_blobs()] == [f"c/{big_c.filename}.age"]
-    assert [b.name for b in in_d.list_blobs()] == [f"team-d/{d.filename}"]
-    assert gcs.names() == [f"g/{g.filename}"]
-    assert list_keys(s3_server.client(), bucket) == [shop.filename]
-    meta = in_c.get_blob_client(f"c/{big_c.filename}.age").get_blob_properties().metadata
+    # (plain_key: the prefix and the zip's name, without the listing layout's day and facts)
+    (c_name,) = [b.name for b in in_c.list_blobs()]
+    assert plain_key(c_name) == f"c/{big_c.filename}.age"
+    assert [plain_key(b.name) for b in in_d.list_blobs()] == [f"team-d/{d.filename}"]
+    (g_name,) = gcs.names()
+    assert plain_key(g_name) == f"g/{g.filename}"
+    assert [plain_key(k) for k in list_keys(s3_server.client(), bucket)] == [shop.filename]
+    meta = in_c.get_blob_client(c_name).get_blob_properties().metadata
     assert meta[keys.ENCRYPTION] == "age" and meta[keys.RECIPIENTS] == agecrypt.fingerprint(rcpt_c)
     assert meta[keys.ROUTE] == "team-c" and meta["namespace"] == "team-c" and meta["pod"] == "api-1"
-    assert gcs.metadata(f"g/{g.filename}")[keys.ROUTE] == "team-g"
+    assert gcs.metadata(g_name)[keys.ROUTE] == "team-g"
 
     # Azurite keeps each team's key to its own account.
     from azure.core.exceptions import HttpResponseError
@@ -112,7 +115,7 @@ def test_each_team_in_its_own_account_or_bucket_of_any_kind(accounts, fake_gcs, 
     assert refused.value.status_code == 403
 
     # Team C's blob opens with team C's identity only (age's CLI), byte for byte the zip.
-    body = in_c.download_blob(f"c/{big_c.filename}.age").readall()
+    body = in_c.download_blob(c_name).readall()
     assert body.startswith(b"age-encryption.org/v1\n") and age_decrypt(ident_c, body) == plain_c
     assert age_decrypt(ident_d, body) is None
 
@@ -161,6 +164,6 @@ def test_a_gs_routes_own_key_file_signs_its_requests(fake_gcs, s3_server, bucket
         h = make_zip(core_dir, 4096, namespace="team-h", podname="api-1")
         done = run_sweep(env)
         assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-        assert gcs.names() == [h.filename] and refused.hits == 0
+        assert [plain_key(n) for n in gcs.names()] == [h.filename] and refused.hits == 0
         assert stubs.requests("google-token") and not stubs.requests("gce-token")
         assert GKE_TOKEN not in done.stdout and "ya29.team-h" not in done.stdout + done.stderr
