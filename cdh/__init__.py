@@ -16,7 +16,8 @@ entry point has already loaded, so that naming them costs the composer no import
 __version__ = "0.1.0"
 
 EXIT_OK = 0           # success (composer: captured, or skipped by the pod selector or the rate limit)
-EXIT_FAILURE = 1      # a command failed (sweep: a zip not uploaded; doctor: a check; composer: no core)
+EXIT_FAILURE = 1      # a command failed (sweep: a zip not uploaded; doctor: a check; get, inspect: a damaged,
+                      # crafted or too big dump; install: a directory not root's alone; composer: no core)
 EXIT_USAGE = 2        # bad command line (argparse's own code)
 EXIT_CONFIG = 3       # a setting is invalid: one line on stderr names it
 EXIT_DEADLINE = 32    # composer: CDH_COMPOSER_TIMEOUT hit; the zip is finished and marked truncated

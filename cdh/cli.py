@@ -91,7 +91,7 @@ def _install(ns) -> int:
     try:
         for line in host.install(_settings()):
             print(line)
-    except host.HostError as err:
+    except (host.HostError, OSError) as err:  # OSError: a disk or permission error, one line too
         print(f"cdh install: {err}", file=sys.stderr)
         return EXIT_FAILURE
     return EXIT_OK

@@ -194,28 +194,37 @@ def azure_access(settings: Settings) -> AzureAccess:
     s = settings
     cs = parse_connection_string(s.azure_connection_string, s.env_name("azure_connection_string"))
     account = s.azure_account or cs.get("AccountName", "")
-    endpoint = (s.azure_endpoint or cs.get("BlobEndpoint", "")).rstrip("/")
     if not account:
         raise ConfigError("an azblob:// destination needs a storage account: set CDH_AZURE_ACCOUNT "
                           "(or AZURE_STORAGE_ACCOUNT) or CDH_AZURE_CONNECTION_STRING")
+    return azure_access_of(
+        account=account, endpoint=s.azure_endpoint or cs.get("BlobEndpoint", ""),
+        suffix=cs.get("EndpointSuffix", ""), protocol=cs.get("DefaultEndpointsProtocol", ""),
+        key=cs.get("AccountKey") or s.azure_account_key,
+        sas=cs.get("SharedAccessSignature") or s.azure_sas, checksum=s.azure_checksum,
+        names={"account": s.env_name("azure_account"),
+               "key": "the connection string's AccountKey" if cs.get("AccountKey")
+               else s.env_name("azure_account_key")})
+
+
+def azure_access_of(*, account: str, endpoint: str, suffix: str, protocol: str, key: str, sas: str,
+                    checksum: str, names: dict[str, str]) -> AzureAccess:
+    """An :class:`AzureAccess` from its parts (the settings', or a route's: cdh/routes.py), checked;
+    ``names``: what to call the ``account`` and the ``key`` in a refusal (never their values)."""
+    endpoint = endpoint.rstrip("/")
     emulator = account == AZURITE_ACCOUNT or _loopback(endpoint)
     if not emulator and not (3 <= len(account) <= 24 and account.isalnum() and account.islower()):
-        raise ConfigError(f"{s.env_name('azure_account')}={account!r} is not valid: 3-24 of a-z 0-9")
+        raise ConfigError(f"{names['account']}={account!r} is not valid: 3-24 of a-z 0-9")
     if not endpoint:
-        suffix = cs.get("EndpointSuffix") or AZURE_SUFFIX
-        endpoint = f"{cs.get('DefaultEndpointsProtocol', 'https')}://{account}.blob.{suffix}"
-    key = cs.get("AccountKey") or s.azure_account_key
+        endpoint = f"{protocol or 'https'}://{account}.blob.{suffix or AZURE_SUFFIX}"
     if key:
         try:
             base64.b64decode(key, validate=True)
         except (binascii.Error, ValueError):
-            where = "the connection string's AccountKey" if cs.get("AccountKey") else \
-                s.env_name("azure_account_key")
-            raise ConfigError(f"{where}=<hidden> is not valid: a base64 account key") from None
-    checksum = s.azure_checksum if s.azure_checksum != "auto" else "md5" if emulator else "crc64"
+            raise ConfigError(f"{names['key']}=<hidden> is not valid: a base64 account key") from None
+    checksum = checksum if checksum != "auto" else "md5" if emulator else "crc64"
     return AzureAccess(account=account, endpoint=endpoint, account_key=key,
-                       sas="" if key else (cs.get("SharedAccessSignature") or s.azure_sas).lstrip("?"),
-                       checksum=checksum, emulator=emulator)
+                       sas="" if key else sas.lstrip("?"), checksum=checksum, emulator=emulator)
 
 
 def parse_connection_string(value: str, name: str) -> dict[str, str]:

@@ -11,12 +11,18 @@ kernel writes the notes right after the program headers, so parsing them reads
 only the first pages of the core.
 
 Shared by ``cdh inspect`` and the composer's stack trace, so it imports only
-``struct``: plain classes with ``__slots__``, no dataclasses (their import costs
+``struct`` and ``bisect``: plain classes with ``__slots__``, no dataclasses (their import costs
 the composer ~14 ms per crash).
+
+A core may be crafted (by a bucket writer, or a process that scribbles over its own notes): a
+header that asks for more program headers or notes than any real core has is refused in one
+line, a note that is too short for its type costs that note (listed in ``Core.problems``), and
+address lookups are a bisect over the sorted segments, so 60,000 mappings cost milliseconds.
 """
 
 from __future__ import annotations
 
+import bisect
 import struct
 
 TYPE_CHECKING = False
@@ -33,6 +39,7 @@ NT_PRSTATUS, NT_PRPSINFO, NT_AUXV = 1, 3, 6
 NT_SIGINFO, NT_FILE = 0x53494749, 0x46494C45   # "SIGI", "FILE"
 AT_ENTRY, AT_SYSINFO_EHDR = 9, 33    # auxv: the program's entry point; the vdso
 MAX_NOTES_BYTES = 64 << 20                # a core with more notes than this is not one we made
+MAX_SEGMENTS = 1 << 22                    # 4M program headers (224 MiB): vm.max_map_count raised 60x
 
 MACHINES = {62: "x86_64", 183: "aarch64"}
 # elf_gregset_t: the order of user_regs_struct (x86_64) and user_pt_regs (aarch64).
@@ -100,29 +107,35 @@ class SigInfo:
 
 
 class Core:
-    __slots__ = ("auxv", "machine", "mappings", "psinfo", "segments", "siginfo", "threads")
+    __slots__ = ("_starts", "auxv", "machine", "mappings", "problems", "psinfo", "segments", "siginfo",
+                 "threads")
 
     def __init__(self, machine: str, segments: list[Segment]) -> None:
         self.machine = machine
-        self.segments = segments
+        self.segments = sorted(segments, key=lambda s: s.vaddr)  # the kernel writes them so; a crafted core
+        self._starts = [s.vaddr for s in self.segments]
         self.threads: list[Thread] = []          # the crashing thread first
         self.siginfo: SigInfo | None = None
         self.mappings: list[Mapping] = []
         self.auxv: dict[int, int] = {}
         self.psinfo: dict[str, object] = {}
+        self.problems: list[str] = []            # notes that could not be read
+
+    def _segment_at(self, addr: int) -> Segment | None:
+        """The segment starting closest below ``addr`` (segments do not overlap in a real core)."""
+        i = bisect.bisect_right(self._starts, addr) - 1
+        return self.segments[i] if i >= 0 else None
 
     def locate(self, addr: int) -> tuple[int, int] | None:
         """(core file offset, bytes present) of memory at ``addr``, or None if not dumped."""
-        for s in self.segments:
-            if s.vaddr <= addr < s.vaddr + s.filesz:
-                return s.offset + addr - s.vaddr, s.vaddr + s.filesz - addr
+        s = self._segment_at(addr)
+        if s is not None and s.vaddr <= addr < s.vaddr + s.filesz:
+            return s.offset + addr - s.vaddr, s.vaddr + s.filesz - addr
         return None
 
     def perms_at(self, addr: int) -> str:
-        for s in self.segments:
-            if s.vaddr <= addr < s.vaddr + s.memsz:
-                return s.perms
-        return "---"
+        s = self._segment_at(addr)
+        return s.perms if s is not None and s.vaddr <= addr < s.vaddr + s.memsz else "---"
 
     @property
     def main_executable(self) -> str | None:
@@ -140,6 +153,8 @@ def read_core(read_at: ReadAt) -> Core:
     machine, phoff, phnum, shoff = _check_header(ehdr)
     if phnum == PN_XNUM:
         phnum = extended_count(read_at, phoff, shoff)
+    if phnum > MAX_SEGMENTS:
+        raise CoreError(f"the core claims {phnum} segments, more than any real core has")
     phdrs = _exact(read_at, phoff, 56 * phnum, "program headers")
     segments, notes = [], []
     for i in range(phnum):
@@ -153,8 +168,13 @@ def read_core(read_at: ReadAt) -> Core:
         raise CoreError("the core's notes are implausibly large")
     for offset, size in sorted(notes):
         for name, ntype, desc in iter_notes(_exact(read_at, offset, size, "notes")):
-            if name == b"CORE":
+            if name != b"CORE":
+                continue
+            try:
                 _apply_note(core, ntype, desc)
+            except (CoreError, struct.error) as err:  # this note is lost, the rest is still read
+                core.problems.append(str(err) if isinstance(err, CoreError)
+                                     else f"a note of type {ntype:#x} is too short ({len(desc)} bytes)")
     return core
 
 
@@ -190,7 +210,7 @@ def _check_header(ehdr: bytes) -> tuple[str, int, int, int]:
 
 
 def _exact(read_at: ReadAt, offset: int, size: int, what: str) -> bytes:
-    data = read_at(offset, size)
+    data = read_at(offset, size) if offset < 1 << 62 else b""  # pread takes a signed 64-bit offset
     if len(data) != size:
         raise CoreError(f"the core is cut short: {what} at offset {offset} are missing")
     return data

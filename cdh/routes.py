@@ -6,21 +6,28 @@ The file is YAML (a ConfigMap), reloaded with the rest of the config::
     routes:
       - name: team-a                          # [a-z0-9._-]; in logs, metrics and object metadata
         namespaces: [team-a, "team-a-*"]      # exact names and globs; the first route that matches wins
-        destination: s3://team-a-cores/prefix/
-        endpoint: https://s3.example.com      # optional; region, addressing, ca_bundle, verify_tls too
-        credentials: /etc/cdh/routes/team-a   # optional: a mounted Secret (files access-key, secret-key)
+        destination: s3://team-a-cores/prefix/ # or gs://bucket[/prefix], azblob://container[/prefix]
+        endpoint: https://s3.example.com      # optional; s3: region, addressing, ca_bundle, verify_tls too
+        credentials: /etc/cdh/routes/team-a   # optional: a mounted Secret (KEY_FILES: by the kind)
         recipients: [age1...]                 # optional: the zip is encrypted to these before it leaves
-        key_prefix: "{namespace}/{date}/"     # optional; sse, sse_kms_key_id, storage_class too
+        key_prefix: "{namespace}/{date}/"     # optional; s3: sse, sse_kms_key_id, storage_class too
+      - name: team-c
+        namespaces: [team-c]
+        destination: azblob://cores/          # azblob: account (default: CDH_AZURE_ACCOUNT's) too
+        account: teamccores
+        credentials: /etc/cdh/routes/team-c   # one of connection-string, account-key, sas
     default: main      # a namespace no route names: main (CDH_S3_BUCKET ...), keep (on the node) or drop
     unknown: keep      # a crash whose namespace the composer could not learn (default: as ``default``)
 
 What a route does not say, and why:
 
-- endpoint, region, addressing, CA bundle, TLS verification: the ``CDH_S3_*`` values (the same store,
-  another bucket), field by field.
-- credentials: the platform's credential chain (IRSA, Pod Identity, the node's role), never the main
-  destination's static keys: a route's authority is what its own Secret (or role) grants, nothing
-  it inherits unseen.
+- the connection: the main settings of the destination's kind, field by field (the same store, another
+  bucket): s3: ``CDH_S3_ENDPOINT``, region, addressing, CA bundle, TLS verification; gs:
+  ``CDH_GCS_ENDPOINT`` or the emulator; azblob: ``CDH_AZURE_ACCOUNT`` (a route's connection string
+  names its own), ``CDH_AZURE_ENDPOINT`` for that account, ``CDH_AZURE_CHECKSUM``.
+- credentials: the platform's credential chain (s3: IRSA, Pod Identity, the node's role; gs:
+  Application Default Credentials; azblob: Entra ID tokens), never the main destination's keys: a
+  route's authority is what its own Secret (or role) grants, nothing it inherits unseen.
 - SSE and storage class: none (the bucket's own defaults); the main destination's KMS key is the
   platform's, not the team's. key_prefix: ``CDH_S3_KEY_PREFIX`` (so ``cdh ls`` finds the same layout).
 
@@ -39,7 +46,8 @@ import re
 from dataclasses import dataclass, field
 
 from cdh.config.table import KEY_PREFIX_VARIABLES
-from cdh.config.values import ConfigError, choice, endpoint_url, parse_bool, template
+from cdh.config.values import ConfigError, choice, destination_url, endpoint_url, parse_bool, template
+from cdh.destination import AZBLOB, GS, S3
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -51,16 +59,25 @@ if TYPE_CHECKING:
 MAIN, KEEP, DROP = "main", "keep", "drop"
 FALLBACKS = (MAIN, KEEP, DROP)
 ACCESS_KEY_FILE, SECRET_KEY_FILE, SESSION_TOKEN_FILE = "access-key", "secret-key", "session-token"
-KEY_FILES = (ACCESS_KEY_FILE, SECRET_KEY_FILE, SESSION_TOKEN_FILE)
+CONNECTION_STRING_FILE, ACCOUNT_KEY_FILE, SAS_FILE = "connection-string", "account-key", "sas"
+GCS_KEY_FILE = "key.json"  # a service account key or workload identity federation file, as GKE's docs name it
+# The files a route's credentials directory may hold, by the destination's kind: s3 needs both keys;
+# azblob exactly one of its three; gs its one file.
+KEY_FILES = {S3: (ACCESS_KEY_FILE, SECRET_KEY_FILE, SESSION_TOKEN_FILE),
+             AZBLOB: (CONNECTION_STRING_FILE, ACCOUNT_KEY_FILE, SAS_FILE),
+             GS: (GCS_KEY_FILE,)}
 MAX_FILE_BYTES = 1 << 20          # a routes file is a few KiB; more is a mistake (or a YAML bomb)
 MAX_RECIPIENTS = 32               # their fingerprints go into object metadata (S3: 2 KiB in all)
 _NAME = re.compile(r"[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?")
 _NAMESPACE_GLOB = re.compile(r"[a-z0-9*?\[\]!-]{1,63}")
-_DESTINATION = re.compile(r"s3://([A-Za-z0-9][A-Za-z0-9._-]{0,254})(/.*)?")
 TOP_KEYS = ("routes", "default", "unknown")
 ROUTE_KEYS = ("name", "namespaces", "destination", "endpoint", "region", "addressing", "ca_bundle",
-              "verify_tls", "credentials", "recipients", "key_prefix", "sse", "sse_kms_key_id",
+              "verify_tls", "account", "credentials", "recipients", "key_prefix", "sse", "sse_kms_key_id",
               "storage_class")
+# Fields that mean something for one kind of destination only; given for another, the file is refused.
+KIND_KEYS = {"region": S3, "addressing": S3, "ca_bundle": S3, "verify_tls": S3, "sse": S3,
+             "sse_kms_key_id": S3, "storage_class": S3, "account": AZBLOB}
+_ACCOUNT = re.compile(r"[a-z0-9]{3,24}")
 _key_prefix = template(KEY_PREFIX_VARIABLES)
 _addressing = choice("auto", "path", "virtual")
 _sse = choice("none", "AES256", "aws:kms", aliases={"sse-s3": "AES256", "sse-kms": "aws:kms"})
@@ -68,21 +85,27 @@ _sse = choice("none", "AES256", "aws:kms", aliases={"sse-s3": "AES256", "sse-kms
 
 @dataclass(frozen=True)
 class Credentials:
-    """Static keys read from a route's mounted Secret (never shown: repr hides them)."""
+    """What a route's mounted Secret holds, by the destination's kind (never shown: repr hides it)."""
 
     directory: str
-    access_key: str = field(repr=False)
-    secret_key: str = field(repr=False)
+    access_key: str = field(default="", repr=False)          # s3
+    secret_key: str = field(default="", repr=False)
     session_token: str = field(default="", repr=False)
+    connection_string: str = field(default="", repr=False)   # azblob: one of these three
+    account_key: str = field(default="", repr=False)
+    sas: str = field(default="", repr=False)
+    key_file: str = ""                                       # gs: the path of key.json (read by google-auth)
 
 
 @dataclass(frozen=True)
 class Route:
     name: str
     namespaces: tuple[str, ...]
-    bucket: str
+    bucket: str                               # bucket (s3, gs) or container (azblob)
     prefix: str = ""                          # the destination URL's path: "" or ending in "/"
-    endpoint: str | None = None               # None: CDH_S3_ENDPOINT
+    kind: str = S3                            # the destination's kind: s3, gs or azblob
+    endpoint: str | None = None               # None: the kind's own (CDH_S3_ENDPOINT ...)
+    account: str | None = None                # azblob: None: the connection string's, else CDH_AZURE_ACCOUNT
     region: str | None = None
     addressing: str | None = None
     ca_bundle: str | None = None
@@ -97,7 +120,7 @@ class Route:
 
     @property
     def url(self) -> str:
-        return f"s3://{self.bucket}/{self.prefix}"
+        return f"{self.kind}://{self.bucket}/{self.prefix}"
 
     @property
     def encrypted(self) -> bool:
@@ -154,24 +177,69 @@ class RouteTable:
 
 def destination_of(route: Route, settings: Settings) -> Destination:
     """The route's destination (named after it), what it leaves unset taken as the module's docstring
-    says: the connection from ``CDH_S3_*``, never the main destination's keys or object settings."""
-    from cdh.destination import S3, Destination, S3Access
-
-    s, creds = settings, route.credentials
+    says: the connection from the kind's main settings, never the main destination's keys or object
+    settings. ConfigError (one line) when an azblob:// route's account cannot be known."""
+    from cdh.destination import Destination
 
     def either(mine, main):
         return main if mine is None else mine
 
+    common = {"kind": route.kind, "bucket": route.bucket, "prefix": route.prefix, "name": route.name,
+              "key_template": either(route.key_prefix, settings.s3_key_prefix)}
+    if route.kind == GS:
+        return Destination(**common, gcs=_gcs_access(route, settings))
+    if route.kind == AZBLOB:
+        return Destination(**common, azure=_azure_access(route, settings))
+    from cdh.destination import S3Access
+
+    s, creds = settings, route.credentials or Credentials("")
     access = S3Access(
         endpoint=either(route.endpoint, s.s3_endpoint), region=either(route.region, s.s3_region),
         addressing=either(route.addressing, s.s3_addressing),
         ca_bundle=either(route.ca_bundle, s.s3_ca_bundle),
         verify_tls=either(route.verify_tls, s.s3_verify_tls),
-        access_key=creds.access_key if creds else "", secret_key=creds.secret_key if creds else "",
-        session_token=creds.session_token if creds else "",
+        access_key=creds.access_key, secret_key=creds.secret_key, session_token=creds.session_token,
         sse=route.sse, sse_kms_key_id=route.sse_kms_key_id, storage_class=route.storage_class)
-    return Destination(kind=S3, bucket=route.bucket, prefix=route.prefix,
-                       key_template=either(route.key_prefix, s.s3_key_prefix), s3=access, name=route.name)
+    return Destination(**common, s3=access)
+
+
+def _gcs_access(route: Route, settings: Settings):
+    """The main gs:// connection (CDH_GCS_ENDPOINT, or the emulator) unless the route names its own
+    endpoint; the route's key file, else Application Default Credentials (never CDH_GCS_CREDENTIALS_FILE)."""
+    from cdh.destination import GcsAccess, gcs_access
+
+    main = gcs_access(settings)
+    endpoint = route.endpoint or main.endpoint
+    if route.credentials:
+        return GcsAccess(endpoint=endpoint, credentials_file=route.credentials.key_file)
+    return GcsAccess(endpoint=endpoint, anonymous=main.anonymous and not route.endpoint)
+
+
+def _azure_access(route: Route, settings: Settings):
+    """The storage account: the route's ``account``, else its connection string's, else the main one
+    (CDH_AZURE_ACCOUNT or CDH_AZURE_CONNECTION_STRING's); its endpoint: the route's, its connection
+    string's, CDH_AZURE_ENDPOINT when it is the main account, else Azure's public one. The credential:
+    the route's connection string, account key or SAS, else Entra ID tokens (never the main keys)."""
+    from cdh.destination import azure_access_of, parse_connection_string
+
+    s, creds = settings, route.credentials or Credentials("")
+    mine = parse_connection_string(creds.connection_string, f"{creds.directory}/{CONNECTION_STRING_FILE}")
+    main = parse_connection_string(s.azure_connection_string, s.env_name("azure_connection_string"))
+    main_account = s.azure_account or main.get("AccountName", "")
+    account = route.account or mine.get("AccountName") or main_account
+    endpoint = route.endpoint or mine.get("BlobEndpoint", "")
+    if not account:
+        raise ConfigError("an azblob:// route needs a storage account: account:, the AccountName of its "
+                          f"{CONNECTION_STRING_FILE}, or {s.env_name('azure_account')}")
+    if not endpoint and not mine and account == main_account:
+        endpoint = s.azure_endpoint or main.get("BlobEndpoint", "")
+    return azure_access_of(
+        account=account, endpoint=endpoint, suffix=mine.get("EndpointSuffix", ""),
+        protocol=mine.get("DefaultEndpointsProtocol", ""),
+        key=mine.get("AccountKey") or creds.account_key, sas=mine.get("SharedAccessSignature") or creds.sas,
+        checksum=s.azure_checksum,
+        names={"account": "account", "key": f"{creds.directory}/"
+               + (CONNECTION_STRING_FILE if mine.get("AccountKey") else ACCOUNT_KEY_FILE)})
 
 
 def _fallback(what: str, why: str) -> Choice:
@@ -197,7 +265,13 @@ def load(settings: Settings) -> RouteTable:
         raise ConfigError(f"{where}: cannot read the file ({err.strerror})") from None
     if len(data) > MAX_FILE_BYTES:
         raise ConfigError(f"{where}: bigger than {MAX_FILE_BYTES} bytes")
-    return parse(data, path, settings.env_name("routes_file") + " ")
+    table = parse(data, path, settings.env_name("routes_file") + " ")
+    for i, route in enumerate(table.routes):
+        try:
+            destination_of(route, settings)  # what depends on the settings too (an azblob:// account)
+        except ConfigError as err:
+            raise ConfigError(f"{where}:{route.line}: routes[{i}]: {err}") from None
+    return table
 
 
 def parse(data: bytes | str, path: str = "<routes>", label: str = "") -> RouteTable:
@@ -250,14 +324,18 @@ def _route(p: _Place, at: tuple, raw: Any) -> Route:
     if not _NAME.fullmatch(name) or name in FALLBACKS:
         raise p.error((*at, "name"), f"{name!r} is not a route name: [a-z0-9._-], at most 63, "
                                      f"not {', '.join(FALLBACKS)}")
-    bucket, prefix = _destination(p, at, _string(p, at, raw, "destination"))
+    kind, bucket, prefix = _destination(p, at, _string(p, at, raw, "destination"))
+    for key, only in KIND_KEYS.items():
+        if raw.get(key) is not None and only != kind:
+            raise p.error((*at, key), f"only for {only}:// destinations, not {kind}://")
     fields: dict[str, Any] = {
-        "name": name, "namespaces": _namespaces(p, at, raw), "bucket": bucket, "prefix": prefix,
-        "line": p.line(at),
+        "name": name, "namespaces": _namespaces(p, at, raw), "kind": kind, "bucket": bucket,
+        "prefix": prefix, "line": p.line(at),
         "recipients": _recipients(p, at, raw.get("recipients")),
-        "credentials": _credentials(p, at, raw.get("credentials")),
+        "credentials": _credentials(p, at, raw.get("credentials"), kind),
     }
-    for key, parse_value in (("endpoint", endpoint_url), ("region", str.strip), ("addressing", _addressing),
+    for key, parse_value in (("endpoint", endpoint_url), ("account", _account),
+                             ("region", str.strip), ("addressing", _addressing),
                              ("key_prefix", _key_prefix), ("sse", _sse), ("sse_kms_key_id", str.strip),
                              ("storage_class", str.strip), ("ca_bundle", _abs_path),
                              ("verify_tls", parse_bool)):
@@ -292,15 +370,20 @@ def _abs_path(raw: str) -> str:
     return os.path.normpath(raw)
 
 
-def _destination(p: _Place, at: tuple, url: str) -> tuple[str, str]:
-    m = _DESTINATION.fullmatch(url)
-    if not m:
-        raise p.error((*at, "destination"), f"{url!r} is not s3://bucket[/prefix]")
-    prefix = (m.group(2) or "").strip("/")
-    if re.search(r"[{}\x00-\x1f\x7f]|(^|/)\.{1,2}(/|$)|//", prefix):
-        raise p.error((*at, "destination"), "the prefix is a plain path (no . or .. parts, no empty "
-                                            "parts); template variables go in key_prefix")
-    return m.group(1), prefix + "/" if prefix else ""
+def _account(raw: str) -> str:
+    if not _ACCOUNT.fullmatch(raw.strip()):
+        raise ValueError("a storage account name: 3-24 of a-z 0-9")
+    return raw.strip()
+
+
+def _destination(p: _Place, at: tuple, url: str) -> tuple[str, str, str]:
+    """(kind, bucket, prefix) of ``kind://bucket[/prefix]``, checked as CDH_DESTINATION is."""
+    try:
+        kind, _, rest = destination_url(url).partition("://")
+    except ValueError as err:
+        raise p.error((*at, "destination"), f"{url!r} is not valid: {err}") from None
+    bucket, _, prefix = rest.partition("/")
+    return kind, bucket, prefix
 
 
 def _namespaces(p: _Place, at: tuple, raw: dict) -> tuple[str, ...]:
@@ -336,8 +419,10 @@ def _recipients(p: _Place, at: tuple, value: Any) -> tuple[str, ...]:
     return tuple(dict.fromkeys(out))
 
 
-def _credentials(p: _Place, at: tuple, value: Any) -> Credentials | None:
-    """The keys in a mounted Secret directory: ``access-key``, ``secret-key``, optional ``session-token``."""
+def _credentials(p: _Place, at: tuple, value: Any, kind: str) -> Credentials | None:
+    """What a mounted Secret directory holds for a destination of ``kind`` (KEY_FILES): s3:
+    ``access-key`` and ``secret-key`` (``session-token`` optional); azblob: one of ``connection-string``,
+    ``account-key``, ``sas``; gs: ``key.json``."""
     if value in (None, ""):
         return None
     here = (*at, "credentials")
@@ -346,21 +431,51 @@ def _credentials(p: _Place, at: tuple, value: Any) -> Credentials | None:
     directory = os.path.normpath(value)
     if not os.path.isdir(directory):
         raise p.error(here, f"{directory}: no such directory (is the Secret mounted?)")
-    keys = {}
-    for name in KEY_FILES:
+    found = {}
+    for name in KEY_FILES[kind]:
         try:
             with open(os.path.join(directory, name), encoding="utf-8") as f:
-                keys[name] = f.read(64 << 10).strip("\r\n")  # as CDH_*_FILE secrets are read
+                found[name] = f.read(64 << 10).strip("\r\n")  # as CDH_*_FILE secrets are read
         except FileNotFoundError:
-            if name != SESSION_TOKEN_FILE:
-                raise p.error(here, f"{directory} has no {name} file") from None
+            continue
         except (OSError, UnicodeDecodeError) as err:
             raise p.error(here, f"cannot read {directory}/{name} ({getattr(err, 'strerror', None) or err})"
                           ) from None
-    if not keys[ACCESS_KEY_FILE] or not keys[SECRET_KEY_FILE]:
-        raise p.error(here, f"{directory}: {ACCESS_KEY_FILE} or {SECRET_KEY_FILE} is empty")
-    return Credentials(directory, keys[ACCESS_KEY_FILE], keys[SECRET_KEY_FILE],
-                       keys.get(SESSION_TOKEN_FILE, ""))
+    given = [name for name, text in found.items() if text]
+    if kind == S3:
+        for name in (ACCESS_KEY_FILE, SECRET_KEY_FILE):
+            if name not in found:
+                raise p.error(here, f"{directory} has no {name} file")
+        if not found[ACCESS_KEY_FILE] or not found[SECRET_KEY_FILE]:
+            raise p.error(here, f"{directory}: {ACCESS_KEY_FILE} or {SECRET_KEY_FILE} is empty")
+        return Credentials(directory, found[ACCESS_KEY_FILE], found[SECRET_KEY_FILE],
+                           found.get(SESSION_TOKEN_FILE, ""))
+    if kind == AZBLOB:
+        if len(given) != 1:
+            names = ", ".join(KEY_FILES[AZBLOB])
+            raise p.error(here, f"{directory} holds {' and '.join(given) or 'none'} of {names}: give one")
+        if given == [CONNECTION_STRING_FILE]:
+            from cdh.destination import parse_connection_string
+
+            try:
+                parse_connection_string(found[CONNECTION_STRING_FILE],
+                                        f"{directory}/{CONNECTION_STRING_FILE}")
+            except ConfigError as err:
+                raise p.error(here, str(err)) from None
+        return Credentials(directory, connection_string=found.get(CONNECTION_STRING_FILE, ""),
+                           account_key=found.get(ACCOUNT_KEY_FILE, ""),
+                           sas=found.get(SAS_FILE, "").lstrip("?"))
+    if not given:
+        raise p.error(here, f"{directory} has no {GCS_KEY_FILE} file (or it is empty)")
+    import json
+
+    try:
+        key = json.loads(found[GCS_KEY_FILE])
+    except ValueError:
+        key = None
+    if not isinstance(key, dict) or not isinstance(key.get("type"), str):
+        raise p.error(here, f"{directory}/{GCS_KEY_FILE} is not a Google credentials file (JSON with a type)")
+    return Credentials(directory, key_file=os.path.join(directory, GCS_KEY_FILE))
 
 
 def _known_keys(p: _Place, at: tuple, mapping: dict, allowed: tuple[str, ...]) -> None:

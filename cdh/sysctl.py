@@ -8,6 +8,12 @@
 The agent sets and restores them (cdh/agent/host.py); its probes and ``cdh doctor`` read them.
 Tests point :class:`Sysctl` at a fake tree with ``CDH_TEST_SYSCTL_ROOT``, so the whole host path
 runs without touching the machine's core_pattern, which other test runs share. Stdlib only.
+
+Values are bytes to the kernel: a node's own pattern need not be UTF-8. :meth:`Sysctl.read` gives
+text that round-trips (``surrogateescape``), :meth:`Sysctl.read_bytes` the bytes. What may be
+written back from a backup is :func:`implausible`'s to judge: the kernel runs a piped program as
+root with every capability, so a backup naming one that does not exist, or that someone other than
+root could have written, is not restored.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from __future__ import annotations
 import os
 import re
 
-from cdh import ondisk
+from cdh import fsutil, ondisk
 
 PROC_SYS = "/proc/sys"
 TEST_SYSCTL_ROOT = "CDH_TEST_SYSCTL_ROOT"  # a CDH_TEST_* name: ignored as a setting by cdh.config
@@ -32,6 +38,50 @@ def core_pattern(host_dir: str) -> str:
 
 def is_ours(pattern: str, host_dir: str) -> bool:
     return pattern.startswith(f"|{ondisk.HostDir(host_dir).composer} ")
+
+
+# What uninstall writes when no usable backup survives: the kernel's defaults (core files named
+# "core" in the crasher's directory; no waiting for a pipe helper; no dumps of setuid programs).
+SAFE_DEFAULTS = {"kernel.core_pattern": b"core", "kernel.core_pipe_limit": b"0", "fs.suid_dumpable": b"0"}
+_RANGES = {"kernel.core_pipe_limit": (0, 1 << 31), "fs.suid_dumpable": (0, 2)}
+
+
+def implausible(name: str, value: bytes, host_dir: str) -> str | None:
+    """Why ``value`` (a backup's content) must not be written to sysctl ``name``, or None."""
+    if name in _RANGES:
+        lo, hi = _RANGES[name]
+        ok = value.isdigit() and lo <= int(value) <= hi
+        return None if ok else f"{value[:40]!r} is not a number from {lo} to {hi}"
+    if len(value) > CORE_PATTERN_MAX or b"\0" in value or b"\n" in value:
+        return "it is not a core_pattern (too long, or a NUL or line break in it)"
+    if is_ours(os.fsdecode(value), host_dir):
+        return "it is cdh's own pattern"
+    if not value.startswith(b"|"):
+        return None
+    program = os.fsdecode(value[1:].split(maxsplit=1)[0]) if value[1:].split() else ""
+    if not program.startswith("/"):
+        return f"the program it pipes to ({program!r}) is not an absolute path"
+    root = host_root()
+    if root is None:
+        return None  # not visible from here (a pod without hostPID): the caller says so
+    try:
+        why = fsutil.untrusted_executable(program, root=root)
+    finally:
+        os.close(root)
+    return f"the kernel would run it as root, but {why}" if why else None
+
+
+def host_root() -> int | None:
+    """A descriptor of the host's root as the kernel's pipe helpers see it, or None when this process
+    cannot see it (a pod without hostPID). The kernel starts a pipe helper from kthreadd, PID 2 of
+    the host's PID namespace, with its root: /proc/2/root, whatever mount namespace we are in."""
+    try:
+        with open("/proc/2/comm", "rb") as f:
+            if f.read().strip() != b"kthreadd":
+                return None
+        return os.open("/proc/2/root", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return None
 
 
 def ibm_pattern(pattern: str) -> tuple[str, str] | None:
@@ -57,13 +107,19 @@ class Sysctl:
         return os.path.join(self.root, *name.split("."))
 
     def read(self, name: str) -> str:
-        with open(self.path(name), encoding="utf-8") as f:
-            return f.read().rstrip("\n")
+        """The value as text; bytes that are not UTF-8 survive as surrogates (``write`` restores them)."""
+        return self.read_bytes(name).decode("utf-8", "surrogateescape")
 
-    def write(self, name: str, value: str) -> None:
+    def read_bytes(self, name: str) -> bytes:
+        with open(self.path(name), "rb") as f:
+            return f.read().rstrip(b"\n")
+
+    def write(self, name: str, value: str | bytes) -> None:
+        if isinstance(value, str):
+            value = value.encode("utf-8", "surrogateescape")
         # One write() call: /proc/sys handlers take the value from a single write.
         fd = os.open(self.path(name), os.O_WRONLY | os.O_TRUNC)
         try:
-            os.write(fd, value.encode())
+            os.write(fd, value)
         finally:
             os.close(fd)

@@ -21,6 +21,11 @@ object is relayed as ``composer.unparsed`` with its text, capped.
 - First start (no position): from the end of the file, saying how much was
   skipped (``composer_log.following``): old lines are never replayed as new.
 
+The log is opened without following a link or blocking, and relayed only when it is a
+regular file with one link (cdh/fsutil.py): a FIFO planted at its path would otherwise
+hold the event loop in open(2) at start, before the agent listens. A refusal is logged
+once (``composer_log.unreadable``), then again only when the reason changes.
+
 Environment contents never reach this path: the composer reads /proc/<pid>/environ
 only into the zip (opt-in) and never logs it; the relay adds nothing of its own.
 """
@@ -57,7 +62,7 @@ class _Tail:
 
     def __init__(self, path: str, offset: int | None) -> None:  # offset None: from the end
         self.path = path
-        self.fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        self.fd = fsutil.open_regular(path, os.O_RDONLY)
         st = os.fstat(self.fd)
         self.ident = (st.st_dev, st.st_ino)
         self.offset = st.st_size if offset is None else offset
@@ -119,6 +124,7 @@ class ComposerLogRelay:
         self.rotated_until = 0.0
         self._saved: tuple[int, int, int] | None = None
         self._saved_at = 0.0
+        self._refusal: str | None = None   # the last reason a file was not relayed, said once
 
     # ------------------------------------------------------------ start
 
@@ -152,8 +158,8 @@ class ComposerLogRelay:
     def _load_position(self) -> tuple[int, int, int] | None:
         for path in (self.position_path, self.legacy_position_path):
             try:
-                with open(path, "rb") as f:
-                    p = json.loads(f.read())
+                with os.fdopen(fsutil.open_regular(path, os.O_RDONLY), "rb") as f:
+                    p = json.loads(f.read(4096))
                 return int(p["dev"]), int(p["ino"]), int(p["offset"])
             except FileNotFoundError:
                 continue
@@ -165,12 +171,17 @@ class ComposerLogRelay:
 
     def _open(self, path: str, offset: int | None) -> _Tail | None:
         try:
-            return _Tail(path, offset)
+            tail = _Tail(path, offset)
         except FileNotFoundError:
             return None  # no crash yet: read it from its start when it appears
         except OSError as err:
-            self.log.warning("composer_log.unreadable", path=path, error=err.strerror)
+            if err.strerror != self._refusal:
+                self._refusal = err.strerror
+                self.log.warning("composer_log.unreadable", path=path, error=err.strerror,
+                                 action="not relayed; tried again at every wake")
             return None
+        self._refusal = None
+        return tail
 
     # ------------------------------------------------------------ follow
 

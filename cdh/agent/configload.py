@@ -111,7 +111,7 @@ def watched_files(settings: Settings, table: routes.RouteTable = routes.NONE) ->
     paths = [p for p in (settings.config_file, *settings.files.values(), settings.gcs_credentials_file,
                          settings.routes_file) if p]
     return paths + [os.path.join(r.credentials.directory, name) for r in table.routes if r.credentials
-                    for name in routes.KEY_FILES]
+                    for name in routes.KEY_FILES[r.kind]]
 
 
 async def watch_files(paths: list[str], on_change: Callable[[], None], log: Log) -> None:

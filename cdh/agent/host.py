@@ -12,6 +12,13 @@ Rules:
   backups are the originals (cdh/agent/takeover.py); IBM's pattern never is.
 - Uninstall restores and removes the backups and succeeds when files are gone.
 - The composer is replaced atomically, never copied over a running binary.
+- HOST_DIR, CORE_DIR and EVENT_DIR are used only when root owns them and no one else can write
+  in them (cdh/fsutil.py); an existing one is never chmodded. Refused: one line naming the setting,
+  before anything is written or any sysctl changed.
+- A backup is restored only when it is a regular file that root owns, with one link, in HOST_DIR,
+  and its content is plausible (cdh/sysctl.py's ``implausible``: a piped program must exist, be
+  root's and writable by root only); else the kernel's default is written and the reason said.
+  Values are bytes: a node whose pattern is not UTF-8 is backed up and restored exactly.
 
 The composer is HOST_DIR/cdc: the zipapp on the self-contained runtime copied into
 HOST_DIR/runtime/<id>/ (cdh/agent/pyruntime.py), taken from CDH_RUNTIME_DIR or from the runtime
@@ -28,9 +35,18 @@ from cdh import fsutil, ondisk
 from cdh.agent import pyruntime
 from cdh.agent.takeover import Takeover
 from cdh.config import Settings, render_env
-from cdh.sysctl import CORE_PATTERN_MAX, Sysctl, core_pattern, ibm_pattern, is_ours
+from cdh.sysctl import (
+    CORE_PATTERN_MAX,
+    SAFE_DEFAULTS,
+    Sysctl,
+    core_pattern,
+    host_root,
+    ibm_pattern,
+    implausible,
+    is_ours,
+)
 
-DEFAULT_CORE_PATTERN = "core"  # what we leave behind when no backup survives
+MAX_BACKUP_BYTES = 4096
 
 
 class HostError(RuntimeError):
@@ -58,10 +74,7 @@ def install(settings: Settings, sysctl: Sysctl | None = None, composer: bytes | 
             f"kernel.core_pattern would be {len(pattern.encode())} bytes, over the kernel's "
             f"{CORE_PATTERN_MAX}: use a shorter CDH_HOST_DIR (now {settings.host_dir!r})")
     done: list[str] = []
-    for d in (settings.host_dir, layout.state):
-        fsutil.makedirs_private(d)
-    fsutil.makedirs_private(settings.core_dir, ondisk.dir_mode(settings.zip_file_mode))
-    fsutil.makedirs_private(settings.event_dir, ondisk.dir_mode(settings.event_file_mode))
+    check_dirs(settings, layout)
     takeover = Takeover(settings, sysctl)  # a node the IBM Core Dump Handler ran on
     done += takeover.adopt_backups()
     done += install_composer(settings, layout, composer)
@@ -78,6 +91,21 @@ def install(settings: Settings, sysctl: Sysctl | None = None, composer: bytes | 
             f"kernel.core_pattern reads back as {got!r}, not {pattern!r}: the kernel truncated or "
             f"refused it; check CDH_HOST_DIR ({settings.host_dir!r})")
     return done + takeover.move_aside()
+
+
+def check_dirs(settings: Settings, layout: ondisk.HostDir) -> None:
+    """HOST_DIR, CORE_DIR, EVENT_DIR and HOST_DIR/state made (0700; CORE_DIR and EVENT_DIR opened to
+    the readers CDH_ZIP_FILE_MODE and CDH_EVENT_FILE_MODE name) or checked, never otherwise chmodded;
+    HostError naming the setting when one is not root's alone."""
+    for attr, path, mode in (("host_dir", settings.host_dir, 0o700),
+                             ("core_dir", settings.core_dir, ondisk.dir_mode(settings.zip_file_mode)),
+                             ("event_dir", settings.event_dir, ondisk.dir_mode(settings.event_file_mode)),
+                             ("host_dir", layout.state, 0o700)):
+        try:
+            fsutil.check_dir(path, create=True, mode=mode, readers=True)
+        except fsutil.UnsafePath as err:
+            raise HostError(f"{settings.env_name(attr)}: {err}: it holds what root runs or reads on the "
+                            "node, so it must be root's and writable by root only") from None
 
 
 def install_composer(settings: Settings, layout: ondisk.HostDir, composer: bytes | None = None) -> list[str]:
@@ -116,8 +144,8 @@ def _apply(sysctl: Sysctl, layout: ondisk.HostDir, name: str, value: str) -> str
     # Ours (a restart), or IBM's (its backups are the originals: cdh/agent/takeover.py): not an original.
     ours = (is_ours(current, layout.path) or ibm_pattern(current) is not None
             if name == "kernel.core_pattern" else False)
-    if not ours and current != value and not os.path.exists(backup):
-        fsutil.atomic_write(backup, current.encode(), mode=0o600)  # saved once, never replaced
+    if not ours and current != value and not os.path.lexists(backup):
+        fsutil.atomic_write(backup, sysctl.read_bytes(name), mode=0o600)  # saved once, never replaced
     if current != value:
         sysctl.write(name, value)
         return f"{name} = {value!r} (was {current!r})"
@@ -173,22 +201,49 @@ def uninstall(settings: Settings, sysctl: Sysctl | None = None) -> list[str]:
 def _restore(sysctl: Sysctl, layout: ondisk.HostDir, name: str) -> str:
     backup = layout.backup(name)
     current = sysctl.read(name)
-    original = _read(backup)
     if name == "kernel.core_pattern" and not is_ours(current, layout.path):
         fsutil.remove_quietly(backup)
         return f"{name} left as {current!r}: it is not ours"
-    if original is None:
+    try:
+        original = trusted_backup(layout, name)
+    except FileNotFoundError:
         if name != "kernel.core_pattern":
             return f"{name} left as {current!r}: no backup"
-        original = DEFAULT_CORE_PATTERN  # never leave a pattern pointing at a removed composer
+        original, why = None, "no backup"  # never leave a pattern pointing at a removed composer
+    except (OSError, ValueError) as err:
+        original, why = None, f"{os.path.basename(backup)} ignored ({err})"
+    if original is None:
+        sysctl.write(name, SAFE_DEFAULTS[name])
+        fsutil.remove_quietly(backup)
+        return f"{name}: {why}; set to {os.fsdecode(SAFE_DEFAULTS[name])!r}"
     sysctl.write(name, original)
     fsutil.remove_quietly(backup)
-    return f"{name} restored to {original!r}"
+    unchecked = original.startswith(b"|") and _host_hidden()
+    return f"{name} restored to {os.fsdecode(original)!r}" + (
+        " (its program is not visible from this pod: not checked)" if unchecked else "")
 
 
-def _read(path: str) -> str | None:
+def trusted_backup(layout: ondisk.HostDir, name: str) -> bytes:
+    """The value backed up for ``name``, if it may be written back (see the module docstring);
+    FileNotFoundError when there is none, UnsafePath or ValueError (saying why) otherwise."""
+    fsutil.check_dir(layout.path)
+    fd = fsutil.open_regular(layout.backup(name), os.O_RDONLY)
     try:
-        with open(path, encoding="utf-8") as f:
-            return f.read()
-    except FileNotFoundError:
-        return None
+        data = os.read(fd, MAX_BACKUP_BYTES + 1)
+    finally:
+        os.close(fd)
+    if len(data) > MAX_BACKUP_BYTES:
+        raise ValueError(f"over {MAX_BACKUP_BYTES} bytes")
+    value = data.removesuffix(b"\n")
+    why = implausible(name, value, layout.path)
+    if why:
+        raise ValueError(why)
+    return value
+
+
+def _host_hidden() -> bool:
+    root = host_root()
+    if root is None:
+        return True
+    os.close(root)
+    return False

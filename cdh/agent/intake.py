@@ -127,7 +127,7 @@ class Intake:
             self.log.error("intake.watch_lost", dir=self.core_dir, action="watching a new CORE_DIR")
             while True:
                 try:
-                    fsutil.makedirs_private(self.core_dir, self.dir_mode)
+                    fsutil.check_dir(self.core_dir, create=True, mode=self.dir_mode, readers=True)
                     break
                 except OSError as err:
                     self.log.error("intake.watch_failed", dir=self.core_dir, error=err.strerror)

@@ -13,6 +13,10 @@ marker with the time), and removed only when (1) it was retired at least ``grace
 covers a composer the kernel started just before cdc changed and that has not yet locked, (2) the
 installer gets an exclusive flock on its lock file (every composer holds a shared one for its whole
 run: packaging/_cdh_runtime.py), and (3) no process visible here executes its loader.
+
+HOST_DIR/runtime is reached as cdh/fsutil.py's ``open_dir`` says: a symlink there (or a directory
+someone else could write) is refused, never followed, chmodded or pruned through; an entry in it
+that is not a real directory is left alone.
 """
 
 from __future__ import annotations
@@ -81,7 +85,10 @@ def install(host_dir: str, source: str, composer_path: str, grace_s: float = RET
         raise RuntimeInstallError(
             f"cdc's first line would be {len(line)} bytes, more than this kernel reads "
             f"({shebang_max()}): use a shorter CDH_HOST_DIR (now {host_dir!r})")
-    fsutil.makedirs_private(root(host_dir))
+    try:
+        fsutil.check_dir(root(host_dir), create=True)
+    except fsutil.UnsafePath as err:
+        raise RuntimeInstallError(f"{err}: HOST_DIR/runtime must be a directory of root's") from None
     done = []
     if not os.path.isfile(os.path.join(target, RUNTIME_MANIFEST)):
         copy_host_part(source, manifest, target)
@@ -183,13 +190,20 @@ def prune(host_dir: str, keep: str | None, grace_s: float = RETIRE_GRACE_S) -> l
     """Retire every runtime but ``keep``; remove the retired ones nothing uses any more."""
     top = root(host_dir)
     try:
-        names = sorted(os.listdir(top))
+        fd = fsutil.open_dir(top)
     except FileNotFoundError:
         return []
+    except fsutil.UnsafePath as err:
+        return [f"{err}: left alone, nothing under it pruned"]
+    try:
+        with os.scandir(fd) as entries:  # the checked directory itself, not whatever the path names now
+            names = sorted(e.name for e in entries if e.is_dir(follow_symlinks=False))
+    finally:
+        os.close(fd)
     done = []
     for name in names:
         path = os.path.join(top, name)
-        if name == keep or not os.path.isdir(path):
+        if name == keep:
             continue
         if name.startswith("."):  # an interrupted copy or removal (or another installer's, right now)
             if _abandoned(path, name):

@@ -92,7 +92,7 @@ def _compose(args: list[str], started: float) -> int:
     log.context = {"uuid": uuid}
     log.info("compose.start", **kargs.summary())
     for error in config_errors:
-        log.error("config.invalid", error=error, note="using the default for it")
+        log.error("config.invalid", error=error, note="ignored; every other setting applies")
     if kargs.ignored:
         log.warning("args.ignored", args=kargs.ignored)
     deadline = started + settings.composer_timeout_s
@@ -115,8 +115,8 @@ def load_settings(core_dir: str | None):
     env_file = os.environ.get(ENV_FILE_VAR) or os.path.join(
         os.path.dirname(os.path.realpath(sys.argv[0] or ".")), ondisk.COMPOSER_ENV)
     if os.path.isfile(env_file):
-        try:
-            layers.append(config.read_env_file(env_file))
+        try:  # a bad line costs that line only (cdh/config/envfile.py)
+            layers.append(config.read_env_file(env_file, errors))
         except config.ConfigError as err:
             errors.append(str(err))
     layers.append({k: v for k, v in os.environ.items() if k not in (ENV_FILE_VAR, PROC_ROOT_VAR)})

@@ -1,6 +1,9 @@
 """What the composer leaves on disk: the zip (``CORE_DIR/.<name>.zip.part`` while written,
 ``<name>.zip`` when complete) and its event file (``EVENT_DIR/<uuid>-event.json``).
 
+CORE_DIR and EVENT_DIR are reached as cdh/fsutil.py's ``open_dir`` says: never through a symlink,
+never one that someone else could write in, and an existing one is never chmodded (a CORE_DIR that
+names /tmp or / is refused, and said so in the log, rather than tightened to 0700 for everyone).
 The part file is created through a handle on CORE_DIR with
 O_CREAT|O_EXCL|O_NOFOLLOW, mode 0600, and held under an exclusive flock
 until it is complete, so the agent (which skips ``.part`` files and locked
@@ -36,10 +39,9 @@ from cdh.composer.naming import MAX_NAME, safe_name
 
 class PartFile:
     def __init__(self, core_dir: str, name: str, uuid: str, mode: int = 0o600) -> None:
-        fsutil.makedirs_private(core_dir, ondisk.dir_mode(mode))
         self.core_dir = core_dir
         self.mode = mode  # the finished zip's (CDH_ZIP_FILE_MODE); the part file is 0600 while written
-        self.dfd = os.open(core_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        self.dfd = fsutil.open_dir(core_dir, create=True, mode=ondisk.dir_mode(mode), readers=True)
         self.fd = -1
         try:
             self.name = self._create(name, uuid)
@@ -117,8 +119,7 @@ class PartFile:
 def write_event(event_dir: str, uuid: str, data: bytes, mode: int = 0o600) -> str:
     """Write the event file of dump ``uuid`` with ``mode`` (CDH_EVENT_FILE_MODE); returns its path.
     Raises OSError (the caller logs it; the zip stays)."""
-    fsutil.makedirs_private(event_dir, ondisk.dir_mode(mode))
-    dfd = os.open(event_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    dfd = fsutil.open_dir(event_dir, create=True, mode=ondisk.dir_mode(mode), readers=True)
     try:
         name = ondisk.event_file_name(uuid)
         if not _link_whole(dfd, name, data, mode):

@@ -23,7 +23,7 @@ import os
 import re
 import time
 
-from cdh import ondisk
+from cdh import fsutil, ondisk
 
 MAX_KEYS = 1000
 MAX_KEY_CHARS = 300
@@ -58,15 +58,20 @@ def pod_uid(cgroup_text: str) -> str | None:
 def check(host_dir: str | None, key: str, limit: tuple[int, float] | None,
           now: float | None = None) -> str | None:
     """Record a capture for ``key`` and return None, or return why the crash is skipped."""
-    if limit is None or not host_dir or not os.path.isdir(host_dir):
+    if limit is None or not host_dir:
         return None
     count, window = limit
     now = time.time() if now is None else now
-    try:
-        fd = os.open(ondisk.HostDir(host_dir).rate_limit_state,
-                     os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:  # HOST_DIR checked, the file regular and ours (cdh/fsutil.py): else no state, and a capture
+        dfd = fsutil.open_dir(host_dir)
     except OSError:
         return None
+    try:
+        fd = fsutil.open_regular(ondisk.RATE_LIMIT_STATE, os.O_RDWR | os.O_CREAT, dir_fd=dfd)
+    except OSError:
+        return None
+    finally:
+        os.close(dfd)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         state = _prune(_read(fd), now, window)

@@ -9,6 +9,15 @@ A bad value fails with one line naming the variable, the value and the rule:
 
 Stdlib-only: the composer imports this on every crash. Parsers that need an
 agent dependency (cron) import it only when the value is set.
+
+Two rules keep a setting from reaching further than its source should:
+
+- a value is one line: surrounding white space is dropped and a line break or NUL inside a value
+  is an error, so nothing can add a line to the ``composer.env`` the agent writes;
+- settings that decide where root writes or what it runs on the node (``Spec.env_only``:
+  ``CDH_HOST_DIR``, ``CDH_CORE_DIR``, ``CDH_EVENT_DIR``, ``CDH_CRICTL_PATH``, ``CDH_RUNTIME_DIR``)
+  come from the DaemonSet's environment only, never from ``CDH_CONFIG_FILE``: whoever may edit
+  that ConfigMap is not thereby root on every node.
 """
 
 from __future__ import annotations
@@ -27,7 +36,8 @@ if TYPE_CHECKING:
 
 
 # CDH_* names that belong to the test and build tooling, not to cdh's settings.
-NOT_SETTINGS = ("CDH_REQUIRE_KERNEL", "CDH_TEST_", "CDH_BENCH_")
+NOT_SETTINGS = ("CDH_REQUIRE_KERNEL", "CDH_TEST_", "CDH_BENCH_", "CDH_DEBUG", "CDH_FUZZ_")
+_LINE_BREAKS = frozenset("\n\r\0")
 
 
 class Settings:
@@ -120,7 +130,11 @@ def load(layers: Iterable[Mapping[str, str]], scope: str = "agent") -> Settings:
         if not isinstance(value, str):  # typed by its IBM converter: cdh's syntax cannot say it
             values[spec.attr], strings[spec.attr], sources[spec.attr] = value, str(value), source
             continue
+        if not spec.secret:
+            value = value.strip()  # every parser ignores it; composer.env must not carry it
         try:
+            if not spec.secret and _LINE_BREAKS.intersection(value):
+                raise ValueError("one line: a line break or NUL is not allowed in a value")
             values[spec.attr] = spec.parse(value)
         except ValueError as err:
             shown = "<hidden>" if spec.secret else repr(value)
@@ -255,11 +269,15 @@ def _check_together(values: Mapping[str, Any], sources: Mapping[str, str]) -> No
 
 
 def render_env(settings: Settings, scope: str = "composer") -> str:
-    """The env-file the agent writes for the composer: canonical names, double-quoted."""
+    """The env-file the agent writes for the composer: canonical names, double-quoted, one line each
+    (:func:`load` refuses a line break in a value; this refuses it again, should one get here)."""
     lines = ["# Written by the cdh agent; edits are overwritten. Settings of the composer."]
     for spec in SPECS:
         if spec.scope in ("host", scope) and spec.attr in settings.raw:
-            lines.append(f'{spec.name}="{quote(settings.raw[spec.attr])}"')
+            value = settings.raw[spec.attr]
+            if _LINE_BREAKS.intersection(value):
+                raise ConfigError(f"{spec.name} holds a line break: not written to composer.env")
+            lines.append(f'{spec.name}="{quote(value)}"')
     return "\n".join(lines) + "\n"
 
 
@@ -269,7 +287,8 @@ def describe() -> list[tuple[str, str, str, str]]:
     for s in SPECS:
         default = s.default.shown if callable(s.default) else s.default
         also = f" Also read from {', '.join(s.also)}." if s.also else ""
-        rows.append((s.name, ", ".join(a for a, _ in s.aliases), default, s.doc + also))
+        only = " Environment only (never `CDH_CONFIG_FILE`)." if s.env_only else ""
+        rows.append((s.name, ", ".join(a for a, _ in s.aliases), default, s.doc + also + only))
     return rows
 
 
@@ -292,8 +311,19 @@ def from_environment(scope: str = "agent", environ: Mapping[str, str] | None = N
     layers: list[Mapping[str, str]] = [env]
     cfg = env.get("CDH_CONFIG_FILE", "").strip()
     if cfg and scope != "composer":
-        layers.append(read_env_file(cfg))
+        layers.append(_config_file(cfg))
     return load(layers, scope=scope)
+
+
+def _config_file(path: str) -> dict[str, str]:
+    """``CDH_CONFIG_FILE``'s settings; ConfigError for one that only the environment may set."""
+    layer = read_env_file(path)
+    for name in layer:
+        spec = BY_NAME.get(name) or BY_ALIAS.get(name, (None,))[0]
+        if spec is not None and spec.env_only:
+            raise ConfigError(f"{name} in {path} is not allowed: it decides where root writes or what it "
+                              "runs on the node, so it is taken from the DaemonSet's environment only")
+    return layer
 
 
 __all__ = ["SPECS", "ConfigError", "Settings", "from_environment", "load", "parse_env_text",

@@ -53,12 +53,13 @@ KEY_PREFIX_VARIABLES = frozenset(
 class Spec:
     """One setting. A plain class: dataclasses and typing cost the composer ~15 ms per crash."""
 
-    __slots__ = ("aliases", "also", "attr", "default", "doc", "name", "parse", "scope", "secret")
+    __slots__ = ("aliases", "also", "attr", "default", "doc", "env_only", "name", "parse", "scope", "secret")
 
     def __init__(self, name: str, attr: str, parse: Callable[[str], Any],
                  default: str | Callable[[Mapping[str, Any]], str], doc: str,
                  aliases: tuple[tuple[str, Callable[[str], str] | None], ...] = (),
-                 scope: str = "agent", secret: bool = False, also: tuple[str, ...] = ()) -> None:
+                 scope: str = "agent", secret: bool = False, also: tuple[str, ...] = (),
+                 env_only: bool = False) -> None:
         self.name = name          # canonical env name
         self.attr = attr          # attribute on Settings
         self.parse = parse
@@ -68,6 +69,9 @@ class Spec:
         self.also = also          # the platform's own names (its SDKs and tools read them), read as aliases
         self.scope = scope        # "host": both; "composer": also in composer.env; "agent": agent only
         self.secret = secret
+        # Decides where root writes or what it runs on the node: taken from the DaemonSet's environment
+        # only, never from CDH_CONFIG_FILE (a ConfigMap that a config editor, not a cluster admin, edits).
+        self.env_only = env_only
 
 
 class Derived:
@@ -95,12 +99,12 @@ SPECS: tuple[Spec, ...] = (
     # host layout, shared by agent and composer
     Spec("CDH_HOST_DIR", "host_dir", abs_path, DEFAULT_HOST_DIR,
          "Where the composer, its runtime, settings, log and sysctl backups live on the node.",
-         (("HOST_DIR", None),), scope="host"),
+         (("HOST_DIR", None),), scope="host", env_only=True),
     Spec("CDH_CORE_DIR", "core_dir", abs_path, _under_host("cores"),
-         "Where finished zips are written and watched.", (("CORE_DIR", None),), scope="host"),
+         "Where finished zips are written and watched.", (("CORE_DIR", None),), scope="host", env_only=True),
     Spec("CDH_EVENT_DIR", "event_dir", abs_path, _under_host("events"),
          "Where event files go when CDH_CORE_EVENTS is on.", (("COMP_CORE_EVENT_DIR", None),),
-         scope="host"),
+         scope="host", env_only=True),
     # composer
     Spec("CDH_COMPRESSION", "compression", choice("deflate", "none", "zstd", aliases={"stored": "none"}),
          "deflate", "Compression of the core inside the zip.",
@@ -138,8 +142,9 @@ SPECS: tuple[Spec, ...] = (
          "CRIO_ENDPOINT).", (("CRIO_ENDPOINT", None),), scope="composer"),
     Spec("CDH_CRICTL_PATH", "crictl_path", path_list,
          Derived(":".join(("CDH_HOST_DIR", *CRICTL_DIRS)), lambda v: ":".join((v["host_dir"], *CRICTL_DIRS))),
-         "Where the composer looks for crictl (used when no CRI socket answers): directories or files.",
-         scope="composer"),
+         "Where the composer looks for crictl (used when no CRI socket answers): directories or files; "
+         "a crictl that root does not own, or that others could write, is never run.",
+         scope="composer", env_only=True),
     Spec("CDH_STACK_TRACE", "stack_trace", parse_bool, "true",
          "Unwind the crashed process's threads (after it is released) for dump-info's stack trace and "
          "signature.", scope="composer"),
@@ -194,7 +199,8 @@ SPECS: tuple[Spec, ...] = (
          (("DEPLOY_CRIO_CONFIG", None),)),
     Spec("CDH_RUNTIME_DIR", "runtime_dir", optional(abs_path), "",
          "The runtime (laid out by packaging/pyruntime.py) whose host part `cdh install` copies into "
-         "HOST_DIR/runtime/ (empty: the one the agent runs on, /opt/cdh/runtime in the image)."),
+         "HOST_DIR/runtime/ (empty: the one the agent runs on, /opt/cdh/runtime in the image).",
+         env_only=True),
     Spec("CDH_UNINSTALL_ON_STOP", "uninstall_on_stop", parse_bool, "false",
          "Restore the host (sysctls, composer) when the agent (or `cdh host`) stops."),
     Spec("CDH_MANAGE_HOST", "manage_host", parse_bool, "true",

@@ -243,11 +243,14 @@ def check_cri(settings: config.Settings, node: Node) -> Check:
 
 def check_crictl(settings: config.Settings, node: Node) -> Check:
     """The composer's fallback when no CRI socket answers."""
-    found = find_crictl(tuple(node.path(p) for p in settings.crictl_path))
+    refused: list[str] = []
+    found = find_crictl(tuple(node.path(p) for p in settings.crictl_path), refused)
     if found is None:
-        return Check("crictl", FAIL, f"no crictl in CDH_CRICTL_PATH ({':'.join(settings.crictl_path)}): "
+        looked = ":".join(settings.crictl_path) + "".join(f"; {why}" for why in refused)
+        return Check("crictl", FAIL, f"no crictl in CDH_CRICTL_PATH ({looked}): "
                      "zips will lack pod, container and image facts",
-                     "set CDH_CRI_ENDPOINT to the runtime's socket, or install crictl on the node")
+                     "set CDH_CRI_ENDPOINT to the runtime's socket, or install crictl on the node "
+                     "(owned by root, writable by root only)")
     exe = found if node.root == "/" else "/" + os.path.relpath(found, node.root)
     argv = [exe]
     if os.path.isfile(node.path(ondisk.HostDir(settings.host_dir).crictl_config)):

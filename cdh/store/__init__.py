@@ -31,7 +31,7 @@ import hashlib
 import os
 from dataclasses import dataclass, field
 
-from cdh import jsonline
+from cdh import fsutil, jsonline
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -160,18 +160,26 @@ class Store(abc.ABC):
     async def delete(self, key: str) -> None: ...
 
     async def download(self, info: ObjectInfo, target: str, progress: Progress | None = None) -> list[str]:
-        """Download to ``target`` (via ``target.part``) and verify; return what was checked.
+        """Download to ``target`` and verify; return what was checked.
 
-        Raises :class:`VerifyError` when the bytes are not the object's; leaves nothing behind then.
+        The bytes go to ``.<name>.<random>.part`` beside it, created O_EXCL|O_NOFOLLOW and 0600 (a
+        core is a process's memory; a link planted in a shared directory is never followed), which
+        becomes ``target`` only when verified, and never over a file already there
+        (:func:`cdh.fsutil.publish`). Raises :class:`VerifyError` when the bytes are not the
+        object's; leaves nothing behind then.
         """
+        import secrets
+
         import aiofiles
 
         digest = self._download_digest(info)
-        got, tmp = 0, target + ".part"
+        directory, name = os.path.split(target)
+        got, tmp = 0, os.path.join(directory, f".{name}.{secrets.token_hex(8)}.part")
+        fd = os.open(tmp, fsutil.CREATE_NEW, 0o600)
         try:
             # aiofiles: each disk write runs in a worker thread while the event loop goes on
             # receiving the next bytes (a slow disk does not stall the socket).
-            async with aiofiles.open(tmp, "wb") as out:
+            async with aiofiles.open(fd, "wb") as out:
                 async for chunk in self._read(info):
                     await out.write(chunk)
                     digest.update(chunk)
@@ -183,10 +191,10 @@ class Store(abc.ABC):
             if got != info.size:
                 raise VerifyError(f"got {got} bytes, the object has {info.size}")
             checked = [f"size {info.size} bytes", await self._check_download(info, tmp, digest)]
-            os.replace(tmp, target)
+            fsutil.publish(tmp, target)
             return checked
         finally:
-            _remove(tmp)  # gone already when the download succeeded
+            _remove(tmp)  # the target is a link to it when the download succeeded
 
     def _download_digest(self, info: ObjectInfo) -> Any:
         """What :meth:`download` feeds every chunk to (the kind's whole-object checksum)."""

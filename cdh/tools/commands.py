@@ -1,6 +1,10 @@
 """The ``ls``, ``get``, ``inspect`` and ``migrate`` subcommands: arguments here, the work imported when run.
 
 ``cdh.cli`` calls :func:`add_commands`; importing this module costs only argparse.
+
+Whatever they print that came from the bucket or a dump goes through ``cdh.tools.fmt.shown``
+(keys, metadata, entry names, error messages that quote them); a failure is one line on stderr
+and exit code 1 (``EXIT_FAILURE``), never a traceback (``CDH_DEBUG=1`` shows one for a bug).
 """
 
 from __future__ import annotations
@@ -33,6 +37,9 @@ def add_commands(sub) -> dict:
                      help="an object key, its URL (s3://, gs://, azblob://bucket/key) or a dump uuid")
     get.add_argument("-o", "--output", default=".", metavar="DIR", help="unpack into DIR/<name>/")
     get.add_argument("--keep-zip", action="store_true", help="keep the downloaded zip next to the directory")
+    get.add_argument("--max-size", metavar="SIZE",
+                     help="unpack at most this much (such as 64GiB; default: the core size its dump-info "
+                          "states plus a margin)")
     get.add_argument("-i", "--identity", action="append", default=[], metavar="FILE",
                      help="an age identity file (as age -d -i): opens a dump a route encrypted; repeatable")
     _bucket_args(get, "search for a uuid under this key prefix")
@@ -114,8 +121,7 @@ def run_ls(ns) -> int:
     try:
         found = asyncio.run(work())
     except BucketError as err:
-        print(f"cdh ls: {err}", file=sys.stderr)
-        return EXIT_FAILURE
+        return _fail("ls", err)
     where = dest.url(prefixes[0] if len(prefixes) == 1 else "...")
     if ns.group:
         _print_groups(found, ns.json, where)
@@ -166,6 +172,17 @@ def _print_rows(items, as_json: bool, where: str, headers: list[str], row) -> No
     print(table(headers, [row(i) for i in items]))
 
 
+def _fail(command: str, err: BaseException | str) -> int:
+    """One line on stderr, with anything from the bucket in it escaped; EXIT_FAILURE."""
+    from cdh.tools.dumpzip import why
+    from cdh.tools.fmt import shown
+
+    if isinstance(err, OSError):  # "out/x.zip: File exists", not "[Errno 17] File exists: 'out/x.zip'"
+        err = f"{err.filename}: {why(err)}" if err.filename else why(err)
+    print(shown(f"cdh {command}: {err}"), file=sys.stderr)
+    return EXIT_FAILURE
+
+
 def run_get(ns) -> int:
     import asyncio
     import dataclasses
@@ -176,6 +193,15 @@ def run_get(ns) -> int:
     from cdh.tools.dumpzip import DumpError
     from cdh.tools.fetch import NeedsIdentity, VerifyError
 
+    max_size = None
+    if ns.max_size is not None:
+        from cdh.config.values import size
+
+        try:
+            max_size = size(1)(ns.max_size)
+        except ValueError as err:
+            print(f"cdh get: --max-size {ns.max_size!r}: {err}", file=sys.stderr)
+            return EXIT_USAGE
     dest, code = _destination(ns)
     if dest is None:
         return code
@@ -188,17 +214,18 @@ def run_get(ns) -> int:
               f"or a {scheme} URL", file=sys.stderr)
         return EXIT_USAGE
     try:
-        return asyncio.run(_get(ns, dest))
+        return asyncio.run(_get(ns, dest, max_size))
     except (BucketError, DumpError, VerifyError, NeedsIdentity, DecryptError, OSError) as err:
-        print(f"cdh get: {err}", file=sys.stderr)
-        return EXIT_FAILURE
+        return _fail("get", err)
 
 
-async def _get(ns, dest) -> int:
+async def _get(ns, dest, max_size: int | None) -> int:
     from cdh import agecrypt, keys, ondisk
     from cdh.store import open_store
-    from cdh.tools.dumpzip import DumpError, unpack
+    from cdh.tools.bucket import BucketError
+    from cdh.tools.dumpzip import DumpError
     from cdh.tools.fetch import VerifyError, decrypt, download, identities_for, resolve
+    from cdh.tools.fmt import shown
     from cdh.tools.progress import Progress
 
     prefixes = [ns.prefix] if ns.prefix is not None else keys.listing_prefixes(dest.key_prefix_template, {})
@@ -208,13 +235,15 @@ async def _get(ns, dest) -> int:
         key = info.key
         identities = identities_for(info, dest.url(key), ns.identity)  # None: not encrypted
         base = keys.zip_name_of(key)
+        if not ondisk.is_finished_zip(base) or len(key.rsplit("/", 1)[-1].encode()) > 255:
+            raise BucketError(f"{dest.url(key)}: its name is not a dump zip's")
         unpacked = os.path.join(ns.output, base.removesuffix(ondisk.ZIP_SUFFIX))
-        if os.path.exists(unpacked):
+        if os.path.lexists(unpacked):
             raise DumpError(f"{unpacked} already exists")
         zip_path = os.path.join(ns.output, base)
         got = os.path.join(ns.output, key.rsplit("/", 1)[-1])  # the zip, or <name>.zip.age
         try:
-            checked = await download(store, info, got, Progress(base, info.size))
+            checked = await download(store, info, got, Progress(shown(base), info.size))
         except VerifyError as err:
             raise VerifyError(f"{dest.url(key)} failed verification: {err}; nothing kept") from None
     if identities is not None:
@@ -222,20 +251,39 @@ async def _get(ns, dest) -> int:
             checked.append(await decrypt(got, zip_path, identities))
         except agecrypt.DecryptError as err:
             raise agecrypt.DecryptError(f"{dest.url(key)} does not open: {err}; nothing kept") from None
-    try:
-        where = unpack(zip_path, ns.output)
-    except DumpError as err:
-        os.unlink(zip_path)
-        raise DumpError(f"{dest.url(key)} is damaged: {err}; nothing kept") from None
-    if not ns.keep_zip:
-        os.unlink(zip_path)
+    where = _unpack(ns, dest.url(key), zip_path, max_size)
     _print_layout(dest.url(key), where, checked, zip_path if ns.keep_zip else None)
     return EXIT_OK
+
+
+def _unpack(ns, source: str, zip_path: str, max_size: int | None) -> str:
+    """Unpack the downloaded zip; on any failure the zip goes too (unless --keep-zip) and the one
+    line says why (DumpError)."""
+    from cdh.tools.dumpzip import DumpError, why
+    from cdh.tools.unpack import TooBig, unpack
+
+    kept = f"; the zip is kept: {zip_path}" if ns.keep_zip else "; nothing kept"
+    try:
+        where = unpack(zip_path, ns.output, max_size)
+    except TooBig as err:
+        problem = f"{source} not unpacked: {err}{kept}"
+    except DumpError as err:
+        problem = f"{source} is damaged: {err}{kept}"
+    except OSError as err:
+        problem = f"cannot unpack {source} into {ns.output}: {why(err)}{kept}"
+    else:
+        if not ns.keep_zip:
+            os.unlink(zip_path)
+        return where
+    if not ns.keep_zip:
+        os.unlink(zip_path)
+    raise DumpError(problem)
 
 
 def _print_layout(source: str, where: str, checked: list[str], kept_zip: str | None) -> None:
     from cdh import ondisk
     from cdh.tools.dumpzip import Dump
+    from cdh.tools.fmt import shown
 
     with Dump(where) as dump:
         n = len(dump.entries)
@@ -247,14 +295,14 @@ def _print_layout(source: str, where: str, checked: list[str], kept_zip: str | N
         proc = dump.name + ondisk.PROC_DIR
         if any(e.startswith(proc + "/") for e in dump.entries):
             rows.append(("proc", proc + "/"))
-    print(f"{source} -> {where}/")
-    print(f"verified: {', '.join(checked)}, CRC-32 of {n} entries")
+    print(shown(f"{source} -> {where}/"))
+    print(shown(f"verified: {', '.join(checked)}, CRC-32 of {n} entries"))
     for label, entry in rows:
         if entry:
-            print(f"  {label:<9} {entry}")
+            print(shown(f"  {label:<9} {entry}"))
     if kept_zip:
-        print(f"zip kept: {kept_zip}")
-    print(f"next: cdh inspect {where}")
+        print(shown(f"zip kept: {kept_zip}"))
+    print(shown(f"next: cdh inspect {where}"))
 
 
 def run_inspect(ns) -> int:
@@ -265,8 +313,12 @@ def run_inspect(ns) -> int:
     try:
         summary = summarize(ns.path, log_lines=ns.log_lines)
     except (DumpError, OSError) as err:
-        print(f"cdh inspect: {err}", file=sys.stderr)
-        return EXIT_FAILURE
+        return _fail("inspect", err)
+    except Exception as err:  # a bug, or an input nobody foresaw: still one line
+        if os.environ.get("CDH_DEBUG") == "1":
+            raise
+        return _fail("inspect", f"cannot read {ns.path}: internal error ({type(err).__name__}); "
+                                "CDH_DEBUG=1 shows where")
     if ns.json:
         print(json.dumps(summary, indent=2, default=str))
     else:

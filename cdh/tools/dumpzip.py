@@ -7,13 +7,16 @@ crasher's /proc files under ``<name>-proc/``.
 
 The core may be deflated, stored, or zstd-compressed (zip method 93, which the
 stdlib's zipfile cannot open): zstd entries are read from their raw bytes with
-the zstandard package. Every unpacked byte is checked against the entry's CRC-32.
+the zstandard package. Unpacking (``cdh get``) is cdh/tools/unpack.py.
+
+The zip is the bucket writer's, every byte of it: whatever zipfile, zlib or zstandard raise on
+a damaged or crafted zip (and a read past the end or at an offset of 2^63) ends here as one
+:class:`DumpError` line, and no read is bigger than what the file or the entry holds.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import struct
 import zipfile
 import zlib
@@ -32,6 +35,22 @@ class DumpError(Exception):
     """A dump cannot be read or is damaged; the message says which entry and why, in one line."""
 
 
+def read_errors() -> tuple[type[BaseException], ...]:
+    """What reading a crafted zip can raise, from zipfile (BadZipFile, NotImplementedError for a
+    "zip file version 6.8", UnicodeDecodeError for a name flagged UTF-8 that is not, RuntimeError for
+    an encrypted entry), zlib, zstandard, and seeks or reads at impossible offsets."""
+    return (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, OSError, NotImplementedError,
+            ValueError, OverflowError, struct.error, RuntimeError, _zstd_error())
+
+
+def why(err: BaseException) -> str:
+    """An exception as a short reason: the strerror of an OSError, never a traceback."""
+    if isinstance(err, OSError) and err.strerror:
+        return err.strerror
+    text = str(err).splitlines()[0][:200] if str(err) else ""
+    return text or type(err).__name__
+
+
 class Dump:
     """One dump: a ``.zip`` path or a directory holding the unpacked entries."""
 
@@ -44,11 +63,15 @@ class Dump:
         else:
             try:
                 self._zip = zipfile.ZipFile(path)
-            except (OSError, zipfile.BadZipFile) as err:
-                raise DumpError(f"{path}: not a readable zip ({err})") from None
+            except read_errors() as err:
+                raise DumpError(f"{path}: not a readable zip ({why(err)})") from None
             self.root = None
-            self.entries = [i.filename for i in self._zip.infolist() if not i.is_dir()]
-        self.name = _dump_name(self.entries, path)
+            self.entries = [i.filename for i in self._zip.infolist() if i.filename and not i.is_dir()]
+        try:
+            self.name = _dump_name(self.entries, path)
+        except DumpError:
+            self.close()
+            raise
 
     def close(self) -> None:
         if self._zip is not None:
@@ -102,34 +125,42 @@ class Dump:
         info = self._zip.getinfo(entry)
         if info.compress_type == zipfile.ZIP_STORED:  # random access in place: no copy, no scan
             with open(self.path, "rb") as fp:
-                start = _data_offset(fp, info)
+                start = data_offset(fp, info)
             return FileReader(self.path, start, info.file_size)
-        return ForwardReader(lambda: open_entry(self._zip, info))
+        return ForwardReader(lambda: open_entry(self._zip, info), info.file_size)
 
 
 def open_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> BinaryIO:
-    """A stream of the entry's uncompressed bytes (stored, deflate or zstd)."""
-    if info.compress_type != ZIP_ZSTD:
-        try:
-            return zf.open(info)
-        except NotImplementedError:
-            raise DumpError(f"{info.filename}: unsupported zip compression method "
-                            f"{info.compress_type}") from None
-    import zstandard
-
-    # Its own handle (zipfile's is shared between entries), closed with the returned reader.
-    fp = open(zf.filename, "rb")  # noqa: SIM115
+    """A stream of the entry's uncompressed bytes (stored, deflate or zstd); DumpError if it cannot
+    be opened."""
+    if info.compress_type not in METHODS:
+        raise DumpError(f"{info.filename}: unsupported zip compression method {info.compress_type}")
     try:
-        raw = _RawSlice(fp, _data_offset(fp, info), info.compress_size)
-    except BaseException:
-        fp.close()
+        if info.compress_type != ZIP_ZSTD:
+            return zf.open(info)
+        import zstandard
+
+        # Its own handle (zipfile's is shared between entries), closed with the returned reader.
+        fp = open(zf.filename, "rb")  # noqa: SIM115
+        try:
+            raw = _RawSlice(fp, data_offset(fp, info), info.compress_size)
+        except BaseException:
+            fp.close()
+            raise
+        return zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True, closefd=True)
+    except DumpError:
         raise
-    return zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True, closefd=True)
+    except read_errors() as err:
+        raise DumpError(f"{info.filename}: cannot be read ({why(err)})") from None
 
 
-def _data_offset(fp: BinaryIO, info: zipfile.ZipInfo) -> int:
-    fp.seek(info.header_offset)
-    head = fp.read(30)
+def data_offset(fp: BinaryIO, info: zipfile.ZipInfo) -> int:
+    """Where the entry's (compressed) bytes start: after its local header."""
+    try:
+        fp.seek(info.header_offset)
+        head = fp.read(30)
+    except (OSError, OverflowError, ValueError) as err:
+        raise DumpError(f"{info.filename}: bad local header offset ({why(err)})") from None
     if len(head) != 30 or head[:4] != b"PK\x03\x04":
         raise DumpError(f"{info.filename}: bad local header")
     name_len, extra_len = struct.unpack_from("<HH", head, 26)
@@ -154,17 +185,20 @@ class _RawSlice:
 
 
 class FileReader:
-    """``read_at`` on a file, or on the ``size`` bytes of it that start at ``start``."""
+    """``read_at`` on a file, or on the ``size`` bytes of it that start at ``start``; never past the
+    file's end (a header asking for 240 GB gets what the file holds)."""
 
     def __init__(self, path: str, start: int = 0, size: int | None = None) -> None:
-        self._fd = os.open(path, os.O_RDONLY)
+        self._fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         self._start = start
-        self._end = None if size is None else start + size
+        file_end = os.fstat(self._fd).st_size
+        self._end = file_end if size is None else min(start + size, file_end)
 
     def read_at(self, offset: int, size: int) -> bytes:
         at = self._start + offset
-        if self._end is not None:
-            size = max(0, min(size, self._end - at))
+        size = min(size, self._end - at)
+        if offset < 0 or size <= 0:
+            return b""
         return os.pread(self._fd, size, at)
 
     def close(self) -> None:
@@ -178,12 +212,16 @@ class ForwardReader:
     at most once (and only as far as the last byte asked for).
     """
 
-    def __init__(self, opener: Callable[[], BinaryIO]) -> None:
+    def __init__(self, opener: Callable[[], BinaryIO], size: int) -> None:
         self._open = opener
         self._f = opener()
         self._pos = 0
+        self._size = size   # the entry's declared size: nothing past it is read
 
     def read_at(self, offset: int, size: int) -> bytes:
+        size = min(size, self._size - offset)
+        if offset < 0 or size <= 0:
+            return b""
         if offset < self._pos:
             self._f.close()
             self._f, self._pos = self._open(), 0
@@ -195,13 +233,13 @@ class ForwardReader:
                 self._pos += skipped
             parts, want = [], size
             while want > 0:
-                data = self._f.read(want)
+                data = self._f.read(min(CHUNK, want))
                 if not data:
                     break
                 parts.append(data)
                 want -= len(data)
-        except (zipfile.BadZipFile, zlib.error, OSError, _zstd_error()) as err:
-            raise DumpError(f"cannot decompress: {err}") from None
+        except read_errors() as err:
+            raise DumpError(f"cannot decompress: {why(err)}") from None
         self._pos += size - want
         return b"".join(parts)
 
@@ -219,53 +257,6 @@ def _zstd_error() -> type[Exception]:
         return zstandard.ZstdError
     except ImportError:
         return OSError
-
-
-def unpack(zip_path: str, dest: str) -> str:
-    """Check every entry's CRC and unpack into ``dest/<name>/``; return that directory.
-
-    Entries go to a hidden directory first, renamed into place only when all are
-    intact: a damaged zip leaves nothing that looks like a dump.
-    """
-    with Dump(zip_path) as dump:
-        final = os.path.join(dest, dump.name)
-        if os.path.exists(final):
-            raise DumpError(f"{final} already exists; remove it or choose another directory")
-        work = os.path.join(dest, f".{dump.name}.unpacking")
-        shutil.rmtree(work, ignore_errors=True)
-        os.makedirs(work, mode=0o700)
-        try:
-            for info in dump._zip.infolist():
-                if not info.is_dir():
-                    _extract(dump._zip, info, _safe_target(work, info.filename))
-        except BaseException:
-            shutil.rmtree(work, ignore_errors=True)
-            raise
-        os.rename(work, final)
-        return final
-
-
-def _safe_target(root: str, name: str) -> str:
-    parts = name.split("/")
-    if name.startswith("/") or "\\" in name or any(p in ("", ".", "..") for p in parts):
-        raise DumpError(f"{name!r}: unsafe entry name in zip")
-    return os.path.join(root, *parts)
-
-
-def _extract(zf: zipfile.ZipFile, info: zipfile.ZipInfo, target: str) -> None:
-    os.makedirs(os.path.dirname(target), exist_ok=True)
-    crc = size = 0
-    try:
-        with open_entry(zf, info) as src, open(target, "wb") as out:
-            while chunk := src.read(CHUNK):
-                crc = zlib.crc32(chunk, crc)
-                size += len(chunk)
-                out.write(chunk)
-    except (zipfile.BadZipFile, zlib.error, EOFError, _zstd_error()) as err:
-        raise DumpError(f"{info.filename}: damaged ({err})") from None
-    if size != info.file_size or crc != info.CRC:
-        raise DumpError(f"{info.filename}: damaged (CRC-32 {crc:08x}, {size} bytes; "
-                        f"the zip says {info.CRC:08x}, {info.file_size} bytes)")
 
 
 def _dump_dir(path: str) -> str:

@@ -1,8 +1,13 @@
-"""``cdh inspect`` as text: the summary a developer reads before opening a debugger."""
+"""``cdh inspect`` as text: the summary a developer reads before opening a debugger.
+
+Nearly every string here came from the crashing workload (its log, argv, comm, mapped paths) or
+from whoever wrote the object (dump-info, the image name): each output line passes
+:func:`cdh.tools.fmt.shown` on its way out, so none of it can act on the terminal.
+"""
 
 from __future__ import annotations
 
-from cdh.tools.fmt import human_size
+from cdh.tools.fmt import human_size, shown
 
 REGS_PER_LINE = 3
 
@@ -15,7 +20,7 @@ def render(s: dict, all_threads: bool = False) -> str:
         if body:
             lines.append("")
             lines.extend(body)
-    return "\n".join(lines) + "\n"
+    return "\n".join(shown(line) for line in lines) + "\n"
 
 
 def _trace(s: dict, all_threads: bool = False) -> list[str]:
@@ -136,10 +141,11 @@ def _build_ids(s: dict) -> list[str]:
     ids = (s.get("core") or {}).get("build_ids") or []
     if not ids:
         return []
-    width = max(len(b["path"]) for b in ids)
+    paths = [shown(b["path"]) for b in ids]  # escaped before padding, so the columns line up
+    width = max(map(len, paths))
     return ["Build IDs"] + [
-        f"  {b['path']:<{width}}  {b['build_id'] or '(not in the core)'}" + ("  main" if b["main"] else "")
-        for b in ids]
+        f"  {path:<{width}}  {b['build_id'] or '(not in the core)'}" + ("  main" if b["main"] else "")
+        for path, b in zip(paths, ids, strict=True)]
 
 
 def _mappings(s: dict) -> list[str]:
@@ -161,7 +167,7 @@ def _logs(s: dict) -> list[str]:
     for c in s.get("containers") or []:
         if c["log_tail"]:
             out.append(f"Log of container {c['index']} (last {len(c['log_tail'])} lines)")
-            out.extend(f"  {line}" for line in c["log_tail"])
+            out.extend(f"  {line.expandtabs()}" for line in c["log_tail"])  # a Go trace's tabs, as spaces
     return out
 
 

@@ -1,12 +1,16 @@
 """What ``cdh inspect`` knows about one dump, as plain data (the ``--json`` output).
 
 Everything is best effort: a missing or damaged entry costs that section, is
-listed under ``problems``, and never hides the rest.
+listed under ``problems``, and never hides the rest. Every JSON entry is the bucket
+writer's (or a damaged upload's): each field is read through a typed accessor
+(:func:`_text`, :func:`_int`, :func:`_texts`), so a list where a string belongs, an
+infinite timestamp or 200,000 levels of nesting cost that field or that entry only.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 
@@ -15,6 +19,7 @@ from cdh.elfcore import PC, SP, Core, CoreError, read_core
 from cdh.tools import debugger
 from cdh.tools.buildid import mapped_elves
 from cdh.tools.dumpzip import Dump, DumpError
+from cdh.tools.fmt import has_control
 
 
 def summarize(path: str, log_lines: int = 20) -> dict:
@@ -23,10 +28,10 @@ def summarize(path: str, log_lines: int = 20) -> dict:
         return _summarize_core_file(path)
     with Dump(path) as dump:
         problems: list[str] = []
-        info = _json(dump, ondisk.DUMP_INFO, problems) or {}
+        info = _object(dump, ondisk.DUMP_INFO, problems)
         out = {"source": os.path.abspath(path), "name": dump.name, "dump_info": info,
                "stack": _stack(info), "crash": _crash(info), "pod": _pod(dump, info, problems),
-               "containers": _containers(dump, log_lines, problems)}
+               "containers": _containers(dump, log_lines, problems), "problems": problems}
         core_entry = dump.entry(ondisk.CORE)
         if core_entry is None:
             problems.append("no core in this dump")
@@ -39,7 +44,6 @@ def summarize(path: str, log_lines: int = 20) -> dict:
         if core_signo and said not in (None, core_signo):
             problems.append(f"dump-info says signal {said}, the core says {core_signo}")
         out["debug"] = _debug(out, dump, core_entry)
-        out["problems"] = problems
         return out
 
 
@@ -72,11 +76,26 @@ def _json(dump: Dump, suffix: str, problems: list[str]):
     entry = dump.entry(suffix)
     if entry is None:
         return None
-    try:
-        return json.loads(dump.read_bytes(entry))
+    try:  # Infinity, NaN and 1e999 become null: --json stays JSON that jq reads
+        return json.loads(dump.read_bytes(entry), parse_float=_finite, parse_constant=lambda _: None)
     except (ValueError, DumpError) as err:
         problems.append(f"{entry}: unreadable ({err})")
-        return None
+    except RecursionError:
+        problems.append(f"{entry}: unreadable (nested too deeply)")
+    return None
+
+
+def _finite(text: str) -> float | None:
+    v = float(text)
+    return v if math.isfinite(v) else None
+
+
+def _object(dump: Dump, suffix: str, problems: list[str]) -> dict:
+    """A JSON entry that must be an object: {} (and a problem) when it is anything else."""
+    doc = _json(dump, suffix, problems)
+    if doc is not None and not isinstance(doc, dict):
+        problems.append(f"{dump.entry(suffix)}: not a JSON object; ignored")
+    return doc if isinstance(doc, dict) else {}
 
 
 def _first(doc, *keys):
@@ -145,52 +164,58 @@ def _crash(info: dict) -> dict:
     ts = ondisk.dump_int(info, "timestamp_s", "timestamp")
     signo = ondisk.dump_int(info, "signal_number", "signal")
     return {
-        "time": _iso(ts), "timestamp": ts, "node": info.get("node_hostname"),
-        "hostname": info.get("hostname"), "exe": info.get("exe"), "path": ondisk.dump_executable(info),
-        "pid": ondisk.dump_int(info, "pid", "real_pid"), "host_pid": info.get("host_pid"),
+        "time": _iso(ts), "timestamp": ts, "node": _text(info.get("node_hostname")),
+        "hostname": _text(info.get("hostname")), "exe": _text(info.get("exe")),
+        "path": ondisk.dump_executable(info),
+        "pid": ondisk.dump_int(info, "pid", "real_pid"), "host_pid": _int(info.get("host_pid")),
         "signal": signo, "signal_name": signals.name(signo) if signo is not None else None,
-        "signal_meaning": signals.meaning(signo), "cdh_version": info.get("cdh_version"),
+        "signal_meaning": signals.meaning(signo), "cdh_version": _text(info.get("cdh_version")),
     }
 
 
-def _iso(ts) -> str | None:
+def _iso(ts: float | None) -> str | None:
     try:
-        return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(float(ts)))
-    except (TypeError, ValueError):
+        return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ts)) if ts is not None else None
+    except (ValueError, OverflowError, OSError):  # out of time_t's range
         return None
 
 
 def _pod(dump: Dump, info: dict, problems: list[str]) -> dict:
-    pod = _json(dump, ondisk.POD_INFO, problems) or {}
+    pod = _object(dump, ondisk.POD_INFO, problems)
     if "items" in pod:  # the whole `crictl pods` output rather than one item
-        pod = (pod["items"] or [{}])[0]
-    runtime = _json(dump, ondisk.RUNTIME_INFO, problems) or {}
+        items = pod["items"]
+        pod = items[0] if isinstance(items, list) and items and isinstance(items[0], dict) else {}
+    runtime = _object(dump, ondisk.RUNTIME_INFO, problems)
     created = _first(pod, "createdAt")
+    if isinstance(created, str) and created.isascii() and created.isdigit():
+        created = _iso(int(created) / 1e9) if len(created) < 30 else None
+    labels = _first(pod, "labels")
     return {
-        "namespace": info.get("namespace") or _first(pod, "metadata", "namespace"),
-        "name": info.get("podname") or _first(pod, "metadata", "name"),
-        "uid": info.get("pod_uid") or _first(pod, "metadata", "uid"),
-        "state": _first(pod, "state"),
-        "created": _iso(int(created) / 1e9) if str(created or "").isdigit() else created,
-        "labels": _first(pod, "labels") or {},
-        "ip": _first(runtime, "status", "network", "ip"),
-        "runtime_handler": _first(runtime, "status", "runtimeHandler"),
-        "container": info.get("container"), "container_id": info.get("container_id"),
-        "found_by": info.get("pod_found_by"),
+        "namespace": _text(info.get("namespace")) or _text(_first(pod, "metadata", "namespace")),
+        "name": _text(info.get("podname")) or _text(_first(pod, "metadata", "name")),
+        "uid": _text(info.get("pod_uid")) or _text(_first(pod, "metadata", "uid")),
+        "state": _text(_first(pod, "state")),
+        "created": _text(created),
+        "labels": {k: v for k, v in labels.items() if isinstance(v, str)} if isinstance(labels, dict) else {},
+        "ip": _text(_first(runtime, "status", "network", "ip")),
+        "runtime_handler": _text(_first(runtime, "status", "runtimeHandler")),
+        "container": _text(info.get("container")), "container_id": _text(info.get("container_id")),
+        "found_by": _text(info.get("pod_found_by")),
     }
 
 
 def _containers(dump: Dump, log_lines: int, problems: list[str]) -> list[dict]:
     out = []
     for i in dump.containers():
-        image = _json(dump, ondisk.image_info_entry(i), problems) or {}
+        image = _object(dump, ondisk.image_info_entry(i), problems)
         status = _first(image, "status") or image
+        size = _first(status, "size")
         out.append({
             "index": i,
-            "image_id": _first(status, "id"),
-            "repo_tags": _first(status, "repoTags") or [],
-            "repo_digests": _first(status, "repoDigests") or [],
-            "image_size": _first(status, "size"),
+            "image_id": _text(_first(status, "id")),
+            "repo_tags": _texts(_first(status, "repoTags")),
+            "repo_digests": _texts(_first(status, "repoDigests")),
+            "image_size": size if isinstance(size, str | int) and not isinstance(size, bool) else None,
             "log": dump.entry(ondisk.log_entry(i)),
             "log_tail": _tail(dump, ondisk.log_entry(i), log_lines, problems),
         })
@@ -211,8 +236,8 @@ def _tail(dump: Dump, suffix: str, n: int, problems: list[str]) -> list[str]:
 
 def _core(dump: Dump, entry: str, info: dict, problems: list[str]) -> dict:
     out = {"entry": entry, "path": dump.local_path(entry), "size": dump.size(entry),
-           "compression": dump.compression(entry), "truncated": bool(info.get("truncated")),
-           "truncated_reason": info.get("truncated_reason")}
+           "compression": dump.compression(entry), "truncated": info.get("truncated") is True,
+           "truncated_reason": _text(info.get("truncated_reason"))}
     reader = dump.reader(entry)
     try:
         out.update(_core_facts(reader.read_at, problems))
@@ -229,6 +254,7 @@ def _core_facts(read_at, problems: list[str]) -> dict:
     except CoreError as err:
         problems.append(f"core: {err}")
         return {}
+    problems.extend(f"core: {p}" for p in core.problems)
     elves = mapped_elves(core, read_at)
     crashing = core.threads[0] if core.threads else None
     return {
@@ -264,10 +290,11 @@ def _mappings(core: Core) -> list[dict]:
 
 def _image(info: dict, containers: list[dict]) -> dict | None:
     digests = [d for c in containers for d in c["repo_digests"]]
-    ref = debugger.image_reference(info.get("image"), info.get("image_digest"), digests)
-    if not ref and not info.get("image"):
+    image, digest = _text(info.get("image")), _text(info.get("image_digest"))
+    ref = debugger.image_reference(image, digest, digests)
+    if not ref and not image:
         return None
-    return {"image": info.get("image"), "digest": info.get("image_digest"), "reference": ref}
+    return {"image": image, "digest": digest, "reference": ref}
 
 
 def _debug(out: dict, dump: Dump, core_entry: str | None) -> dict:
@@ -275,7 +302,7 @@ def _debug(out: dict, dump: Dump, core_entry: str | None) -> dict:
         f"{dump.name}/{core_entry}" if core_entry else f"{dump.name}/{dump.name}{ondisk.CORE}")
     cmds = _commands(out, core_path)
     if dump.root is None:
-        cmds["unpack"] = f"cdh get {out['dump_info'].get('uuid') or dump.name}    # or: unzip the zip"
+        cmds["unpack"] = f"cdh get {_text(out['dump_info'].get('uuid')) or dump.name}    # or: unzip the zip"
     return cmds
 
 
@@ -285,5 +312,9 @@ def _commands(out: dict, core_path: str) -> dict:
     # The mapped path is what the process really ran (container-relative); %E is the fallback.
     exe = (main or {}).get("path") or out["crash"].get("path")
     image = (out.get("image") or {}).get("reference")
+    odd = [what for what, v in (("the executable's path", exe), ("the image name", image),
+                                ("the core's path", core_path)) if has_control(v)]
+    if odd:  # shown escaped: what a copy-paste runs is what is shown, and it will not find the file
+        out["problems"].append(f"{' and '.join(odd)} hold control characters (shown escaped in the commands)")
     return debugger.commands(core_path, exe, image, core.get("machine", "x86_64"),
                              (main or {}).get("build_id"))

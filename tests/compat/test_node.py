@@ -6,10 +6,10 @@ from __future__ import annotations
 import os
 
 from tests.compat.chart import rendered
-from tests.support.agentproc import fake_sysctl_root
+from tests.support.agentproc import NODE_PIPE, fake_sysctl_root
 from tests.support.cli import run_cdh
 
-ORIGINALS = {"kernel/core_pattern": "|/usr/lib/systemd/systemd-coredump %P %u %g %s %t %c %h %e",
+ORIGINALS = {"kernel/core_pattern": NODE_PIPE + " %e",
              "kernel/core_pipe_limit": "16", "fs/suid_dumpable": "0"}
 
 

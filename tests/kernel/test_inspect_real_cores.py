@@ -138,7 +138,7 @@ def unpacked_with_rootfs(kernel, programs, tmp_path):
     holding what `crane export IMAGE | tar -x -C rootfs` gives: the binary and libraries."""
     binary = programs["segv_regs"]
     core, _, _ = crash(binary, tmp_path / "cores")
-    from cdh.tools.dumpzip import unpack
+    from cdh.tools.unpack import unpack
 
     where = unpack(str(_pack(tmp_path, core, binary, image="registry.example.com/x/y:1")), str(tmp_path))
     work = tmp_path / "debug"

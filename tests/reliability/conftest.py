@@ -33,9 +33,19 @@ def node(kernel, image_runtime, crasher):
 
 @pytest.fixture
 def figures(request) -> figures_mod.Recorder:
-    """This test's area's counters (the area is the module's name: test_<area>.py)."""
-    area = request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_")
-    return figures_mod.Recorder(area)
+    """This test's area's counters (the module's AREA, else its name: test_<area>.py)."""
+    name = request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_")
+    return figures_mod.Recorder(getattr(request.module, "AREA", None) or name)
+
+
+@pytest.fixture(autouse=True)
+def _one_attack_per_security_case(request):
+    """Each test of a module with AREA = "security" is one case and one attack tried."""
+    yield
+    if getattr(request.module, "AREA", None) == "security":
+        recorder = figures_mod.Recorder("security")
+        recorder.case()
+        recorder.faults(1)
 
 
 def pytest_terminal_summary(terminalreporter):

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 # "storage azblob" and "storage gs": the storage faults against Azure Blob Storage and Cloud Storage
 # (test_storage.py runs them once per kind; "storage" is S3's line, as it was before those kinds).
+# "security": the attacks of tests/reliability/test_hostile_{tools,node,install}.py (AREA = "security"),
+# one fault injected per case.
 AREAS = ("storage", "storage azblob", "storage gs", "process", "node", "load", "hostile", "secrets",
-         "retention")
+         "retention", "security")
 FIELDS = ("cases", "faults", "captured", "intact", "lost")
 TOTALS: dict[str, dict[str, int]] = {area: dict.fromkeys(FIELDS, 0) for area in AREAS}
 NOTES: dict[str, list[str]] = {area: [] for area in AREAS}

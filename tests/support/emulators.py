@@ -78,9 +78,10 @@ class _Process:
         self.proc: subprocess.Popen | None = None
         self.workdir = ""
 
-    def _spawn(self, args: list[str]) -> None:
+    def _spawn(self, args: list[str], env: dict[str, str] | None = None) -> None:
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the process
-        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                     env={**os.environ, **(env or {})})
         log.close()
 
     def stop(self) -> None:
@@ -100,10 +101,13 @@ class Azurite(_Process):
 
     name = "azurite"
     tls: tuple[str, str] | None = None
+    keys: dict[str, str] = {AZURITE_ACCOUNT: AZURITE_KEY}
 
-    def start(self, tls: tuple[str, str] | None = None) -> Azurite:
+    def start(self, tls: tuple[str, str] | None = None, accounts: dict[str, str] | None = None) -> Azurite:
         """``tls``: (certificate, key): https, and Entra ID bearer tokens accepted (``--oauth basic``:
-        their audience and issuer are checked, not their signature)."""
+        their audience and issuer are checked, not their signature). ``accounts``: more storage
+        accounts (name -> base64 key) beside the development one; Azurite checks each request's Shared
+        Key signature against its account's key, so one account's key is refused in another."""
         exe = azurite_binary()
         if exe is None:
             raise RuntimeError("azurite-blob not found: npm install -g azurite@3 (.ci/run does)")
@@ -111,26 +115,32 @@ class Azurite(_Process):
         self.port = free_port()
         self.tls = tls
         extra = ["--cert", tls[0], "--key", tls[1], "--oauth", "basic"] if tls else []
+        self.keys = {AZURITE_ACCOUNT: AZURITE_KEY, **(accounts or {})}
+        env = {"AZURITE_ACCOUNTS": ";".join(f"{a}:{k}" for a, k in self.keys.items())} if accounts else {}
         self._spawn([exe, "--blobHost", "127.0.0.1", "--blobPort", str(self.port), "--location", self.workdir,
-                     "--disableTelemetry", "--skipApiVersionCheck", "--silent", *extra])
+                     "--disableTelemetry", "--skipApiVersionCheck", "--silent", *extra], env)
         _wait(f"{self.blob_endpoint()}?comp=list", self.proc, "azurite", self.log_path,
               cafile=tls[0] if tls else None)
         return self
 
-    def blob_endpoint(self, url: str | None = None) -> str:
+    def blob_endpoint(self, url: str | None = None, account: str = AZURITE_ACCOUNT) -> str:
         scheme = "https" if self.tls else "http"
-        return f"{url or f'{scheme}://127.0.0.1:{self.port}'}/{AZURITE_ACCOUNT}"
+        return f"{url or f'{scheme}://127.0.0.1:{self.port}'}/{account}"
 
-    def connection_string(self, url: str | None = None, key: str = AZURITE_KEY) -> str:
-        return (f"DefaultEndpointsProtocol={'https' if self.tls else 'http'};AccountName={AZURITE_ACCOUNT};"
-                f"AccountKey={key};"
-                f"BlobEndpoint={self.blob_endpoint(url)};")
+    def connection_string(self, url: str | None = None, key: str | None = None,
+                          account: str = AZURITE_ACCOUNT) -> str:
+        """``key``: default the account's own."""
+        return (f"DefaultEndpointsProtocol={'https' if self.tls else 'http'};AccountName={account};"
+                f"AccountKey={key or self.keys[account]};"
+                f"BlobEndpoint={self.blob_endpoint(url, account)};")
 
-    def service(self):
+    def service(self, account: str = AZURITE_ACCOUNT, key: str | None = None):
+        """The Azure SDK's client of ``account``, signing with ``key`` (default: the account's own)."""
         from azure.storage.blob import BlobServiceClient
 
         return BlobServiceClient.from_connection_string(
-            self.connection_string(), **({"connection_verify": self.tls[0]} if self.tls else {}))
+            self.connection_string(key=key, account=account),
+            **({"connection_verify": self.tls[0]} if self.tls else {}))
 
     def create(self, name: str | None = None) -> AzureContainer:
         name = name or f"cdh-test-{uuid.uuid4().hex[:12]}"

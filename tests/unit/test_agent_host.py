@@ -8,7 +8,7 @@ import pytest
 
 from cdh.agent import host
 from cdh.config import load
-from cdh.sysctl import PATTERN_ARGS
+from cdh.sysctl import PATTERN_ARGS, SAFE_DEFAULTS
 
 
 @pytest.fixture
@@ -59,7 +59,7 @@ def test_uninstall_succeeds_when_files_are_gone(host_dir, sysctl):
         (host_dir / name).unlink()
     host.uninstall(s, sysctl)
     # No backup left: never keep a pattern that points at a removed composer.
-    assert sysctl.read("kernel.core_pattern") == host.DEFAULT_CORE_PATTERN
+    assert sysctl.read_bytes("kernel.core_pattern") == SAFE_DEFAULTS["kernel.core_pattern"]
     host.uninstall(s, sysctl)  # and again, with nothing at all
 
 

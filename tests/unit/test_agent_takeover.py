@@ -7,8 +7,9 @@ from pathlib import Path
 
 from cdh.agent import host
 from cdh.config import load
+from tests.support.agentproc import NODE_PIPE
 
-ORIGINALS = {"kernel.core_pattern": "|/usr/lib/systemd/systemd-coredump %P %u %g %s %t %c %h",
+ORIGINALS = {"kernel.core_pattern": NODE_PIPE,
              "kernel.core_pipe_limit": "16", "fs.suid_dumpable": "0"}
 IBM_ENV = ("LOG_LEVEL=Warn\nIGNORE_CRIO=false\nINCLUDE_PROC_INFO=false\nCRIO_IMAGE_CMD=img\n"
            "USE_CRIO_CONF=false\nFILENAME_TEMPLATE={uuid}-dump-{timestamp}-{hostname}-{exe_name}-{pid}-{signal}\n"

@@ -16,7 +16,8 @@ def uninstalled(monkeypatch):
     return calls
 
 
-@pytest.mark.parametrize("env_file", [None, "CDH_COMPRESSION=gzip\n", "CDH_TYPO=1\n"])
+# The last: HOST_DIR comes from the DaemonSet's environment only, never from the ConfigMap.
+@pytest.mark.parametrize("env_file", [None, "CDH_COMPRESSION=gzip\n", "CDH_TYPO=1\n", "CDH_HOST_DIR=/tmp\n"])
 def test_uninstall_falls_back_to_the_environment(clean_env, tmp_path, uninstalled, capsys, env_file):
     cfg = tmp_path / "cdh.env"  # None: the file is gone, as when the ConfigMap was deleted first
     if env_file is not None:
@@ -30,11 +31,11 @@ def test_uninstall_falls_back_to_the_environment(clean_env, tmp_path, uninstalle
 
 def test_uninstall_reads_a_valid_env_file(clean_env, tmp_path, uninstalled, capsys):
     cfg = tmp_path / "cdh.env"
-    cfg.write_text(f"CDH_HOST_DIR={tmp_path / 'from-file'}\n")
+    cfg.write_text("CDH_CORE_PIPE_LIMIT=64\n")
     clean_env.setenv("CDH_HOST_DIR", str(tmp_path / "from-env"))
     clean_env.setenv("CDH_CONFIG_FILE", str(cfg))
     assert cli.main(["cdh", "uninstall"]) == EXIT_OK
-    assert [s.host_dir for s in uninstalled] == [str(tmp_path / "from-file")]
+    assert [(s.host_dir, s.core_pipe_limit) for s in uninstalled] == [(str(tmp_path / "from-env"), 64)]
     assert capsys.readouterr().err == ""
 
 

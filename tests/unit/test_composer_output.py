@@ -71,8 +71,15 @@ def test_zip_file_mode_applies_once_the_zip_is_whole(tmp_path):
         assert stat.S_IMODE(os.stat(tmp_path / "cores" / name).st_mode) == 0o644
     finally:
         part.close()
-    PartFile(str(tmp_path / "cores"), "m", "4567abcd-uuid").close()  # the default tightens it again
-    assert stat.S_IMODE(os.stat(tmp_path / "cores").st_mode) == 0o700
+    # Back to the default: the zips are 0600 again, and the directory keeps its read bits (cdh never
+    # takes a bit away from a directory: CORE_DIR=/ made 0700 would lock every user out of the node).
+    part = PartFile(str(tmp_path / "cores"), "m", "4567abcd-uuid")
+    try:
+        name = part.publish()
+        assert stat.S_IMODE(os.stat(tmp_path / "cores" / name).st_mode) == 0o600
+    finally:
+        part.close()
+    assert stat.S_IMODE(os.stat(tmp_path / "cores").st_mode) == 0o755
 
 
 def inotify_events(directory, action) -> list[tuple[str, str]]:

@@ -163,6 +163,62 @@ def test_tooling_variables_are_not_settings():
     load([{"CDH_REQUIRE_KERNEL": "1", "CDH_TEST_KEEP": "1"}])
 
 
+@pytest.mark.parametrize("name", ["CDH_HOST_DIR", "CDH_CORE_DIR", "CDH_EVENT_DIR", "CDH_CRICTL_PATH",
+                                  "CDH_RUNTIME_DIR", "HOST_DIR", "CORE_DIR"])
+def test_what_root_writes_or_runs_comes_from_the_environment_only(tmp_path, name):
+    """A ConfigMap editor is not root on every node: these names in CDH_CONFIG_FILE are one line, and
+    the same names in the environment are fine."""
+    f = tmp_path / "cdh.env"
+    f.write_text(f"CDH_LOG_LINES=42\n{name}=/tmp/x\n")
+    with pytest.raises(ConfigError, match=rf"^{name} in {f} is not allowed: .*environment only$"):
+        config.from_environment(environ={"CDH_CONFIG_FILE": str(f)})
+    assert config.from_environment(environ={name: "/srv/x"}).raw
+
+
+@pytest.mark.parametrize("value", ["unix:///run/c.sock\nCDH_COMPRESSION=none", "a\rb", "a\0b"])
+def test_a_value_is_one_line(value):
+    with pytest.raises(ConfigError, match=r"^CDH_CRI_ENDPOINT=.* is not valid: one line"):
+        load([{"CDH_CRI_ENDPOINT": value}])
+
+
+def test_surrounding_white_space_is_dropped_before_composer_env_is_written():
+    s = load([{"CDH_CRI_TIMEOUT": " 5s\n", "CDH_POD_SELECTOR": "app=web\n"}])
+    assert (s.raw["cri_timeout_s"], s.pod_selector) == ("5s", ("app", "web"))
+    assert all(line.count('"') == 2 for line in config.render_env(s).splitlines()[1:])
+
+
+def test_render_env_refuses_a_line_break_that_got_past_load():
+    s = load([{"CDH_CRI_ENDPOINT": "x"}])
+    s.raw["cri_endpoint"] = "x\nCDH_COMPRESSION=none"
+    with pytest.raises(ConfigError, match="CDH_CRI_ENDPOINT holds a line break"):
+        config.render_env(s)
+
+
+def test_env_files_split_at_newlines_only():
+    """U+2028 or \\x1e inside a value is part of it (str.splitlines would start a line there)."""
+    assert config.parse_env_text('A="x\u2028B=1"\nC="y\x1eD"\r\n') == {"A": "x\u2028B=1", "C": "y\x1eD"}
+
+
+def test_composer_env_keeps_every_good_line(tmp_path):
+    """The composer's lenient read: each bad line (not KEY=VALUE, not UTF-8, an open quote) is
+    reported by number and skipped; the strict read (the agent's ConfigMap) refuses the file."""
+    f = tmp_path / "composer.env"
+    f.write_bytes(b'A=1\nnot a setting\n# caf\xe9\nB="2\nC="3"\n')
+    errors: list[str] = []
+    assert config.read_env_file(str(f), errors) == {"A": "1", "C": "3"}
+    assert errors == [f"{f}:2: not KEY=VALUE", f"{f}:3: not UTF-8", f"{f}:4: unterminated quote in B"]
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        config.read_env_file(str(f))
+
+
+def test_an_env_file_that_is_a_fifo_is_refused_without_blocking(tmp_path):
+    import os
+
+    os.mkfifo(tmp_path / "composer.env")
+    with pytest.raises(ConfigError, match="not a regular file"):
+        config.read_env_file(str(tmp_path / "composer.env"), [])
+
+
 def test_the_platforms_own_names_are_read_and_cdh_names_win(tmp_path):
     s = config.load([{"AZURE_STORAGE_ACCOUNT": "fromaz", "STORAGE_EMULATOR_HOST": "127.0.0.1:4443",
                       "GOOGLE_APPLICATION_CREDENTIALS": "/etc/sa.json"}])

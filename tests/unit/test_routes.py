@@ -135,7 +135,18 @@ def test_no_file_and_an_empty_file_send_everything_to_main():
      "routes.yaml:3: routes[1].name: 'a' names two"),
     ("routes:\n  - name: a\n    name: b\n    namespaces: [a]\n    destination: s3://b\n",
      "routes.yaml:3: routes[0].name: given twice"),
-    ("routes:\n  - {name: a, namespaces: [a], destination: 'gs://b'}\n", "is not s3://bucket[/prefix]"),
+    ("routes:\n  - {name: a, namespaces: [a], destination: 'ftp://b'}\n",
+     "routes[0].destination: 'ftp://b' is not valid: s3://bucket[/prefix], gs://bucket[/prefix] or "),
+    ("routes:\n  - {name: a, namespaces: [a], destination: 'azblob://Team_A'}\n",
+     "is not an Azure container name"),
+    ("routes:\n  - {name: a, namespaces: [a], destination: 'gs://b-c', sse: AES256}\n",
+     "routes.yaml:2: routes[0].sse: only for s3:// destinations, not gs://"),
+    ("routes:\n  - {name: a, namespaces: [a], destination: 'azblob://b-c', region: eu}\n",
+     "routes[0].region: only for s3:// destinations, not azblob://"),
+    ("routes:\n  - {name: a, namespaces: [a], destination: 's3://b', account: teama}\n",
+     "routes[0].account: only for azblob:// destinations, not s3://"),
+    ("routes:\n  - {name: a, namespaces: [a], destination: 'azblob://b-c', account: Team_A}\n",
+     "routes[0].account: 'Team_A' is not valid: a storage account name"),
     ("routes:\n  - {name: a, namespaces: [a], destination: 's3://b/../c'}\n", "a plain path"),
     ("routes:\n  - {name: a, namespaces: [a], destination: 's3://b', sse_kms_key_id: k}\n",
      "sse is not aws:kms"),
@@ -197,3 +208,103 @@ def test_recipients_are_deduplicated_and_described_by_fingerprint():
               f"recipients: [{RECIPIENT}, {RECIPIENT}]}}\n")
     assert t.routes[0].recipients == (RECIPIENT,)
     assert agecrypt.fingerprint(RECIPIENT) in t.describe()[0]
+
+
+# ---------------------------------------------------------------- gs:// and azblob:// routes
+
+AZ_KEY = "dGVhbS1jLWFjY291bnQta2V5"  # base64, as an account key is
+
+
+def secret(tmp_path, name: str, files: dict[str, str]):
+    d = tmp_path / name
+    Volume(d, 0o400).update(files)
+    return d
+
+
+def kind_table(tmp_path, settings_env: dict, routes_text: str):
+    path = tmp_path / "routes.yaml"
+    path.write_text(textwrap.dedent(routes_text))
+    settings = load([{"CDH_S3_BUCKET": "b", "CDH_ROUTES_FILE": str(path), **settings_env}])
+    return routes.load(settings), settings
+
+
+def test_a_gs_route_with_its_key_file_and_one_with_the_platforms_credentials(tmp_path):
+    key = secret(tmp_path, "team-c", {"key.json": '{"type": "service_account", "private_key": "x"}'})
+    t, settings = kind_table(tmp_path, {"CDH_GCS_CREDENTIALS_FILE": "/etc/main/key.json"}, f"""
+        routes:
+          - {{name: team-c, namespaces: [team-c], destination: "gs://team-c-cores/c/", credentials: {key}}}
+          - {{name: team-d, namespaces: [team-d], destination: "gs://team-d-cores"}}
+        """)
+    c, d = (routes.destination_of(r, settings) for r in t.routes)
+    assert (c.kind, c.bucket, c.prefix, c.name) == ("gs", "team-c-cores", "c/", "team-c")
+    assert c.gcs.credentials_file == f"{key}/key.json" and c.s3 is None and c.azure is None
+    assert d.gcs.credentials_file == "" and not d.gcs.anonymous  # ADC: never the main key file
+    assert t.routes[0].url == "gs://team-c-cores/c/"
+    assert "gs://team-c-cores/c/ (keys from" in t.describe()[0]
+
+
+def test_a_gs_route_reaches_the_emulator_the_settings_name(tmp_path):
+    t, settings = kind_table(tmp_path, {"CDH_GCS_EMULATOR_HOST": "127.0.0.1:4443"}, """
+        routes:
+          - {name: team-c, namespaces: [team-c], destination: "gs://team-c-cores"}
+          - {name: team-d, namespaces: [team-d], destination: "gs://team-d-cores",
+             endpoint: "https://gcs.example.com"}
+        """)
+    c, d = (routes.destination_of(r, settings) for r in t.routes)
+    assert c.gcs.anonymous and c.gcs.endpoint == "http://127.0.0.1:4443"
+    assert not d.gcs.anonymous and d.gcs.endpoint == "https://gcs.example.com"
+
+
+def test_azblob_routes_take_their_own_account_and_credential(tmp_path):
+    key = secret(tmp_path, "team-c", {"account-key": AZ_KEY + "\n"})
+    sas = secret(tmp_path, "team-d", {"sas": "?sv=2022-11-02&sig=abc\n"})
+    conn = secret(tmp_path, "team-e", {"connection-string": "UseDevelopmentStorage=true"})
+    t, settings = kind_table(tmp_path, {"CDH_AZURE_ACCOUNT": "platform", "CDH_AZURE_ACCOUNT_KEY": AZ_KEY,
+                                        "CDH_AZURE_ENDPOINT": "https://platform.blob.private.example"}, f"""
+        routes:
+          - {{name: team-c, namespaces: [team-c], destination: "azblob://cores/c", account: teamc,
+             credentials: {key}}}
+          - {{name: team-d, namespaces: [team-d], destination: "azblob://team-d", credentials: {sas}}}
+          - {{name: team-e, namespaces: [team-e], destination: "azblob://team-e", credentials: {conn}}}
+          - {{name: team-f, namespaces: [team-f], destination: "azblob://team-f"}}
+        """)
+    c, d, e, f = (routes.destination_of(r, settings).azure for r in t.routes)
+    assert (c.account, c.endpoint, c.account_key, c.sas) == ("teamc", "https://teamc.blob.core.windows.net",
+                                                             AZ_KEY, "")
+    # the main account (and its endpoint), the route's own SAS, never the main account key
+    assert (d.account, d.endpoint, d.account_key, d.sas) == (
+        "platform", "https://platform.blob.private.example", "", "sv=2022-11-02&sig=abc")
+    assert e.account == "devstoreaccount1" and e.emulator and e.checksum == "md5" and e.account_key
+    assert (f.account, f.account_key, f.sas, f.credential) == ("platform", "", "", "Entra ID token")
+    shown = repr(t) + "\n".join(t.describe())
+    assert AZ_KEY not in shown and "sig=abc" not in shown
+
+
+def test_an_azblob_route_with_no_account_anywhere_is_refused_naming_it(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        kind_table(tmp_path, {}, """
+            routes:
+              - {name: team-a, namespaces: [a], destination: "s3://a"}
+              - {name: team-c, namespaces: [c], destination: "azblob://cores"}
+            """)
+    assert str(err.value).startswith(f"CDH_ROUTES_FILE {tmp_path}/routes.yaml:4: routes[1]: ")
+    assert "storage account" in str(err.value)
+
+
+@pytest.mark.parametrize(("kind", "files", "says"), [
+    ("azblob", {"account-key": AZ_KEY, "sas": "sv=x"}, "holds account-key and sas of connection-string, "
+                                                        "account-key, sas: give one"),
+    ("azblob", {"access-key": "AKIA"}, "holds none of connection-string, account-key, sas"),
+    ("azblob", {"connection-string": "AccountName"}, "Key=Value pairs"),
+    ("azblob", {"account-key": "not base64!"}, "account-key=<hidden> is not valid: a base64 account key"),
+    ("gs", {"access-key": "AKIA"}, "has no key.json file"),
+    ("gs", {"key.json": "private_key: -----BEGIN"}, "key.json is not a Google credentials file"),
+])
+def test_a_credentials_directory_holds_what_its_kind_needs(tmp_path, kind, files, says):
+    d = secret(tmp_path, "s", files)
+    with pytest.raises(ConfigError) as err:
+        kind_table(tmp_path, {"CDH_AZURE_ACCOUNT": "platform"}, f"""
+            routes:
+              - {{name: a, namespaces: [a], destination: "{kind}://cores", credentials: {d}}}
+            """)
+    assert says in str(err.value) and "BEGIN" not in str(err.value) and AZ_KEY not in str(err.value)

@@ -1,7 +1,10 @@
 """Running crictl: found only where configured, each call bounded in time and output.
 
 Under the kernel there is no PATH, so crictl is looked up in
-``CDH_CRICTL_PATH`` only. Every call has its own timeout and never outlives
+``CDH_CRICTL_PATH`` only, and run only when root owns it and no one else could have
+written it or its directories (cdh/fsutil.py's ``untrusted_executable``, sudo's
+secure-path rule): it runs as root in the host's namespaces. A refused candidate is
+skipped and said in the run's metadata errors. Every call has its own timeout and never outlives
 the composer's deadline (cdh.composer.cri.CallBudget, as for the CRI socket);
 stdout is capped and the call is killed when it prints more. Warnings on stderr
 are normal (crictl warns about default endpoints on every call): only the exit
@@ -21,7 +24,7 @@ import signal
 import time
 from json import loads as _loads  # not orjson: its imports cost more than it saves here
 
-from cdh import ondisk
+from cdh import fsutil, ondisk
 from cdh.composer.cri import CallBudget, CriError, CriNotFound
 
 MAX_JSON_BYTES = 4 << 20  # inspect output is ~100 KiB; parsed JSON takes ~10x its size
@@ -31,12 +34,18 @@ CHILD_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/b
 _LOGFMT_MSG = re.compile(r'msg="((?:[^"\\]|\\.)*)"')
 
 
-def find_crictl(places: tuple[str, ...]) -> str | None:
-    """The first executable ``crictl`` in ``places`` (directories, or files named directly)."""
+def find_crictl(places: tuple[str, ...], refused: list[str] | None = None) -> str | None:
+    """The first ``crictl`` in ``places`` (directories, or files named directly) that root may run;
+    why each one found but not trusted was skipped is appended to ``refused``."""
     for place in places:
         candidate = place if not os.path.isdir(place) else os.path.join(place, "crictl")
-        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+        if not os.path.isfile(candidate):
+            continue
+        why = fsutil.untrusted_executable(candidate)
+        if why is None:
             return candidate
+        if refused is not None:
+            refused.append(f"crictl not run: {why}")
     return None
 
 

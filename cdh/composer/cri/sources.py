@@ -88,10 +88,12 @@ class Link:
                 continue
             self.source = GrpcSource(client, s.cri_timeout_s, self.deadline)
             return
-        exe = find_crictl(s.crictl_path)
+        refused: list[str] = []
+        exe = find_crictl(s.crictl_path, refused)
         if exe is None:
             self.failure = ("no container runtime answered (" + "; ".join(reasons)
-                            + ") and crictl was not found (CDH_CRICTL_PATH)")
+                            + ") and crictl was not found (CDH_CRICTL_PATH)"
+                            + "".join(f"; {why}" for why in refused))
             return
         self.source = CrictlSource(Crictl(exe, s.host_dir, s.cri_endpoint, s.cri_timeout_s, self.deadline),
                                    s.cri_image_cmd)
