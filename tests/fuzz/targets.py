@@ -1,6 +1,6 @@
 """The fuzz targets: what one input is run through, and what counts as a finding.
 
-- ``inspect``: ``cdh inspect FILE`` and ``cdh inspect --json FILE``, in this process, through the
+- ``inspect``: ``cdh inspect FILE``, with ``--json`` and with ``--threads``, in this process, through the
   command line's entry point (``cdh.cli:main``, the console script): a zip or a bare core. A finding is
   any exception out of it (with ``CDH_DEBUG=1``, so its last resort for an exception no reader turned
   into its one-line error re-raises it), or an exit code other than 0 or 1 (README: exit codes).
@@ -80,7 +80,7 @@ def _debug():
 def _inspect(path: str) -> None:
     from cdh.cli import main
 
-    for extra in ([], ["--json"]):
+    for extra in ([], ["--json"], ["--threads"]):
         out, err = io.StringIO(), io.StringIO()
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), _debug():
             rc = main(["cdh", "inspect", *extra, path])
