@@ -174,10 +174,10 @@ def gcs_access(settings: Settings) -> GcsAccess:
     if s.gcs_emulator_host:
         return GcsAccess(endpoint=s.gcs_emulator_host, anonymous=True)
     return GcsAccess(endpoint=s.gcs_endpoint or GCS_ENDPOINT, credentials_file=s.gcs_credentials_file,
-                     credentials_digest=_digest(s.gcs_credentials_file))
+                     credentials_digest=file_digest(s.gcs_credentials_file))
 
 
-def _digest(path: str | None) -> str:
+def file_digest(path: str | None) -> str:
     """SHA-256 of a file's bytes ("" when there is no path or no readable file: the store says why)."""
     import hashlib
 

@@ -207,12 +207,14 @@ def destination_of(route: Route, settings: Settings) -> Destination:
 def _gcs_access(route: Route, settings: Settings):
     """The main gs:// connection (CDH_GCS_ENDPOINT, or the emulator) unless the route names its own
     endpoint; the route's key file, else Application Default Credentials (never CDH_GCS_CREDENTIALS_FILE)."""
-    from cdh.destination import GcsAccess, gcs_access
+    from cdh.destination import GcsAccess, file_digest, gcs_access
 
     main = gcs_access(settings)
     endpoint = route.endpoint or main.endpoint
-    if route.credentials:
-        return GcsAccess(endpoint=endpoint, credentials_file=route.credentials.key_file)
+    if route.credentials:  # the digest: a rotated key.json is another destination, hence a new store
+        key_file = route.credentials.key_file
+        return GcsAccess(endpoint=endpoint, credentials_file=key_file,
+                         credentials_digest=file_digest(key_file))
     return GcsAccess(endpoint=endpoint, anonymous=main.anonymous and not route.endpoint)
 
 

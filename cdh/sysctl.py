@@ -26,6 +26,7 @@ from cdh import fsutil, ondisk
 PROC_SYS = "/proc/sys"
 TEST_SYSCTL_ROOT = "CDH_TEST_SYSCTL_ROOT"  # a CDH_TEST_* name: ignored as a setting by cdh.config
 CORE_PATTERN_MAX = 127  # the kernel silently truncates longer values (CORENAME_MAX_SIZE - 1)
+MAX_BACKUP_BYTES = 4096  # a backup longer than this holds no sysctl's value
 # Kernel specifiers the composer reads: see core(5). -d is omitted: CORE_DIR comes
 # from composer.env, which keeps the pattern short for long HOST_DIRs.
 PATTERN_ARGS = "-c=%c -e=%e -p=%p -P=%P -s=%s -t=%t -h=%h -E=%E"

@@ -37,6 +37,7 @@ from cdh.agent.takeover import Takeover
 from cdh.config import Settings, render_env
 from cdh.sysctl import (
     CORE_PATTERN_MAX,
+    MAX_BACKUP_BYTES,
     SAFE_DEFAULTS,
     Sysctl,
     core_pattern,
@@ -45,8 +46,6 @@ from cdh.sysctl import (
     implausible,
     is_ours,
 )
-
-MAX_BACKUP_BYTES = 4096
 
 
 class HostError(RuntimeError):

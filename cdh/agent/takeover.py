@@ -28,6 +28,11 @@ stopped half-way, which it often does: IBM #66, a missing ``.bak``):
 
 In cdh's own HOST_DIR (IBM's default, and OpenShift's /mnt/core-dump-handler) the backup files have
 the same names as cdh's: IBM's are cdh's, kept in place. Stdlib only, like host.py.
+
+What a node user could have planted is never trusted (README "Security"): IBM's directory is taken
+over only when it is root's alone, as cdh's own HOST_DIR must be (else it is named and left as it
+is), and what is read in it is opened without following a link or blocking, and used only when it
+is a regular root file with one link (cdh/fsutil.py :func:`~cdh.fsutil.open_regular`).
 """
 
 from __future__ import annotations
@@ -39,12 +44,13 @@ from cdh import fsutil, ondisk
 from cdh.config import ConfigError, Settings, load, parse_env_text
 from cdh.config.ibm import COMPOSER_ENV
 from cdh.config.table import BY_ALIAS
-from cdh.sysctl import Sysctl, ibm_pattern
+from cdh.sysctl import MAX_BACKUP_BYTES, Sysctl, ibm_pattern
 
 SYSCTLS = ("kernel.core_pattern", "kernel.core_pipe_limit", "fs.suid_dumpable")
 IBM_ENV = ".env"
 IBM_CRICTL = "crictl"
 BACKUP_DIR_PREFIX = "ibm-backup-"
+MAX_ENV_BYTES = 1 << 20
 
 
 class Takeover:
@@ -61,7 +67,19 @@ class Takeover:
             self.ibm_core_dir = found[1]
         if _looks_like_ibm(settings.host_dir) and self.ours not in map(os.path.realpath, self.dirs):
             self.dirs.append(settings.host_dir)
-        self.dirs = [d for d in self.dirs if os.path.isdir(d)]
+        self.refused: list[str] = []
+        self.dirs = [d for d in self.dirs if self._root_only(d)]
+
+    def _root_only(self, d: str) -> bool:
+        try:
+            fsutil.check_dir(d)
+        except FileNotFoundError:
+            return False
+        except OSError as err:
+            self.refused.append(f"IBM Core Dump Handler found in {d}, which is not root's alone ({err}): "
+                                "its backups are not adopted and its files are left as they are")
+            return False
+        return True
 
     def _same(self, d: str) -> bool:
         return os.path.realpath(d) == self.ours
@@ -69,13 +87,14 @@ class Takeover:
     def adopt_backups(self) -> list[str]:
         """IBM's originals as cdh's backups, where cdh has none (IBM's HOST_DIR elsewhere)."""
         layout = ondisk.HostDir(self.settings.host_dir)
-        done = [f"IBM Core Dump Handler found in {d}: taking the node over" for d in self.dirs]
+        done = self.refused + [f"IBM Core Dump Handler found in {d}: taking the node over" for d in self.dirs]
         for d in (d for d in self.dirs if not self._same(d)):
             for name in SYSCTLS:
-                original = _read(ondisk.HostDir(d).backup(name))
-                if original is not None and not os.path.exists(layout.backup(name)):
-                    fsutil.atomic_write(layout.backup(name), original.encode(), mode=0o600)
-                    done.append(f"{name}: the original {original!r} from IBM's "
+                original = _head(ondisk.HostDir(d).backup(name), MAX_BACKUP_BYTES + 1)
+                if (original is not None and len(original) <= MAX_BACKUP_BYTES
+                        and not os.path.lexists(layout.backup(name))):
+                    fsutil.atomic_write(layout.backup(name), original, mode=0o600)
+                    done.append(f"{name}: the original {os.fsdecode(original)!r} from IBM's "
                                 f"{ondisk.HostDir(d).backup(name)} is cdh's backup now")
         return done
 
@@ -125,11 +144,10 @@ def _looks_like_ibm(d: str) -> bool:
 
 def _env_differences(settings: Settings, path: str) -> list[str]:
     """One line per IBM composer setting in ``path`` that cdh would not use as IBM's composer did."""
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            lines = f.read().splitlines()
-    except OSError:
+    head = _head(path, MAX_ENV_BYTES)
+    if head is None:
         return []
+    lines = head.decode("utf-8", "replace").splitlines()
     out = []
     for line in lines:
         try:
@@ -154,29 +172,28 @@ def _env_differences(settings: Settings, path: str) -> list[str]:
     return out
 
 
-def _read(path: str) -> str | None:
+def _head(path: str, size: int) -> bytes | None:
+    """Up to ``size`` bytes of ``path`` if it is a regular root file with one link, else None (a FIFO,
+    a link or a user's file planted in IBM's directory is never read, never waited on)."""
     try:
-        with open(path, encoding="utf-8") as f:
-            return f.read()
-    except (OSError, UnicodeDecodeError):
+        fd = fsutil.open_regular(path, os.O_RDONLY)
+    except OSError:
         return None
+    try:
+        return os.read(fd, size)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 
 
 def _is_elf(path: str) -> bool:
-    try:
-        with open(path, "rb") as f:
-            return f.read(4) == b"\x7fELF"
-    except OSError:
-        return False
+    return _head(path, 4) == b"\x7fELF"
 
 
 def _is_text_log(path: str) -> bool:
     """IBM's composer log (``LEVEL - time - message`` lines), not cdh's JSON lines."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(1)
-    except OSError:
-        return False
+    head = _head(path, 1)
     return bool(head) and head != b"{"
 
 

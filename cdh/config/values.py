@@ -332,12 +332,14 @@ def region(raw: str) -> str:
 
 
 def file_mode(raw: str) -> int:
-    """An octal file mode, read-write for the owner, no execute or special bits: 0600, 0640, 0644."""
+    """An octal file mode, read-write for the owner, at most read for the group and others, no execute
+    or special bits: 0600, 0640, 0644. A zip or event file others could write would let any node user
+    change a core or an event before it is uploaded or read."""
     v = raw.strip()
     try:
         mode = int(v, 8)
     except ValueError:
         mode = -1
-    if mode < 0 or mode & ~0o666 or mode & 0o600 != 0o600:
-        raise ValueError("an octal mode such as 0600, 0640 or 0644 (rw for the owner, no x)")
+    if mode < 0 or mode & ~0o644 or mode & 0o600 != 0o600:
+        raise ValueError("an octal mode such as 0600, 0640 or 0644 (rw for the owner, at most r for others)")
     return mode

@@ -11,7 +11,7 @@ import struct
 
 from cdh.stack.cfi import DebugFrameIndex, EhFrameIndex, Fde, parse_fde
 from cdh.stack.dwarf import CfiError
-from cdh.stack.elffile import ElfError, ElfImage
+from cdh.stack.elffile import ElfError, ElfImage, printable
 
 
 class Memory:
@@ -107,7 +107,10 @@ def modules_from(code_files, windows: dict[int, bytes], vdso: int | None) -> Mod
             image = ElfImage.from_fd(cf.fd)
         except (ElfError, OSError, struct.error):
             continue   # an executable mapping of a file that is not ELF (a JIT's code file)
-        mods.append(Module(cf.path, cf.start, cf.end, cf.offset, image, image.bias_for(cf.start, cf.offset)))
+        # the path as the workload named it (maps escapes only a newline): printable from here on,
+        # since it reaches dump-info, the top frame, the object's metadata and the Event
+        mods.append(Module(printable(cf.path), cf.start, cf.end, cf.offset, image,
+                           image.bias_for(cf.start, cf.offset)))
     if vdso is not None and vdso in windows:
         try:
             image = ElfImage.from_bytes(bytes(windows[vdso]))

@@ -229,9 +229,10 @@ class ElfImage:
             offset += len(chunk)
 
 
-def printable(raw: bytes) -> str:
-    """A name from the workload's binary, safe to log and print: control characters become ``?``."""
-    return _CONTROL.sub("?", raw.decode("utf-8", "replace"))
+def printable(raw: bytes | str) -> str:
+    """A name from the workload's binary (or a path it mapped), safe to log and print: control
+    characters become ``?``."""
+    return _CONTROL.sub("?", raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw)
 
 
 def _decompress(section: str, ch_type: int, data: bytes, size: int) -> bytes:

@@ -52,6 +52,9 @@ def stack_trace(head: bytes, windows: dict[int, bytes], code_files: list, budget
     except CoreError as err:
         stack["errors"].append(f"core: {err}")
         return _timed(trace, started)
+    if not core.threads:
+        stack["errors"].append("core: no thread's registers (no NT_PRSTATUS note)")
+        return _timed(trace, started)
     memory = Memory(windows)
     modules = modules_from(code_files, windows, core.auxv.get(AT_SYSINFO_EHDR))
     deadline = started + budget_s

@@ -127,15 +127,24 @@ def _stack(info: dict) -> dict | None:
 
 def _thread(t: dict) -> dict:
     frames = [_frame(f) for f in _list(t.get("frames")) if isinstance(f, dict) and _hex(f.get("pc"))]
-    return {"tid": _int(t.get("tid")), "crashed": t.get("crashed") is True,
-            "stopped": _text(t.get("stopped")), "frames": frames}
+    return _known({"tid": _int(t.get("tid")), "crashed": _bool(t.get("crashed")),
+                   "stopped": _text(t.get("stopped")), "frames": frames})
 
 
 def _frame(f: dict) -> dict:
-    return {"pc": f["pc"], "how": _text(f.get("how")), "module": _text(f.get("module")),
-            "offset": f.get("offset") if _hex(f.get("offset")) else None,
-            "function": _text(f.get("function")), "function_offset": _int(f.get("function_offset")),
-            "signal_frame": f.get("signal_frame") is True}
+    """The frame's fields of the composer's types; absent (unknown) as in dump-info when not."""
+    return _known({"pc": f["pc"], "how": _text(f.get("how")), "module": _text(f.get("module")),
+                   "offset": f.get("offset") if _hex(f.get("offset")) else None,
+                   "function": _text(f.get("function")), "function_offset": _int(f.get("function_offset")),
+                   "signal_frame": _bool(f.get("signal_frame"))})
+
+
+def _known(d: dict) -> dict:
+    return {k: v for k, v in d.items() if v is not None}
+
+
+def _bool(v) -> bool | None:
+    return v if isinstance(v, bool) else None
 
 
 def _int(v) -> int | None:

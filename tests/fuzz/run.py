@@ -26,7 +26,8 @@ from hypothesis.errors import NonInteractiveExampleWarning
 from tests.fuzz import strategies, targets
 
 CORPUS = Path(__file__).with_name("corpus")
-STRATEGY = {"inspect-core": strategies.cores, "inspect-zip": strategies.zips, "unpack": strategies.zips}
+STRATEGY = {"inspect-core": strategies.cores, "inspect-zip": strategies.zips, "stack-core": strategies.cores,
+            "unpack": strategies.zips}
 
 
 def shrink(target: str, data: bytes, want: str, budget_s: float = 60.0) -> bytes:

@@ -114,12 +114,44 @@ JSON = st.recursive(
     max_leaves=12)
 
 
+# dump-info's stack trace (cdh/stack/trace.py writes it; cdh inspect and ls --group read it back): the
+# composer's shapes, each field sometimes of another type, so the reader's type checks are reached.
+HEXES = st.sampled_from(["0x0", "0x401000", "0xffffffffffffffff", "0x", "401000", "0xzz", "0x" + "f" * 40])
+ODD = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=8) | st.lists(
+    st.integers(), max_size=2) | st.dictionaries(st.text(max_size=3), st.integers(), max_size=2)
+
+
+def _maybe(good):
+    return st.one_of(good, good, good, ODD)
+
+
+FRAMES = st.fixed_dictionaries({"pc": _maybe(HEXES)}, optional={
+    "how": _maybe(st.sampled_from(["first", "cfi", "fp", "scan"])), "module": _maybe(st.text(max_size=20)),
+    "offset": _maybe(HEXES), "function": _maybe(st.text(max_size=20)),
+    "function_offset": _maybe(st.integers(-1, 1 << 64)), "signal_frame": _maybe(st.booleans())})
+THREADS = st.fixed_dictionaries({}, optional={
+    "tid": _maybe(st.integers(-1, 1 << 40)), "crashed": _maybe(st.booleans()),
+    "stopped": _maybe(st.text(max_size=20)), "frames": _maybe(st.lists(_maybe(FRAMES), max_size=6))})
+STACKS = st.fixed_dictionaries({}, optional={
+    "version": _maybe(st.integers(0, 3)), "signature_version": _maybe(st.integers(0, 3)),
+    "signature_frames": _maybe(st.lists(_maybe(st.text(max_size=20)), max_size=4)),
+    "threads": _maybe(st.lists(_maybe(THREADS), max_size=4)), "errors": _maybe(st.lists(ODD, max_size=3)),
+    "modules": _maybe(st.dictionaries(st.text(max_size=10), st.text(max_size=10) | st.none(), max_size=3)),
+    "seconds": ODD})
+DUMP_INFO_WITH_STACK = st.fixed_dictionaries({"stack": _maybe(STACKS)}, optional={
+    "signature": _maybe(st.text(max_size=20)), "top_frame": _maybe(st.text(max_size=20)),
+    "timestamp": ODD, "signal": ODD, "exe": ODD})
+
+
 @st.composite
 def entry_bytes(draw, role: str) -> bytes:
     if role.endswith(".json"):
-        kind = draw(st.sampled_from(["json", "deep", "raw"]))
+        stack = ["stack"] if role == "-dump-info.json" else []
+        kind = draw(st.sampled_from(["json", "deep", "raw", *stack]))
         if kind == "json":
             return json.dumps(draw(JSON), allow_nan=True).encode()
+        if kind == "stack":
+            return json.dumps(draw(DUMP_INFO_WITH_STACK), allow_nan=True).encode()
         if kind == "deep":
             n = draw(st.integers(1, 5000))
             return b"[" * n + b"]" * n

@@ -1,9 +1,12 @@
 """The fuzz targets: what one input is run through, and what counts as a finding.
 
-- ``inspect``: ``cdh inspect FILE`` and ``cdh inspect --json FILE``, in this process, through the
+- ``inspect``: ``cdh inspect FILE``, with ``--json`` and with ``--threads``, in this process, through the
   command line's entry point (``cdh.cli:main``, the console script): a zip or a bare core. A finding is
   any exception out of it (with ``CDH_DEBUG=1``, so its last resort for an exception no reader turned
   into its one-line error re-raises it), or an exit code other than 0 or 1 (README: exit codes).
+- ``stack-core``: what the composer's stack trace does with a core after the release (the tap fed in
+  several block sizes, then the unwinder, no code files): a finding is any exception (the composer's
+  catch-all would cost the trace) or a trace with neither a thread nor the reason it has none.
 - ``unpack``: what ``cdh get`` does with a downloaded zip (``cdh.tools.unpack.unpack``, the one internal
   name used: there is no way to reach it offline through the CLI). A finding is any exception but the
   reader's own one-line error (``DumpError``), or more bytes on disk than the zip declares.
@@ -22,7 +25,7 @@ import tempfile
 import traceback
 import zipfile
 
-SUFFIX = {"inspect-core": ".core", "inspect-zip": ".zip", "unpack": ".zip"}
+SUFFIX = {"inspect-core": ".core", "inspect-zip": ".zip", "stack-core": ".core", "unpack": ".zip"}
 
 
 class Finding(Exception):
@@ -54,6 +57,8 @@ def run(target: str, data: bytes) -> None:
             f.write(data)
         if target == "unpack":
             _unpack(path, os.path.join(d, "out"))
+        elif target == "stack-core":
+            _stack(data)
         else:
             _inspect(path)
 
@@ -75,12 +80,27 @@ def _debug():
 def _inspect(path: str) -> None:
     from cdh.cli import main
 
-    for extra in ([], ["--json"]):
+    for extra in ([], ["--json"], ["--threads"]):
         out, err = io.StringIO(), io.StringIO()
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), _debug():
             rc = main(["cdh", "inspect", *extra, path])
         if rc not in (0, 1):
             raise Finding(f"exit code {rc}")
+
+
+def _stack(data: bytes) -> None:
+    from cdh.stack.tap import StackTap
+    from cdh.stack.trace import stack_trace
+
+    view = memoryview(data)
+    for block in (7, 4096, 1 << 20):
+        tap = StackTap()
+        for at in range(0, len(data), block):
+            tap.feed(view[at:at + block])
+        trace = stack_trace(bytes(tap.head), tap.windows, [], budget_s=1.0,
+                            errors=[tap.error] if tap.error else [])
+        if not trace.stack["threads"] and not trace.stack["errors"]:
+            raise Finding("no thread and no reason")
 
 
 def _unpack(path: str, out: str) -> None:

@@ -1,8 +1,9 @@
 """Fuzz targets for the dump readers (the zip reader and the ELF core reader), bounded for CI.
 
 - Every input in tests/fuzz/corpus/ (the minimal inputs earlier runs found) is a regression case.
-- Three hypothesis properties draw new inputs (tests/fuzz/strategies.py): ``cdh inspect`` on a core and
-  on a zip ends with exit code 0 or 1 and never raises; unpacking (``cdh get``) raises nothing but its
+- Four hypothesis properties draw new inputs (tests/fuzz/strategies.py): ``cdh inspect`` on a core and
+  on a zip ends with exit code 0 or 1 and never raises; the composer's stack trace of a core raises
+  nothing and says why it has no thread when it has none; unpacking (``cdh get``) raises nothing but its
   one-line DumpError and never puts more bytes on disk than the zip declares.
 
 CI runs CDH_FUZZ_EXAMPLES examples per property (default 200, a few seconds each). Longer, locally:
@@ -53,6 +54,12 @@ def test_inspect_a_core(data):
 @given(strategies.zips())
 def test_inspect_a_zip(data):
     targets.run("inspect-zip", data)
+
+
+@BOUNDED
+@given(strategies.cores())
+def test_the_composers_stack_trace_of_a_core(data):
+    targets.run("stack-core", data)
 
 
 @BOUNDED

@@ -68,7 +68,9 @@ def test_sweep_then_ls_get_inspect_on_every_kind(tmp_path, store):
     env = env_for(tmp_path, store)
     core_dir = tmp_path / "host" / "cores"
     core_dir.mkdir(parents=True, mode=0o700)
-    zips = [make_zip(core_dir, 6 * MiB + 1, namespace="shop", podname="cart-1"),
+    sig = "1-0123456789abcdef"
+    zips = [make_zip(core_dir, 6 * MiB + 1, namespace="shop", podname="cart-1", signature=sig,
+                     top_frame="cart!apply_coupon"),
             make_zip(core_dir, 3000, namespace="ops", podname="mon-0")]
     done = run_sweep(env)
     assert done.returncode == 0, done.stderr + done.stdout
@@ -83,6 +85,12 @@ def test_sweep_then_ls_get_inspect_on_every_kind(tmp_path, store):
     assert rows["cart-1"]["size"] == zips[0].size and rows["cart-1"]["signal_name"] == "SIGSEGV"
     only = run_cdh("ls", "--json", "--namespace", "ops", env=env)
     assert [r["pod"] for r in json.loads(only.stdout)] == ["mon-0"]
+    # the signature and top frame in each kind's metadata (Azure's names cannot hold '-': top_frame)
+    assert (rows["cart-1"]["signature"], rows["cart-1"]["top_frame"]) == (sig, "cart!apply_coupon")
+    groups = json.loads(run_cdh("ls", "--json", "--group", env=env).stdout)
+    assert sorted((g["signature"] or "", g["count"]) for g in groups) == [("", 1), (sig, 1)]
+    same = run_cdh("ls", "--json", "--signature", sig, env=env)
+    assert [r["pod"] for r in json.loads(same.stdout)] == ["cart-1"]
 
     out = tmp_path / "out"
     got = run_cdh("get", zips[0].info["uuid"], "-o", str(out), "--keep-zip", env=env)

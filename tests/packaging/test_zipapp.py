@@ -41,3 +41,17 @@ def test_runs_by_hand_through_shivs_bootstrap(pyz, tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().startswith("cdh ")
+
+
+def test_every_wheel_in_it_is_pinned(pyz):
+    """Same inputs, same bytes only holds if no wheel resolves to whatever is newest on the day."""
+    def norm(name: str) -> str:
+        return name.lower().replace("-", "_")
+    with open(os.path.join(REPO, "packaging", "constraints.txt")) as f:
+        pins = dict(norm(line).strip().split("==") for line in f if "==" in line and line[0] != "#")
+    with zipfile.ZipFile(pyz) as z:
+        dists = [n.split("/")[1].removesuffix(".dist-info") for n in z.namelist()
+                 if n.count("/") == 2 and n.endswith(".dist-info/METADATA")]
+    wheels = {norm(name): version for name, version in (d.rsplit("-", 1) for d in dists)}
+    wheels.pop("cdh", None)
+    assert {name: pins.get(name) for name in wheels} == wheels

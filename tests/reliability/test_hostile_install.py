@@ -258,3 +258,62 @@ def test_a_host_dir_others_control_is_refused(node, case):
     assert stat.S_IMODE(node.host.stat().st_mode) == before, "HOST_DIR was chmodded"
     assert node.pattern() == b"core", f"core_pattern now points into it: {node.pattern()!r}"
     assert out.returncode != 0 and b"CDH_HOST_DIR" in out.stderr, out.stderr.decode()
+
+
+# ---------------------------------------------------------------- a node the IBM Core Dump Handler left
+
+
+def _ibm_node(node, mode: int = 0o700) -> Path:
+    """IBM's HOST_DIR beside cdh's, as IBM's agent leaves it when its pod goes without its preStop
+    hook: its pattern still in kernel.core_pattern, its composer, settings and backups in the directory."""
+    ibm = node.top / "ibm"
+    ibm.mkdir()
+    os.chmod(ibm, mode)
+    (ibm / "cdc").write_bytes(b"\x7fELF\x02\x01\x01 IBM's composer")
+    (ibm / ".env").write_text("LOG_LEVEL=Warn\n")
+    pattern = f"|{ibm}/cdc -c=%c -e=%e -p=%p -s=%s -t=%t -d={ibm}/cores -h=%h -E=%E"
+    (node.sysctls / "kernel" / "core_pattern").write_text(pattern + "\n")
+    return ibm
+
+
+@pytest.mark.parametrize("name", ["core_pattern.bak", "composer.log"])
+def test_a_fifo_in_ibms_directory_does_not_hold_the_install(node, name):
+    """Attack: a FIFO where the take-over of IBM's node reads (a backup, IBM's log):
+    open(2) waits for a writer that never comes, so `cdh install` never finishes, the DaemonSet's pod
+    never becomes ready and the node keeps IBM's dead pattern (every crash lost). Secure: what the
+    take-over reads is opened without blocking and used only when it is a regular root file."""
+    ibm = _ibm_node(node)
+    (ibm / name).unlink(missing_ok=True)
+    os.mkfifo(ibm / name)
+    out = _ok(node.cdh("install"))
+    assert node.pattern().startswith(f"|{node.host}/cdc ".encode()), out
+
+
+def test_backups_in_an_ibm_directory_others_can_write_are_not_adopted(node):
+    """Attack: IBM's HOST_DIR is writable by others (an old chart's hostPath, a shared directory), so a
+    node user writes the `.bak` files cdh adopts as the node's originals: uninstall then writes their
+    values into the kernel (here: cores of setuid programs, root's memory, dumped into a directory
+    the user chose). Secure: IBM's directory is taken over only when it is root's alone, as cdh's
+    own HOST_DIR; otherwise it is named and left as it is, and nothing in it is adopted."""
+    ibm = _ibm_node(node, mode=0o777)
+    (ibm / "core_pattern.bak").write_bytes(b"/tmp/loot/core.%p")
+    (ibm / "suid_dumpable.bak").write_bytes(b"2")
+    out = _ok(node.cdh("install"))
+    assert str(ibm) in out and "not root's alone" in out, out
+    _ok(node.cdh("uninstall"))
+    assert node.pattern() == SAFE_DEFAULT, f"restored {node.pattern()!r} from a backup others wrote"
+    assert sysctl(node.sysctls, "fs.suid_dumpable") == b"0"
+    assert (ibm / "core_pattern.bak").exists() and (ibm / "cdc").exists(), "IBM's files were moved"
+
+
+def test_a_symlinked_backup_in_ibms_directory_is_not_adopted(node):
+    """Attack: IBM's core_pattern.bak is a symlink to a file a node user controls. Secure: as cdh's
+    own backups, it is adopted only when it is a regular root file with one link."""
+    ibm = _ibm_node(node)
+    theirs = node.top / "theirs"
+    theirs.write_bytes(b"/tmp/loot/core.%p")
+    os.chown(theirs, NOBODY, NOBODY)
+    (ibm / "core_pattern.bak").symlink_to(theirs)
+    _ok(node.cdh("install"))
+    _ok(node.cdh("uninstall"))
+    assert node.pattern() == SAFE_DEFAULT, f"restored {node.pattern()!r} through a symlink"

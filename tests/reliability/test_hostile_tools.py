@@ -84,6 +84,17 @@ def _hostile_core(tmp_path: Path) -> bytes:
     return core_with_notes(notes, [(0x400000, 0x1000, page), (0x7F0000000000, 0x1000, page)])
 
 
+def _hostile_stack() -> dict:
+    """dump-info's stack trace (cdh/stack/trace.py) as a hostile binary's symbol table and paths make
+    it, or as a bucket writer writes it: function names, modules and reasons carry escapes."""
+    frame = {"pc": "0x401000", "how": "cfi", "module": "/app/" + TITLE + "bin", "offset": "0x1000",
+             "function": "main" + OSC52, "function_offset": 4}
+    thread = {"tid": 7, "crashed": True, "stopped": "outermost" + WIPE, "frames": [frame, dict(frame)]}
+    return {"version": 1, "signature_version": 1, "signature_frames": ["bin!main" + C1_CSI],
+            "threads": [thread, dict(thread, crashed=False)], "modules": {}, "errors": [OVERPRINT],
+            "seconds": 0.1}
+
+
 def _hostile_dump(tmp_path: Path) -> Path:
     """A dump as the composer writes it for a hostile workload: the zip and entry names are the
     composer's (sanitised), every string inside comes from the workload or its runtime."""
@@ -92,7 +103,9 @@ def _hostile_dump(tmp_path: Path) -> Path:
     info.update(exe="app" + TITLE, path="/usr/bin/app" + OVERPRINT, hostname="web-0" + WIPE,
                 node_hostname="node" + C1_CSI, namespace="ns" + OSC52, podname="web-0" + TITLE,
                 container="app\x1b[8m", image="registry.example.com/app:1" + OVERPRINT,
-                truncated=True, truncated_reason="\x1b[5mblink")
+                truncated=True, truncated_reason="\x1b[5mblink",
+                signature="0123456789abcdef" + WIPE, top_frame="app!main" + OSC52,
+                stack=_hostile_stack())
     _replace_entries(path, {path.name[:-4] + "-dump-info.json": json.dumps(info).encode()})
     return path
 
@@ -105,13 +118,17 @@ def test_inspect_prints_workload_strings_escaped(tmp_path):
     sequences in its log, argv, comm, mapped paths and image name; `cdh inspect` prints them raw, so the
     developer's terminal is rewritten and the "Open it" lines can show a command other than the one a
     copy-paste runs. Secure: every workload string is shown with control characters escaped (as git and
-    ls do), in every section including the debugger commands; --json stays valid JSON."""
+    ls do), in every section including the stack trace (function names come from the workload's own
+    symbol tables) and the debugger commands; --json stays valid JSON."""
     dump = _hostile_dump(tmp_path)
     env = clean_env()
     ran = run_cdh("inspect", str(dump), env=env)
     assert ran.rc == 0, ran.stderr
     _no_control(ran, "cdh inspect")
-    assert "Open it" in ran.stdout
+    assert "Open it" in ran.stdout and "main\\x1b]52" in ran.stdout, ran.stdout
+    every_thread = run_cdh("inspect", "--threads", str(dump), env=env)
+    assert every_thread.rc == 0, every_thread.stderr
+    _no_control(every_thread, "cdh inspect --threads")
     unpacked = run_cdh("inspect", str(dump), "--json", env=env)
     assert unpacked.rc == 0 and isinstance(json.loads(unpacked.stdout), dict)
 
@@ -124,11 +141,14 @@ def test_ls_and_get_print_bucket_strings_escaped(tmp_path, s3_server, s3, bucket
     key = "nodes/a" + TITLE + "/dump" + WIPE + ".zip"
     s3.put_object(Bucket=bucket, Key=key, Body=dump.read_bytes(),
                   Metadata={"namespace": "ns" + OSC52, "pod": "p\x1b[2K", "exe": "e\x1b[31m",
-                            "signal": "11"})
+                            "signal": "11", "signature": "0123" + WIPE, "top-frame": "main" + TITLE})
     env = clean_env(**s3_server.agent_env(bucket))
     listed = run_cdh("ls", env=env)
     assert listed.rc == 0, listed.stderr
     _no_control(listed, "cdh ls")
+    grouped = run_cdh("ls", "--group", env=env)
+    assert grouped.rc == 0 and "main" in grouped.stdout, grouped.stderr
+    _no_control(grouped, "cdh ls --group")
     out = tmp_path / "out"
     got = run_cdh("get", key, "-o", str(out), env=env)
     assert got.rc == 0, got.stderr

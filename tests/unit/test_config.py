@@ -175,6 +175,16 @@ def test_what_root_writes_or_runs_comes_from_the_environment_only(tmp_path, name
     assert config.from_environment(environ={name: "/srv/x"}).raw
 
 
+@pytest.mark.parametrize("name", ["CDH_ZIP_FILE_MODE", "CDH_EVENT_FILE_MODE"])
+@pytest.mark.parametrize("value", ["0666", "0620", "0602", "0755", "0400", "4644"])
+def test_file_modes_never_let_others_write_or_run(name, value):
+    """A config editor must not make cores (a process's memory) or event files writable by any node
+    user before they are uploaded or read: write and execute bits are for the owner alone."""
+    with pytest.raises(ConfigError, match=rf"^{name}='{value}' is not valid: an octal mode"):
+        load([{name: value}])
+    assert load([{name: "0640"}]).values[name.removeprefix("CDH_").lower()] == 0o640
+
+
 @pytest.mark.parametrize("value", ["unix:///run/c.sock\nCDH_COMPRESSION=none", "a\rb", "a\0b"])
 def test_a_value_is_one_line(value):
     with pytest.raises(ConfigError, match=r"^CDH_CRI_ENDPOINT=.* is not valid: one line"):

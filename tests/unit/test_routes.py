@@ -243,6 +243,24 @@ def test_a_gs_route_with_its_key_file_and_one_with_the_platforms_credentials(tmp
     assert "gs://team-c-cores/c/ (keys from" in t.describe()[0]
 
 
+def test_a_gs_routes_rotated_key_file_is_another_destination(tmp_path):
+    """The agent keeps the store of a destination a reload left equal (cdh/agent/stores.py), and
+    google-auth read key.json when that store was built: a rotated key must make the route's differ."""
+    text = """
+        routes:
+          - {name: team-c, namespaces: [team-c], destination: "gs://team-c-cores", credentials: %s}
+        """
+    volume = Volume(tmp_path / "team-c", 0o400)
+    volume.update({"key.json": '{"type": "service_account", "private_key_id": "one"}'})
+    t, settings = kind_table(tmp_path, {}, text % (tmp_path / "team-c"))
+    before = routes.destination_of(t.routes[0], settings)
+    assert routes.destination_of(t.routes[0], settings) == before
+    volume.update({"key.json": '{"type": "service_account", "private_key_id": "two"}'})
+    t, settings = kind_table(tmp_path, {}, text % (tmp_path / "team-c"))
+    after = routes.destination_of(t.routes[0], settings)
+    assert after != before and after.gcs.credentials_file == before.gcs.credentials_file
+
+
 def test_a_gs_route_reaches_the_emulator_the_settings_name(tmp_path):
     t, settings = kind_table(tmp_path, {"CDH_GCS_EMULATOR_HOST": "127.0.0.1:4443"}, """
         routes:

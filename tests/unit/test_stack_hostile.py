@@ -89,3 +89,17 @@ def test_a_stack_that_loops_through_itself_ends():
     stack = b"".join(struct.pack("<QQ", STACK + 16 * (i % 4), ra) for i in range(256))
     got = _trace(BINARY, stack, 0x20, 0)
     assert len(got.frames) <= MAX_FRAMES
+
+
+def test_a_path_the_workload_named_with_control_characters_is_printable():
+    from cdh.stack.addrspace import modules_from
+    from cdh.stack.codefiles import CodeFile
+
+    fd = os.open(os.path.realpath(shutil.which("ls") or "/bin/ls"), os.O_RDONLY)
+    try:
+        start = BASE + TEXT[0]
+        named = CodeFile(start, start + TEXT[1], TEXT[2], "/app/\x1b]0;pwned\x07ls\r", fd)
+        (mod,) = modules_from([named], {}, None).modules
+    finally:
+        os.close(fd)
+    assert mod.path == "/app/?]0;pwned?ls?" and mod.path.isprintable()
