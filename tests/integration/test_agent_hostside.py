@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import signal
 
-from tests.support.agentproc import wait_until
+from tests.support.agentproc import set_fake_sysctl, wait_until
 from tests.support.projected import ConfigMapVolume
 from tests.support.s3server import free_port
 from tests.support.scrape import probe
@@ -63,9 +63,9 @@ def test_host_and_uploader_side_by_side(agent_env, start_agent, core_dir, tmp_pa
 
     # Something else takes core_pattern: the host says so, once.
     ours = pattern.read_text()
-    pattern.write_text("|/usr/lib/systemd/systemd-coredump %P\n")
+    set_fake_sysctl(pattern, "|/usr/lib/systemd/systemd-coredump %P\n")
     keeper.wait_event("host.core_pattern_changed")
-    pattern.write_text(ours)
+    set_fake_sysctl(pattern, ours)
 
     agent.signal(signal.SIGTERM)
     assert agent.wait(30) == 0

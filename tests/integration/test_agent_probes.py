@@ -4,7 +4,7 @@ bucket's readiness recovers without an upload or a reload."""
 
 from __future__ import annotations
 
-from tests.support.agentproc import wait_until
+from tests.support.agentproc import set_fake_sysctl, wait_until
 from tests.support.s3server import free_port
 from tests.support.scrape import probe, scrape
 
@@ -17,14 +17,14 @@ def test_core_pattern_changed_behind_the_agents_back(agent_env, start_agent, tmp
         "host_setup": True, "core_pattern": True, "storage": True}})
     pattern = tmp_path / "proc-sys" / "kernel" / "core_pattern"
     ours = pattern.read_text()
-    pattern.write_text("|/usr/lib/systemd/systemd-coredump %P %u %g %s %t %c %h\n")  # a package install
+    set_fake_sysctl(pattern, "|/usr/lib/systemd/systemd-coredump %P %u %g %s %t %c %h\n")  # a package install
     (changed,) = agent.wait_event("host.core_pattern_changed")  # seen by the periodic check, unasked
     assert changed["core_pattern"].startswith("|/usr/lib/systemd/systemd-coredump")
     status, body = probe(port, "/readyz")
     assert status == 503 and body["checks"]["core_pattern"] is False and body["checks"]["storage"] is True
     assert scrape(port).value("cdh_core_pattern_ours") == 0
     assert probe(port, "/healthz")[0] == 200  # not a liveness matter: a restart is the fix, not a loop
-    pattern.write_text(ours)
+    set_fake_sysctl(pattern, ours)
     wait_until(lambda: probe(port, "/readyz")[0] == 200, what="ready again")
     assert scrape(port).value("cdh_core_pattern_ours") == 1
     assert len(agent.events("host.core_pattern_changed")) == 1  # said once, not on every check

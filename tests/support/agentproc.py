@@ -50,6 +50,15 @@ def fake_sysctl_root(path) -> str:
     return os.fspath(path)
 
 
+def set_fake_sysctl(path, value: str) -> None:
+    """Change a fake sysctl the way the kernel's changes are seen: whole (a plain rewrite lets the
+    agent's periodic check read it empty in between)."""
+    tmp = f"{path}.new"
+    with open(tmp, "w") as fh:
+        fh.write(value)
+    os.replace(tmp, path)
+
+
 def base_env(tmp_path, s3_settings: dict[str, str], **settings: str) -> dict[str, str]:
     """A clean environment: no CDH_* or IBM names from the caller, a private HOST_DIR."""
     from cdh.config import BY_ALIAS
