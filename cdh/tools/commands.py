@@ -250,7 +250,7 @@ async def _get(ns, dest, max_size: int | None) -> int:
         key = info.key
         identities = identities_for(info, dest.url(key), ns.identity)  # None: not encrypted
         base = keys.zip_name_of(key)
-        if not ondisk.is_finished_zip(base) or len(key.rsplit("/", 1)[-1].encode()) > 255:
+        if not ondisk.is_finished_zip(base) or len(base.encode()) > 255:  # the local file's name
             raise BucketError(f"{dest.url(key)}: its name is not a dump zip's")
         unpacked = os.path.join(ns.output, base.removesuffix(ondisk.ZIP_SUFFIX))
         if os.path.lexists(unpacked):
