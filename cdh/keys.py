@@ -123,6 +123,9 @@ LISTED_SEP = "~"
 # names (the metadata keeps MAX_VALUE_CHARS); Kubernetes names are at most 63 characters but pods' (253).
 LISTED_VALUE_CHARS = 63
 MAX_KEY_BYTES = 1024          # S3's limit on a key (UTF-8)
+# Stores that keep objects as files (MinIO, SeaweedFS's filer) refuse a key with a path segment over
+# 255 bytes (a file name): the listed name's time-and-values segment stays within it.
+MAX_SEGMENT_BYTES = 255
 _LISTED_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
 _ESCAPED = re.compile(r"(?:![0-9A-F]{2})+")
 _LISTED = re.compile(r"(?:^|/)(\d{4})-(\d\d)-(\d\d)/(\d\d)(\d\d)(\d\d)~"
@@ -154,16 +157,19 @@ def listed_name(values: dict[str, object], crash_time: float, zip_name: str,
                 max_bytes: int = MAX_KEY_BYTES) -> str:
     """``<day>/<HHMMSS>~<signal>~...~<top frame>~<zip name>`` (UTC); unknown values are empty, and
     the uuid is left out (empty) when the zip's name already holds it (the default name does). Within
-    ``max_bytes`` (what the prefix leaves of S3's 1,024): values are cut shorter where they must be."""
+    ``max_bytes`` (what the prefix leaves of S3's 1,024) and its last segment within
+    :data:`MAX_SEGMENT_BYTES`: values are cut shorter where they must be."""
     g = time.gmtime(crash_time)
     raw = ["" if (v := values.get(name)) in (None, "") or (name == "uuid" and str(v) in zip_name) else str(v)
            for name in LISTED]
+    day = time.strftime("%Y-%m-%d/", g)
     limit = LISTED_VALUE_CHARS
     while True:
-        name = LISTED_SEP.join([time.strftime("%Y-%m-%d/" + TIME_NAME, g),
-                                *(escape_listed(v, limit) for v in raw), zip_name])
-        if len(name.encode()) <= max_bytes or limit == 0:
-            return name
+        cells = (escape_listed(v, limit) for v in raw)
+        segment = LISTED_SEP.join([time.strftime(TIME_NAME, g), *cells, zip_name])
+        size = len(segment.encode())
+        if (size <= MAX_SEGMENT_BYTES and len(day) + size <= max_bytes) or limit == 0:
+            return day + segment
         limit //= 2
 
 

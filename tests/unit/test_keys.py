@@ -127,6 +127,7 @@ def test_any_values_make_a_key_within_s3s_limit_that_reads_back(info, node, t, p
     name = "dump.zip"
     key = keys.object_key("{namespace}/" + keys.sanitise(prefix_value) + "/", info, node, t, name)
     assert len(key.encode()) <= keys.MAX_KEY_BYTES
+    assert len(key.rsplit("/", 1)[-1].encode()) <= keys.MAX_SEGMENT_BYTES  # a file name, on MinIO
     listed = keys.parse_listed(key)
     assert listed is not None and listed["time"] == t and listed["zip_name"] == name
     for field, value in [("node", node), *((f, info.get(f) or "") for f in ("namespace", "container", "exe",
