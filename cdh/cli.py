@@ -22,12 +22,12 @@ def run() -> None:
     0.6 s ``cdh sweep`` of a small zip here); when main() returns its work is done and written. What
     was registered with atexit (logging's flush; a caller's coverage or I/O meter) still runs. The
     composer and the agent exit as usual."""
-    import atexit
-
     argv = sys.argv
     code = main(argv)
     if os.path.basename(argv[0]) in COMPOSER_NAMES or len(argv) < 2 or argv[1] in ("compose", "agent"):
         sys.exit(code)
+    import atexit  # here: the composer's import list is measured (packaging/pyruntime.py)
+
     atexit._run_exitfuncs()
     try:
         sys.stdout.flush()

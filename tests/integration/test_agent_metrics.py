@@ -113,6 +113,7 @@ def test_failures_retries_and_waiting_zips(agent_env, start_agent, core_dir, fau
         + m.value("cdh_queue_depth", state="queued") == 1
     fault_proxy.clear()
     wait_until(lambda: zips_left(core_dir) == [], timeout=30, what="the denied zip uploaded after the fix")
+    agent.wait_event("upload.done", count=2)  # counted with its log line, just after the zip is deleted
     m = scrape(port)
     assert m.value("cdh_pending_zips") == 0 and m.value("cdh_oldest_pending_zip_age_seconds") == 0
     assert m.value("cdh_uploads_succeeded_total", route="main", kind="s3") == 2
