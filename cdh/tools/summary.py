@@ -119,7 +119,7 @@ def _stack(info: dict) -> dict | None:
         return None
     out = {k: v for k, v in stack.items() if k not in ("threads", "signature_frames", "errors")}
     out.update(signature=_text(info.get("signature")), top_frame=_text(info.get("top_frame")),
-               signature_version=_int(stack.get("signature_version")),
+               signature_version=_text(stack.get("signature_version")),
                signature_frames=_texts(stack.get("signature_frames")), errors=_texts(stack.get("errors")),
                threads=[_thread(t) for t in _list(stack.get("threads")) if isinstance(t, dict)])
     return out

@@ -13,7 +13,7 @@ from cdh.tools.summary import _stack
 GOOD_FRAME = {"pc": "0x55c0f52594b7", "how": "first", "module": "/usr/bin/cart", "offset": "0x14b7",
               "function": "apply_coupon", "function_offset": 23}
 GOOD = {"signature": "1-9e18378b020e987f", "top_frame": "cart!apply_coupon",
-        "stack": {"version": 1, "signature_version": 1, "signature_frames": ["cart!apply_coupon"],
+        "stack": {"version": "1", "signature_version": "1", "signature_frames": ["cart!apply_coupon"],
                   "threads": [{"tid": 7, "crashed": True, "stopped": "outermost frame",
                                "frames": [GOOD_FRAME]}],
                   "modules": {"/usr/bin/cart": "ab12"}, "errors": [], "seconds": 0.002}}
