@@ -59,7 +59,7 @@ def build(work: str) -> tuple[str, str]:
 
 def agent_env(host_dir: str, s3: S3Server, bucket: str, fake_sysctl: str | None) -> dict:
     env = {"PATH": "/usr/bin:/bin", "CDH_HOST_DIR": host_dir, "CDH_NODE_NAME": "demo-node",
-           "CDH_UNINSTALL_ON_STOP": "true", "CDH_METRICS_PORT": "0", "CDH_S3_KEY_PREFIX": "{node}/{date}/",
+           "CDH_UNINSTALL_ON_STOP": "true", "CDH_METRICS_PORT": "0", "CDH_S3_KEY_PREFIX": "{node}/",
            "AWS_EC2_METADATA_DISABLED": "true", **s3.agent_env(bucket)}
     if fake_sysctl:
         env["CDH_TEST_SYSCTL_ROOT"] = fake_sysctl
@@ -71,7 +71,8 @@ def crash(host_dir: str, kernel: bool) -> None:
         say("4. Crash a real process",
             "sleep 600 & kill -SEGV $!   (the kernel pipes its core into HOST_DIR/cdc)")
         victim = subprocess.Popen(["sleep", "600"])
-        wait_until(lambda: _comm(victim.pid) == "sleep", 10, "sleep to start")
+        # Asleep (in nanosleep), not still in the dynamic loader: the trace then runs through libc to main.
+        wait_until(lambda: _comm(victim.pid) == "sleep" and _state(victim.pid) == "S", 10, "sleep to sleep")
         victim.send_signal(signal.SIGSEGV)
         status = victim.wait()
         print(f"pid {victim.pid} ended with {signal.Signals(-status).name}")
@@ -82,6 +83,14 @@ def crash(host_dir: str, kernel: bool) -> None:
     subprocess.run([cdc, "-c=0", "-e=demo", "-p=1", "-P=1", "-s=11", f"-t={int(time.time())}",
                     "-h=demo", "-E=!demo"], input=core, check=True, env={}, cwd="/")
     print(f"{len(core)} bytes piped into {cdc}")
+
+
+def _state(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return ""
 
 
 def _comm(pid: int) -> str:

@@ -245,7 +245,8 @@ SPECS: tuple[Spec, ...] = (
     Spec("CDH_S3_ADDRESSING", "s3_addressing", choice("auto", "path", "virtual"), "auto",
          "Bucket addressing style."),
     Spec("CDH_S3_KEY_PREFIX", "s3_key_prefix", template(KEY_PREFIX_VARIABLES), "",
-         "Object key prefix template, e.g. {node}/{namespace}/{date}/."),
+         "Object key prefix template, e.g. {namespace}/ (the listing layout adds the day itself; "
+         "{date} suits plain)."),
     Spec("CDH_KEY_LAYOUT", "key_layout", choice("listing", "plain"), "listing",
          "Object names after the prefix: listing = <date>/<time>~<signal, signature, namespace, pod, "
          "container, exe, node, uuid, image, top frame>~<zip name> (cdh ls and --group read them from the "
