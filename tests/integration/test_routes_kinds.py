@@ -30,8 +30,9 @@ ACCOUNTS = {"teamc": base64.b64encode(b"team C's own account key, 32 B.").decode
 
 
 @pytest.fixture(scope="module")
-def accounts(tmp_path_factory):
-    """Azurite with one storage account per team, each with a ``cores`` container."""
+def accounts(tmp_path_factory, s3_kind):
+    """Azurite with one storage account per team, each with a ``cores`` container; a fresh one for
+    each S3 server kind (the tests count what the containers hold)."""
     require(azurite_binary() is not None, "azurite-blob (npm azurite; .ci/run installs it)")
     server = Azurite(str(tmp_path_factory.mktemp("azurite") / "azurite.log")).start(accounts=ACCOUNTS)
     try:
