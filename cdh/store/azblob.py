@@ -114,26 +114,22 @@ class AzureBlobStore(http.HttpStore):
         crc = fold_slice(held.fd, part.offset, part.length, held.path, crc64nvme, 0)
         return "x-ms-content-crc64", crc64_b64(crc)
 
-    async def check(self) -> None:
-        await http.retried(self.api.check)
-
     # ---------------------------------------------------------------- reading
 
     async def list(self, prefix: str) -> AsyncIterator[ObjectInfo]:
-        async for name, props, meta in self.api.list(prefix):
-            yield ObjectInfo(key=name, size=int(props.get("Content-Length") or 0),
-                             last_modified=http_time(props["Last-Modified"]),
-                             etag=_quoted(props.get("Etag", "")),
-                             metadata=keys.read_metadata(self.kind, meta),
-                             facts={"content_md5": props.get("Content-MD5", "")})
+        async for name, props, meta in self.api.list(prefix):  # the listing's Etag comes unquoted
+            yield self._info(name, props, meta, _quoted(props.get("Etag", "")))
 
     async def head(self, key: str) -> ObjectInfo | None:
         props = await http.retried(lambda: self.api.properties(key))
         if props is None:
             return None
         meta = {k[len("x-ms-meta-"):]: v for k, v in props.items() if k.lower().startswith("x-ms-meta-")}
+        return self._info(key, props, meta, props.get("ETag", ""))
+
+    def _info(self, key: str, props: Any, meta: dict, etag: str) -> ObjectInfo:
         return ObjectInfo(key=key, size=int(props.get("Content-Length") or 0),
-                          last_modified=http_time(props["Last-Modified"]), etag=props.get("ETag", ""),
+                          last_modified=http_time(props["Last-Modified"]), etag=etag,
                           metadata=keys.read_metadata(self.kind, meta),
                           facts={"content_md5": props.get("Content-MD5", "")})
 
@@ -141,11 +137,7 @@ class AzureBlobStore(http.HttpStore):
         await http.retried(lambda: self.api.put_blob(key, data))
 
     async def get_bytes(self, key: str) -> bytes:
-        resp = await http.retried(lambda: self.api.get(key))
-        try:
-            return await resp.read()
-        finally:
-            resp.release()
+        return await self._whole(lambda: self.api.get(key))
 
     async def delete(self, key: str) -> None:
         try:

@@ -136,9 +136,6 @@ class GcsStore(http.HttpStore):
         except Exception as err:
             self.log.warning("upload.wrong_object_kept", key=key, generation=generation, error=repr(err))
 
-    async def check(self) -> None:
-        await http.retried(self.api.check)
-
     # ---------------------------------------------------------------- reading
 
     async def list(self, prefix: str) -> AsyncIterator[ObjectInfo]:
@@ -153,11 +150,7 @@ class GcsStore(http.HttpStore):
         await http.retried(lambda: self.api.insert(key, data, crc32c_b64(crc32c(data))))
 
     async def get_bytes(self, key: str) -> bytes:
-        resp = await http.retried(lambda: self.api.read(key))
-        try:
-            return await resp.read()
-        finally:
-            resp.release()
+        return await self._whole(lambda: self.api.read(key))
 
     async def delete(self, key: str) -> None:
         try:

@@ -129,6 +129,18 @@ class HttpStore(Store):
         """The credential library found no identity, or was refused a token: a config change helps."""
         return False
 
+    async def check(self) -> None:
+        await retried(self.api.check)
+
+    @staticmethod
+    async def _whole(request: Callable[[], Awaitable[aiohttp.ClientResponse]]) -> bytes:
+        """A small object's body (retried as a request), the response released however it ends."""
+        resp = await retried(request)
+        try:
+            return await resp.read()
+        finally:
+            resp.release()
+
     @staticmethod
     async def _chunks(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
         try:
